@@ -1,0 +1,11 @@
+"""fastrnn: fast CPU recurrent neural networks (RNN, LSTM, GRU) with C++ forward and BPTT kernels."""
+
+__version__ = "0.1.0"
+
+from . import functional
+from ._backend import get_backend, get_num_threads, info, set_backend, set_num_threads, use_backend
+
+__all__ = ["functional", "get_backend", "set_backend", "use_backend", "get_num_threads",
+           "set_num_threads", "info", "__version__"]
+
+get_num_threads()  # applies FASTRNN_NUM_THREADS (or the CPU count) to the native thread team

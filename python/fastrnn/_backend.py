@@ -1,0 +1,139 @@
+"""Backend registry and selection, thread count, and info().
+
+A backend is a module with ``forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse,
+training)`` and ``backward(saved, dy, dh_n, dc_n)`` taking validated arrays (see functional.py).
+"""
+
+import contextlib
+import os
+import threading
+import warnings
+
+from . import _reference
+
+BACKENDS = ("native", "numpy")
+
+try:
+    from . import _native
+    _NATIVE_ERROR = None
+except ImportError as exc:  # a broken or missing build: fall back to the reference, loudly
+    _native = None
+    _NATIVE_ERROR = exc
+
+_lock = threading.Lock()
+_global = {"name": None, "warned": False}
+_local = threading.local()  # per-thread stack of use_backend() overrides
+
+
+def native_available():
+    return _native is not None
+
+
+def _check_name(name, argument="backend"):
+    if not isinstance(name, str):
+        raise TypeError(f"{argument} must be a string, one of {BACKENDS}, got {type(name).__name__}")
+    if name not in BACKENDS:
+        raise ValueError(f"{argument} must be one of {BACKENDS}, got {name!r}")
+    if name == "native" and _native is None:
+        raise RuntimeError(f"the native backend is not available: {_NATIVE_ERROR}")
+    return name
+
+
+def _default_name():
+    env = os.environ.get("FASTRNN_BACKEND")
+    if env:
+        return _check_name(env.strip().lower(), "FASTRNN_BACKEND")
+    if _native is not None:
+        return "native"
+    with _lock:
+        if not _global["warned"]:
+            _global["warned"] = True
+            warnings.warn(f"fastrnn: native extension not importable ({_NATIVE_ERROR}); "
+                          "using the slow numpy backend", RuntimeWarning, stacklevel=4)
+    return "numpy"
+
+
+def get_backend():
+    """The name of the backend used where none is given: 'native' or 'numpy'."""
+    stack = getattr(_local, "stack", None)
+    if stack:
+        return stack[-1]
+    if _global["name"] is None:
+        _global["name"] = _default_name()
+    return _global["name"]
+
+
+def set_backend(name):
+    """Selects the default backend for the whole process: 'native' or 'numpy'."""
+    _global["name"] = _check_name(name)
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Uses backend ``name`` inside a ``with`` block (this thread only)."""
+    _check_name(name)
+    if not hasattr(_local, "stack"):
+        _local.stack = []
+    _local.stack.append(name)
+    try:
+        yield name
+    finally:
+        _local.stack.pop()
+
+
+def module(name=None):
+    """The backend module for ``name`` (None: the current backend)."""
+    name = get_backend() if name is None else _check_name(name)
+    return _native if name == "native" else _reference
+
+
+# ---------------------------------------------------------------------------------------------
+# Threads (the native backend's thread team; the numpy backend uses whatever NumPy uses).
+
+def _threads_from_env():
+    env = os.environ.get("FASTRNN_NUM_THREADS")
+    if not env:
+        return os.cpu_count() or 1
+    try:
+        n = int(env)
+    except ValueError:
+        raise ValueError(f"FASTRNN_NUM_THREADS must be a positive integer, got {env!r}") from None
+    if n < 1:
+        raise ValueError(f"FASTRNN_NUM_THREADS must be a positive integer, got {env!r}")
+    return n
+
+
+_threads = {"n": None}
+
+
+def set_num_threads(n):
+    """Sets how many threads the native kernels use (>= 1)."""
+    if isinstance(n, bool) or not isinstance(n, int) and not hasattr(n, "__index__"):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _threads["n"] = n
+    if _native is not None:
+        _native.set_num_threads(n)
+
+
+def get_num_threads():
+    """How many threads the native kernels use."""
+    if _threads["n"] is None:
+        set_num_threads(_threads_from_env())
+    return _threads["n"]
+
+
+def info():
+    """A dict describing this installation: version, backend, CPU paths, threads."""
+    from . import __version__
+    return {
+        "version": __version__,
+        "backend": get_backend(),
+        "native_available": _native is not None,
+        "native_error": None if _NATIVE_ERROR is None else str(_NATIVE_ERROR),
+        "cpu_paths": list(_native.compiled_paths()) if _native is not None else [],
+        "cpu_path": _native.active_path() if _native is not None else None,
+        "num_threads": get_num_threads(),
+    }

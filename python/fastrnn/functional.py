@@ -1,0 +1,148 @@
+"""forward()/backward() for one layer and one direction: validate, then dispatch to a backend.
+
+Shapes (time-major, row-major): x (T, B, I); w_ih (G*H, I); w_hh (G*H, P); b_ih, b_hh (G*H,);
+w_hr (P, H) for an LSTM with projection (else P == H); h0 (B, P); c0 (B, H) for ``lstm`` only;
+y (T, B, P). G is 1 for rnn_tanh/rnn_relu, 4 for lstm (gates i, f, g, o), 3 for gru (r, z, n).
+"""
+
+import numpy as np
+
+from . import _backend
+from ._reference import GATES
+
+CELLS = tuple(GATES)
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Cache:
+    """What backward() needs from one training-mode forward(). Opaque; safe to reuse."""
+
+    __slots__ = ("backend", "cell", "dtype", "T", "B", "I", "H", "P", "_saved")
+
+    def __init__(self, backend, cell, dtype, T, B, I, H, P, saved):
+        self.backend, self.cell, self.dtype = backend, cell, dtype
+        self.T, self.B, self.I, self.H, self.P = T, B, I, H, P
+        self._saved = saved
+
+    def __repr__(self):
+        return (f"<fastrnn Cache {self.cell} {self.dtype} T={self.T} B={self.B} I={self.I} "
+                f"H={self.H} P={self.P} backend={self.backend}>")
+
+
+def _array(name, a, dtype=None):
+    """``a`` as a C-contiguous float32/float64 array; ``dtype`` (if given) must match exactly."""
+    if a is None:
+        raise TypeError(f"{name} must be an array, got None")
+    arr = np.asarray(a)
+    if arr.dtype not in _DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
+    if dtype is not None and arr.dtype != dtype:
+        raise TypeError(f"{name} has dtype {arr.dtype} but x has dtype {dtype}: "
+                        "all arrays must share one dtype")
+    return np.ascontiguousarray(arr)
+
+
+def _shaped(name, a, shape, names, dtype):
+    arr = _array(name, a, dtype)
+    if arr.shape != tuple(shape):
+        want = "(" + ", ".join(f"{n}={v}" for n, v in zip(names, shape)) + ")"
+        raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
+    return arr
+
+
+def _optional(name, a, shape, names, dtype):
+    return None if a is None else _shaped(name, a, shape, names, dtype)
+
+
+def _flag(name, v):
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
+    return bool(v)
+
+
+def _lengths(lengths, T, B):
+    if lengths is None:
+        return None
+    arr = np.asarray(lengths)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"lengths must be an integer array, got dtype {arr.dtype}")
+    if arr.shape != (B,):
+        raise ValueError(f"lengths must have shape (B={B},), got {arr.shape}")
+    if B and (arr.min() < 0 or arr.max() > T):
+        raise ValueError(f"lengths must lie in [0, T={T}], got values in [{arr.min()}, {arr.max()}]")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None, lengths=None, reverse=False,
+            training=True, *, backend=None):
+    """Runs one recurrent layer in one direction over a whole sequence.
+
+    Returns ``(y, h_n, c_n, cache)``: y (T, B, P), h_n (B, P), c_n (B, H) for lstm (else None), and
+    the cache for backward() (None when ``training`` is False). ``h0``/``c0`` may be None (zeros).
+    ``lengths`` (B,) gives each sequence's length (0 <= length <= T): steps past it output zeros and
+    keep the state, and ``reverse`` starts each sequence at its own last step.
+    ``backend`` ('native' or 'numpy') overrides the current backend for this call.
+    """
+    if not isinstance(cell, str) or cell not in GATES:
+        raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+    G = GATES[cell]
+    x = _array("x", x)
+    if x.ndim != 3:
+        raise ValueError(f"x must have shape (T, B, I) (3 dimensions), got shape {x.shape}")
+    dtype = x.dtype
+    T, B, I = x.shape
+    w_ih = _array("w_ih", w_ih, dtype)
+    if w_ih.ndim != 2 or w_ih.shape[0] % G or w_ih.shape[0] == 0 or w_ih.shape[1] != I:
+        raise ValueError(f"w_ih must have shape ({G}*H, I={I}) with H >= 1 for cell {cell!r}, "
+                         f"got {w_ih.shape}")
+    H = w_ih.shape[0] // G
+    if w_hr is not None:
+        if cell != "lstm":
+            raise ValueError(f"w_hr (projection) is only for cell 'lstm', got cell {cell!r}")
+        w_hr = _array("w_hr", w_hr, dtype)
+        if w_hr.ndim != 2 or w_hr.shape[1] != H or w_hr.shape[0] == 0:
+            raise ValueError(f"w_hr must have shape (P, H={H}) with P >= 1, got {w_hr.shape}")
+    P = H if w_hr is None else w_hr.shape[0]
+    w_hh = _shaped("w_hh", w_hh, (G * H, P), ("G*H", "P"), dtype)
+    b_ih = _optional("b_ih", b_ih, (G * H,), ("G*H",), dtype)
+    b_hh = _optional("b_hh", b_hh, (G * H,), ("G*H",), dtype)
+    h0 = np.zeros((B, P), dtype) if h0 is None else _shaped("h0", h0, (B, P), ("B", "P"), dtype)
+    if cell == "lstm":
+        c0 = np.zeros((B, H), dtype) if c0 is None else _shaped("c0", c0, (B, H), ("B", "H"), dtype)
+    elif c0 is not None:
+        raise ValueError(f"c0 is only for cell 'lstm'; pass None for cell {cell!r}")
+    lengths = _lengths(lengths, T, B)
+    reverse = _flag("reverse", reverse)
+    training = _flag("training", training)
+
+    name = _backend.get_backend() if backend is None else _backend._check_name(backend)
+    y, h_n, c_n, saved = _backend.module(name).forward(
+        cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training)
+    cache = Cache(name, cell, dtype, T, B, I, H, P, saved) if training else None
+    return y, h_n, c_n, cache
+
+
+def backward(cache, dy, dh_n, dc_n=None):
+    """Backpropagation through time for the forward() that returned ``cache``.
+
+    ``dy`` (T, B, P), ``dh_n`` (B, P) and ``dc_n`` (B, H, lstm only) are the gradients of the loss
+    w.r.t. y, h_n and c_n; each may be None (zeros). Returns
+    ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr)``; dc0 is None unless lstm, db_* are None
+    where the bias was None, dw_hr is None without projection. Runs on the backend that made the cache.
+    """
+    if cache is None:
+        raise ValueError("cache is None: forward() was run with training=False, which keeps no cache")
+    if not isinstance(cache, Cache):
+        raise TypeError(f"cache must be the Cache returned by forward(), got {type(cache).__name__}")
+    c = cache
+    dtype = c.dtype
+    dy = (np.zeros((c.T, c.B, c.P), dtype) if dy is None
+          else _shaped("dy", dy, (c.T, c.B, c.P), ("T", "B", "P"), dtype))
+    dh_n = (np.zeros((c.B, c.P), dtype) if dh_n is None
+            else _shaped("dh_n", dh_n, (c.B, c.P), ("B", "P"), dtype))
+    if c.cell == "lstm":
+        dc_n = (np.zeros((c.B, c.H), dtype) if dc_n is None
+                else _shaped("dc_n", dc_n, (c.B, c.H), ("B", "H"), dtype))
+    elif dc_n is not None:
+        raise ValueError(f"dc_n is only for cell 'lstm'; pass None for cell {c.cell!r}")
+    return tuple(_backend.module(c.backend).backward(c._saved, dy, dh_n, dc_n))
