@@ -112,22 +112,25 @@ def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, tra
     h, c = h0.copy(), (c0.copy() if cell == "lstm" else None)
     steps = []
     for t in _step_order(T, reverse):
-        # A sequence is active at time t while t < its length; an inactive one keeps its state
-        # and outputs zeros (PyTorch's packed-sequence semantics).
-        active = np.ones((B, 1), bool) if lengths is None else (t < lengths)[:, None]
-        gi = x[t] @ w_ih.T
-        gh = h @ w_hh.T
+        # Only sequences still running at time t (t < length) take a step; the others keep their
+        # state and output zeros (PyTorch's packed-sequence semantics). Padding is never read.
+        rows = slice(None) if lengths is None else np.flatnonzero(t < lengths)
+        h_prev, c_prev = h[rows], (None if c is None else c[rows])
+        gi = x[t, rows] @ w_ih.T
+        gh = h_prev @ w_hh.T
         if b_ih is not None:
             gi = gi + b_ih
         if b_hh is not None:
             gh = gh + b_hh
-        h_new, c_new, saved = step(gi, gh, h, c, w_hr)
+        h_new, c_new, saved = step(gi, gh, h_prev, c_prev, w_hr)
         if training:
-            steps.append((t, active, h, saved))
-        y[t] = np.where(active, h_new, 0)
-        h = np.where(active, h_new, h)
+            steps.append((t, rows, h_prev, saved))
+        y[t, rows] = h_new
+        h = h.copy()  # new arrays: the saved h_prev/c_prev may be views of the old ones
+        h[rows] = h_new
         if c is not None:
-            c = np.where(active, c_new, c)
+            c = c.copy()
+            c[rows] = c_new
     saved = None
     if training:
         saved = {"cell": cell, "x": x, "w_ih": w_ih, "w_hh": w_hh, "w_hr": w_hr, "steps": steps,
@@ -146,20 +149,20 @@ def backward(saved, dy, dh_n, dc_n):
     dw_hr = None if w_hr is None else np.zeros_like(w_hr)
     dh = dh_n.copy()
     dc = dc_n.copy() if cell == "lstm" else None
-    for t, active, h_prev, s in reversed(saved["steps"]):
-        # Gradients reach a step only while its sequence is active; padding passes them through.
-        dh_in = np.where(active, dh + dy[t], 0)
-        dc_in = None if dc is None else np.where(active, dc, 0)
+    for t, rows, h_prev, s in reversed(saved["steps"]):
+        # Gradients reach only the sequences that took this step; the others pass dh, dc through.
+        dh_in = dh[rows] + dy[t, rows]
+        dc_in = None if dc is None else dc[rows]
         dgi, dgh, dh_prev, dc_prev, dw_hr_t = step_backward(s, dh_in, dc_in, h_prev, w_hr)
-        dx[t] = dgi @ w_ih
-        dw_ih += dgi.T @ x[t]
+        dx[t, rows] = dgi @ w_ih
+        dw_ih += dgi.T @ x[t, rows]
         dw_hh += dgh.T @ h_prev
         db_ih += dgi.sum(axis=0)
         db_hh += dgh.sum(axis=0)
         if dw_hr_t is not None:
             dw_hr += dw_hr_t
-        dh = np.where(active, dh_prev + dgh @ w_hh, dh)
+        dh[rows] = dh_prev + dgh @ w_hh
         if dc is not None:
-            dc = np.where(active, dc_prev, dc)
+            dc[rows] = dc_prev
     return (dx, dh, dc, dw_ih, dw_hh,
             db_ih if saved["has_b_ih"] else None, db_hh if saved["has_b_hh"] else None, dw_hr)
