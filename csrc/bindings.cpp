@@ -1,0 +1,251 @@
+// The only file that includes pybind11. Each entry point: check shapes -> allocate outputs -> take raw
+// pointers -> release the GIL and run the kernel. The checks repeat what functional.py checks, so the
+// C++ stays safe when fastrnn._native is called directly. User errors raise ValueError/TypeError.
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "fastrnn/recurrence.hpp"
+#include "fastrnn/threads.hpp"
+
+namespace py = pybind11;
+using fastrnn::Cell;
+using fastrnn::index_t;
+
+namespace {
+
+template <class T>
+using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument(message);
+}
+
+std::string shape_of(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// `value` as a C-contiguous array of T with exactly `shape` (given as text in `expected`).
+template <class T>
+Array<T> checked(py::handle value, const char* name, const std::vector<index_t>& shape,
+                 const std::string& expected) {
+  if (value.is_none()) throw py::type_error(std::string(name) + " must be an array, got None");
+  Array<T> arr = Array<T>::ensure(value);
+  if (!arr) throw py::type_error(std::string(name) + " must be a numeric array");
+  bool ok = arr.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || arr.shape(i) == shape[i];
+  require(ok, std::string(name) + " must have shape " + expected + ", got " + shape_of(arr));
+  return arr;
+}
+
+Cell parse_cell(const std::string& name) {
+  if (name == "rnn_tanh") return Cell::rnn_tanh;
+  if (name == "rnn_relu") return Cell::rnn_relu;
+  if (name == "lstm") return Cell::lstm;
+  if (name == "gru") return Cell::gru;
+  throw std::invalid_argument("cell must be one of 'rnn_tanh', 'rnn_relu', 'lstm', 'gru', got '" +
+                              name + "'");
+}
+
+template <class T>
+const T* data_or_null(const Array<T>& a, bool present) {
+  return present ? a.data() : nullptr;
+}
+
+// Everything backward needs: the forward's arguments (kept alive here) and its saved buffers.
+template <class T>
+struct CacheData {
+  Cell cell;
+  fastrnn::Dims d;
+  bool reverse;
+  Array<T> x, w_ih, w_hh, w_hr;
+  Array<index_t> lengths;
+  bool has_b_ih, has_b_hh, has_w_hr, has_lengths;
+  fastrnn::Saved<T> saved;
+};
+
+// The opaque cache object handed to Python: one of the two is set.
+struct NativeCache {
+  std::unique_ptr<CacheData<float>> f32;
+  std::unique_ptr<CacheData<double>> f64;
+};
+
+template <class T>
+py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_, py::handle w_ih_,
+                       py::handle w_hh_, py::handle b_ih_, py::handle b_hh_, py::handle w_hr_,
+                       py::handle lengths_, bool reverse, bool training) {
+  const index_t G = fastrnn::gate_count(cell);
+  const bool lstm = cell == Cell::lstm;
+  Array<T> x = checked<T>(x_, "x", {-1, -1, -1}, "(T, B, I)");
+  const index_t T_ = x.shape(0), B = x.shape(1), I = x.shape(2);
+  Array<T> w_ih = checked<T>(w_ih_, "w_ih", {-1, I}, "(G*H, I=" + std::to_string(I) + ")");
+  require(w_ih.shape(0) > 0 && w_ih.shape(0) % G == 0,
+          "w_ih must have shape (G*H, I) with G=" + std::to_string(G) + " and H >= 1, got " +
+              shape_of(w_ih));
+  const index_t H = w_ih.shape(0) / G, GH = G * H;
+  const bool has_w_hr = !w_hr_.is_none();
+  require(!has_w_hr || lstm, "w_hr (projection) is only for cell 'lstm'");
+  Array<T> w_hr;
+  index_t P = H;
+  if (has_w_hr) {
+    w_hr = checked<T>(w_hr_, "w_hr", {-1, H}, "(P, H=" + std::to_string(H) + ")");
+    P = w_hr.shape(0);
+    require(P > 0, "w_hr must have shape (P, H) with P >= 1");
+  }
+  const std::string sGH = std::to_string(GH), sB = std::to_string(B), sP = std::to_string(P),
+                    sH = std::to_string(H);
+  Array<T> w_hh = checked<T>(w_hh_, "w_hh", {GH, P}, "(G*H=" + sGH + ", P=" + sP + ")");
+  const bool has_b_ih = !b_ih_.is_none(), has_b_hh = !b_hh_.is_none();
+  Array<T> b_ih, b_hh, c0;
+  if (has_b_ih) b_ih = checked<T>(b_ih_, "b_ih", {GH}, "(G*H=" + sGH + ",)");
+  if (has_b_hh) b_hh = checked<T>(b_hh_, "b_hh", {GH}, "(G*H=" + sGH + ",)");
+  Array<T> h0 = checked<T>(h0_, "h0", {B, P}, "(B=" + sB + ", P=" + sP + ")");
+  if (lstm) c0 = checked<T>(c0_, "c0", {B, H}, "(B=" + sB + ", H=" + sH + ")");
+  else require(c0_.is_none(), "c0 is only for cell 'lstm'");
+  const bool has_lengths = !lengths_.is_none();
+  Array<index_t> lengths;
+  if (has_lengths) {
+    lengths = checked<index_t>(lengths_, "lengths", {B}, "(B=" + sB + ",)");
+    for (index_t b = 0; b < B; ++b)
+      require(lengths.data()[b] >= 0 && lengths.data()[b] <= T_,
+              "lengths must lie in [0, T=" + std::to_string(T_) + "]");
+  }
+
+  Array<T> y({T_, B, P}), h_n({B, P});
+  Array<T> c_n = lstm ? Array<T>({B, H}) : Array<T>();
+  std::unique_ptr<CacheData<T>> cache;
+  if (training) {
+    cache.reset(new CacheData<T>{cell, {T_, B, I, H, P}, reverse, x, w_ih, w_hh, w_hr, lengths,
+                                 has_b_ih, has_b_hh, has_w_hr, has_lengths, {}});
+  }
+  const fastrnn::Weights<T> w{w_ih.data(), w_hh.data(), data_or_null(b_ih, has_b_ih),
+                              data_or_null(b_hh, has_b_hh), data_or_null(w_hr, has_w_hr)};
+  const fastrnn::ForwardArgs<T> args{x.data(), h0.data(), data_or_null(c0, lstm),
+                                     data_or_null(lengths, has_lengths), y.mutable_data(),
+                                     h_n.mutable_data(), lstm ? c_n.mutable_data() : nullptr,
+                                     cache ? &cache->saved : nullptr};
+  {
+    py::gil_scoped_release nogil;
+    fastrnn::forward<T>(cell, {T_, B, I, H, P}, reverse, w, args);
+  }
+  py::object cache_obj = py::none();
+  if (training) {
+    auto nc = std::make_unique<NativeCache>();
+    if constexpr (std::is_same_v<T, float>) nc->f32 = std::move(cache);
+    else nc->f64 = std::move(cache);
+    cache_obj = py::cast(std::move(nc));
+  }
+  return py::make_tuple(y, h_n, lstm ? py::object(c_n) : py::none(), cache_obj);
+}
+
+py::tuple forward(const std::string& cell_name, py::handle x, py::handle h0, py::handle c0,
+                  py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle w_hr,
+                  py::handle lengths, bool reverse, bool training) {
+  const Cell cell = parse_cell(cell_name);
+  if (x.is_none()) throw py::type_error("x must be an array, got None");
+  const py::array arr = py::array::ensure(x);
+  if (!arr) throw py::type_error("x must be a numeric array");
+  const py::dtype dt = arr.dtype();
+  if (dt.is(py::dtype::of<float>()))
+    return forward_impl<float>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse,
+                               training);
+  if (dt.is(py::dtype::of<double>()))
+    return forward_impl<double>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse,
+                                training);
+  throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(dt)));
+}
+
+template <class T>
+py::tuple backward_impl(const CacheData<T>& c, py::handle dy_, py::handle dh_n_, py::handle dc_n_) {
+  const fastrnn::Dims& d = c.d;
+  const bool lstm = c.cell == Cell::lstm;
+  const index_t GH = fastrnn::gate_count(c.cell) * d.H;
+  const std::string sT = std::to_string(d.T), sB = std::to_string(d.B), sP = std::to_string(d.P),
+                    sH = std::to_string(d.H);
+  Array<T> dy = checked<T>(dy_, "dy", {d.T, d.B, d.P}, "(T=" + sT + ", B=" + sB + ", P=" + sP + ")");
+  Array<T> dh_n = checked<T>(dh_n_, "dh_n", {d.B, d.P}, "(B=" + sB + ", P=" + sP + ")");
+  Array<T> dc_n;
+  if (lstm) dc_n = checked<T>(dc_n_, "dc_n", {d.B, d.H}, "(B=" + sB + ", H=" + sH + ")");
+  else require(dc_n_.is_none(), "dc_n is only for cell 'lstm'");
+
+  Array<T> dx({d.T, d.B, d.I}), dh0({d.B, d.P}), dw_ih({GH, d.I}), dw_hh({GH, d.P});
+  Array<T> dc0 = lstm ? Array<T>({d.B, d.H}) : Array<T>();
+  Array<T> db_ih = c.has_b_ih ? Array<T>({GH}) : Array<T>();
+  Array<T> db_hh = c.has_b_hh ? Array<T>({GH}) : Array<T>();
+  Array<T> dw_hr = c.has_w_hr ? Array<T>({d.P, d.H}) : Array<T>();
+  const fastrnn::Weights<T> w{c.w_ih.data(), c.w_hh.data(), nullptr, nullptr,
+                              data_or_null(c.w_hr, c.has_w_hr)};
+  const fastrnn::BackwardArgs<T> args{
+      c.x.data(), data_or_null(c.lengths, c.has_lengths), &c.saved, dy.data(), dh_n.data(),
+      data_or_null(dc_n, lstm), dx.mutable_data(), dh0.mutable_data(),
+      lstm ? dc0.mutable_data() : nullptr, dw_ih.mutable_data(), dw_hh.mutable_data(),
+      c.has_b_ih ? db_ih.mutable_data() : nullptr, c.has_b_hh ? db_hh.mutable_data() : nullptr,
+      c.has_w_hr ? dw_hr.mutable_data() : nullptr};
+  {
+    py::gil_scoped_release nogil;
+    fastrnn::backward<T>(c.cell, d, c.reverse, w, args);
+  }
+  auto opt = [](bool present, const Array<T>& a) { return present ? py::object(a) : py::none(); };
+  return py::make_tuple(dx, dh0, opt(lstm, dc0), dw_ih, dw_hh, opt(c.has_b_ih, db_ih),
+                        opt(c.has_b_hh, db_hh), opt(c.has_w_hr, dw_hr));
+}
+
+py::tuple backward(py::handle cache, py::handle dy, py::handle dh_n, py::handle dc_n) {
+  if (cache.is_none())
+    throw std::invalid_argument("cache is None: forward was run with training=False");
+  if (!py::isinstance<NativeCache>(cache))
+    throw py::type_error("cache must be the cache returned by fastrnn._native.forward");
+  const NativeCache& nc = cache.cast<const NativeCache&>();
+  if (nc.f32) return backward_impl<float>(*nc.f32, dy, dh_n, dc_n);
+  return backward_impl<double>(*nc.f64, dy, dh_n, dc_n);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_native, m) {
+  m.doc() = "fastrnn's C++ kernels: forward and BPTT for one recurrent layer in one direction.";
+
+  py::class_<NativeCache>(m, "Cache", "What backward needs from one training-mode forward (opaque).");
+
+  m.def("forward", &forward, py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"),
+        py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"), py::arg("w_hr"),
+        py::arg("lengths"), py::arg("reverse"), py::arg("training"),
+        "forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training)\n"
+        "-> (y, h_n, c_n, cache). Shapes as in fastrnn.functional.forward; h0 is required,\n"
+        "c0 only for 'lstm', biases/w_hr/lengths may be None. cache is None unless training.");
+  m.def("backward", &backward, py::arg("cache"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
+        "backward(cache, dy, dh_n, dc_n) -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr).");
+  m.def(
+      "set_num_threads",
+      [](int n) {
+        require(n >= 1, "n must be >= 1, got " + std::to_string(n));
+        fastrnn::ThreadTeam::global().set_size(n);
+      },
+      py::arg("n"), "Sets how many threads the kernels use (the caller included).");
+  m.def("get_num_threads", [] { return fastrnn::ThreadTeam::global().size(); });
+  m.def(
+      "compiled_paths",
+      [] {
+        std::vector<std::string> out;
+        for (const char* const* p = fastrnn::compiled_paths(); *p; ++p) out.emplace_back(*p);
+        return out;
+      },
+      "The instruction-set paths compiled into this build, best first.");
+  m.def("active_path", [] { return std::string(fastrnn::active_path()); },
+        "The instruction-set path the kernels run on this CPU.");
+  m.def(
+      "set_cpu_path",
+      [](const std::string& name) {
+        require(fastrnn::set_path(name.c_str()),
+                "cpu path '" + name + "' is not compiled in or not supported by this CPU");
+      },
+      py::arg("name"), "Forces one instruction-set path ('avx2' or 'portable'), e.g. to test it.");
+}

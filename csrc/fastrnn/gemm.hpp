@@ -1,0 +1,210 @@
+// Packed matrix products C (M x N) = A (M x K) * B (K x N) [+ C], row-major C, any strides for A, B.
+//
+// GotoBLAS/BLIS structure: B is packed once into NR-column panels (the weights, once per call and
+// reused at every time step), A is packed per (MC x KC) block into MR-row panels, and a register-
+// tiled micro-kernel computes each MR x NR tile of C. One source serves every instruction set: it is
+// compiled once per ISA (FASTRNN_ISA names the namespace) with that ISA's compiler flags, and the
+// 32-byte GCC vector type becomes AVX2/FMA code there and pairs of SSE2 registers in the portable
+// build. Transposed operands are just other strides, so forward (x W^T), BPTT (dG W) and the weight
+// gradients (dG^T x) all use this one product.
+#pragma once
+
+#ifndef FASTRNN_ISA
+#error "gemm.hpp is compiled once per instruction set: define FASTRNN_ISA"
+#endif
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "fastrnn/memory.hpp"
+#include "fastrnn/threads.hpp"
+
+namespace fastrnn {
+namespace FASTRNN_ISA {
+
+using index_t = std::int64_t;
+
+template <class T>
+struct Tile {
+  typedef T vec __attribute__((vector_size(32)));
+  static constexpr int VL = 32 / sizeof(T);  // lanes per vector
+  static constexpr int NR = 2 * VL;          // columns of C per micro-tile
+  static constexpr int MR = 6;               // rows of C per micro-tile: 12 accumulators
+  static constexpr index_t KC = 256;         // depth of one packed block (B slice stays in L1)
+  static constexpr index_t MC = 72;          // rows of A per packed block (stays in L2)
+};
+
+// A K x N operand packed into ceil(N / NR) panels, each K x NR, k-major, zero-padded past N.
+template <class T>
+class PackedB {
+ public:
+  static constexpr int NR = Tile<T>::NR;
+
+  // Element (k, n) of the source is b[k * rs + n * cs].
+  void pack(index_t K, index_t N, const T* b, index_t rs, index_t cs) {
+    K_ = K;
+    N_ = N;
+    panels_ = (N + NR - 1) / NR;
+    buf_.ensure(static_cast<std::size_t>(std::max<index_t>(panels_ * K * NR, 1)));
+    for (index_t p = 0; p < panels_; ++p) {
+      T* out = panel(p);
+      const index_t n0 = p * NR, nc = std::min<index_t>(NR, N - n0);
+      for (index_t k = 0; k < K; ++k) {
+        const T* src = b + k * rs + n0 * cs;
+        T* dst = out + k * NR;
+        if (cs == 1) {
+          std::memcpy(dst, src, sizeof(T) * nc);
+        } else {
+          for (index_t j = 0; j < nc; ++j) dst[j] = src[j * cs];
+        }
+        for (index_t j = nc; j < NR; ++j) dst[j] = T(0);
+      }
+    }
+  }
+  index_t K() const { return K_; }
+  index_t N() const { return N_; }
+  index_t panels() const { return panels_; }
+  const T* panel(index_t p) const { return buf_.data() + p * K_ * NR; }
+
+ private:
+  T* panel(index_t p) { return buf_.data() + p * K_ * NR; }
+  AlignedBuffer<T> buf_;
+  index_t K_ = 0, N_ = 0, panels_ = 0;
+};
+
+// C[R x ncols] (+)= A-panel (kc x R, k-major) * B-panel slice (kc x NR, k-major).
+template <class T, int R>
+inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict bp, T* __restrict c,
+                         index_t ldc, int ncols, bool accumulate) {
+  using V = typename Tile<T>::vec;
+  constexpr int VL = Tile<T>::VL, NR = Tile<T>::NR;
+  V acc0[R], acc1[R];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) { acc0[i] = V{}; acc1[i] = V{}; }
+  for (index_t k = 0; k < kc; ++k) {
+    V b0, b1;
+    std::memcpy(&b0, bp + k * NR, sizeof(V));
+    std::memcpy(&b1, bp + k * NR + VL, sizeof(V));
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const T a = ap[k * R + i];
+      acc0[i] += a * b0;
+      acc1[i] += a * b1;
+    }
+  }
+  if (ncols == NR) {
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      T* row = c + i * ldc;
+      if (accumulate) {
+        V c0, c1;
+        std::memcpy(&c0, row, sizeof(V));
+        std::memcpy(&c1, row + VL, sizeof(V));
+        acc0[i] += c0;
+        acc1[i] += c1;
+      }
+      std::memcpy(row, &acc0[i], sizeof(V));
+      std::memcpy(row + VL, &acc1[i], sizeof(V));
+    }
+  } else {
+    alignas(64) T tmp[NR];
+    for (int i = 0; i < R; ++i) {
+      std::memcpy(tmp, &acc0[i], sizeof(V));
+      std::memcpy(tmp + VL, &acc1[i], sizeof(V));
+      T* row = c + i * ldc;
+      for (int j = 0; j < ncols; ++j) row[j] = accumulate ? row[j] + tmp[j] : tmp[j];
+    }
+  }
+}
+
+template <class T>
+inline void micro_kernel_rows(int rows, index_t kc, const T* ap, const T* bp, T* c, index_t ldc,
+                              int ncols, bool accumulate) {
+  switch (rows) {
+    case 1: micro_kernel<T, 1>(kc, ap, bp, c, ldc, ncols, accumulate); break;
+    case 2: micro_kernel<T, 2>(kc, ap, bp, c, ldc, ncols, accumulate); break;
+    case 3: micro_kernel<T, 3>(kc, ap, bp, c, ldc, ncols, accumulate); break;
+    case 4: micro_kernel<T, 4>(kc, ap, bp, c, ldc, ncols, accumulate); break;
+    case 5: micro_kernel<T, 5>(kc, ap, bp, c, ldc, ncols, accumulate); break;
+    default: micro_kernel<T, 6>(kc, ap, bp, c, ldc, ncols, accumulate); break;
+  }
+}
+
+// Packs rows [i0, i0 + mc) x depth [k0, k0 + kc) of A (element (i, k) at a[i * rs + k * cs]) into
+// MR-row panels; the last panel holds the leftover rows, tightly (stride = its row count).
+template <class T>
+inline void pack_a(index_t mc, index_t kc, const T* a, index_t rs, index_t cs, T* out) {
+  constexpr int MR = Tile<T>::MR;
+  for (index_t p0 = 0; p0 < mc; p0 += MR) {
+    const int rows = static_cast<int>(std::min<index_t>(MR, mc - p0));
+    T* dst = out + p0 * kc;
+    for (int i = 0; i < rows; ++i) {
+      const T* src = a + (p0 + i) * rs;
+      if (cs == 1) {
+        for (index_t k = 0; k < kc; ++k) dst[k * rows + i] = src[k];
+      } else {
+        for (index_t k = 0; k < kc; ++k) dst[k * rows + i] = src[k * cs];
+      }
+    }
+  }
+}
+
+// How many threads a product of this size is worth (each extra one must have real work to do).
+inline int gemm_threads(index_t M, index_t N, index_t K, index_t panels) {
+  const double flops = 2.0 * double(M) * double(N) * double(K);
+  const int by_size = static_cast<int>(flops / 4e5) + 1;
+  const int team = ThreadTeam::global().size();
+  return static_cast<int>(std::max<index_t>(1, std::min<index_t>({team, by_size, panels})));
+}
+
+// C = A * B (accumulate == false) or C += A * B, where element (i, k) of A is a[i * a_rs + k * a_cs].
+// Threads split the columns of C (B's panels); each packs its own copy of A's blocks.
+template <class T>
+void gemm(index_t M, const T* a, index_t a_rs, index_t a_cs, const PackedB<T>& b, T* c, index_t ldc,
+          bool accumulate) {
+  using Tl = Tile<T>;
+  const index_t N = b.N(), K = b.K();
+  if (M <= 0 || N <= 0) return;
+  if (K == 0) {
+    if (!accumulate)
+      for (index_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, T(0));
+    return;
+  }
+  const index_t panels = b.panels();
+  const int nthreads = gemm_threads(M, N, K, panels);
+  auto job = [&](int tid) {
+    static thread_local AlignedBuffer<T> a_pack;
+    a_pack.ensure(static_cast<std::size_t>(Tl::MC * Tl::KC));
+    const index_t p_begin = panels * tid / nthreads, p_end = panels * (tid + 1) / nthreads;
+    for (index_t k0 = 0; k0 < K; k0 += Tl::KC) {
+      const index_t kc = std::min<index_t>(Tl::KC, K - k0);
+      const bool acc = accumulate || k0 > 0;
+      for (index_t i0 = 0; i0 < M; i0 += Tl::MC) {
+        const index_t mc = std::min<index_t>(Tl::MC, M - i0);
+        pack_a(mc, kc, a + i0 * a_rs + k0 * a_cs, a_rs, a_cs, a_pack.data());
+        for (index_t p = p_begin; p < p_end; ++p) {
+          const T* bp = b.panel(p) + k0 * Tl::NR;
+          const int ncols = static_cast<int>(std::min<index_t>(Tl::NR, N - p * Tl::NR));
+          for (index_t r0 = 0; r0 < mc; r0 += Tl::MR) {
+            const int rows = static_cast<int>(std::min<index_t>(Tl::MR, mc - r0));
+            micro_kernel_rows<T>(rows, kc, a_pack.data() + r0 * kc, bp,
+                                 c + (i0 + r0) * ldc + p * Tl::NR, ldc, ncols, acc);
+          }
+        }
+      }
+    }
+  };
+  ThreadTeam::global().run(nthreads, JobRef(job));
+}
+
+// The same with B given unpacked: element (k, n) at b[k * b_rs + n * b_cs], B is K x N.
+template <class T>
+void gemm(index_t M, index_t N, index_t K, const T* a, index_t a_rs, index_t a_cs, const T* b,
+          index_t b_rs, index_t b_cs, T* c, index_t ldc, bool accumulate, PackedB<T>& scratch) {
+  scratch.pack(K, N, b, b_rs, b_cs);
+  gemm(M, a, a_rs, a_cs, scratch, c, ldc, accumulate);
+}
+
+}  // namespace FASTRNN_ISA
+}  // namespace fastrnn

@@ -1,0 +1,267 @@
+// The forward and BPTT time loops, templated on the scalar type and the cell (cells.hpp).
+// Compiled once per instruction set (CMakeLists.txt); FASTRNN_ISA names this copy's namespace.
+//
+// Forward: the input projection for all T steps is one product before the loop; inside the loop only
+// the recurrent product h_prev W_hh^T and the cell's elementwise math run. Backward: only the gate
+// gradients and dh_prev = dgates W_hh live in the reverse loop; dx, dW_ih, dW_hh, dW_hr and the bias
+// gradients are single products/reductions over all T*B rows afterwards. Every buffer is allocated
+// before the loops.
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "fastrnn/cells.hpp"
+#include "fastrnn/gemm.hpp"
+#include "fastrnn/recurrence.hpp"
+
+namespace fastrnn {
+namespace FASTRNN_ISA {
+namespace {
+
+template <class T>
+inline void copy_n(T* dst, const T* src, index_t n) {
+  if (n > 0) std::memcpy(dst, src, sizeof(T) * static_cast<std::size_t>(n));
+}
+
+template <class T>
+inline void zero_n(T* dst, index_t n) {
+  if (n > 0) std::fill(dst, dst + n, T(0));
+}
+
+// Row b of a (rows x stride) array that may be absent (null).
+template <class T>
+inline T* row(T* p, index_t b, index_t stride) {
+  return p ? p + b * stride : nullptr;
+}
+
+inline bool is_active(const index_t* lengths, index_t b, index_t t) {
+  return lengths == nullptr || t < lengths[b];
+}
+
+// out[j] = sum over rows r of a[r * n + j].
+template <class T>
+void column_sums(index_t rows, index_t n, const T* a, T* out) {
+  zero_n(out, n);
+  for (index_t r = 0; r < rows; ++r) {
+    const T* src = a + r * n;
+    for (index_t j = 0; j < n; ++j) out[j] += src[j];
+  }
+}
+
+template <class T, class C>
+void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const ForwardArgs<T>& a) {
+  const index_t B = d.B, I = d.I, H = d.H, P = d.P, GH = C::G * H, TB = d.T * d.B;
+  constexpr bool gru = C::G == 3;
+  const bool proj = w.w_hr != nullptr;
+  Saved<T>* sv = a.saved;
+
+  // x with its padding zeroed, so that nothing past a sequence's length is ever read.
+  const T* x = a.x;
+  AlignedBuffer<T> x_inference;
+  if (a.lengths) {
+    AlignedBuffer<T>& xm = sv ? sv->x_masked : x_inference;
+    xm.resize(static_cast<std::size_t>(TB * I));
+    for (index_t t = 0; t < d.T; ++t)
+      for (index_t b = 0; b < B; ++b) {
+        T* dst = xm.data() + (t * B + b) * I;
+        if (is_active(a.lengths, b, t)) copy_n(dst, a.x + (t * B + b) * I, I);
+        else zero_n(dst, I);
+      }
+    x = xm.data();
+  }
+  if (sv) {
+    sv->h_prev.resize(static_cast<std::size_t>(TB * P));
+    sv->gates.resize(static_cast<std::size_t>(TB * GH));
+    if (C::has_c) {
+      sv->c_prev.resize(static_cast<std::size_t>(TB * H));
+      sv->c_new.resize(static_cast<std::size_t>(TB * H));
+    }
+    if (proj) sv->m.resize(static_cast<std::size_t>(TB * H));
+    if (gru) sv->gh_n.resize(static_cast<std::size_t>(TB * H));
+  }
+
+  // 1. Input projection for every step at once, with the biases folded in (all but GRU's b_hn,
+  //    which sits inside r * (W_hn h + b_hn) and so is added per step).
+  AlignedBuffer<T> xg(static_cast<std::size_t>(TB * GH));
+  {
+    PackedB<T> w_ih_t;
+    gemm<T>(TB, GH, I, x, I, 1, w.w_ih, 1, I, xg.data(), GH, false, w_ih_t);
+  }
+  AlignedBuffer<T> bias(static_cast<std::size_t>(GH)), b_hn(static_cast<std::size_t>(H));
+  zero_n(bias.data(), GH);
+  zero_n(b_hn.data(), H);
+  for (index_t k = 0; k < GH; ++k) {
+    if (w.b_ih) bias.data()[k] += w.b_ih[k];
+    if (w.b_hh && (!gru || k < 2 * H)) bias.data()[k] += w.b_hh[k];
+  }
+  if (gru && w.b_hh) copy_n(b_hn.data(), w.b_hh + 2 * H, H);
+  if (w.b_ih || w.b_hh)
+    for (index_t r = 0; r < TB; ++r) {
+      T* dst = xg.data() + r * GH;
+      for (index_t k = 0; k < GH; ++k) dst[k] += bias.data()[k];
+    }
+
+  // 2. The time loop. Weights are packed once for all steps.
+  PackedB<T> w_hh_t, w_hr_t;
+  w_hh_t.pack(P, GH, w.w_hh, 1, P);
+  if (proj) w_hr_t.pack(H, P, w.w_hr, 1, H);
+  AlignedBuffer<T> h(static_cast<std::size_t>(B * P)), c(static_cast<std::size_t>(C::has_c ? B * H : 0));
+  AlignedBuffer<T> hg(static_cast<std::size_t>(B * GH)), h_new(static_cast<std::size_t>(B * P));
+  // Inference writes the per-step values that training saves into these instead.
+  AlignedBuffer<T> gates_tmp(sv ? 0 : static_cast<std::size_t>(B * GH));
+  AlignedBuffer<T> c_new_tmp(sv || !C::has_c ? 0 : static_cast<std::size_t>(B * H));
+  AlignedBuffer<T> m_tmp(sv || !proj ? 0 : static_cast<std::size_t>(B * H));
+  AlignedBuffer<T> gh_n_tmp(sv || !gru ? 0 : static_cast<std::size_t>(B * H));
+  copy_n(h.data(), a.h0, B * P);
+  if (C::has_c) copy_n(c.data(), a.c0, B * H);
+
+  for (index_t s = 0; s < d.T; ++s) {
+    const index_t t = reverse ? d.T - 1 - s : s, off = t * B;
+    const T* hp = h.data();
+    const T* cp = c.data();
+    if (sv) {
+      copy_n(sv->h_prev.data() + off * P, h.data(), B * P);
+      hp = sv->h_prev.data() + off * P;
+      if (C::has_c) {
+        copy_n(sv->c_prev.data() + off * H, c.data(), B * H);
+        cp = sv->c_prev.data() + off * H;
+      }
+    }
+    gemm<T>(B, hp, P, 1, w_hh_t, hg.data(), GH, false);
+
+    T* gates = sv ? sv->gates.data() + off * GH : gates_tmp.data();
+    T* c_new = !C::has_c ? nullptr : sv ? sv->c_new.data() + off * H : c_new_tmp.data();
+    T* gh_n = !gru ? nullptr : sv ? sv->gh_n.data() + off * H : gh_n_tmp.data();
+    T* out = !proj ? h_new.data() : sv ? sv->m.data() + off * H : m_tmp.data();
+    for (index_t b = 0; b < B; ++b) {
+      if (!is_active(a.lengths, b, t)) {
+        if (proj) zero_n(out + b * H, H);  // read by the dW_hr product (times zero)
+        continue;
+      }
+      C::forward_row(H, xg.data() + (off + b) * GH, hg.data() + b * GH, b_hn.data(), hp + b * P,
+                     row(cp, b, H), gates + b * GH, out + b * H, row(c_new, b, H), row(gh_n, b, H));
+    }
+    if (proj) gemm<T>(B, out, H, 1, w_hr_t, h_new.data(), P, false);
+
+    // Sequences that took the step move to their new state; the others keep theirs.
+    T* y = a.y + off * P;
+    for (index_t b = 0; b < B; ++b) {
+      if (is_active(a.lengths, b, t)) {
+        copy_n(h.data() + b * P, h_new.data() + b * P, P);
+        copy_n(y + b * P, h_new.data() + b * P, P);
+        if (C::has_c) copy_n(c.data() + b * H, c_new + b * H, H);
+      } else {
+        zero_n(y + b * P, P);
+      }
+    }
+  }
+  copy_n(a.h_n, h.data(), B * P);
+  if (C::has_c) copy_n(a.c_n, c.data(), B * H);
+}
+
+template <class T, class C>
+void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const BackwardArgs<T>& a) {
+  const index_t B = d.B, I = d.I, H = d.H, P = d.P, GH = C::G * H, TB = d.T * d.B;
+  constexpr bool gru = C::G == 3;  // the only cell whose hidden-side gate gradients differ
+  const bool proj = w.w_hr != nullptr;
+  const Saved<T>& sv = *a.saved;
+
+  AlignedBuffer<T> dgi(static_cast<std::size_t>(TB * GH));
+  AlignedBuffer<T> dgh_gru(static_cast<std::size_t>(gru ? TB * GH : 0));
+  T* dgh = gru ? dgh_gru.data() : dgi.data();
+  AlignedBuffer<T> dh_total(static_cast<std::size_t>(proj ? TB * P : B * P));  // kept for dW_hr
+  AlignedBuffer<T> dm(static_cast<std::size_t>(proj ? B * H : 0));
+  AlignedBuffer<T> dh(static_cast<std::size_t>(B * P)), dh_next(static_cast<std::size_t>(B * P));
+  AlignedBuffer<T> dc(static_cast<std::size_t>(C::has_c ? B * H : 0));
+  PackedB<T> w_hh_p, w_hr_p;
+  w_hh_p.pack(GH, P, w.w_hh, P, 1);
+  if (proj) w_hr_p.pack(P, H, w.w_hr, H, 1);
+  copy_n(dh.data(), a.dh_n, B * P);
+  if (C::has_c) copy_n(dc.data(), a.dc_n, B * H);
+
+  // The reverse loop: steps in the opposite order to forward's.
+  for (index_t s = d.T - 1; s >= 0; --s) {
+    const index_t t = reverse ? d.T - 1 - s : s, off = t * B;
+    T* dtot = proj ? dh_total.data() + off * P : dh_total.data();
+    for (index_t b = 0; b < B; ++b) {
+      T* dst = dtot + b * P;
+      if (is_active(a.lengths, b, t)) {
+        const T* src = dh.data() + b * P;
+        const T* dyb = a.dy + (off + b) * P;
+        for (index_t j = 0; j < P; ++j) dst[j] = src[j] + dyb[j];
+      } else {
+        zero_n(dst, P);
+      }
+    }
+    const T* dcell = dtot;  // the gradient w.r.t. the cell output (m for a projected LSTM)
+    if (proj) {
+      gemm<T>(B, dtot, P, 1, w_hr_p, dm.data(), H, false);
+      dcell = dm.data();
+    }
+    for (index_t b = 0; b < B; ++b) {
+      const index_t r = off + b;
+      T* dgi_r = dgi.data() + r * GH;
+      T* dgh_r = dgh + r * GH;
+      if (!is_active(a.lengths, b, t)) {
+        zero_n(dgi_r, GH);
+        if (gru) { zero_n(dgh_r, GH); zero_n(dh_next.data() + b * P, P); }
+        continue;
+      }
+      C::backward_row(H, dcell + b * H, row(dc.data(), b, H), sv.gates.data() + r * GH,
+                      row(sv.c_prev.data(), r, H), row(sv.c_new.data(), r, H),
+                      sv.h_prev.data() + r * P, row(sv.gh_n.data(), r, H), dgi_r, dgh_r,
+                      dh_next.data() + b * P);
+    }
+    // dh_prev = dgates_h W_hh (+ the GRU's direct z * dh, already in dh_next).
+    gemm<T>(B, dgh + off * GH, GH, 1, w_hh_p, dh_next.data(), P, gru);
+    for (index_t b = 0; b < B; ++b)
+      if (!is_active(a.lengths, b, t)) copy_n(dh_next.data() + b * P, dh.data() + b * P, P);
+    std::swap(dh, dh_next);
+  }
+  copy_n(a.dh0, dh.data(), B * P);
+  if (C::has_c) copy_n(a.dc0, dc.data(), B * H);
+
+  // The hoisted products over all T*B rows.
+  const T* x = a.lengths ? sv.x_masked.data() : a.x;
+  PackedB<T> scratch;
+  gemm<T>(TB, I, GH, dgi.data(), GH, 1, w.w_ih, I, 1, a.dx, I, false, scratch);
+  gemm<T>(GH, I, TB, dgi.data(), 1, GH, x, I, 1, a.dw_ih, I, false, scratch);
+  gemm<T>(GH, P, TB, dgh, 1, GH, sv.h_prev.data(), P, 1, a.dw_hh, P, false, scratch);
+  if (a.db_ih) column_sums(TB, GH, dgi.data(), a.db_ih);
+  if (a.db_hh) column_sums(TB, GH, dgh, a.db_hh);
+  if (proj) gemm<T>(P, H, TB, dh_total.data(), 1, P, sv.m.data(), H, 1, a.dw_hr, H, false, scratch);
+}
+
+}  // namespace
+
+template <class T>
+void forward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const ForwardArgs<T>& a) {
+  switch (cell) {
+    case Cell::rnn_tanh: forward_loop<T, RnnCell<T, false>>(d, reverse, w, a); break;
+    case Cell::rnn_relu: forward_loop<T, RnnCell<T, true>>(d, reverse, w, a); break;
+    case Cell::lstm: forward_loop<T, LstmCell<T>>(d, reverse, w, a); break;
+    case Cell::gru: forward_loop<T, GruCell<T>>(d, reverse, w, a); break;
+  }
+}
+
+template <class T>
+void backward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const BackwardArgs<T>& a) {
+  switch (cell) {
+    case Cell::rnn_tanh: backward_loop<T, RnnCell<T, false>>(d, reverse, w, a); break;
+    case Cell::rnn_relu: backward_loop<T, RnnCell<T, true>>(d, reverse, w, a); break;
+    case Cell::lstm: backward_loop<T, LstmCell<T>>(d, reverse, w, a); break;
+    case Cell::gru: backward_loop<T, GruCell<T>>(d, reverse, w, a); break;
+  }
+}
+
+template void forward<float>(Cell, const Dims&, bool, const Weights<float>&, const ForwardArgs<float>&);
+template void forward<double>(Cell, const Dims&, bool, const Weights<double>&,
+                              const ForwardArgs<double>&);
+template void backward<float>(Cell, const Dims&, bool, const Weights<float>&,
+                              const BackwardArgs<float>&);
+template void backward<double>(Cell, const Dims&, bool, const Weights<double>&,
+                               const BackwardArgs<double>&);
+
+}  // namespace FASTRNN_ISA
+}  // namespace fastrnn

@@ -1,0 +1,82 @@
+#include "fastrnn/threads.hpp"
+
+#include <algorithm>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define FASTRNN_CPU_RELAX() _mm_pause()
+#else
+#define FASTRNN_CPU_RELAX() std::this_thread::yield()
+#endif
+
+namespace fastrnn {
+
+namespace {
+thread_local bool in_team_job = false;
+// Roughly 50-100 microseconds of spinning before a worker goes to sleep.
+constexpr int kSpinBeforeSleep = 20000;
+}  // namespace
+
+ThreadTeam& ThreadTeam::global() {
+  // Never destroyed: worker threads may still be asleep when the interpreter exits.
+  static ThreadTeam* team = new ThreadTeam();
+  return *team;
+}
+
+void ThreadTeam::set_size(int n) {
+  if (n < 1) n = 1;
+  std::lock_guard<std::mutex> lock(run_mutex_);
+  // Workers are started on demand and kept; a smaller size just leaves some idle.
+  while (static_cast<int>(workers_.size()) < n - 1) {
+    int tid = static_cast<int>(workers_.size()) + 1;
+    workers_.emplace_back([this, tid] { worker_loop(tid); });
+  }
+  size_.store(n, std::memory_order_relaxed);
+}
+
+void ThreadTeam::worker_loop(int tid) {
+  std::uint64_t seen = 0;
+  for (;;) {
+    std::uint64_t gen = generation_.load(std::memory_order_acquire);
+    for (int spin = 0; gen == seen && spin < kSpinBeforeSleep; ++spin) {
+      FASTRNN_CPU_RELAX();
+      gen = generation_.load(std::memory_order_acquire);
+    }
+    if (gen == seen) {
+      std::unique_lock<std::mutex> lock(sleep_mutex_);
+      wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      gen = generation_.load(std::memory_order_acquire);
+    }
+    seen = gen;
+    if (tid < job_threads_) {
+      in_team_job = true;
+      (*job_)(tid);
+      in_team_job = false;
+    }
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+void ThreadTeam::run(int n, JobRef job) {
+  if (n > size()) n = size();
+  if (n <= 1 || in_team_job) {
+    for (int tid = 0; tid < std::max(n, 1); ++tid) job(tid);
+    return;
+  }
+  std::lock_guard<std::mutex> lock(run_mutex_);
+  if (n > static_cast<int>(workers_.size()) + 1) n = static_cast<int>(workers_.size()) + 1;
+  job_ = &job;
+  job_threads_ = n;
+  pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> sleep_lock(sleep_mutex_);
+    generation_.fetch_add(1, std::memory_order_acq_rel);
+  }
+  wake_.notify_all();
+  in_team_job = true;
+  job(0);
+  in_team_job = false;
+  while (pending_.load(std::memory_order_acquire) != 0) FASTRNN_CPU_RELAX();
+}
+
+}  // namespace fastrnn
