@@ -13,8 +13,24 @@ namespace fastrnn {
 
 namespace {
 thread_local bool in_team_job = false;
-// Roughly 50-100 microseconds of spinning before a worker goes to sleep.
-constexpr int kSpinBeforeSleep = 20000;
+// A waiting thread first spins (cheapest wake-up), then yields its core (the machine may have
+// more runnable threads than cores), then, if still idle, sleeps on the condition variable.
+constexpr int kSpins = 4000;
+constexpr int kYields = 200;
+
+// Waits until ready() holds, spinning then yielding; false if it gave up (the caller then sleeps).
+template <class F>
+bool spin_then_yield(F ready, int yields) {
+  for (int i = 0; i < kSpins; ++i) {
+    if (ready()) return true;
+    FASTRNN_CPU_RELAX();
+  }
+  for (int i = 0; i < yields; ++i) {
+    if (ready()) return true;
+    std::this_thread::yield();
+  }
+  return ready();
+}
 }  // namespace
 
 ThreadTeam& ThreadTeam::global() {
@@ -37,17 +53,12 @@ void ThreadTeam::set_size(int n) {
 void ThreadTeam::worker_loop(int tid) {
   std::uint64_t seen = 0;
   for (;;) {
-    std::uint64_t gen = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; gen == seen && spin < kSpinBeforeSleep; ++spin) {
-      FASTRNN_CPU_RELAX();
-      gen = generation_.load(std::memory_order_acquire);
-    }
-    if (gen == seen) {
+    auto new_job = [&] { return generation_.load(std::memory_order_acquire) != seen; };
+    if (!spin_then_yield(new_job, kYields)) {
       std::unique_lock<std::mutex> lock(sleep_mutex_);
-      wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
-      gen = generation_.load(std::memory_order_acquire);
+      wake_.wait(lock, new_job);
     }
-    seen = gen;
+    seen = generation_.load(std::memory_order_acquire);
     if (tid < job_threads_) {
       in_team_job = true;
       (*job_)(tid);
@@ -76,7 +87,9 @@ void ThreadTeam::run(int n, JobRef job) {
   in_team_job = true;
   job(0);
   in_team_job = false;
-  while (pending_.load(std::memory_order_acquire) != 0) FASTRNN_CPU_RELAX();
+  auto all_done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+  while (!spin_then_yield(all_done, kYields)) {
+  }
 }
 
 }  // namespace fastrnn

@@ -153,7 +153,7 @@ inline void pack_a(index_t mc, index_t kc, const T* a, index_t rs, index_t cs, T
 // How many threads a product of this size is worth (each extra one must have real work to do).
 inline int gemm_threads(index_t M, index_t N, index_t K, index_t panels) {
   const double flops = 2.0 * double(M) * double(N) * double(K);
-  const int by_size = static_cast<int>(flops / 4e5) + 1;
+  const int by_size = static_cast<int>(flops / 4e6) + 1;  // >= ~40 us of work per extra thread
   const int team = ThreadTeam::global().size();
   return static_cast<int>(std::max<index_t>(1, std::min<index_t>({team, by_size, panels})));
 }

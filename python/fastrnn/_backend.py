@@ -93,7 +93,9 @@ def module(name=None):
 def _threads_from_env():
     env = os.environ.get("FASTRNN_NUM_THREADS")
     if not env:
-        return os.cpu_count() or 1
+        # One thread until the kernels split each time step across a team (the performance work):
+        # measured here, a second thread per product did not pay at these sizes.
+        return 1
     try:
         n = int(env)
     except ValueError:
