@@ -154,10 +154,11 @@ py::tuple forward(const std::string& cell_name, py::handle x, py::handle h0, py:
   const py::array arr = py::array::ensure(x);
   if (!arr) throw py::type_error("x must be a numeric array");
   const py::dtype dt = arr.dtype();
-  if (dt.is(py::dtype::of<float>()))
+  // By kind and size, not identity: an equal dtype object need not be numpy's canonical one.
+  if (dt.kind() == 'f' && dt.itemsize() == 4)
     return forward_impl<float>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse,
                                training);
-  if (dt.is(py::dtype::of<double>()))
+  if (dt.kind() == 'f' && dt.itemsize() == 8)
     return forward_impl<double>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse,
                                 training);
   throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(dt)));

@@ -5,6 +5,7 @@ training)`` and ``backward(saved, dy, dh_n, dc_n)`` taking validated arrays (see
 """
 
 import contextlib
+import importlib
 import os
 import threading
 import warnings
@@ -14,7 +15,7 @@ from . import _reference
 BACKENDS = ("native", "numpy")
 
 try:
-    from . import _native
+    _native = importlib.import_module("fastrnn._native")  # names the real cause when it fails
     _NATIVE_ERROR = None
 except ImportError as exc:  # a broken or missing build: fall back to the reference, loudly
     _native = None
@@ -100,24 +101,27 @@ def _threads_from_env():
         n = int(env)
     except ValueError:
         raise ValueError(f"FASTRNN_NUM_THREADS must be a positive integer, got {env!r}") from None
-    if n < 1:
-        raise ValueError(f"FASTRNN_NUM_THREADS must be a positive integer, got {env!r}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"FASTRNN_NUM_THREADS must be an integer in [1, {MAX_THREADS}], got {env!r}")
     return n
 
 
 _threads = {"n": None}
 
 
+MAX_THREADS = 1024
+
+
 def set_num_threads(n):
-    """Sets how many threads the native kernels use (>= 1)."""
-    if isinstance(n, bool) or not isinstance(n, int) and not hasattr(n, "__index__"):
+    """Sets how many threads the native kernels use (1 .. MAX_THREADS)."""
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     n = int(n)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    _threads["n"] = n
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"n must be in [1, {MAX_THREADS}], got {n}")
     if _native is not None:
         _native.set_num_threads(n)
+    _threads["n"] = n  # only once the native team has taken it
 
 
 def get_num_threads():

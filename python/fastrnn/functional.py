@@ -34,6 +34,8 @@ def _array(name, a, dtype=None):
     if a is None:
         raise TypeError(f"{name} must be an array, got None")
     arr = np.asarray(a)
+    if arr.dtype.kind == "f" and arr.dtype.newbyteorder("=") in _DTYPES:
+        arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)  # e.g. big-endian '>f8'
     if arr.dtype not in _DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
     if dtype is not None and arr.dtype != dtype:

@@ -1,0 +1,47 @@
+"""Shared fixtures for the pytest-benchmark files (run: ``python -m pytest benchmarks``).
+
+The grid, the problems and the torch modules come from ``fastrnn.bench``, which is also what
+``python -m fastrnn bench`` runs; this file only caches them for the session.
+"""
+
+import pathlib
+import sys
+
+import pytest
+
+try:
+    import fastrnn  # noqa: F401  (installed, or on PYTHONPATH)
+except ImportError:  # a plain checkout: use the package next to this directory
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
+
+from fastrnn import bench  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def threads():
+    """fastrnn.get_num_threads() (set it with FASTRNN_NUM_THREADS); torch is set to match."""
+    return bench.configure_threads()
+
+
+@pytest.fixture(scope="session")
+def problem():
+    """``problem(cell, shape)``: the float32 problem of bench.make_problem, made once per session."""
+    cache = {}
+
+    def get(cell, shape):
+        if (cell, shape) not in cache:
+            cache[(cell, shape)] = bench.make_problem(cell, shape, "float32")
+        return cache[(cell, shape)]
+    return get
+
+
+@pytest.fixture(scope="session")
+def reference(problem):
+    """``reference(cell, shape)``: the numpy backend's forward+backward outputs, computed once."""
+    cache = {}
+
+    def get(cell, shape):
+        if (cell, shape) not in cache:
+            cache[(cell, shape)] = bench.run_outputs("numpy", problem(cell, shape), "forward+backward")
+        return cache[(cell, shape)]
+    return get
