@@ -4,8 +4,10 @@ __version__ = "0.1.0"
 
 from . import functional
 from ._backend import get_backend, get_num_threads, info, set_backend, set_num_threads, use_backend
+from .layers import GRU, LSTM, RNN, Parameter
 
-__all__ = ["functional", "get_backend", "set_backend", "use_backend", "get_num_threads",
+__all__ = ["functional", "RNN", "LSTM", "GRU", "Parameter", "get_backend", "set_backend",
+           "use_backend", "get_num_threads",
            "set_num_threads", "info", "__version__"]
 
 get_num_threads()  # applies FASTRNN_NUM_THREADS (or the CPU count) to the native thread team

@@ -1,0 +1,473 @@
+"""RNN, LSTM and GRU layers with PyTorch's interface: stacking, directions, batch_first, lengths,
+projection, dropout and PyTorch-named weights.
+
+Each layer runs the functional core once per (layer, direction) over the whole sequence; nothing here
+loops over time steps. Internally everything is time-major (T, B, features) and batched; the public
+entry points convert batch_first and unbatched (T, I) inputs on the way in and out.
+"""
+
+import numbers
+
+import numpy as np
+
+from . import _backend
+from . import functional as F
+from ._reference import GATES
+
+_DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+_RNN_CELLS = {"tanh": "rnn_tanh", "relu": "rnn_relu"}
+# The weights of one layer and direction, in the functional core's argument order.
+_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+
+
+class Parameter:
+    """One weight of a layer: ``name`` (its state_dict key), ``data`` and ``grad`` (NumPy arrays of the
+    same shape). Both arrays are updated in place, so optimizers may hold on to a Parameter."""
+
+    __slots__ = ("name", "data", "grad")
+
+    def __init__(self, name, data, grad=None):
+        self.name = name
+        self.data = data
+        self.grad = np.zeros_like(data) if grad is None else grad
+
+    def __repr__(self):
+        return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+# -------------------------------------------------------------------------------------------------
+# Constructor argument checks
+
+def _int(name, v, low):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+    if v < low:
+        raise ValueError(f"{name} must be >= {low}, got {v}")
+    return int(v)
+
+
+def _bool(name, v):
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
+    return bool(v)
+
+
+def _dropout(p):
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"dropout must be a number, got {type(p).__name__}")
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout must be a probability in [0, 1], got {p}")
+    return float(p)
+
+
+def _dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
+    if dt.name not in _DTYPES:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dt.name!r}")
+    return dt
+
+
+def _seed(seed):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    if seed is not None and seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    return seed
+
+
+# -------------------------------------------------------------------------------------------------
+# The shared layer
+
+class _RNNBase:
+    """Everything RNN, LSTM and GRU share; subclasses fix the cell and the hx/dh_n format."""
+
+    def __init__(self, cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                 bidirectional, proj_size, dtype, backend, seed):
+        self.cell = cell
+        self.input_size = _int("input_size", input_size, 1)
+        self.hidden_size = _int("hidden_size", hidden_size, 1)
+        self.num_layers = _int("num_layers", num_layers, 1)
+        self.bias = _bool("bias", bias)
+        self.batch_first = _bool("batch_first", batch_first)
+        self.dropout = _dropout(dropout)
+        self.bidirectional = _bool("bidirectional", bidirectional)
+        self.proj_size = _int("proj_size", proj_size, 0)
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(f"proj_size must be smaller than hidden_size ({self.hidden_size}), "
+                             f"got {self.proj_size}")
+        self.dtype = _dtype(dtype)
+        self.backend = None if backend is None else _backend._check_name(backend)
+        self.seed = _seed(seed)
+        self.training = True
+        # One generator per layer: it draws the initial weights, then the dropout masks.
+        self._rng = np.random.default_rng(self.seed)
+        self._params = {}
+        self._init_parameters()
+        self._cache = None
+        self._last_forward = None  # None, "train" or "eval": for clear backward() errors
+
+    # -- sizes and names ----------------------------------------------------------------------
+
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    @property
+    def _out_size(self):
+        """P: the size of h (and of each direction's output); the projection size if any."""
+        return self.proj_size or self.hidden_size
+
+    def _shapes(self, layer):
+        """state_dict suffix -> shape for one direction of ``layer``, in PyTorch's order."""
+        G, H, P = GATES[self.cell], self.hidden_size, self._out_size
+        layer_in = self.input_size if layer == 0 else P * self.num_directions
+        shapes = {"weight_ih": (G * H, layer_in), "weight_hh": (G * H, P)}
+        if self.bias:
+            shapes.update(bias_ih=(G * H,), bias_hh=(G * H,))
+        if self.proj_size:
+            shapes["weight_hr"] = (P, H)
+        return shapes
+
+    def _names(self, layer, direction):
+        suffix = f"_l{layer}" + ("_reverse" if direction else "")
+        return {kind: kind + suffix for kind in self._shapes(layer)}
+
+    def _init_parameters(self):
+        k = 1.0 / np.sqrt(self.hidden_size)
+        for layer in range(self.num_layers):
+            for direction in range(self.num_directions):
+                for kind, shape in self._shapes(layer).items():
+                    name = self._names(layer, direction)[kind]
+                    data = self._rng.uniform(-k, k, size=shape).astype(self.dtype)
+                    self._params[name] = Parameter(name, data)
+
+    def _weights(self, layer, direction):
+        """The functional core's (w_ih, w_hh, b_ih, b_hh, w_hr) for one layer and direction."""
+        names = self._names(layer, direction)
+        return tuple(self._params[names[kind]].data if kind in names else None for kind in _KINDS)
+
+    # -- parameters and weights ---------------------------------------------------------------
+
+    def parameters(self):
+        """The Parameters, in state_dict order."""
+        return list(self._params.values())
+
+    @property
+    def grads(self):
+        """{name: gradient} with the state_dict's keys; backward() adds into these arrays."""
+        return {name: p.grad for name, p in self._params.items()}
+
+    def zero_grad(self):
+        for p in self._params.values():
+            p.grad[...] = 0
+
+    def state_dict(self):
+        """{PyTorch name: copy of the weight}."""
+        return {name: p.data.copy() for name, p in self._params.items()}
+
+    def load_state_dict(self, state_dict):
+        """Copies weights in from NumPy arrays or torch tensors; keys and shapes must match exactly."""
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+        missing = [k for k in self._params if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in self._params]
+        if missing or unexpected:
+            raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        arrays = {}
+        for name, p in self._params.items():
+            arr = _to_numpy(name, state_dict[name])
+            if arr.shape != p.data.shape:
+                raise ValueError(f"load_state_dict: {name} must have shape {p.data.shape}, "
+                                 f"got {arr.shape}")
+            arrays[name] = arr
+        # Only write once everything has been checked, so a bad dict leaves the layer untouched.
+        for name, arr in arrays.items():
+            self._params[name].data[...] = arr
+
+    # -- modes ----------------------------------------------------------------------------------
+
+    def train(self, mode=True):
+        self.training = _bool("mode", mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # -- forward --------------------------------------------------------------------------------
+
+    def __call__(self, x, hx=None, lengths=None):
+        # A backward() always refers to the latest forward, even one that fails its checks.
+        self._cache, self._last_forward = None, None
+        x, unbatched = self._input(x)
+        T, B, _ = x.shape
+        if unbatched and lengths is not None:
+            raise ValueError("lengths is for batched input (T, B, I); got unbatched input (T, I)")
+        h0, c0 = self._initial_state(hx, B, unbatched)
+        lengths = F._lengths(lengths, T, B)
+
+        caches, masks = [], []
+        h_n, c_n = [], []
+        layer_in = x
+        for layer in range(self.num_layers):
+            outs = []
+            for direction in range(self.num_directions):
+                i = layer * self.num_directions + direction
+                y, h, c, cache = F.forward(
+                    self.cell, layer_in, h0[i], None if c0 is None else c0[i],
+                    *self._weights(layer, direction), lengths=lengths, reverse=bool(direction),
+                    training=self.training, backend=self.backend)
+                outs.append(y)
+                h_n.append(h)
+                c_n.append(c)
+                caches.append(cache)
+            layer_in = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
+            if layer < self.num_layers - 1 and self.training and self.dropout > 0:
+                mask = self._dropout_mask(layer_in.shape)
+                layer_in = layer_in * mask
+                masks.append(mask)
+            else:
+                masks.append(None)
+
+        self._last_forward = "train" if self.training else "eval"
+        self._cache = ({"caches": caches, "masks": masks, "T": T, "B": B, "unbatched": unbatched}
+                       if self.training else None)
+        y = self._output(layer_in, unbatched)
+        h_n = self._state(np.stack(h_n), unbatched)
+        c_n = self._state(np.stack(c_n), unbatched) if self.cell == "lstm" else None
+        return self._pack_outputs(y, h_n, c_n)
+
+    def _dropout_mask(self, shape):
+        """Inverted dropout: kept elements are scaled by 1/(1-p) so eval needs no rescaling."""
+        p = self.dropout
+        if p >= 1:
+            return np.zeros(shape, self.dtype)
+        keep = self._rng.random(shape) >= p
+        return (keep / (1.0 - p)).astype(self.dtype)
+
+    def _check_array(self, name, a):
+        arr = np.asarray(a)
+        if arr.dtype != self.dtype:
+            raise TypeError(f"{name} must have the layer's dtype {self.dtype}, got {arr.dtype}")
+        return arr
+
+    def _input(self, x):
+        """x as time-major, batched (T, B, I); and whether it came unbatched."""
+        x = self._check_array("x", x)
+        if x.ndim == 2:
+            x, unbatched = x[:, None, :], True
+        elif x.ndim == 3:
+            x, unbatched = (x.transpose(1, 0, 2) if self.batch_first else x), False
+        else:
+            raise ValueError(f"x must have 3 dimensions ({'B, T' if self.batch_first else 'T, B'}, "
+                             f"I) or 2 (T, I) for unbatched input, got shape {x.shape}")
+        if x.shape[2] != self.input_size:
+            raise ValueError(f"x's last dimension must be input_size={self.input_size}, "
+                             f"got shape {x.shape}")
+        return x, unbatched
+
+    def _output(self, y, unbatched):
+        if unbatched:
+            return y[:, 0]
+        return np.ascontiguousarray(y.transpose(1, 0, 2)) if self.batch_first else y
+
+    @staticmethod
+    def _state(s, unbatched):
+        return s[:, 0] if unbatched else s
+
+    def _state_in(self, name, s, B, size, unbatched):
+        """One initial state (h0 or c0) as (D*L, B, size), checked."""
+        LD = self.num_layers * self.num_directions
+        s = self._check_array(name, s)
+        want = (LD, size) if unbatched else (LD, B, size)
+        if s.shape != want:
+            raise ValueError(f"{name} must have shape {want} "
+                             f"(num_layers*num_directions{', B' * (not unbatched)}, {size}), "
+                             f"got {s.shape}")
+        return s[:, None, :] if unbatched else s
+
+    def _zeros_state(self, B, size):
+        return np.zeros((self.num_layers * self.num_directions, B, size), self.dtype)
+
+    # -- backward -------------------------------------------------------------------------------
+
+    def backward(self, dy, dh_n=None):
+        """BPTT through the last training-mode forward; adds the weight gradients into ``grads``."""
+        if self._cache is None:
+            if self._last_forward == "eval":
+                raise RuntimeError("backward() after a forward in eval mode: eval keeps no cache; "
+                                   "call train() and run forward again")
+            raise RuntimeError("backward() called before any training-mode forward")
+        cache = self._cache
+        T, B, unbatched = cache["T"], cache["B"], cache["unbatched"]
+        D, P = self.num_directions, self._out_size
+        dy = self._grad_output(dy, T, B, unbatched)
+        dh, dc = self._unpack_grad_state(dh_n, B, unbatched)
+
+        dh0, dc0 = [None] * len(cache["caches"]), [None] * len(cache["caches"])
+        d_out = dy
+        for layer in reversed(range(self.num_layers)):
+            if cache["masks"][layer] is not None:
+                d_out = d_out * cache["masks"][layer]
+            d_in = None
+            for direction in range(D):
+                i = layer * D + direction
+                dx, dh0[i], dc0[i], *dweights = F.backward(
+                    cache["caches"][i], d_out[:, :, direction * P:(direction + 1) * P],
+                    None if dh is None else dh[i], None if dc is None else dc[i])
+                self._add_grads(layer, direction, dweights)
+                d_in = dx if d_in is None else d_in + dx
+            d_out = d_in
+
+        dx = self._output(d_out, unbatched)
+        dh0 = self._state(np.stack(dh0), unbatched)
+        dc0 = self._state(np.stack(dc0), unbatched) if self.cell == "lstm" else None
+        return dx, self._pack_grad_state(dh0, dc0)
+
+    def _grad_output(self, dy, T, B, unbatched):
+        """dy checked against the forward's y and made time-major, batched."""
+        width = self.num_directions * self._out_size
+        dy = self._check_array("dy", dy)
+        if unbatched:
+            want = (T, width)
+        else:
+            want = (B, T, width) if self.batch_first else (T, B, width)
+        if dy.shape != want:
+            raise ValueError(f"dy must have the shape of the forward's output {want}, got {dy.shape}")
+        if unbatched:
+            return dy[:, None, :]
+        return dy.transpose(1, 0, 2) if self.batch_first else dy
+
+    def _add_grads(self, layer, direction, dweights):
+        names = self._names(layer, direction)
+        for kind, g in zip(_KINDS, dweights):
+            if kind in names:
+                self._params[names[kind]].grad += g
+
+    # -- repr -------------------------------------------------------------------------------------
+
+    def _extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if getattr(self, "nonlinearity", "tanh") != "tanh":
+            s += f", nonlinearity={self.nonlinearity!r}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        if self.dtype != np.float32:
+            s += f", dtype={self.dtype.name!r}"
+        if self.backend is not None:
+            s += f", backend={self.backend!r}"
+        return s
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self._extra_repr()})"
+
+
+def _to_numpy(name, value):
+    """A state_dict value as a NumPy array: torch tensors are detached and moved to the CPU."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        value = value.detach().cpu()
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"load_state_dict: {name} must hold real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+# -------------------------------------------------------------------------------------------------
+# The public layers: they differ in the cell and in how hx / dh_n are packed.
+
+class _SingleState(_RNNBase):
+    """RNN and GRU: hx, h_n, dh_n and dhx are single arrays."""
+
+    def _initial_state(self, hx, B, unbatched):
+        P = self._out_size
+        if hx is None:
+            return self._zeros_state(B, P), None
+        return self._state_in("hx", hx, B, P, unbatched), None
+
+    @staticmethod
+    def _pack_outputs(y, h_n, c_n):
+        return y, h_n
+
+    def _unpack_grad_state(self, dh_n, B, unbatched):
+        if dh_n is None:
+            return None, None
+        return self._state_in("dh_n", dh_n, B, self._out_size, unbatched), None
+
+    @staticmethod
+    def _pack_grad_state(dh0, dc0):
+        return dh0
+
+
+class RNN(_SingleState):
+    """Elman RNN, h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh); see torch.nn.RNN."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, dtype="float32",
+                 backend=None, seed=None):
+        if nonlinearity not in _RNN_CELLS:
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(_RNN_CELLS[nonlinearity], input_size, hidden_size, num_layers, bias,
+                         batch_first, dropout, bidirectional, 0, dtype, backend, seed)
+
+
+class GRU(_SingleState):
+    """Gated recurrent unit (gates r, z, n); see torch.nn.GRU."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype="float32", backend=None, seed=None):
+        super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, 0, dtype, backend, seed)
+
+
+class LSTM(_RNNBase):
+    """Long short-term memory (gates i, f, g, o), optionally with a projection; see torch.nn.LSTM.
+    hx, (h_n, c_n), dh_n and dhx are pairs (h, c)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, dtype="float32", backend=None,
+                 seed=None):
+        super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, proj_size, dtype, backend, seed)
+
+    def _pair(self, name, pair, B, unbatched):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"{name} must be a pair (h, c) for LSTM, got {type(pair).__name__}")
+        h, c = pair
+        h = None if h is None else self._state_in(f"{name}[0] (h)", h, B, self._out_size, unbatched)
+        c = None if c is None else self._state_in(f"{name}[1] (c)", c, B, self.hidden_size,
+                                                  unbatched)
+        return h, c
+
+    def _initial_state(self, hx, B, unbatched):
+        if hx is None:
+            return self._zeros_state(B, self._out_size), self._zeros_state(B, self.hidden_size)
+        h0, c0 = self._pair("hx", hx, B, unbatched)
+        if h0 is None or c0 is None:
+            raise TypeError("hx must be a pair of arrays (h0, c0) for LSTM, or None")
+        return h0, c0
+
+    @staticmethod
+    def _pack_outputs(y, h_n, c_n):
+        return y, (h_n, c_n)
+
+    def _unpack_grad_state(self, dh_n, B, unbatched):
+        if dh_n is None:
+            return None, None
+        return self._pair("dh_n", dh_n, B, unbatched)
+
+    @staticmethod
+    def _pack_grad_state(dh0, dc0):
+        return dh0, dc0
