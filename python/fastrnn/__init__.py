@@ -7,7 +7,6 @@ from ._backend import get_backend, get_num_threads, info, set_backend, set_num_t
 from .layers import GRU, LSTM, RNN, Parameter
 
 __all__ = ["functional", "RNN", "LSTM", "GRU", "Parameter", "get_backend", "set_backend",
-           "use_backend", "get_num_threads",
-           "set_num_threads", "info", "__version__"]
+           "use_backend", "get_num_threads", "set_num_threads", "info", "__version__"]
 
-get_num_threads()  # applies FASTRNN_NUM_THREADS (or the CPU count) to the native thread team
+get_num_threads()  # applies FASTRNN_NUM_THREADS (default 1) to the native thread team
