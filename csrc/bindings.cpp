@@ -233,6 +233,15 @@ PYBIND11_MODULE(_native, m) {
       py::arg("n"), "Sets how many threads the kernels use (the caller included).");
   m.def("get_num_threads", [] { return fastrnn::ThreadTeam::global().size(); });
   m.def(
+      "set_parallel_grain",
+      [](double scale) {
+        require(scale >= 0, "scale must be >= 0");
+        fastrnn::ThreadTeam::global().set_grain(scale);
+      },
+      py::arg("scale"),
+      "Scales how much work each extra thread needs before the kernels split a product or a time\n"
+      "loop (1: the measured default; 0: split whatever can be split, e.g. to test the threads).");
+  m.def(
       "compiled_paths",
       [] {
         std::vector<std::string> out;

@@ -10,10 +10,12 @@
 #include <algorithm>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "fastrnn/cells.hpp"
 #include "fastrnn/gemm.hpp"
 #include "fastrnn/recurrence.hpp"
+#include "fastrnn/threads.hpp"
 
 namespace fastrnn {
 namespace FASTRNN_ISA {
@@ -49,9 +51,44 @@ void column_sums(index_t rows, index_t n, const T* a, T* out) {
   }
 }
 
+// The static split of a time loop over n threads: thread tid owns hidden units [u0, u1) (all G
+// gates of them: the cell math needs nothing from other threads) and state columns [p0, p1), both
+// whole NR-wide panels, at every step, so its slice of the weights stays in its own cache.
+struct Split {
+  index_t u0, u1, ub0, ub1;  // units and their panel indices
+  index_t p0, p1, pb0, pb1;  // state columns and their panel indices
+};
+
+inline Split split_for(int tid, int n, index_t H, index_t P, index_t NR) {
+  const index_t hb = (H + NR - 1) / NR, pb = (P + NR - 1) / NR;
+  Split s;
+  s.ub0 = hb * tid / n;
+  s.ub1 = hb * (tid + 1) / n;
+  s.pb0 = pb * tid / n;
+  s.pb1 = pb * (tid + 1) / n;
+  s.u0 = std::min(s.ub0 * NR, H);
+  s.u1 = std::min(s.ub1 * NR, H);
+  s.p0 = std::min(s.pb0 * NR, P);
+  s.p1 = std::min(s.pb1 * NR, P);
+  return s;
+}
+
+// Threads for a time loop: each must own at least one panel and enough work per step to pay for
+// the barrier(s) every step costs.
+inline int loop_threads(index_t B, index_t GH, index_t H, index_t P, index_t NR) {
+  const double flops_per_step = 2.0 * double(B) * double(GH) * double(P);
+  const double grain = 1e6 * ThreadTeam::global().grain();
+  const index_t by_size =
+      grain > 0 ? static_cast<index_t>(std::min(flops_per_step / grain, 1e6)) + 1 : 1 << 20;
+  const index_t panels = std::min((H + NR - 1) / NR, (P + NR - 1) / NR);
+  const index_t n = std::max<index_t>(1, std::min<index_t>({by_size, panels, 1 << 20}));
+  return ThreadTeam::global().available(static_cast<int>(n));
+}
+
 template <class T, class C>
 void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const ForwardArgs<T>& a) {
   const index_t B = d.B, I = d.I, H = d.H, P = d.P, GH = C::G * H, TB = d.T * d.B;
+  constexpr index_t NR = Tile<T>::NR;
   constexpr bool gru = C::G == 3;
   const bool proj = w.w_hr != nullptr;
   Saved<T>* sv = a.saved;
@@ -102,67 +139,83 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
       for (index_t k = 0; k < GH; ++k) dst[k] += bias.data()[k];
     }
 
-  // 2. The time loop. Weights are packed once for all steps.
-  PackedB<T> w_hh_t, w_hr_t;
-  w_hh_t.pack(P, GH, w.w_hh, 1, P);
+  // 2. The time loop. W_hh^T is packed once, one operand per gate, so that a thread's units map
+  //    to the same panel range in every gate.
+  std::vector<PackedB<T>> w_hh_t(C::G);
+  for (int g = 0; g < C::G; ++g) w_hh_t[g].pack(P, H, w.w_hh + g * H * P, 1, P);
+  PackedB<T> w_hr_t;
   if (proj) w_hr_t.pack(H, P, w.w_hr, 1, H);
-  AlignedBuffer<T> h(static_cast<std::size_t>(B * P)), c(static_cast<std::size_t>(C::has_c ? B * H : 0));
+  AlignedBuffer<T> h_bufs[2] = {AlignedBuffer<T>(static_cast<std::size_t>(B * P)),
+                                AlignedBuffer<T>(static_cast<std::size_t>(B * P))};
+  AlignedBuffer<T> c(static_cast<std::size_t>(C::has_c ? B * H : 0));
   AlignedBuffer<T> hg(static_cast<std::size_t>(B * GH)), h_new(static_cast<std::size_t>(B * P));
   // Inference writes the per-step values that training saves into these instead.
   AlignedBuffer<T> gates_tmp(sv ? 0 : static_cast<std::size_t>(B * GH));
   AlignedBuffer<T> c_new_tmp(sv || !C::has_c ? 0 : static_cast<std::size_t>(B * H));
   AlignedBuffer<T> m_tmp(sv || !proj ? 0 : static_cast<std::size_t>(B * H));
   AlignedBuffer<T> gh_n_tmp(sv || !gru ? 0 : static_cast<std::size_t>(B * H));
-  copy_n(h.data(), a.h0, B * P);
+  copy_n(h_bufs[0].data(), a.h0, B * P);
   if (C::has_c) copy_n(c.data(), a.c0, B * H);
 
-  for (index_t s = 0; s < d.T; ++s) {
-    const index_t t = reverse ? d.T - 1 - s : s, off = t * B;
-    const T* hp = h.data();
-    const T* cp = c.data();
-    if (sv) {
-      copy_n(sv->h_prev.data() + off * P, h.data(), B * P);
-      hp = sv->h_prev.data() + off * P;
-      if (C::has_c) {
-        copy_n(sv->c_prev.data() + off * H, c.data(), B * H);
-        cp = sv->c_prev.data() + off * H;
-      }
-    }
-    gemm<T>(B, hp, P, 1, w_hh_t, hg.data(), GH, false);
+  const int nthreads = loop_threads(B, GH, H, P, NR);
+  SpinBarrier barrier(nthreads);
+  auto job = [&](int tid) {
+    const Split sp = split_for(tid, nthreads, H, P, NR);
+    const index_t pw = sp.p1 - sp.p0, uw = sp.u1 - sp.u0;
+    for (index_t s = 0; s < d.T; ++s) {
+      const index_t t = reverse ? d.T - 1 - s : s, off = t * B;
+      const T* hc = h_bufs[s & 1].data();
+      T* hn = h_bufs[(s + 1) & 1].data();
+      if (sv)
+        for (index_t b = 0; b < B; ++b) {
+          copy_n(sv->h_prev.data() + (off + b) * P + sp.p0, hc + b * P + sp.p0, pw);
+          if (C::has_c) copy_n(sv->c_prev.data() + (off + b) * H + sp.u0, c.data() + b * H + sp.u0, uw);
+        }
+      for (int g = 0; g < C::G; ++g)
+        gemm_panels<T>(B, hc, P, 1, w_hh_t[g], sp.ub0, sp.ub1, hg.data() + g * H, GH, false);
 
-    T* gates = sv ? sv->gates.data() + off * GH : gates_tmp.data();
-    T* c_new = !C::has_c ? nullptr : sv ? sv->c_new.data() + off * H : c_new_tmp.data();
-    T* gh_n = !gru ? nullptr : sv ? sv->gh_n.data() + off * H : gh_n_tmp.data();
-    T* out = !proj ? h_new.data() : sv ? sv->m.data() + off * H : m_tmp.data();
-    for (index_t b = 0; b < B; ++b) {
-      if (!is_active(a.lengths, b, t)) {
-        if (proj) zero_n(out + b * H, H);  // read by the dW_hr product (times zero)
-        continue;
+      T* gates = sv ? sv->gates.data() + off * GH : gates_tmp.data();
+      T* c_new = !C::has_c ? nullptr : sv ? sv->c_new.data() + off * H : c_new_tmp.data();
+      T* gh_n = !gru ? nullptr : sv ? sv->gh_n.data() + off * H : gh_n_tmp.data();
+      T* out = !proj ? h_new.data() : sv ? sv->m.data() + off * H : m_tmp.data();
+      for (index_t b = 0; b < B; ++b) {
+        if (!is_active(a.lengths, b, t)) {
+          if (proj) zero_n(out + b * H + sp.u0, uw);  // read by the dW_hr product (times zero)
+          continue;
+        }
+        C::forward_row(H, sp.u0, sp.u1, xg.data() + (off + b) * GH, hg.data() + b * GH, b_hn.data(),
+                       hc + b * P, row(c.data(), b, H), gates + b * GH, out + b * H,
+                       row(c_new, b, H), row(gh_n, b, H));
       }
-      C::forward_row(H, xg.data() + (off + b) * GH, hg.data() + b * GH, b_hn.data(), hp + b * P,
-                     row(cp, b, H), gates + b * GH, out + b * H, row(c_new, b, H), row(gh_n, b, H));
-    }
-    if (proj) gemm<T>(B, out, H, 1, w_hr_t, h_new.data(), P, false);
+      if (proj) {
+        barrier.wait();  // the projection needs every unit's m
+        gemm_panels<T>(B, out, H, 1, w_hr_t, sp.pb0, sp.pb1, h_new.data(), P, false);
+      }
 
-    // Sequences that took the step move to their new state; the others keep theirs.
-    T* y = a.y + off * P;
-    for (index_t b = 0; b < B; ++b) {
-      if (is_active(a.lengths, b, t)) {
-        copy_n(h.data() + b * P, h_new.data() + b * P, P);
-        copy_n(y + b * P, h_new.data() + b * P, P);
-        if (C::has_c) copy_n(c.data() + b * H, c_new + b * H, H);
-      } else {
-        zero_n(y + b * P, P);
+      // Sequences that took the step move to their new state; the others keep theirs.
+      T* y = a.y + off * P;
+      for (index_t b = 0; b < B; ++b) {
+        if (is_active(a.lengths, b, t)) {
+          copy_n(hn + b * P + sp.p0, h_new.data() + b * P + sp.p0, pw);
+          copy_n(y + b * P + sp.p0, h_new.data() + b * P + sp.p0, pw);
+          if (C::has_c) copy_n(c.data() + b * H + sp.u0, c_new + b * H + sp.u0, uw);
+        } else {
+          copy_n(hn + b * P + sp.p0, hc + b * P + sp.p0, pw);
+          zero_n(y + b * P + sp.p0, pw);
+        }
       }
+      barrier.wait();  // the next step's product reads every column of the new state
     }
-  }
-  copy_n(a.h_n, h.data(), B * P);
+  };
+  ThreadTeam::global().run(nthreads, JobRef(job));
+  copy_n(a.h_n, h_bufs[d.T & 1].data(), B * P);
   if (C::has_c) copy_n(a.c_n, c.data(), B * H);
 }
 
 template <class T, class C>
 void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const BackwardArgs<T>& a) {
   const index_t B = d.B, I = d.I, H = d.H, P = d.P, GH = C::G * H, TB = d.T * d.B;
+  constexpr index_t NR = Tile<T>::NR;
   constexpr bool gru = C::G == 3;  // the only cell whose hidden-side gate gradients differ
   const bool proj = w.w_hr != nullptr;
   const Saved<T>& sv = *a.saved;
@@ -172,54 +225,68 @@ void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Backw
   T* dgh = gru ? dgh_gru.data() : dgi.data();
   AlignedBuffer<T> dh_total(static_cast<std::size_t>(proj ? TB * P : B * P));  // kept for dW_hr
   AlignedBuffer<T> dm(static_cast<std::size_t>(proj ? B * H : 0));
-  AlignedBuffer<T> dh(static_cast<std::size_t>(B * P)), dh_next(static_cast<std::size_t>(B * P));
+  AlignedBuffer<T> dh_bufs[2] = {AlignedBuffer<T>(static_cast<std::size_t>(B * P)),
+                                 AlignedBuffer<T>(static_cast<std::size_t>(B * P))};
   AlignedBuffer<T> dc(static_cast<std::size_t>(C::has_c ? B * H : 0));
   PackedB<T> w_hh_p, w_hr_p;
   w_hh_p.pack(GH, P, w.w_hh, P, 1);
   if (proj) w_hr_p.pack(P, H, w.w_hr, H, 1);
-  copy_n(dh.data(), a.dh_n, B * P);
+  copy_n(dh_bufs[0].data(), a.dh_n, B * P);
   if (C::has_c) copy_n(dc.data(), a.dc_n, B * H);
 
-  // The reverse loop: steps in the opposite order to forward's.
-  for (index_t s = d.T - 1; s >= 0; --s) {
-    const index_t t = reverse ? d.T - 1 - s : s, off = t * B;
-    T* dtot = proj ? dh_total.data() + off * P : dh_total.data();
-    for (index_t b = 0; b < B; ++b) {
-      T* dst = dtot + b * P;
-      if (is_active(a.lengths, b, t)) {
-        const T* src = dh.data() + b * P;
-        const T* dyb = a.dy + (off + b) * P;
-        for (index_t j = 0; j < P; ++j) dst[j] = src[j] + dyb[j];
-      } else {
-        zero_n(dst, P);
+  // The reverse loop: steps in the opposite order to forward's, split like forward's.
+  const int nthreads = loop_threads(B, GH, H, P, NR);
+  SpinBarrier barrier(nthreads);
+  auto job = [&](int tid) {
+    const Split sp = split_for(tid, nthreads, H, P, NR);
+    const index_t pw = sp.p1 - sp.p0, uw = sp.u1 - sp.u0;
+    for (index_t i = 0; i < d.T; ++i) {
+      const index_t s = d.T - 1 - i, t = reverse ? d.T - 1 - s : s, off = t * B;
+      const T* dcur = dh_bufs[i & 1].data();
+      T* dnext = dh_bufs[(i + 1) & 1].data();
+      T* dtot = proj ? dh_total.data() + off * P : dh_total.data();
+      for (index_t b = 0; b < B; ++b) {
+        T* dst = dtot + b * P;
+        if (is_active(a.lengths, b, t)) {
+          const T* src = dcur + b * P;
+          const T* dyb = a.dy + (off + b) * P;
+          for (index_t j = sp.p0; j < sp.p1; ++j) dst[j] = src[j] + dyb[j];
+        } else {
+          zero_n(dst + sp.p0, pw);
+        }
       }
-    }
-    const T* dcell = dtot;  // the gradient w.r.t. the cell output (m for a projected LSTM)
-    if (proj) {
-      gemm<T>(B, dtot, P, 1, w_hr_p, dm.data(), H, false);
-      dcell = dm.data();
-    }
-    for (index_t b = 0; b < B; ++b) {
-      const index_t r = off + b;
-      T* dgi_r = dgi.data() + r * GH;
-      T* dgh_r = dgh + r * GH;
-      if (!is_active(a.lengths, b, t)) {
-        zero_n(dgi_r, GH);
-        if (gru) { zero_n(dgh_r, GH); zero_n(dh_next.data() + b * P, P); }
-        continue;
+      const T* dcell = dtot;  // the gradient w.r.t. the cell output (m for a projected LSTM)
+      if (proj) {
+        barrier.wait();  // dm = dh W_hr needs every column of dh
+        gemm_panels<T>(B, dtot, P, 1, w_hr_p, sp.ub0, sp.ub1, dm.data(), H, false);
+        dcell = dm.data();
       }
-      C::backward_row(H, dcell + b * H, row(dc.data(), b, H), sv.gates.data() + r * GH,
-                      row(sv.c_prev.data(), r, H), row(sv.c_new.data(), r, H),
-                      sv.h_prev.data() + r * P, row(sv.gh_n.data(), r, H), dgi_r, dgh_r,
-                      dh_next.data() + b * P);
+      for (index_t b = 0; b < B; ++b) {
+        const index_t r = off + b;
+        T* dgi_r = dgi.data() + r * GH;
+        T* dgh_r = dgh + r * GH;
+        if (!is_active(a.lengths, b, t)) {
+          for (int g = 0; g < C::G; ++g) {
+            zero_n(dgi_r + g * H + sp.u0, uw);
+            if (gru) zero_n(dgh_r + g * H + sp.u0, uw);
+          }
+          if (gru) zero_n(dnext + b * P + sp.u0, uw);
+          continue;
+        }
+        C::backward_row(H, sp.u0, sp.u1, dcell + b * (proj ? H : P), row(dc.data(), b, H),
+                        sv.gates.data() + r * GH, row(sv.c_prev.data(), r, H),
+                        row(sv.c_new.data(), r, H), sv.h_prev.data() + r * P,
+                        row(sv.gh_n.data(), r, H), dgi_r, dgh_r, dnext + b * P);
+      }
+      barrier.wait();  // dh_prev = dgates_h W_hh needs every gate of every unit
+      // (+ the GRU's direct z * dh, already in dnext; the GRU has no projection, so P == H.)
+      gemm_panels<T>(B, dgh + off * GH, GH, 1, w_hh_p, sp.pb0, sp.pb1, dnext, P, gru);
+      for (index_t b = 0; b < B; ++b)
+        if (!is_active(a.lengths, b, t)) copy_n(dnext + b * P + sp.p0, dcur + b * P + sp.p0, pw);
     }
-    // dh_prev = dgates_h W_hh (+ the GRU's direct z * dh, already in dh_next).
-    gemm<T>(B, dgh + off * GH, GH, 1, w_hh_p, dh_next.data(), P, gru);
-    for (index_t b = 0; b < B; ++b)
-      if (!is_active(a.lengths, b, t)) copy_n(dh_next.data() + b * P, dh.data() + b * P, P);
-    std::swap(dh, dh_next);
-  }
-  copy_n(a.dh0, dh.data(), B * P);
+  };
+  ThreadTeam::global().run(nthreads, JobRef(job));
+  copy_n(a.dh0, dh_bufs[d.T & 1].data(), B * P);
   if (C::has_c) copy_n(a.dc0, dc.data(), B * H);
 
   // The hoisted products over all T*B rows.

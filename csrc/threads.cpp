@@ -2,35 +2,12 @@
 
 #include <algorithm>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define FASTRNN_CPU_RELAX() _mm_pause()
-#else
-#define FASTRNN_CPU_RELAX() std::this_thread::yield()
-#endif
-
 namespace fastrnn {
 
 namespace {
 thread_local bool in_team_job = false;
-// A waiting thread first spins (cheapest wake-up), then yields its core (the machine may have
-// more runnable threads than cores), then, if still idle, sleeps on the condition variable.
-constexpr int kSpins = 4000;
+// A waiting worker spins, then yields, then sleeps on the condition variable.
 constexpr int kYields = 200;
-
-// Waits until ready() holds, spinning then yielding; false if it gave up (the caller then sleeps).
-template <class F>
-bool spin_then_yield(F ready, int yields) {
-  for (int i = 0; i < kSpins; ++i) {
-    if (ready()) return true;
-    FASTRNN_CPU_RELAX();
-  }
-  for (int i = 0; i < yields; ++i) {
-    if (ready()) return true;
-    std::this_thread::yield();
-  }
-  return ready();
-}
 }  // namespace
 
 ThreadTeam& ThreadTeam::global() {
@@ -46,6 +23,7 @@ void ThreadTeam::set_size(int n) {
   while (static_cast<int>(workers_.size()) < n - 1) {
     int tid = static_cast<int>(workers_.size()) + 1;
     workers_.emplace_back([this, tid] { worker_loop(tid); });
+    started_.store(static_cast<int>(workers_.size()), std::memory_order_release);
   }
   size_.store(n, std::memory_order_relaxed);
 }
@@ -68,14 +46,17 @@ void ThreadTeam::worker_loop(int tid) {
   }
 }
 
+int ThreadTeam::available(int n) const {
+  if (in_team_job) return 1;
+  return std::max(1, std::min({n, size(), started_.load(std::memory_order_acquire) + 1}));
+}
+
 void ThreadTeam::run(int n, JobRef job) {
-  if (n > size()) n = size();
-  if (n <= 1 || in_team_job) {
+  if (n <= 1 || in_team_job || n > started_.load(std::memory_order_acquire) + 1) {
     for (int tid = 0; tid < std::max(n, 1); ++tid) job(tid);
     return;
   }
   std::lock_guard<std::mutex> lock(run_mutex_);
-  if (n > static_cast<int>(workers_.size()) + 1) n = static_cast<int>(workers_.size()) + 1;
   job_ = &job;
   job_threads_ = n;
   pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);

@@ -6,6 +6,8 @@
 // the LSTM m = o * tanh(c), which the projection, if any, turns into h) and the cell's extras.
 // backward_row turns dh (dm for the LSTM) and dc into the gradients w.r.t. xg (dgi) and hg (dgh),
 // the part of dh_prev that bypasses W_hh (GRU only) and dc_prev (in place in dc).
+// Both cover hidden units [j0, j1) of the row: each thread of the time loop owns a range of units
+// and all G gates of them. Pointers are to the start of the row; H is the gate stride.
 #pragma once
 
 #ifndef FASTRNN_ISA
@@ -88,9 +90,9 @@ struct RnnCell {
   static constexpr int G = 1;
   static constexpr bool has_c = false;
 
-  static void forward_row(index_t H, const T* __restrict xg, const T* __restrict hg, const T* __restrict /*b_hn*/, const T* __restrict /*h_prev*/,
+  static void forward_row(index_t H, index_t j0, index_t j1, const T* __restrict xg, const T* __restrict hg, const T* __restrict /*b_hn*/, const T* __restrict /*h_prev*/,
                           const T* __restrict /*c_prev*/, T* __restrict gates, T* __restrict out, T* __restrict /*c_new*/, T* __restrict /*gh_n*/) {
-    for (index_t j = 0; j < H; ++j) {
+    for (index_t j = j0; j < j1; ++j) {
       const T a = xg[j] + hg[j];
       const T h = Relu ? (a > T(0) ? a : T(0)) : tanh_approx(a);
       gates[j] = h;
@@ -98,10 +100,10 @@ struct RnnCell {
     }
   }
 
-  static void backward_row(index_t H, const T* __restrict dh, T* __restrict /*dc*/, const T* __restrict gates, const T* __restrict /*c_prev*/,
+  static void backward_row(index_t H, index_t j0, index_t j1, const T* __restrict dh, T* __restrict /*dc*/, const T* __restrict gates, const T* __restrict /*c_prev*/,
                            const T* __restrict /*c_new*/, const T* __restrict /*h_prev*/, const T* __restrict /*gh_n*/, T* __restrict dgi,
                            T* __restrict /*dgh*/, T* __restrict /*dh_direct*/) {
-    for (index_t j = 0; j < H; ++j) {
+    for (index_t j = j0; j < j1; ++j) {
       const T h = gates[j];
       dgi[j] = Relu ? (h > T(0) ? dh[j] : T(0)) : dh[j] * (T(1) - h * h);
     }
@@ -113,9 +115,9 @@ struct LstmCell {
   static constexpr int G = 4;
   static constexpr bool has_c = true;
 
-  static void forward_row(index_t H, const T* __restrict xg, const T* __restrict hg, const T* __restrict /*b_hn*/, const T* __restrict /*h_prev*/,
+  static void forward_row(index_t H, index_t j0, index_t j1, const T* __restrict xg, const T* __restrict hg, const T* __restrict /*b_hn*/, const T* __restrict /*h_prev*/,
                           const T* __restrict c_prev, T* __restrict gates, T* __restrict out, T* __restrict c_new, T* __restrict /*gh_n*/) {
-    for (index_t j = 0; j < H; ++j) {
+    for (index_t j = j0; j < j1; ++j) {
       const T i = sigmoid(xg[j] + hg[j]);
       const T f = sigmoid(xg[H + j] + hg[H + j]);
       const T g = tanh_approx(xg[2 * H + j] + hg[2 * H + j]);
@@ -130,10 +132,10 @@ struct LstmCell {
     }
   }
 
-  static void backward_row(index_t H, const T* __restrict dm, T* __restrict dc, const T* __restrict gates, const T* __restrict c_prev,
+  static void backward_row(index_t H, index_t j0, index_t j1, const T* __restrict dm, T* __restrict dc, const T* __restrict gates, const T* __restrict c_prev,
                            const T* __restrict c_new, const T* __restrict /*h_prev*/, const T* __restrict /*gh_n*/, T* __restrict dgi,
                            T* __restrict /*dgh*/, T* __restrict /*dh_direct*/) {
-    for (index_t j = 0; j < H; ++j) {
+    for (index_t j = j0; j < j1; ++j) {
       const T i = gates[j], f = gates[H + j], g = gates[2 * H + j], o = gates[3 * H + j];
       const T tc = tanh_approx(c_new[j]);
       const T dct = dc[j] + dm[j] * o * (T(1) - tc * tc);
@@ -151,9 +153,9 @@ struct GruCell {
   static constexpr int G = 3;
   static constexpr bool has_c = false;
 
-  static void forward_row(index_t H, const T* __restrict xg, const T* __restrict hg, const T* __restrict b_hn, const T* __restrict h_prev,
+  static void forward_row(index_t H, index_t j0, index_t j1, const T* __restrict xg, const T* __restrict hg, const T* __restrict b_hn, const T* __restrict h_prev,
                           const T* __restrict /*c_prev*/, T* __restrict gates, T* __restrict out, T* __restrict /*c_new*/, T* __restrict gh_n) {
-    for (index_t j = 0; j < H; ++j) {
+    for (index_t j = j0; j < j1; ++j) {
       const T r = sigmoid(xg[j] + hg[j]);
       const T z = sigmoid(xg[H + j] + hg[H + j]);
       const T ghn = hg[2 * H + j] + b_hn[j];
@@ -166,10 +168,10 @@ struct GruCell {
     }
   }
 
-  static void backward_row(index_t H, const T* __restrict dh, T* __restrict /*dc*/, const T* __restrict gates, const T* __restrict /*c_prev*/,
+  static void backward_row(index_t H, index_t j0, index_t j1, const T* __restrict dh, T* __restrict /*dc*/, const T* __restrict gates, const T* __restrict /*c_prev*/,
                            const T* __restrict /*c_new*/, const T* __restrict h_prev, const T* __restrict gh_n, T* __restrict dgi, T* __restrict dgh,
                            T* __restrict dh_direct) {
-    for (index_t j = 0; j < H; ++j) {
+    for (index_t j = j0; j < j1; ++j) {
       const T r = gates[j], z = gates[H + j], n = gates[2 * H + j];
       const T dn = dh[j] * (T(1) - z) * (T(1) - n * n);
       const T dz = dh[j] * (h_prev[j] - n) * z * (T(1) - z);

@@ -74,25 +74,49 @@ class PackedB {
 };
 
 // C[R x ncols] (+)= A-panel (kc x R, k-major) * B-panel slice (kc x NR, k-major).
+// Few rows (small batches: a matrix-vector product) leave too few independent accumulators to hide
+// the FMA latency, so those split k over S interleaved accumulator sets, summed at the end.
 template <class T, int R>
 inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict bp, T* __restrict c,
                          index_t ldc, int ncols, bool accumulate) {
   using V = typename Tile<T>::vec;
   constexpr int VL = Tile<T>::VL, NR = Tile<T>::NR;
-  V acc0[R], acc1[R];
+  constexpr int S = R == 1 ? 4 : R == 2 ? 2 : 1;
+  V acc0[S][R], acc1[S][R];
 #pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) { acc0[i] = V{}; acc1[i] = V{}; }
-  for (index_t k = 0; k < kc; ++k) {
+  for (int s = 0; s < S; ++s)
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) { acc0[s][i] = V{}; acc1[s][i] = V{}; }
+  index_t k = 0;
+  for (; k + S <= kc; k += S) {
+#pragma GCC unroll 4
+    for (int s = 0; s < S; ++s) {
+      V b0, b1;
+      std::memcpy(&b0, bp + (k + s) * NR, sizeof(V));
+      std::memcpy(&b1, bp + (k + s) * NR + VL, sizeof(V));
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        const T a = ap[(k + s) * R + i];
+        acc0[s][i] += a * b0;
+        acc1[s][i] += a * b1;
+      }
+    }
+  }
+  for (; k < kc; ++k) {
     V b0, b1;
     std::memcpy(&b0, bp + k * NR, sizeof(V));
     std::memcpy(&b1, bp + k * NR + VL, sizeof(V));
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
       const T a = ap[k * R + i];
-      acc0[i] += a * b0;
-      acc1[i] += a * b1;
+      acc0[0][i] += a * b0;
+      acc1[0][i] += a * b1;
     }
   }
+#pragma GCC unroll 4
+  for (int s = 1; s < S; ++s)
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) { acc0[0][i] += acc0[s][i]; acc1[0][i] += acc1[s][i]; }
   if (ncols == NR) {
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
@@ -101,17 +125,17 @@ inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict
         V c0, c1;
         std::memcpy(&c0, row, sizeof(V));
         std::memcpy(&c1, row + VL, sizeof(V));
-        acc0[i] += c0;
-        acc1[i] += c1;
+        acc0[0][i] += c0;
+        acc1[0][i] += c1;
       }
-      std::memcpy(row, &acc0[i], sizeof(V));
-      std::memcpy(row + VL, &acc1[i], sizeof(V));
+      std::memcpy(row, &acc0[0][i], sizeof(V));
+      std::memcpy(row + VL, &acc1[0][i], sizeof(V));
     }
   } else {
     alignas(64) T tmp[NR];
     for (int i = 0; i < R; ++i) {
-      std::memcpy(tmp, &acc0[i], sizeof(V));
-      std::memcpy(tmp + VL, &acc1[i], sizeof(V));
+      std::memcpy(tmp, &acc0[0][i], sizeof(V));
+      std::memcpy(tmp + VL, &acc1[0][i], sizeof(V));
       T* row = c + i * ldc;
       for (int j = 0; j < ncols; ++j) row[j] = accumulate ? row[j] + tmp[j] : tmp[j];
     }
@@ -139,11 +163,14 @@ inline void pack_a(index_t mc, index_t kc, const T* a, index_t rs, index_t cs, T
   for (index_t p0 = 0; p0 < mc; p0 += MR) {
     const int rows = static_cast<int>(std::min<index_t>(MR, mc - p0));
     T* dst = out + p0 * kc;
-    for (int i = 0; i < rows; ++i) {
-      const T* src = a + (p0 + i) * rs;
-      if (cs == 1) {
-        for (index_t k = 0; k < kc; ++k) dst[k * rows + i] = src[k];
-      } else {
+    if (rs == 1) {  // A transposed in memory (dG^T): read along rows i, which are contiguous
+      for (index_t k = 0; k < kc; ++k) {
+        const T* src = a + p0 + k * cs;
+        for (int i = 0; i < rows; ++i) dst[k * rows + i] = src[i];
+      }
+    } else {
+      for (int i = 0; i < rows; ++i) {
+        const T* src = a + (p0 + i) * rs;
         for (index_t k = 0; k < kc; ++k) dst[k * rows + i] = src[k * cs];
       }
     }
@@ -153,47 +180,59 @@ inline void pack_a(index_t mc, index_t kc, const T* a, index_t rs, index_t cs, T
 // How many threads a product of this size is worth (each extra one must have real work to do).
 inline int gemm_threads(index_t M, index_t N, index_t K, index_t panels) {
   const double flops = 2.0 * double(M) * double(N) * double(K);
-  const int by_size = static_cast<int>(flops / 4e6) + 1;  // >= ~40 us of work per extra thread
-  const int team = ThreadTeam::global().size();
-  return static_cast<int>(std::max<index_t>(1, std::min<index_t>({team, by_size, panels})));
+  const double grain = 4e6 * ThreadTeam::global().grain();  // ~40 us of work per extra thread
+  const index_t by_size = grain > 0 ? static_cast<index_t>(std::min(flops / grain, 1e6)) + 1 : 1 << 20;
+  const index_t n = std::min<index_t>({by_size, panels, 1 << 20});
+  return ThreadTeam::global().available(static_cast<int>(std::max<index_t>(1, n)));
 }
 
-// C = A * B (accumulate == false) or C += A * B, where element (i, k) of A is a[i * a_rs + k * a_cs].
-// Threads split the columns of C (B's panels); each packs its own copy of A's blocks.
+// Columns [p_begin * NR, min(p_end * NR, N)) of C = A * B (accumulate == false) or C += A * B, on
+// the calling thread; element (i, k) of A is a[i * a_rs + k * a_cs]. Inside the time loops each
+// thread calls this for the panels it owns.
 template <class T>
-void gemm(index_t M, const T* a, index_t a_rs, index_t a_cs, const PackedB<T>& b, T* c, index_t ldc,
-          bool accumulate) {
+void gemm_panels(index_t M, const T* a, index_t a_rs, index_t a_cs, const PackedB<T>& b,
+                 index_t p_begin, index_t p_end, T* c, index_t ldc, bool accumulate) {
   using Tl = Tile<T>;
   const index_t N = b.N(), K = b.K();
-  if (M <= 0 || N <= 0) return;
+  p_end = std::min(p_end, b.panels());
+  if (M <= 0 || p_begin >= p_end) return;
   if (K == 0) {
-    if (!accumulate)
-      for (index_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, T(0));
+    if (!accumulate) {
+      const index_t n0 = p_begin * Tl::NR, n1 = std::min(p_end * Tl::NR, N);
+      for (index_t i = 0; i < M; ++i) std::fill(c + i * ldc + n0, c + i * ldc + n1, T(0));
+    }
     return;
   }
-  const index_t panels = b.panels();
-  const int nthreads = gemm_threads(M, N, K, panels);
-  auto job = [&](int tid) {
-    static thread_local AlignedBuffer<T> a_pack;
-    a_pack.ensure(static_cast<std::size_t>(Tl::MC * Tl::KC));
-    const index_t p_begin = panels * tid / nthreads, p_end = panels * (tid + 1) / nthreads;
-    for (index_t k0 = 0; k0 < K; k0 += Tl::KC) {
-      const index_t kc = std::min<index_t>(Tl::KC, K - k0);
-      const bool acc = accumulate || k0 > 0;
-      for (index_t i0 = 0; i0 < M; i0 += Tl::MC) {
-        const index_t mc = std::min<index_t>(Tl::MC, M - i0);
-        pack_a(mc, kc, a + i0 * a_rs + k0 * a_cs, a_rs, a_cs, a_pack.data());
-        for (index_t p = p_begin; p < p_end; ++p) {
-          const T* bp = b.panel(p) + k0 * Tl::NR;
-          const int ncols = static_cast<int>(std::min<index_t>(Tl::NR, N - p * Tl::NR));
-          for (index_t r0 = 0; r0 < mc; r0 += Tl::MR) {
-            const int rows = static_cast<int>(std::min<index_t>(Tl::MR, mc - r0));
-            micro_kernel_rows<T>(rows, kc, a_pack.data() + r0 * kc, bp,
-                                 c + (i0 + r0) * ldc + p * Tl::NR, ldc, ncols, acc);
-          }
+  static thread_local AlignedBuffer<T> a_pack;
+  a_pack.ensure(static_cast<std::size_t>(Tl::MC * Tl::KC));
+  for (index_t k0 = 0; k0 < K; k0 += Tl::KC) {
+    const index_t kc = std::min<index_t>(Tl::KC, K - k0);
+    const bool acc = accumulate || k0 > 0;
+    for (index_t i0 = 0; i0 < M; i0 += Tl::MC) {
+      const index_t mc = std::min<index_t>(Tl::MC, M - i0);
+      pack_a(mc, kc, a + i0 * a_rs + k0 * a_cs, a_rs, a_cs, a_pack.data());
+      for (index_t p = p_begin; p < p_end; ++p) {
+        const T* bp = b.panel(p) + k0 * Tl::NR;
+        const int ncols = static_cast<int>(std::min<index_t>(Tl::NR, N - p * Tl::NR));
+        for (index_t r0 = 0; r0 < mc; r0 += Tl::MR) {
+          const int rows = static_cast<int>(std::min<index_t>(Tl::MR, mc - r0));
+          micro_kernel_rows<T>(rows, kc, a_pack.data() + r0 * kc, bp,
+                               c + (i0 + r0) * ldc + p * Tl::NR, ldc, ncols, acc);
         }
       }
     }
+  }
+}
+
+// The whole product, its column panels split over the thread team when it is big enough.
+template <class T>
+void gemm(index_t M, const T* a, index_t a_rs, index_t a_cs, const PackedB<T>& b, T* c, index_t ldc,
+          bool accumulate) {
+  const index_t panels = b.panels();
+  const int nthreads = gemm_threads(M, b.N(), b.K(), panels);
+  auto job = [&](int tid) {
+    gemm_panels(M, a, a_rs, a_cs, b, panels * tid / nthreads, panels * (tid + 1) / nthreads, c, ldc,
+                accumulate);
   };
   ThreadTeam::global().run(nthreads, JobRef(job));
 }

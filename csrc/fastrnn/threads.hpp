@@ -11,7 +11,50 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define FASTRNN_CPU_RELAX() _mm_pause()
+#else
+#define FASTRNN_CPU_RELAX() std::this_thread::yield()
+#endif
+
 namespace fastrnn {
+
+// Waits until ready() holds: spins first (cheapest wake-up), then yields the core (the machine may
+// have more runnable threads than cores). Gives up after `yields` yields and returns ready().
+template <class F>
+inline bool spin_then_yield(F ready, int yields) {
+  for (int i = 0; i < 4000; ++i) {
+    if (ready()) return true;
+    FASTRNN_CPU_RELAX();
+  }
+  for (int i = 0; yields < 0 || i < yields; ++i) {
+    if (ready()) return true;
+    std::this_thread::yield();
+  }
+  return ready();
+}
+
+// All n threads of a team job wait here until each has arrived (used once or twice per time step).
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int n) : n_(n) {}
+  void wait() {
+    if (n_ <= 1) return;
+    const unsigned gen = generation_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+      arrived_.store(0, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_release);
+      return;
+    }
+    spin_then_yield([&] { return generation_.load(std::memory_order_acquire) != gen; }, -1);
+  }
+
+ private:
+  const int n_;
+  std::atomic<int> arrived_{0};
+  std::atomic<unsigned> generation_{0};
+};
 
 // A non-owning reference to a callable `void(int thread_id)`: no allocation, unlike std::function.
 class JobRef {
@@ -32,8 +75,18 @@ class ThreadTeam {
   void set_size(int n);
   int size() const { return size_.load(std::memory_order_relaxed); }
 
-  // Runs job(tid) for tid in [0, n) and returns when all have finished. n is clipped to size().
-  // Calls from several Python threads take turns; a call from inside a job runs serially.
+  // Scales the work each extra thread must get before a product or time loop is split (1: the
+  // measured defaults; 0: split whatever can be split, which tests use to exercise the threads).
+  void set_grain(double scale) { grain_.store(scale < 0 ? 0 : scale, std::memory_order_relaxed); }
+  double grain() const { return grain_.load(std::memory_order_relaxed); }
+
+  // How many threads run(n, ...) would run concurrently now: n clipped to size(), and 1 from
+  // inside a job. Jobs that synchronise (SpinBarrier) must be run with exactly this many.
+  int available(int n) const;
+
+  // Runs job(tid) for tid in [0, n) and returns when all have finished: concurrently when
+  // n <= available(n), otherwise (only from inside a job) one after another on the caller.
+  // Calls from several Python threads take turns.
   void run(int n, JobRef job);
 
  private:
@@ -41,8 +94,10 @@ class ThreadTeam {
   void worker_loop(int tid);
 
   std::atomic<int> size_{1};
+  std::atomic<double> grain_{1.0};
   std::mutex run_mutex_;                 // one parallel job at a time
   std::vector<std::thread> workers_;     // threads 1 .. workers_.size()
+  std::atomic<int> started_{0};          // workers_.size(), readable without the lock; never shrinks
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
