@@ -2,11 +2,11 @@
 
 __version__ = "0.1.0"
 
-from . import functional
+from . import convert, functional
 from ._backend import get_backend, get_num_threads, info, set_backend, set_num_threads, use_backend
 from .layers import GRU, LSTM, RNN, Parameter
 
-__all__ = ["functional", "RNN", "LSTM", "GRU", "Parameter", "get_backend", "set_backend",
+__all__ = ["functional", "convert", "RNN", "LSTM", "GRU", "Parameter", "get_backend", "set_backend",
            "use_backend", "get_num_threads", "set_num_threads", "info", "__version__"]
 
 get_num_threads()  # applies FASTRNN_NUM_THREADS (default 1) to the native thread team

@@ -8,10 +8,10 @@ y (T, B, P). G is 1 for rnn_tanh/rnn_relu, 4 for lstm (gates i, f, g, o), 3 for 
 import numpy as np
 
 from . import _backend
+from ._checks import float_array, shaped
 from ._reference import GATES
 
 CELLS = tuple(GATES)
-_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class Cache:
@@ -30,26 +30,11 @@ class Cache:
 
 
 def _array(name, a, dtype=None):
-    """``a`` as a C-contiguous float32/float64 array; ``dtype`` (if given) must match exactly."""
-    if a is None:
-        raise TypeError(f"{name} must be an array, got None")
-    arr = np.asarray(a)
-    if arr.dtype.kind == "f" and arr.dtype.newbyteorder("=") in _DTYPES:
-        arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)  # e.g. big-endian '>f8'
-    if arr.dtype not in _DTYPES:
-        raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
-    if dtype is not None and arr.dtype != dtype:
-        raise TypeError(f"{name} has dtype {arr.dtype} but x has dtype {dtype}: "
-                        "all arrays must share one dtype")
-    return np.ascontiguousarray(arr)
+    return np.ascontiguousarray(float_array(name, a, dtype))
 
 
 def _shaped(name, a, shape, names, dtype):
-    arr = _array(name, a, dtype)
-    if arr.shape != tuple(shape):
-        want = "(" + ", ".join(f"{n}={v}" for n, v in zip(names, shape)) + ")"
-        raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
-    return arr
+    return np.ascontiguousarray(shaped(name, a, shape, names, dtype))
 
 
 def _optional(name, a, shape, names, dtype):

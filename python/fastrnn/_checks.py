@@ -1,0 +1,35 @@
+"""Argument checks shared by the public entry points: float arrays of one dtype, exact shapes."""
+
+import numpy as np
+
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_array(name, a, dtype=None):
+    """``a`` as a float32/float64 NumPy array (copied only to fix byte order or leave torch).
+
+    ``dtype`` (if given) must match exactly: mixing float32 and float64 is a TypeError.
+    """
+    if a is None:
+        raise TypeError(f"{name} must be an array, got None")
+    if hasattr(a, "detach") and hasattr(a, "cpu"):  # a torch tensor
+        a = a.detach().cpu().numpy()
+    arr = np.asarray(a)
+    if arr.dtype.kind == "f" and arr.dtype.newbyteorder("=") in DTYPES:
+        arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)  # e.g. big-endian '>f8'
+    if arr.dtype not in DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
+    if dtype is not None and arr.dtype != dtype:
+        raise TypeError(f"{name} has dtype {arr.dtype} but the other arrays have dtype {dtype}: "
+                        "all arrays must share one dtype")
+    return arr
+
+
+def shaped(name, a, shape, names, dtype):
+    """float_array() with exactly ``shape``; ``names`` label its axes in the error message."""
+    arr = float_array(name, a, dtype)
+    if arr.shape != tuple(shape):
+        want = ", ".join(f"{n}={v}" for n, v in zip(names, shape))
+        raise ValueError(f"{name} must have shape ({want}{',' if len(shape) == 1 else ''}), "
+                         f"got {arr.shape}")
+    return arr
