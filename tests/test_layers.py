@@ -142,7 +142,7 @@ def torch_one_thread():
 
 
 # The full grid over every axis; only torch-side cost, a few ms per case.
-PARITY_GRID = list(itertools.product(VARIANTS, (1, 2), (False, True), (False, True), (False, True),
+PARITY_GRID = list(itertools.product(VARIANTS, (1, 2, 3), (False, True), (False, True), (False, True),
                                      (True, False), DTYPES))
 
 

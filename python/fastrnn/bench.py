@@ -19,8 +19,13 @@ Results are plain dicts so that the command line, ``benchmarks/`` and other code
 Torch is optional: it is imported inside the functions that need it.
 """
 
+import contextlib
+import json
 import math
+import os
 import statistics
+import subprocess
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -32,11 +37,24 @@ from ._backend import get_num_threads, native_available, set_num_threads
 from ._reference import GATES
 
 __all__ = [
-    "Shape", "SHAPES", "CELLS", "DEFAULT_CELLS", "MODES", "IMPLEMENTATIONS", "DTYPES",
+    "Shape", "SHAPES", "GRID_SHAPES", "ALL_SHAPES", "CELLS", "DEFAULT_CELLS", "MODES",
+    "IMPLEMENTATIONS", "DTYPES",
     "AgreementError", "make_problem", "native_available", "torch_available", "torch_version",
     "available_implementations", "configure_threads", "torch_module", "make_runner", "run_outputs",
     "tolerances", "check_agreement", "time_function", "run_benchmarks", "summarize",
     "table_columns", "format_header", "format_row", "format_table", "environment",
+    # numpy's BLAS and the sgemm rate
+    "threadpoolctl_available", "blas_threads_info", "describe_blas_threads", "limit_blas_threads",
+    "measure_sgemm",
+    # the performance grid
+    "GRID_CELLS", "GRID_LATENCY_SHAPES", "GRID_COMPUTE_SHAPES", "GRID_RNN_ONLY_SHAPES",
+    "SGEMM_TARGET", "grid_pairs", "flops", "grid_targets", "evaluate_targets", "summarize_grid",
+    "grid_impls", "run_grid", "grid_table_columns",
+    # layers with variable lengths
+    "LAYER_CELLS", "LAYER_SHAPE", "LAYER_NUM_LAYERS", "LAYER_BIDIRECTIONAL",
+    "LAYER_IMPLEMENTATIONS", "LENGTHS_TARGET", "make_lengths", "make_layer_problem",
+    "fastrnn_layer", "torch_layer_module", "make_layer_runner", "layer_reference",
+    "check_layer_agreement", "run_layer_benchmarks", "summarize_layers", "layer_table_columns",
 ]
 
 
@@ -58,6 +76,17 @@ SHAPES = {
     "medium": Shape(T=100, B=16, I=128, H=256),
     "large": Shape(T=50, B=64, I=256, H=512),
 }
+# The performance grid of issue 4: S1-S3 are bound by latency (W_hh streaming from cache each step),
+# S4-S6 by FLOPs. S5 is DeepBench's LSTM training shape, S6 its vanilla RNN shape (rnn cells only).
+GRID_SHAPES = {
+    "S1": Shape(T=100, B=1, I=64, H=128),
+    "S2": Shape(T=100, B=4, I=128, H=256),
+    "S3": Shape(T=100, B=16, I=128, H=256),
+    "S4": Shape(T=50, B=64, I=256, H=512),
+    "S5": Shape(T=25, B=32, I=1024, H=1024),
+    "S6": Shape(T=50, B=16, I=1760, H=1760),
+}
+ALL_SHAPES = {**SHAPES, **GRID_SHAPES}        # every named shape; any of them may be run
 CELLS = tuple(GATES)                          # rnn_tanh, rnn_relu, lstm, gru
 DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru")   # rnn_relu costs what rnn_tanh costs
 MODES = ("forward", "forward+backward")
@@ -75,9 +104,9 @@ class AgreementError(AssertionError):
 def _shape(shape):
     if isinstance(shape, Shape):
         return shape
-    if shape not in SHAPES:
-        raise ValueError(f"shape must be one of {tuple(SHAPES)} or a Shape, got {shape!r}")
-    return SHAPES[shape]
+    if shape not in ALL_SHAPES:
+        raise ValueError(f"shape must be one of {tuple(ALL_SHAPES)} or a Shape, got {shape!r}")
+    return ALL_SHAPES[shape]
 
 
 def _dtype(dtype):
@@ -402,7 +431,7 @@ def run_benchmarks(cells=DEFAULT_CELLS, shapes=tuple(SHAPES), modes=MODES, impls
     mean_ms, repeat, times_ms.
     """
     cells = _names(cells, CELLS, "cell")
-    shapes = _names(shapes, SHAPES, "shape")
+    shapes = _names(shapes, ALL_SHAPES, "shape")
     modes = _names(modes, MODES, "mode")
     available = available_implementations()
     impls = available if impls is None else [i for i in _names(impls, IMPLEMENTATIONS, "impl")
@@ -428,7 +457,7 @@ def run_benchmarks(cells=DEFAULT_CELLS, shapes=tuple(SHAPES), modes=MODES, impls
     results = []
     for c in cells:
         for s in shapes:
-            problem, shape = problems[(c, s)], SHAPES[s]
+            problem, shape = problems[(c, s)], ALL_SHAPES[s]
             for mode in modes:
                 for impl in impls:
                     timing = time_function(make_runner(impl, problem, mode), repeat=repeat,
@@ -482,6 +511,10 @@ def _cell_text(value, kind):
     if kind == "ms":
         digits = 3 if value < 10 else 2 if value < 100 else 1 if value < 1000 else 0
         return f"{value:.{digits}f}"
+    if kind == "gflops":
+        return f"{value:.1f}"
+    if kind == "pct":
+        return f"{value:.0%}"
     return f"{value:.2f}x"
 
 
@@ -499,9 +532,10 @@ def format_header(columns):
     return head + "\n" + "-" * len(head)
 
 
-def format_table(rows, impls=IMPLEMENTATIONS):
-    """summarize()'s rows as a text table with a column per implementation in ``impls``."""
-    columns = table_columns(impls)
+def format_table(rows, impls=IMPLEMENTATIONS, columns=None):
+    """summarize()'s rows as a text table with a column per implementation in ``impls``
+    (``columns``: another layout, e.g. grid_table_columns(impls) for summarize_grid's rows)."""
+    columns = table_columns(impls) if columns is None else columns
     return "\n".join([format_header(columns)] + [format_row(r, columns) for r in rows])
 
 
@@ -517,3 +551,575 @@ def environment():
     env.update({"numpy": np.__version__, "torch": torch_version(),
                 "python": platform.python_version(), "machine": platform.machine()})
     return env
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy's BLAS threads and the sgemm rate that the compute-bound targets are measured against
+
+_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def threadpoolctl_available():
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def blas_threads_info():
+    """How many threads NumPy's BLAS uses, as far as it can be told; a dict.
+
+    Keys: ``threads`` (an int when threadpoolctl reports it, else None), ``source``
+    ("threadpoolctl" or "environment") and the BLAS environment variables that are set.
+    """
+    info = {"threads": None, "source": "environment",
+            "environment": {k: os.environ[k] for k in _BLAS_ENV if k in os.environ}}
+    if threadpoolctl_available():
+        import threadpoolctl
+        pools = [p for p in threadpoolctl.threadpool_info() if p.get("user_api") == "blas"]
+        if pools:
+            info.update(threads=max(p["num_threads"] for p in pools), source="threadpoolctl",
+                        libraries=[f"{p.get('internal_api')} {p.get('version')}" for p in pools])
+    return info
+
+
+def describe_blas_threads(info=None):
+    """One line for the command line's header: numpy's BLAS threads and where they come from."""
+    info = blas_threads_info() if info is None else info
+    if info["threads"] is not None:
+        return f"numpy BLAS threads {info['threads']} (threadpoolctl)"
+    env = ", ".join(f"{k}={v}" for k, v in info["environment"].items())
+    return ("numpy BLAS threads: not controlled by --threads (threadpoolctl is not installed); "
+            "whatever " + (env if env else "OPENBLAS_NUM_THREADS/OMP_NUM_THREADS (unset: all cores)")
+            + " says")
+
+
+@contextlib.contextmanager
+def limit_blas_threads(threads):
+    """Limits NumPy's BLAS to ``threads`` threads inside the block when threadpoolctl is importable.
+
+    Yields True when the limit is in force, False when it could not be applied (no threadpoolctl),
+    None when ``threads`` is None (nothing asked).
+    """
+    if threads is None:
+        yield None
+        return
+    if not threadpoolctl_available():
+        yield False
+        return
+    import threadpoolctl
+    with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
+        yield True
+
+
+_SGEMM_SCRIPT = r"""
+import json, statistics, sys, time
+import numpy as np
+M, N, K, repeat = (int(v) for v in sys.argv[1:5])
+rng = np.random.default_rng(0)
+a = rng.standard_normal((M, K), dtype=np.float32)
+b = rng.standard_normal((K, N), dtype=np.float32)
+c = np.empty((M, N), np.float32)
+np.matmul(a, b, out=c)
+np.matmul(a, b, out=c)
+times = []
+for _ in range(repeat):
+    start = time.perf_counter()
+    np.matmul(a, b, out=c)
+    times.append(time.perf_counter() - start)
+out = {"times_ms": [t * 1e3 for t in times]}
+try:
+    import threadpoolctl
+    out["blas_threads"] = max(p["num_threads"] for p in threadpoolctl.threadpool_info()
+                              if p.get("user_api") == "blas")
+except Exception:
+    out["blas_threads"] = None
+print(json.dumps(out))
+"""
+
+
+def measure_sgemm(M=4096, N=1024, K=1024, repeat=10, threads=1, timeout_s=300):
+    """NumPy's float32 matmul rate on (M, K) @ (K, N), in a fresh Python with its BLAS pinned.
+
+    The child process gets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS = ``threads``
+    in its environment (BLAS libraries read them once, at load), so the rate is ``threads``-thread
+    whatever this process's BLAS uses. Counts 2*M*N*K flops per product. Returns a dict: M, N, K,
+    threads, repeat, median_ms, min_ms, gflops_median, gflops_best, times_ms, blas_threads (as
+    threadpoolctl reports it in the child, None without threadpoolctl).
+    """
+    env = dict(os.environ)
+    for key in _BLAS_ENV:
+        env[key] = str(threads)
+    proc = subprocess.run([sys.executable, "-c", _SGEMM_SCRIPT, str(M), str(N), str(K), str(repeat)],
+                          env=env, capture_output=True, text=True, timeout=timeout_s, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the sgemm measurement failed (exit {proc.returncode}): "
+                           f"{proc.stderr.strip()[-500:]}")
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    ms = data["times_ms"]
+    flop = 2.0 * M * N * K
+    median_ms, min_ms = statistics.median(ms), min(ms)
+    return {"M": M, "N": N, "K": K, "threads": threads, "repeat": len(ms), "median_ms": median_ms,
+            "min_ms": min_ms, "gflops_median": flop / (median_ms * 1e6),
+            "gflops_best": flop / (min_ms * 1e6), "times_ms": ms,
+            "blas_threads": data.get("blas_threads")}
+
+
+# ---------------------------------------------------------------------------------------------
+# The performance grid (issue 4): S1-S6, every cell, native vs torch vs numpy, with targets
+
+GRID_CELLS = CELLS
+GRID_LATENCY_SHAPES = ("S1", "S2", "S3")
+GRID_COMPUTE_SHAPES = ("S4", "S5", "S6")
+GRID_RNN_ONLY_SHAPES = ("S6",)
+SGEMM_TARGET = 0.85          # S4-S6 native forward+backward: >= 85% of NumPy's 1-thread sgemm rate
+
+
+def grid_pairs(cells=GRID_CELLS, shapes=tuple(GRID_SHAPES)):
+    """The (cell, shape) problems of the grid among ``cells`` x ``shapes`` (S6: rnn cells only)."""
+    cells = _names(cells, CELLS, "cell")
+    shapes = _names(shapes, ALL_SHAPES, "shape")
+    return [(c, s) for c in cells for s in shapes
+            if not (s in GRID_RNN_ONLY_SHAPES and not c.startswith("rnn"))]
+
+
+def flops(cell, shape, mode):
+    """Floating-point operations of one call: 2*M*N*K per matrix product.
+
+    Forward: the input product (T*B x G*H x I) and the recurrent one (T*B x G*H x H); backward
+    does twice that (dx and dW_ih, dh and dW_hh), so forward+backward counts three times forward.
+    Pointwise gate math is not counted.
+    """
+    s = _shape(shape)
+    forward = 2.0 * s.T * s.B * GATES[cell] * s.H * (s.I + s.H)
+    return forward if mode == "forward" else 3.0 * forward
+
+
+def grid_targets(cell, shape, mode):
+    """The issue's targets for one grid row: a list of (kind, threshold).
+
+    kind "torch": torch's time / native's >= threshold; "numpy": numpy's time / native's >=
+    threshold; "sgemm": native's GFLOP/s / NumPy's 1-thread sgemm GFLOP/s >= threshold.
+    """
+    rnn_or_gru = cell != "lstm"
+    targets = []
+    if shape in GRID_LATENCY_SHAPES:
+        targets.append(("torch", 5.0 if rnn_or_gru else 2.5))
+        if shape == "S1" and cell in ("lstm", "gru") and mode == "forward+backward":
+            targets.append(("numpy", 10.0))
+    elif shape in GRID_COMPUTE_SHAPES and mode == "forward+backward":
+        targets.append(("sgemm", SGEMM_TARGET))
+        targets.append(("torch", 1.5 if rnn_or_gru else 1.1))
+    return targets
+
+
+def _target_label(kind, threshold):
+    if kind == "sgemm":
+        return f">={threshold:.0%} sgemm"
+    return f">={threshold:g}x {kind}"
+
+
+def evaluate_targets(row, sgemm_gflops=None):
+    """Adds each target of a grid row (from summarize_grid) with its value and status.
+
+    ``row["targets"]``: a list of dicts: kind, threshold, label, value (None when it could not be
+    measured: torch missing, native missing, no sgemm rate) and status "PASS", "MISS" or "n/a".
+    """
+    out = []
+    for kind, threshold in grid_targets(row["cell"], row["shape"], row["mode"]):
+        if kind == "sgemm":
+            value = row.get("native_gflops")
+            value = value / sgemm_gflops if value and sgemm_gflops else None
+        else:
+            value = row.get(f"{kind}_over_native")
+        status = "n/a" if value is None else "PASS" if value >= threshold else "MISS"
+        out.append({"kind": kind, "threshold": threshold, "label": _target_label(kind, threshold),
+                    "value": value, "status": status})
+    row["targets"] = out
+    row["targets_text"] = ", ".join(f"{t['label']} {t['status']}" for t in out) or "-"
+    return row
+
+
+def summarize_grid(results, stat="median_ms", sgemm_gflops=None):
+    """summarize() for grid results, plus flops, ``<impl>_gflops``, native_pct_sgemm and targets."""
+    rows = summarize(results, stat=stat)
+    for row in rows:
+        row["flops"] = flops(row["cell"], row["shape"], row["mode"])
+        for impl in IMPLEMENTATIONS:
+            ms = row.get(f"{impl}_ms")
+            if ms:
+                row[f"{impl}_gflops"] = row["flops"] / (ms * 1e6)
+        if sgemm_gflops and row.get("native_gflops"):
+            row["native_pct_sgemm"] = row["native_gflops"] / sgemm_gflops
+        evaluate_targets(row, sgemm_gflops)
+    return rows
+
+
+def grid_impls(shape, impls, numpy_large=True):
+    """The implementations timed on ``shape``: numpy is left out of S4-S6 unless ``numpy_large``."""
+    return [i for i in impls if not (i == "numpy" and not numpy_large
+                                     and shape in GRID_COMPUTE_SHAPES)]
+
+
+def run_grid(cells=GRID_CELLS, shapes=tuple(GRID_SHAPES), modes=MODES, impls=None,
+             dtype="float32", repeat=20, warmup=1, budget_s=1.0, threads=None, check=True,
+             seed=0, numpy_large=True, on_check=None, on_result=None):
+    """Times the grid, problem by problem: each is checked against numpy, then timed.
+
+    Arguments as run_benchmarks'; ``numpy_large=False`` leaves numpy's timings out on S4-S6 (it
+    still computes the reference the checks use). Returns run_benchmarks-style results.
+    """
+    available = available_implementations()
+    impls = available if impls is None else [i for i in _names(impls, IMPLEMENTATIONS, "impl")
+                                             if i in available]
+    results = []
+    for cell, shape in grid_pairs(cells, shapes):
+        use = grid_impls(shape, impls, numpy_large)
+        if not use:
+            continue
+        results += run_benchmarks(
+            cells=[cell], shapes=[shape], modes=modes, impls=use, dtype=dtype, repeat=repeat,
+            warmup=warmup, budget_s=budget_s, threads=threads, check=check, seed=seed,
+            on_check=on_check, on_result=on_result)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Layers: a 2-layer bidirectional LSTM / GRU with variable lengths (issue 3)
+
+LAYER_CELLS = ("lstm", "gru")
+LAYER_SHAPE = "medium"
+LAYER_NUM_LAYERS = 2
+LAYER_BIDIRECTIONAL = True
+# native / numpy: fastrnn's layers with lengths; torch: pack_padded_sequence(enforce_sorted=False)
+# -> module -> pad_packed_sequence; native_padded: the native layer on the same padded batch
+# without lengths (what "lengths cost no more than padding" is measured against).
+LAYER_IMPLEMENTATIONS = ("native", "numpy", "torch", "native_padded")
+LENGTHS_TARGET = 1.2         # native with lengths / native padded <= 1.2x
+
+
+def make_lengths(T, B, rng):
+    """B sequence lengths drawn from ``rng`` in [ceil(T/2), T], at least one equal to T, and not
+    sorted in decreasing order (so torch needs enforce_sorted=False) whenever they are not all
+    equal."""
+    lengths = rng.integers((T + 1) // 2, T + 1, size=B)
+    lengths[rng.integers(B)] = T
+    if B > 1 and np.all(np.diff(lengths) <= 0) and lengths[0] != lengths[-1]:
+        lengths = lengths[::-1].copy()
+    return lengths.astype(np.int64)
+
+
+def _layer_class(cell):
+    from . import layers
+    if cell in ("rnn_tanh", "rnn_relu"):
+        return layers.RNN, {"nonlinearity": cell[len("rnn_"):]}
+    if cell == "lstm":
+        return layers.LSTM, {}
+    if cell == "gru":
+        return layers.GRU, {}
+    raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+
+
+def make_layer_problem(cell, shape=LAYER_SHAPE, dtype="float32", seed=0,
+                       num_layers=LAYER_NUM_LAYERS, bidirectional=LAYER_BIDIRECTIONAL):
+    """The arrays of one layer benchmark problem as a dict.
+
+    Keys: cell, shape, shape_name, dtype, num_layers, bidirectional, x (T, B, I), lengths (B,),
+    h0 (L*D, B, H), c0 (lstm, else None), state_dict (PyTorch names -> arrays, drawn as PyTorch
+    initialises them, from ``seed``), dy (T, B, D*H), dh_n (L*D, B, H), dc_n (lstm, else None).
+    """
+    if cell not in GATES:
+        raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+    shape_name = shape if isinstance(shape, str) else None
+    s = _shape(shape)
+    dt = _dtype(dtype)
+    D = 2 if bidirectional else 1
+    LD = num_layers * D
+    rng = np.random.default_rng(seed)
+
+    def normal(*dims, scale=1.0):
+        return (scale * rng.standard_normal(dims)).astype(dt)
+
+    cls, kwargs = _layer_class(cell)
+    weights = cls(s.I, s.H, num_layers=num_layers, bidirectional=bidirectional, dtype=dt.name,
+                  backend="numpy", seed=seed, **kwargs).state_dict()
+    lstm = cell == "lstm"
+    return {
+        "cell": cell, "shape": s, "shape_name": shape_name or str(s), "dtype": dt,
+        "num_layers": num_layers, "bidirectional": bidirectional,
+        "lengths": make_lengths(s.T, s.B, rng),
+        "x": normal(s.T, s.B, s.I),
+        "h0": normal(LD, s.B, s.H, scale=0.5),
+        "c0": normal(LD, s.B, s.H, scale=0.5) if lstm else None,
+        "state_dict": weights,
+        "dy": normal(s.T, s.B, D * s.H), "dh_n": normal(LD, s.B, s.H),
+        "dc_n": normal(LD, s.B, s.H) if lstm else None,
+    }
+
+
+def fastrnn_layer(problem, backend, state_dict=None):
+    """The fastrnn layer of ``problem`` on ``backend``, its weights loaded with load_state_dict
+    from ``state_dict`` (e.g. a torch module's, tensors and all) or else the problem's."""
+    p, s = problem, problem["shape"]
+    cls, kwargs = _layer_class(p["cell"])
+    m = cls(s.I, s.H, num_layers=p["num_layers"], bidirectional=p["bidirectional"],
+            dtype=p["dtype"].name, backend=backend, seed=0, **kwargs)
+    m.load_state_dict(p["state_dict"] if state_dict is None else state_dict)
+    return m
+
+
+def torch_layer_module(problem):
+    """The torch.nn.RNN/LSTM/GRU of ``problem`` holding its weights (through load_state_dict)."""
+    import torch
+    p, s = problem, problem["shape"]
+    kw = {"num_layers": p["num_layers"], "bidirectional": p["bidirectional"]}
+    cell = p["cell"]
+    if cell in ("rnn_tanh", "rnn_relu"):
+        module = torch.nn.RNN(s.I, s.H, nonlinearity=cell[len("rnn_"):], **kw)
+    elif cell == "lstm":
+        module = torch.nn.LSTM(s.I, s.H, **kw)
+    else:
+        module = torch.nn.GRU(s.I, s.H, **kw)
+    module = module.to(dtype=getattr(torch, p["dtype"].name))
+    module.load_state_dict({k: _torch_array(torch, v) for k, v in p["state_dict"].items()})
+    return module
+
+
+def _check_layer_args(impl, mode):
+    if impl not in LAYER_IMPLEMENTATIONS:
+        raise ValueError(f"impl must be one of {LAYER_IMPLEMENTATIONS}, got {impl!r}")
+    _check_args("native" if impl == "native_padded" else impl, mode)
+
+
+def _fastrnn_layer_runner(problem, mode, backend, with_lengths, state_dict=None):
+    p = problem
+    lstm = p["cell"] == "lstm"
+    m = fastrnn_layer(p, backend, state_dict)
+    lengths = p["lengths"] if with_lengths else None
+    x = p["x"]
+    hx = (p["h0"], p["c0"]) if lstm else p["h0"]
+    dh_n = (p["dh_n"], p["dc_n"]) if lstm else p["dh_n"]
+
+    def outputs(y, hn):
+        h_n, c_n = hn if lstm else (hn, None)
+        return {"y": y, "h_n": h_n, "c_n": c_n}
+
+    if mode == "forward":
+        m.eval()
+
+        def run():
+            return outputs(*m(x, hx, lengths=lengths))
+        return run
+
+    m.train()
+
+    def run():
+        m.zero_grad()
+        out = outputs(*m(x, hx, lengths=lengths))
+        dx, dhx = m.backward(p["dy"], dh_n)
+        dh0, dc0 = dhx if lstm else (dhx, None)
+        out.update(dx=dx, dh0=dh0, dc0=dc0, grads=m.grads)
+        return out
+    return run
+
+
+def _torch_layer_runner(problem, mode, module=None):
+    import torch
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+    p = problem
+    T = p["shape"].T
+    lstm = p["cell"] == "lstm"
+    module = torch_layer_module(p) if module is None else module
+    grad = mode == "forward+backward"
+    x = _torch_array(torch, p["x"]).requires_grad_(grad)
+    lengths = torch.from_numpy(np.array(p["lengths"], dtype=np.int64))
+    h0 = _torch_array(torch, p["h0"]).requires_grad_(grad)
+    c0 = _torch_array(torch, p["c0"]).requires_grad_(grad) if lstm else None
+    hx = (h0, c0) if lstm else h0
+    dy = _torch_array(torch, p["dy"])
+    dh_n = _torch_array(torch, p["dh_n"])
+    dc_n = _torch_array(torch, p["dc_n"]) if lstm else None
+
+    def numpy_of(t):
+        return None if t is None else t.detach().numpy()
+
+    def forward():
+        packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+        out, hn = module(packed, hx)
+        y, _ = pad_packed_sequence(out, total_length=T)
+        h_n, c_n = hn if lstm else (hn, None)
+        return y, h_n, c_n
+
+    if not grad:
+        def run():
+            with torch.no_grad():
+                y, h_n, c_n = forward()
+            return {"y": numpy_of(y), "h_n": numpy_of(h_n), "c_n": numpy_of(c_n)}
+        return run
+
+    leaves = [x, h0] + ([c0] if lstm else [])
+
+    def run():
+        for leaf in leaves:
+            leaf.grad = None
+        module.zero_grad(set_to_none=True)
+        y, h_n, c_n = forward()
+        loss = (y * dy).sum() + (h_n * dh_n).sum()
+        if lstm:
+            loss = loss + (c_n * dc_n).sum()
+        loss.backward()
+        return {"y": numpy_of(y), "h_n": numpy_of(h_n), "c_n": numpy_of(c_n),
+                "dx": numpy_of(x.grad), "dh0": numpy_of(h0.grad),
+                "dc0": numpy_of(c0.grad) if lstm else None,
+                "grads": {name: numpy_of(w.grad) for name, w in module.named_parameters()}}
+    return run
+
+
+def make_layer_runner(impl, problem, mode, state_dict=None, module=None):
+    """A no-argument function running ``impl`` (one of LAYER_IMPLEMENTATIONS) once on a layer
+    problem in ``mode``; it returns a dict: y, h_n, c_n and, for forward+backward, dx, dh0, dc0 and
+    grads ({state_dict name: gradient}). ``state_dict``: the weights for the fastrnn layers (e.g.
+    a torch module's state_dict()); ``module``: the torch module to run (torch_layer_module)."""
+    _check_layer_args(impl, mode)
+    if impl == "torch":
+        return _torch_layer_runner(problem, mode, module)
+    if impl == "native_padded":
+        return _fastrnn_layer_runner(problem, mode, "native", False, state_dict)
+    return _fastrnn_layer_runner(problem, mode, impl, True, state_dict)
+
+
+def layer_reference(problem, padded=False, state_dict=None):
+    """The numpy backend's forward+backward outputs of a layer problem, with its lengths or, when
+    ``padded``, without them (gradients copied out of the layer)."""
+    out = _fastrnn_layer_runner(problem, "forward+backward", "numpy", not padded, state_dict)()
+    out["grads"] = {k: np.array(v) for k, v in out["grads"].items()}
+    return out
+
+
+def check_layer_agreement(impl, problem, mode, reference=None, state_dict=None, module=None):
+    """Raises AgreementError unless ``impl`` agrees with the numpy layer on ``problem``.
+
+    ``reference``: layer_reference(problem, padded=impl == "native_padded"), computed when None.
+    Compares y, h_n, c_n and, for forward+backward, dx, dh0, dc0 and every parameter gradient,
+    with the tolerances of check_agreement. Returns the largest relative difference.
+    """
+    padded = impl == "native_padded"
+    if reference is None:
+        reference = layer_reference(problem, padded=padded)
+    got = make_layer_runner(impl, problem, mode, state_dict, module)()
+    (rtol, atol), (grtol, gatol) = tolerances(problem["dtype"])
+    what = (f"{impl} {problem['num_layers']}-layer "
+            f"{'bidirectional ' if problem['bidirectional'] else ''}{problem['cell']} {mode} "
+            f"{problem['shape_name']} {problem['dtype']}" + ("" if padded else " with lengths"))
+    worst = 0.0
+    for name in _OUTPUTS:
+        worst = max(worst, _compare(what, name, got[name], reference[name], rtol, atol))
+    if mode == "forward+backward":
+        pairs = [(n, got[n], reference[n]) for n in ("dx", "dh0", "dc0")]
+        if set(got["grads"]) != set(reference["grads"]):
+            raise AgreementError(f"{what}: gradients for {sorted(got['grads'])}, the numpy "
+                                 f"reference has {sorted(reference['grads'])}")
+        pairs += [(f"grad of {n}", got["grads"][n], ref) for n, ref in reference["grads"].items()]
+        for name, g, ref in pairs:
+            scale = float(np.abs(ref).max()) if ref is not None and ref.size else 1.0
+            worst = max(worst, _compare(what, name, g, ref, grtol, gatol * scale))
+    return worst
+
+
+def run_layer_benchmarks(cells=LAYER_CELLS, shapes=(LAYER_SHAPE,), modes=MODES, impls=None,
+                         dtype="float32", repeat=20, warmup=1, budget_s=1.0, threads=None,
+                         check=True, seed=0, num_layers=LAYER_NUM_LAYERS,
+                         bidirectional=LAYER_BIDIRECTIONAL, on_check=None, on_result=None):
+    """Times the layer problems: each is checked against numpy (with and without lengths), then
+    every implementation of LAYER_IMPLEMENTATIONS that is available is timed in every mode.
+
+    When torch runs, the fastrnn layers get their weights from the torch module through
+    ``load_state_dict(torch_module.state_dict())``, so the checks compare the same model.
+    Results: as run_benchmarks', impl one of LAYER_IMPLEMENTATIONS, with num_layers,
+    bidirectional and lengths (the problem's) added.
+    """
+    cells = _names(cells, CELLS, "cell")
+    shapes = _names(shapes, ALL_SHAPES, "shape")
+    modes = _names(modes, MODES, "mode")
+    have = {"native": native_available(), "numpy": True, "torch": torch_available(),
+            "native_padded": native_available()}
+    impls = ([i for i in LAYER_IMPLEMENTATIONS if have[i]] if impls is None else
+             [i for i in _names(impls, LAYER_IMPLEMENTATIONS, "impl") if have[i]])
+    dt = _dtype(dtype)
+    n_threads = configure_threads(threads)
+
+    results = []
+    for c in cells:
+        for s in shapes:
+            problem = make_layer_problem(c, s, dt, seed, num_layers, bidirectional)
+            module = torch_layer_module(problem) if "torch" in impls else None
+            weights = module.state_dict() if module is not None else None
+            if check:
+                refs = {}
+                for impl in [i for i in impls if i != "numpy"]:
+                    padded = impl == "native_padded"
+                    if padded not in refs:
+                        refs[padded] = layer_reference(problem, padded, weights)
+                    for mode in modes:
+                        worst = check_layer_agreement(impl, problem, mode, refs[padded], weights,
+                                                      module)
+                        if on_check is not None:
+                            on_check({"cell": c, "shape": s, "mode": mode, "impl": impl,
+                                      "dtype": dt.name, "max_rel_diff": worst})
+                del refs
+            shape = ALL_SHAPES[s]
+            for mode in modes:
+                for impl in impls:
+                    run = make_layer_runner(impl, problem, mode, weights, module)
+                    timing = time_function(run, repeat=repeat, warmup=warmup, budget_s=budget_s)
+                    result = {"cell": c, "shape": s, "T": shape.T, "B": shape.B, "I": shape.I,
+                              "H": shape.H, "mode": mode, "impl": impl, "dtype": dt.name,
+                              "threads": n_threads, "num_layers": num_layers,
+                              "bidirectional": bidirectional,
+                              "lengths": [int(v) for v in problem["lengths"]], **timing}
+                    results.append(result)
+                    if on_result is not None:
+                        on_result(result)
+    return results
+
+
+def summarize_layers(results, stat="median_ms"):
+    """One row per (cell, shape, mode): ``<impl>_ms``, numpy/torch ``_over_native`` and
+    ``lengths_over_padded`` (native with lengths / native padded) with ``lengths_status`` against
+    LENGTHS_TARGET ("PASS", "MISS" or "n/a")."""
+    rows = summarize(results, stat=stat)
+    for row in rows:
+        native, padded = row.get("native_ms"), row.get("native_padded_ms")
+        ratio = native / padded if native and padded else None
+        row["lengths_over_padded"] = ratio
+        row["lengths_status"] = ("n/a" if ratio is None else
+                                 "PASS" if ratio <= LENGTHS_TARGET else "MISS")
+        row["lengths_text"] = f"<={LENGTHS_TARGET:g}x {row['lengths_status']}"
+    return rows
+
+
+def layer_table_columns(impls):
+    """The columns of the layer table (see table_columns)."""
+    cols = [("cell", "cell", 9, "text"), ("shape", "shape", 7, "text"), ("mode", "mode", 17, "text")]
+    cols += [(f"{i}_ms", f"{i} ms", 10 if i != "native_padded" else 16, "ms") for i in impls]
+    if "native" in impls and "native_padded" in impls:
+        cols += [("lengths_over_padded", "lengths/padded", 14, "ratio"),
+                 ("lengths_text", "target", 11, "text")]
+    if "native" in impls:
+        cols += [(f"{i}_over_native", f"{i}/native", 13, "ratio")
+                 for i in ("numpy", "torch") if i in impls]
+    return cols
+
+
+def grid_table_columns(impls):
+    """The columns of the grid table (see table_columns)."""
+    cols = [("cell", "cell", 9, "text"), ("shape", "shape", 5, "text"), ("mode", "mode", 17, "text")]
+    order = [i for i in ("native", "torch", "numpy") if i in impls]
+    cols += [(f"{i}_ms", f"{i} ms", 10, "ms") for i in order]
+    if "native" in impls:
+        cols += [(f"{i}_over_native", f"{i}/native", 13, "ratio") for i in order if i != "native"]
+        cols += [("native_gflops", "GFLOP/s", 8, "gflops"),
+                 ("native_pct_sgemm", "%sgemm", 7, "pct"),
+                 ("targets_text", "targets", 0, "text")]
+    return cols
