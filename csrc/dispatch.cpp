@@ -1,7 +1,9 @@
-// Runtime CPU dispatch: picks, once, the best compiled copy of the kernels this CPU can run.
+// Runtime CPU dispatch: picks, once, the best compiled copy of the kernels this CPU can run, and
+// lets tests force another one.
 
 #include <atomic>
 #include <cstring>
+#include <initializer_list>
 
 #include "fastrnn/recurrence.hpp"
 
@@ -9,27 +11,37 @@ namespace fastrnn {
 
 namespace {
 
-enum class Path { portable, avx2 };
+enum class Path { portable, avx2, avx512 };
 
-bool cpu_supports_avx2_fma() {
-#if defined(FASTRNN_HAVE_AVX2) && (defined(__GNUC__) || defined(__clang__))
+bool cpu_supports(Path path) {
+  if (path == Path::portable) return true;
+#if defined(FASTRNN_HAVE_X86_PATHS) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (path == Path::avx2) return avx2;
+  return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
 #else
   return false;
 #endif
 }
 
+Path best_path() {
+  if (cpu_supports(Path::avx512)) return Path::avx512;
+  if (cpu_supports(Path::avx2)) return Path::avx2;
+  return Path::portable;
+}
+
 std::atomic<Path>& current_path() {
-  static std::atomic<Path> path{cpu_supports_avx2_fma() ? Path::avx2 : Path::portable};
+  static std::atomic<Path> path{best_path()};
   return path;
 }
 
 }  // namespace
 
 const char* const* compiled_paths() {
-#ifdef FASTRNN_HAVE_AVX2
-  static const char* const names[] = {"avx2", "portable", nullptr};
+#ifdef FASTRNN_HAVE_X86_PATHS
+  static const char* const names[] = {"avx512", "avx2", "portable", nullptr};
 #else
   static const char* const names[] = {"portable", nullptr};
 #endif
@@ -37,35 +49,45 @@ const char* const* compiled_paths() {
 }
 
 const char* active_path() {
-  return current_path().load() == Path::avx2 ? "avx2" : "portable";
+  switch (current_path().load()) {
+    case Path::avx512: return "avx512";
+    case Path::avx2: return "avx2";
+    default: return "portable";
+  }
 }
 
 bool set_path(const char* name) {
-  if (std::strcmp(name, "portable") == 0) {
-    current_path().store(Path::portable);
-    return true;
+  for (Path path : {Path::portable, Path::avx2, Path::avx512}) {
+    current_path().store(path);
+    if (std::strcmp(name, active_path()) == 0) {
+      if (cpu_supports(path)) return true;
+      break;
+    }
   }
-  if (std::strcmp(name, "avx2") == 0 && cpu_supports_avx2_fma()) {
-    current_path().store(Path::avx2);
-    return true;
-  }
+  current_path().store(best_path());
   return false;
 }
 
 template <class T>
 void forward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const ForwardArgs<T>& a) {
-#ifdef FASTRNN_HAVE_AVX2
-  if (current_path().load() == Path::avx2) return avx2::forward<T>(cell, d, reverse, w, a);
+  switch (current_path().load()) {
+#ifdef FASTRNN_HAVE_X86_PATHS
+    case Path::avx512: return avx512::forward<T>(cell, d, reverse, w, a);
+    case Path::avx2: return avx2::forward<T>(cell, d, reverse, w, a);
 #endif
-  portable::forward<T>(cell, d, reverse, w, a);
+    default: return portable::forward<T>(cell, d, reverse, w, a);
+  }
 }
 
 template <class T>
 void backward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const BackwardArgs<T>& a) {
-#ifdef FASTRNN_HAVE_AVX2
-  if (current_path().load() == Path::avx2) return avx2::backward<T>(cell, d, reverse, w, a);
+  switch (current_path().load()) {
+#ifdef FASTRNN_HAVE_X86_PATHS
+    case Path::avx512: return avx512::backward<T>(cell, d, reverse, w, a);
+    case Path::avx2: return avx2::backward<T>(cell, d, reverse, w, a);
 #endif
-  portable::backward<T>(cell, d, reverse, w, a);
+    default: return portable::backward<T>(cell, d, reverse, w, a);
+  }
 }
 
 template void forward<float>(Cell, const Dims&, bool, const Weights<float>&, const ForwardArgs<float>&);

@@ -5,7 +5,7 @@
 // tiled micro-kernel computes each MR x NR tile of C. One source serves every instruction set: it is
 // compiled once per ISA (FASTRNN_ISA names the namespace) with that ISA's compiler flags, and the
 // 32-byte GCC vector type becomes AVX2/FMA code there and pairs of SSE2 registers in the portable
-// build. Transposed operands are just other strides, so forward (x W^T), BPTT (dG W) and the weight
+// build (64-byte vectors in the AVX-512 build). Transposed operands are just other strides, so forward (x W^T), BPTT (dG W) and the weight
 // gradients (dG^T x) all use this one product.
 #pragma once
 
@@ -25,14 +25,18 @@ namespace FASTRNN_ISA {
 
 using index_t = std::int64_t;
 
+#ifndef FASTRNN_VECTOR_BYTES
+#define FASTRNN_VECTOR_BYTES 32  // AVX2 registers; the portable build splits them into SSE2 pairs
+#endif
+
 template <class T>
 struct Tile {
-  typedef T vec __attribute__((vector_size(32)));
-  static constexpr int VL = 32 / sizeof(T);  // lanes per vector
+  typedef T vec __attribute__((vector_size(FASTRNN_VECTOR_BYTES)));
+  static constexpr int VL = FASTRNN_VECTOR_BYTES / sizeof(T);  // lanes per vector
   static constexpr int NR = 2 * VL;          // columns of C per micro-tile
   static constexpr int MR = 6;               // rows of C per micro-tile: 12 accumulators
-  static constexpr index_t KC = 256;         // depth of one packed block (B slice stays in L1)
-  static constexpr index_t MC = 72;          // rows of A per packed block (stays in L2)
+  static constexpr index_t KC = 384;         // depth of one packed block (B slice stays in L1)
+  static constexpr index_t MC = 144;          // rows of A per packed block (stays in L2)
 };
 
 // A K x N operand packed into ceil(N / NR) panels, each K x NR, k-major, zero-padded past N.
@@ -160,19 +164,24 @@ inline void micro_kernel_rows(int rows, index_t kc, const T* ap, const T* bp, T*
 template <class T>
 inline void pack_a(index_t mc, index_t kc, const T* a, index_t rs, index_t cs, T* out) {
   constexpr int MR = Tile<T>::MR;
+  if (rs == 1) {
+    // A stored transposed (dG^T in the weight gradients): walk each k's contiguous run of rows.
+    for (index_t k = 0; k < kc; ++k) {
+      const T* src = a + k * cs;
+      for (index_t p0 = 0; p0 < mc; p0 += MR) {
+        const int rows = static_cast<int>(std::min<index_t>(MR, mc - p0));
+        T* dst = out + p0 * kc + k * rows;
+        for (int i = 0; i < rows; ++i) dst[i] = src[p0 + i];
+      }
+    }
+    return;
+  }
   for (index_t p0 = 0; p0 < mc; p0 += MR) {
     const int rows = static_cast<int>(std::min<index_t>(MR, mc - p0));
     T* dst = out + p0 * kc;
-    if (rs == 1) {  // A transposed in memory (dG^T): read along rows i, which are contiguous
-      for (index_t k = 0; k < kc; ++k) {
-        const T* src = a + p0 + k * cs;
-        for (int i = 0; i < rows; ++i) dst[k * rows + i] = src[i];
-      }
-    } else {
-      for (int i = 0; i < rows; ++i) {
-        const T* src = a + (p0 + i) * rs;
-        for (index_t k = 0; k < kc; ++k) dst[k * rows + i] = src[k * cs];
-      }
+    for (int i = 0; i < rows; ++i) {
+      const T* src = a + (p0 + i) * rs;
+      for (index_t k = 0; k < kc; ++k) dst[k * rows + i] = src[k * cs];
     }
   }
 }

@@ -97,10 +97,11 @@ void backward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const
   }
 FASTRNN_DECLARE_ISA(portable)
 FASTRNN_DECLARE_ISA(avx2)
+FASTRNN_DECLARE_ISA(avx512)
 #undef FASTRNN_DECLARE_ISA
 
 // Which instruction sets were compiled in, which one runs, and a way to force one (for tests).
-const char* const* compiled_paths();  // null-terminated list, e.g. {"avx2", "portable"}
+const char* const* compiled_paths();  // null-terminated, best first: {"avx512", "avx2", "portable"}
 const char* active_path();
 bool set_path(const char* name);      // false when that path is not compiled or not supported here
 
