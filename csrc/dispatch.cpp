@@ -57,14 +57,12 @@ const char* active_path() {
 }
 
 bool set_path(const char* name) {
+  const Path before = current_path().load();
   for (Path path : {Path::portable, Path::avx2, Path::avx512}) {
     current_path().store(path);
-    if (std::strcmp(name, active_path()) == 0) {
-      if (cpu_supports(path)) return true;
-      break;
-    }
+    if (std::strcmp(name, active_path()) == 0 && cpu_supports(path)) return true;
   }
-  current_path().store(best_path());
+  current_path().store(before);
   return false;
 }
 
