@@ -25,7 +25,7 @@ def threads():
 
 @pytest.fixture(scope="session")
 def problem():
-    """``problem(cell, shape)``: the float32 problem of bench.make_problem, made once per session."""
+    """``problem(cell, shape)``: bench.make_problem's float32 problem, made once per session."""
     cache = {}
 
     def get(cell, shape):
@@ -42,6 +42,48 @@ def reference(problem):
 
     def get(cell, shape):
         if (cell, shape) not in cache:
-            cache[(cell, shape)] = bench.run_outputs("numpy", problem(cell, shape), "forward+backward")
+            cache[(cell, shape)] = bench.run_outputs("numpy", problem(cell, shape),
+                                                     "forward+backward")
         return cache[(cell, shape)]
+    return get
+
+
+@pytest.fixture(scope="session")
+def layer_problem():
+    """``layer_problem(cell, shape)``: bench.make_layer_problem's float32 problem (2 layers,
+    bidirectional, variable lengths), made once per session."""
+    cache = {}
+
+    def get(cell, shape=bench.LAYER_SHAPE):
+        if (cell, shape) not in cache:
+            cache[(cell, shape)] = bench.make_layer_problem(cell, shape, "float32")
+        return cache[(cell, shape)]
+    return get
+
+
+@pytest.fixture(scope="session")
+def layer_torch(layer_problem):
+    """``layer_torch(cell, shape)``: the torch module holding the layer problem's weights (made
+    once), or None when torch is not installed."""
+    cache = {}
+
+    def get(cell, shape=bench.LAYER_SHAPE):
+        if not bench.torch_available():
+            return None
+        if (cell, shape) not in cache:
+            cache[(cell, shape)] = bench.torch_layer_module(layer_problem(cell, shape))
+        return cache[(cell, shape)]
+    return get
+
+
+@pytest.fixture(scope="session")
+def layer_reference(layer_problem):
+    """``layer_reference(cell, shape, padded)``: the numpy layer's forward+backward outputs, with
+    the problem's lengths or (``padded``) without, computed once."""
+    cache = {}
+
+    def get(cell, shape=bench.LAYER_SHAPE, padded=False):
+        if (cell, shape, padded) not in cache:
+            cache[(cell, shape, padded)] = bench.layer_reference(layer_problem(cell, shape), padded)
+        return cache[(cell, shape, padded)]
     return get

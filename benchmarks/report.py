@@ -1,13 +1,22 @@
-"""Prints the native/numpy/torch table from a pytest-benchmark JSON file.
+"""Tables and a PNG chart of native vs torch vs numpy from a benchmark JSON file.
 
-    python -m pytest benchmarks --benchmark-json=bench.json
-    python benchmarks/report.py bench.json [--stat min]
+Reads either file the benchmarks write::
 
-The table is the one ``python -m fastrnn bench`` prints (fastrnn.bench.format_table).
+    python -m fastrnn bench --grid --json grid.json               # the command line's --json
+    python -m pytest benchmarks --benchmark-json=bench.json        # pytest-benchmark's JSON
+
+    python benchmarks/report.py grid.json [--stat min]              # the tables, with targets
+    python benchmarks/report.py grid.json --png grid.png            # and a chart (matplotlib)
+
+Each section (functional, layers, grid) prints the table ``python -m fastrnn bench`` prints; the
+grid's targets use the sgemm rate saved in the command line's JSON (pytest-benchmark's JSON has
+none, so the %sgemm targets read n/a there). The chart (``--png``) needs matplotlib, an optional
+extra: ``pip install matplotlib``.
 """
 
 import argparse
 import json
+import math
 import pathlib
 import sys
 
@@ -17,38 +26,193 @@ except ImportError:  # a plain checkout: use the package next to this directory
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
     from fastrnn import bench
 
+SECTIONS = ("functional", "layers", "grid")
+TITLES = {"functional": "functional: one layer, one direction",
+          "layers": "layers: 2 layers, bidirectional, variable lengths",
+          "grid": "grid: S1-S6 (issue 4)"}
+COLORS = {"native": "#1f77b4", "native_padded": "#9ecae1", "torch": "#d62728", "numpy": "#7f7f7f"}
+
+
+# -------------------------------------------------------------------------------------------------
+# Reading
+
+def _order_key(r):
+    cells = {c: n for n, c in enumerate(bench.CELLS)}
+    shapes = {s: n for n, s in enumerate(bench.ALL_SHAPES)}
+    modes = {m: n for n, m in enumerate(bench.MODES)}
+    impls = {i: n for n, i in enumerate(bench.LAYER_IMPLEMENTATIONS)}
+    return (cells.get(r["cell"], 99), shapes.get(r["shape"], 99), modes.get(r["mode"], 99),
+            impls.get(r["impl"], 99))
+
 
 def results_from_pytest_benchmark(data, stat="median"):
-    """fastrnn.bench-style result dicts from pytest-benchmark's JSON (test_rnn_bench.py's tests)."""
-    results = []
+    """{section: fastrnn.bench-style result dicts} from pytest-benchmark's JSON (the files in
+    benchmarks/; results from before sections existed count as "functional")."""
+    sections = {}
     for b in data.get("benchmarks", []):
         info = b.get("extra_info", {})
         if not {"cell", "shape", "mode", "impl"} <= info.keys():
-            continue  # not one of test_rnn_bench.py's tests
-        results.append({**info, f"{stat}_ms": b["stats"][stat] * 1e3,
-                        "repeat": b["stats"]["rounds"]})
-    order = {(c, s, m, i): n for n, (c, s, m, i) in enumerate(
-        (c, s, m, i) for c in bench.CELLS for s in bench.SHAPES for m in bench.MODES
-        for i in bench.IMPLEMENTATIONS)}
-    results.sort(key=lambda r: order.get((r["cell"], r["shape"], r["mode"], r["impl"]), len(order)))
-    return results
+            continue  # not one of fastrnn's benchmarks
+        r = {**info, f"{stat}_ms": b["stats"][stat] * 1e3, "repeat": b["stats"]["rounds"]}
+        sections.setdefault(info.get("section", "functional"), []).append(r)
+    for results in sections.values():
+        results.sort(key=_order_key)
+    return sections
 
+
+def load(path, stat="median"):
+    """(sections, sgemm, source) from either JSON: sections maps a section name to its results;
+    sgemm is the grid's saved sgemm measurement (None when there is none)."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if "benchmarks" in data:
+        return results_from_pytest_benchmark(data, stat), None, "pytest-benchmark"
+    sections = {name: data[name]["results"] for name in SECTIONS
+                if isinstance(data.get(name), dict) and data[name].get("results")}
+    if not sections and data.get("results"):        # a --json file from before the sections
+        sections = {"functional": data["results"]}
+    sgemm = (data.get("grid") or {}).get("sgemm")
+    if sgemm and stat == "mean":
+        sgemm = None  # only the median and best rates were saved
+    return sections, sgemm, "python -m fastrnn bench"
+
+
+def sgemm_rate(sgemm, stat):
+    if not sgemm:
+        return None
+    return sgemm["gflops_best"] if stat == "min" else sgemm["gflops_median"]
+
+
+def rows_and_columns(section, results, stat, sgemm_gflops=None):
+    """The summarised rows and the table columns of one section."""
+    key = f"{stat}_ms"
+    if section == "layers":
+        impls = [i for i in bench.LAYER_IMPLEMENTATIONS if any(r["impl"] == i for r in results)]
+        return bench.summarize_layers(results, stat=key), bench.layer_table_columns(impls), impls
+    impls = [i for i in bench.IMPLEMENTATIONS if any(r["impl"] == i for r in results)]
+    if section == "grid":
+        rows = bench.summarize_grid(results, stat=key, sgemm_gflops=sgemm_gflops)
+        return rows, bench.grid_table_columns(impls), impls
+    return bench.summarize(results, stat=key), bench.table_columns(impls), impls
+
+
+# -------------------------------------------------------------------------------------------------
+# The chart
+
+def draw_chart(sections, path, stat="median", title=None):
+    """A PNG of every section's times, one panel per (section, mode): bars per problem for each
+    implementation, log-scale milliseconds. Returns False (with a message) without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("error: --png needs matplotlib, which is not installed: pip install matplotlib",
+              file=sys.stderr)
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key = f"{stat}_ms"
+    panels = []
+    for section in SECTIONS:
+        results = sections.get(section)
+        if not results:
+            continue
+        for mode in bench.MODES:
+            rs = [r for r in results if r["mode"] == mode]
+            if rs:
+                panels.append((section, mode, rs))
+    widest = max(len({(r["cell"], r["shape"]) for r in rs}) for _, _, rs in panels)
+    fig, axes = plt.subplots(len(panels), 1, squeeze=False,
+                             figsize=(max(8.0, 0.75 * widest + 2), 3.2 * len(panels)))
+    for ax, (section, mode, rs) in zip(axes[:, 0], panels):
+        problems = list(dict.fromkeys((r["cell"], r["shape"]) for r in rs))
+        order = ("native", "native_padded", "torch", "numpy")
+        impls = [i for i in order if any(r["impl"] == i for r in rs)]
+        width = 0.8 / len(impls)
+        times = {(r["cell"], r["shape"], r["impl"]): r[key] for r in rs}
+        for n, impl in enumerate(impls):
+            xs, ys = [], []
+            for x, (cell, shape) in enumerate(problems):
+                t = times.get((cell, shape, impl))
+                if t:
+                    xs.append(x - 0.4 + width * (n + 0.5))
+                    ys.append(t)
+            ax.bar(xs, ys, width, label=impl.replace("_", " "), color=COLORS.get(impl))
+        # torch / native above each problem: > 1 means native is faster.
+        for x, (cell, shape) in enumerate(problems):
+            native, torch = times.get((cell, shape, "native")), times.get((cell, shape, "torch"))
+            if native and torch:
+                top = max(times.get((cell, shape, i)) or 0 for i in impls)
+                ax.annotate(f"{torch / native:.1f}x", (x, top), ha="center",
+                            va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(problems)))
+        ax.set_xticklabels([f"{c}\n{s}" for c, s in problems], fontsize=8)
+        ax.set_ylabel(f"ms ({stat}, log)")
+        ax.set_title(f"{TITLES[section]} - {mode}   (numbers: torch/native, > 1: native faster)",
+                     fontsize=9)
+        ax.legend(fontsize=8, loc="upper left", ncol=len(impls))
+        ax.grid(axis="y", which="major", alpha=0.3)
+        lo = min(r[key] for r in rs)
+        hi = max(r[key] for r in rs)
+        ax.set_ylim(10 ** math.floor(math.log10(lo)), 10 ** (math.ceil(math.log10(hi)) + 0.3))
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# -------------------------------------------------------------------------------------------------
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("json", help="a file written by pytest --benchmark-json")
-    parser.add_argument("--stat", choices=("median", "min", "mean"), default="median",
-                        help="which statistic to show (default: median)")
+    parser.add_argument("json", help="a file written by python -m fastrnn bench --json or by "
+                                     "pytest --benchmark-json")
+    parser.add_argument("--stat", choices=("median", "min", "mean"), default=None,
+                        help="which statistic to show (default: the one the file was made with, "
+                             "else median; mean only for pytest-benchmark files)")
+    parser.add_argument("--png", metavar="PATH",
+                        help="also draw a chart of native vs torch vs numpy to PATH (matplotlib)")
     args = parser.parse_args(argv)
-    with open(args.json, encoding="utf-8") as f:
-        data = json.load(f)
-    results = results_from_pytest_benchmark(data, args.stat)
-    if not results:
+    stat = args.stat
+    if stat is None:
+        with open(args.json, encoding="utf-8") as f:
+            stat = json.load(f).get("config", {}).get("stat", "median")
+    try:
+        sections, sgemm, source = load(args.json, stat)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: cannot read {args.json}: {exc}", file=sys.stderr)
+        return 1
+    if not sections:
         print(f"no fastrnn benchmarks in {args.json}", file=sys.stderr)
         return 1
-    impls = [i for i in bench.IMPLEMENTATIONS if any(r["impl"] == i for r in results)]
-    print(bench.format_table(bench.summarize(results, stat=f"{args.stat}_ms"), impls))
-    print(f"\ntimes in ms ({args.stat}); x/native > 1: native is faster")
+    if stat == "mean" and source != "pytest-benchmark":
+        print("error: --stat mean is only in pytest-benchmark files", file=sys.stderr)
+        return 1
+    gflops = sgemm_rate(sgemm, stat)
+    for section in SECTIONS:
+        results = sections.get(section)
+        if not results:
+            continue
+        print(f"== {TITLES[section]} ==")
+        if section == "grid":
+            print(f"sgemm (1 thread, 4096x1024x1024): {gflops:.1f} GFLOP/s" if gflops else
+                  "sgemm: not in this file, the %sgemm targets read n/a")
+        rows, columns, _ = rows_and_columns(section, results, stat, gflops)
+        print(bench.format_table(rows, columns=columns))
+        if section == "grid":
+            targets = [t for r in rows for t in r["targets"]]
+            counts = {k: sum(t["status"] == k for t in targets) for k in ("PASS", "MISS", "n/a")}
+            print(f"targets: {counts['PASS']} PASS, {counts['MISS']} MISS, {counts['n/a']} n/a "
+                  f"of {len(targets)}")
+        print()
+    print(f"times in ms ({stat}); x/native > 1: native is faster")
+    if args.png:
+        if not draw_chart(sections, args.png, stat, title=f"fastrnn: {args.json}"):
+            return 2
+        print(f"wrote {args.png}")
     return 0
 
 

@@ -48,21 +48,24 @@ const char* const* compiled_paths() {
   return names;
 }
 
-const char* active_path() {
-  switch (current_path().load()) {
+const char* path_name(Path path) {
+  switch (path) {
     case Path::avx512: return "avx512";
     case Path::avx2: return "avx2";
     default: return "portable";
   }
 }
 
+const char* active_path() { return path_name(current_path().load()); }
+
 bool set_path(const char* name) {
-  const Path before = current_path().load();
+  // Never stores a path this CPU cannot run, not even for a moment: another thread may be calling.
   for (Path path : {Path::portable, Path::avx2, Path::avx512}) {
-    current_path().store(path);
-    if (std::strcmp(name, active_path()) == 0 && cpu_supports(path)) return true;
+    if (std::strcmp(name, path_name(path)) == 0 && cpu_supports(path)) {
+      current_path().store(path);
+      return true;
+    }
   }
-  current_path().store(before);
   return false;
 }
 

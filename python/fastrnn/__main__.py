@@ -7,7 +7,7 @@ import sys
 
 
 def _csv(choices, what):
-    """An argparse type: a comma-separated list (repeatable flags add up), each one of ``choices``."""
+    """An argparse type: a comma-separated list (repeatable flags add up), each in ``choices``."""
     def parse(text):
         values = [v.strip() for v in text.split(",") if v.strip()]
         if not values:
@@ -128,21 +128,22 @@ def _parser():
     bench.add_argument("--threads", type=_positive, metavar="N",
                        help="threads for the native kernels and for torch (default: "
                             "fastrnn.get_num_threads(): FASTRNN_NUM_THREADS or fastrnn's default), "
-                            "and for numpy's BLAS when threadpoolctl is installed (otherwise numpy's "
-                            "BLAS uses what OPENBLAS_NUM_THREADS/OMP_NUM_THREADS say)")
+                            "and for numpy's BLAS when threadpoolctl is installed (otherwise "
+                            "numpy's BLAS uses what OPENBLAS_NUM_THREADS/OMP_NUM_THREADS say)")
     bench.add_argument("--stat", choices=("median", "min"), default="median",
                        help="which statistic of the timed calls the tables show and the targets "
                             "use (default: median)")
     bench.add_argument("--no-numpy", action="store_true",
                        help="do not time the numpy backend (it is still the correctness reference)")
     bench.add_argument("--no-numpy-large", action="store_true",
-                       help="in the grid, do not time numpy on S4-S6 (its slowest entries; it still "
-                            "computes the reference the checks use)")
+                       help="in the grid, do not time numpy on S4-S6 (its slowest entries; it "
+                            "still computes the reference the checks use)")
     bench.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
     bench.add_argument("--no-native", action="store_true", help="do not time the native backend")
     bench.add_argument("--sgemm-repeat", type=_positive, default=10, metavar="N",
                        help="timed calls of the grid's sgemm measurement (default: 10)")
-    bench.add_argument("--seed", type=int, default=0, help="seed of the random problems (default: 0)")
+    bench.add_argument("--seed", type=int, default=0,
+                       help="seed of the random problems (default: 0)")
     bench.add_argument("--json", metavar="PATH",
                        help="also write the environment, the checks, every timing, the rows and "
                             "the targets of every section that ran to PATH as JSON")
@@ -194,14 +195,16 @@ def _ok_line(checked, others, dtype):
     (rtol, _), (grtol, _) = tolerances(dtype)
     problems = len({(c["cell"], c["shape"]) for c in checked})
     verb = "agree" if len(others) > 1 else "agrees"
-    return (f"ok: {' and '.join(others)} {verb} with numpy on {problems} problems, "
-            f"{len(checked)} checks (y/h_n/c_n rtol {rtol:g}, gradients rtol {grtol:g}; "
+    return (f"ok: {', '.join(others)} {verb} with numpy on {problems} "
+            f"problem{'s' if problems != 1 else ''}, "
+            f"{len(checked)} check{'s' if len(checked) != 1 else ''} (y/h_n/c_n rtol {rtol:g}, "
+            f"gradients rtol {grtol:g}; "
             f"largest difference {worst:.1e} of the array's max)")
 
 
 def _checking_line(others, extra=""):
     if others:
-        return (f"checking {' and '.join(others)} against numpy (outputs and gradients{extra}) "
+        return (f"checking {', '.join(others)} against numpy (outputs and gradients{extra}) "
                 "...")
     return "nothing to check against numpy (only numpy runs)"
 
@@ -224,10 +227,13 @@ def _functional_section(args, opts):
                           lambda rs: bench.summarize(rs, stat=stat))
 
     def on_result(r):
+        # run_benchmarks checks every problem before it times any: the first result means all
+        # checks passed.
         if not printer.header_printed:
             if others:
                 print(_ok_line(checked, others, args.dtype))
             print()
+            printer.header()
         printer.add(r)
 
     results = bench.run_benchmarks(
@@ -257,29 +263,26 @@ def _layers_section(args, opts):
           "load_state_dict(torch_module.state_dict())" if "torch" in impls else
           "torch: not timed")
     others = [i for i in impls if i != "numpy"]
-    print(_checking_line(others, "; native_padded against numpy without lengths"), flush=True)
+    print(_checking_line(others, ", each problem just before it is timed" +
+                         ("; native_padded against numpy without lengths"
+                          if "native_padded" in impls else "")), flush=True)
+    for name in shapes:
+        s = bench.ALL_SHAPES[name]
+        print(f"lengths ({name}, T={s.T}, B={s.B}): "
+              f"{[int(v) for v in bench.layer_lengths(name, args.seed)]}")
+    print()
     checked = []
     printer = _RowPrinter(bench.layer_table_columns(requested), lambda r: len(impls),
                           lambda rs: bench.summarize_layers(rs, stat=stat))
-    lengths_seen = []
-
-    def on_result(r):
-        if not printer.header_printed:
-            if others:
-                print(_ok_line(checked, others, args.dtype))
-        if (r["cell"], r["shape"]) not in [k for k, _ in lengths_seen]:
-            lengths_seen.append(((r["cell"], r["shape"]), r["lengths"]))
-            if not printer.header_printed:
-                print(f"lengths ({r['shape']}, T={r['T']}): {r['lengths']}")
-                print()
-        printer.add(r)
-
+    printer.header()
     results = bench.run_layer_benchmarks(
         cells=cells, shapes=shapes, modes=opts["modes"], impls=impls, dtype=args.dtype,
         repeat=args.repeat, budget_s=args.budget, threads=args.threads, seed=args.seed,
-        on_check=checked.append, on_result=on_result)
+        on_check=checked.append, on_result=printer.add)
     rows = bench.summarize_layers(results, stat=stat)
     print()
+    if others:
+        print(_ok_line(checked, others, args.dtype))
     ratios = [r for r in rows if r.get("lengths_over_padded") is not None]
     if ratios:
         worst = max(ratios, key=lambda r: r["lengths_over_padded"])
@@ -372,7 +375,8 @@ def _bench(args):
     available = bench.available_implementations()
     impls = [i for i in requested if i in available]
     if not impls:
-        print(f"nothing to time: of {', '.join(requested)}, none is available here", file=sys.stderr)
+        print(f"nothing to time: of {', '.join(requested)}, none is available here",
+              file=sys.stderr)
         return 2
     if args.grid or args.layers:
         sections = [name for name, on in (("grid", args.grid), ("layers", args.layers)) if on]

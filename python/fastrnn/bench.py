@@ -10,13 +10,26 @@ forward+backward mode feeds back (``dy``, ``dh_n``). Every implementation runs t
 Two modes: ``forward`` (``training=False``; torch under ``no_grad``) and ``forward+backward`` (a
 training forward, then backward of ``sum(y*dy) + sum(h_n*dh_n)``; every gradient is computed).
 
+Three sections, each checked against numpy before it is timed:
+
+- the functional table (run_benchmarks): one layer, one direction, on SHAPES (any ALL_SHAPES name);
+- layers (run_layer_benchmarks): fastrnn.LSTM/GRU with 2 layers, bidirectional, with variable
+  lengths; torch through pack_padded_sequence, and ``native_padded`` (no lengths) for the
+  lengths-cost target;
+- the performance grid of issue 4 (run_grid, GRID_SHAPES S1-S6), whose rows summarize_grid rates
+  against the issue's targets, using NumPy's 1-thread sgemm rate (measure_sgemm).
+
 Results are plain dicts so that the command line, ``benchmarks/`` and other code can share them::
 
     from fastrnn import bench
     results = bench.run_benchmarks(cells=["lstm"], shapes=["small"])
     print(bench.format_table(bench.summarize(results)))
+    sgemm = bench.measure_sgemm()
+    rows = bench.summarize_grid(bench.run_grid(cells=["gru"], shapes=["S1", "S4"]),
+                                sgemm_gflops=sgemm["gflops_median"])
+    print(bench.format_table(rows, columns=bench.grid_table_columns(bench.IMPLEMENTATIONS)))
 
-Torch is optional: it is imported inside the functions that need it.
+Torch and threadpoolctl are optional: they are imported inside the functions that need them.
 """
 
 import contextlib
@@ -52,7 +65,8 @@ __all__ = [
     "grid_impls", "run_grid", "grid_table_columns",
     # layers with variable lengths
     "LAYER_CELLS", "LAYER_SHAPE", "LAYER_NUM_LAYERS", "LAYER_BIDIRECTIONAL",
-    "LAYER_IMPLEMENTATIONS", "LENGTHS_TARGET", "make_lengths", "make_layer_problem",
+    "LAYER_IMPLEMENTATIONS", "LENGTHS_TARGET", "make_lengths", "layer_lengths",
+    "make_layer_problem",
     "fastrnn_layer", "torch_layer_module", "make_layer_runner", "layer_reference",
     "check_layer_agreement", "run_layer_benchmarks", "summarize_layers", "layer_table_columns",
 ]
@@ -496,7 +510,8 @@ def summarize(results, stat="median_ms"):
 
 def table_columns(impls):
     """The columns of format_table for these implementations: (key, title, width, kind)."""
-    cols = [("cell", "cell", 9, "text"), ("shape", "shape", 7, "text"), ("mode", "mode", 17, "text")]
+    cols = [("cell", "cell", 9, "text"), ("shape", "shape", 7, "text"),
+            ("mode", "mode", 17, "text")]
     cols += [(f"{i}_ms", f"{i} ms", 10, "ms") for i in impls]
     if "native" in impls:
         cols += [(f"{i}_over_native", f"{i}/native", 13, "ratio") for i in impls if i != "native"]
@@ -591,7 +606,8 @@ def describe_blas_threads(info=None):
         return f"numpy BLAS threads {info['threads']} (threadpoolctl)"
     env = ", ".join(f"{k}={v}" for k, v in info["environment"].items())
     return ("numpy BLAS threads: not controlled by --threads (threadpoolctl is not installed); "
-            "whatever " + (env if env else "OPENBLAS_NUM_THREADS/OMP_NUM_THREADS (unset: all cores)")
+            "whatever "
+            + (env if env else "OPENBLAS_NUM_THREADS/OMP_NUM_THREADS (unset: all cores)")
             + " says")
 
 
@@ -651,8 +667,9 @@ def measure_sgemm(M=4096, N=1024, K=1024, repeat=10, threads=1, timeout_s=300):
     env = dict(os.environ)
     for key in _BLAS_ENV:
         env[key] = str(threads)
-    proc = subprocess.run([sys.executable, "-c", _SGEMM_SCRIPT, str(M), str(N), str(K), str(repeat)],
-                          env=env, capture_output=True, text=True, timeout=timeout_s, check=False)
+    argv = [sys.executable, "-c", _SGEMM_SCRIPT, str(M), str(N), str(K), str(repeat)]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout_s,
+                          check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"the sgemm measurement failed (exit {proc.returncode}): "
                            f"{proc.stderr.strip()[-500:]}")
@@ -810,6 +827,12 @@ def make_lengths(T, B, rng):
     return lengths.astype(np.int64)
 
 
+def layer_lengths(shape, seed=0):
+    """The lengths make_layer_problem(cell, shape, seed=seed) uses (the same for every cell)."""
+    s = _shape(shape)
+    return make_lengths(s.T, s.B, np.random.default_rng(seed))
+
+
 def _layer_class(cell):
     from . import layers
     if cell in ("rnn_tanh", "rnn_relu"):
@@ -848,7 +871,7 @@ def make_layer_problem(cell, shape=LAYER_SHAPE, dtype="float32", seed=0,
     return {
         "cell": cell, "shape": s, "shape_name": shape_name or str(s), "dtype": dt,
         "num_layers": num_layers, "bidirectional": bidirectional,
-        "lengths": make_lengths(s.T, s.B, rng),
+        "lengths": make_lengths(s.T, s.B, rng),   # the first draw: layer_lengths() repeats it
         "x": normal(s.T, s.B, s.I),
         "h0": normal(LD, s.B, s.H, scale=0.5),
         "c0": normal(LD, s.B, s.H, scale=0.5) if lstm else None,
@@ -1101,7 +1124,8 @@ def summarize_layers(results, stat="median_ms"):
 
 def layer_table_columns(impls):
     """The columns of the layer table (see table_columns)."""
-    cols = [("cell", "cell", 9, "text"), ("shape", "shape", 7, "text"), ("mode", "mode", 17, "text")]
+    cols = [("cell", "cell", 9, "text"), ("shape", "shape", 7, "text"),
+            ("mode", "mode", 17, "text")]
     cols += [(f"{i}_ms", f"{i} ms", 10 if i != "native_padded" else 16, "ms") for i in impls]
     if "native" in impls and "native_padded" in impls:
         cols += [("lengths_over_padded", "lengths/padded", 14, "ratio"),
@@ -1114,7 +1138,8 @@ def layer_table_columns(impls):
 
 def grid_table_columns(impls):
     """The columns of the grid table (see table_columns)."""
-    cols = [("cell", "cell", 9, "text"), ("shape", "shape", 5, "text"), ("mode", "mode", 17, "text")]
+    cols = [("cell", "cell", 9, "text"), ("shape", "shape", 5, "text"),
+            ("mode", "mode", 17, "text")]
     order = [i for i in ("native", "torch", "numpy") if i in impls]
     cols += [(f"{i}_ms", f"{i} ms", 10, "ms") for i in order]
     if "native" in impls:
