@@ -54,6 +54,20 @@ class PackedB {
     for (index_t p = 0; p < panels_; ++p) {
       T* out = panel(p);
       const index_t n0 = p * NR, nc = std::min<index_t>(NR, N - n0);
+      if (rs == 1 && cs != 1) {
+        // B is a transposed weight matrix (x W^T): copy 16-deep strips of W's rows, so that
+        // both what is read and what is written stay within a few cache lines.
+        for (index_t k0 = 0; k0 < K; k0 += 16) {
+          const index_t kn = std::min<index_t>(16, K - k0);
+          for (index_t j = 0; j < nc; ++j) {
+            const T* src = b + (n0 + j) * cs + k0;
+            for (index_t k = 0; k < kn; ++k) out[(k0 + k) * NR + j] = src[k];
+          }
+        }
+        for (index_t k = 0; k < K; ++k)
+          for (index_t j = nc; j < NR; ++j) out[k * NR + j] = T(0);
+        continue;
+      }
       for (index_t k = 0; k < K; ++k) {
         const T* src = b + k * rs + n0 * cs;
         T* dst = out + k * NR;
