@@ -309,18 +309,18 @@ def _grid_section(args, opts):
         print("nothing to run: S6 is for the rnn cells only")
         return {"cells": cells, "shapes": {}, "pairs": [], "results": [], "rows": []}
 
-    sgemm = None
-    if any(s in bench.GRID_COMPUTE_SHAPES for _, s in pairs):
-        print("measuring NumPy's 1-thread sgemm (4096x1024 @ 1024x1024, float32, in a subprocess "
-              "with OPENBLAS_NUM_THREADS=1) ...", flush=True)
-        try:
-            sgemm = bench.measure_sgemm(repeat=args.sgemm_repeat, threads=1)
-        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-            print(f"warning: {exc}; the %sgemm targets read n/a", file=sys.stderr)
-        else:
-            sgemm["gflops"] = sgemm["gflops_median" if args.stat == "median" else "gflops_best"]
-            print(f"sgemm: {sgemm['gflops']:.1f} GFLOP/s ({args.stat} of {sgemm['repeat']} calls, "
-                  f"{sgemm[args.stat + '_ms']:.1f} ms each)")
+    # About a second: it rates S4-S6 and gives every row's %sgemm column.
+    print("measuring NumPy's 1-thread sgemm (4096x1024 @ 1024x1024, float32, in a subprocess "
+          "with OPENBLAS_NUM_THREADS=1) ...", flush=True)
+    try:
+        sgemm = bench.measure_sgemm(repeat=args.sgemm_repeat, threads=1)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        sgemm = None
+        print(f"warning: {exc}; the %sgemm targets read n/a", file=sys.stderr)
+    else:
+        sgemm["gflops"] = sgemm["gflops_median" if args.stat == "median" else "gflops_best"]
+        print(f"sgemm: {sgemm['gflops']:.1f} GFLOP/s ({args.stat} of {sgemm['repeat']} calls, "
+              f"{sgemm[args.stat + '_ms']:.1f} ms each)")
     gflops = sgemm["gflops"] if sgemm else None
     if opts["threads"] != 1:
         print(f"note: the targets are for 1 thread; this run uses {opts['threads']}, and %sgemm "
