@@ -6,10 +6,17 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/sysinfo.h>
+#endif
 
 #include "fastrnn/recurrence.hpp"
 #include "fastrnn/threads.hpp"
@@ -27,23 +34,89 @@ void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);
 }
 
+[[noreturn]] void memory_error(const std::string& message) {
+  PyErr_SetString(PyExc_MemoryError, message.c_str());
+  throw py::error_already_set();
+}
+
 std::string shape_of(const py::array& a) {
   std::string s = "(";
   for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
   return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
-// `value` as a C-contiguous array of T with exactly `shape` (given as text in `expected`).
-template <class T>
-Array<T> checked(py::handle value, const char* name, const std::vector<index_t>& shape,
-                 const std::string& expected) {
+// ---- Sizes: every element count the kernels will compute, checked for overflow before anything is
+// allocated. Products of sizes use index_t (int64) inside the kernels; here they are checked to fit.
+
+constexpr int kMaxThreads = 1024;  // as fastrnn.set_num_threads
+constexpr index_t kIndexMax = std::numeric_limits<index_t>::max();
+
+// a * b for a, b >= 0, or -1 when the product does not fit in index_t.
+index_t mul(index_t a, index_t b) {
+  if (a < 0 || b < 0) return -1;
+  if (a != 0 && b > kIndexMax / a) return -1;
+  return a * b;
+}
+
+index_t add(index_t a, index_t b) {
+  if (a < 0 || b < 0 || b > kIndexMax - a) return -1;
+  return a + b;
+}
+
+// Memory this machine could ever give (RAM + swap), in bytes; 0 when unknown.
+std::uint64_t machine_memory() {
+#if defined(__linux__)
+  struct sysinfo si;
+  if (sysinfo(&si) == 0)
+    return (static_cast<std::uint64_t>(si.totalram) + si.totalswap) * si.mem_unit;
+#endif
+  return 0;
+}
+
+// Raises MemoryError (allocating nothing) when `elements` values of `itemsize` bytes overflow the
+// index type, or need more memory than the machine has.
+void check_memory(index_t elements, std::size_t itemsize, const std::string& what) {
+  const index_t bytes = mul(elements, static_cast<index_t>(itemsize));
+  if (elements < 0 || bytes < 0)
+    memory_error("fastrnn: " + what + " would need more than 2**63 bytes (sizes overflow 64 bits)");
+  const std::uint64_t have = machine_memory();
+  if (have && static_cast<std::uint64_t>(bytes) > have)
+    memory_error("fastrnn: " + what + " would need " + std::to_string(bytes) +
+                 " bytes, more than this machine's memory (" + std::to_string(have) + " bytes)");
+}
+
+// ---- Arguments. Phase 1 looks at each argument without copying it (dtype, ndim, shape); phase 2,
+// after the sizes are checked, makes the C-contiguous copies the kernels read.
+
+// `value` as a NumPy array, not copied when it already is one.
+py::array as_array(py::handle value, const char* name) {
   if (value.is_none()) throw py::type_error(std::string(name) + " must be an array, got None");
-  Array<T> arr = Array<T>::ensure(value);
-  if (!arr) throw py::type_error(std::string(name) + " must be a numeric array");
+  py::array arr = py::array::ensure(value);
+  if (!arr) throw py::type_error(std::string(name) + " must be an array (or convertible to one)");
+  return arr;
+}
+
+// A float array of exactly dtype T (any byte order) and `shape` (-1: any size on that axis).
+template <class T>
+py::array checked_view(py::handle value, const char* name, const std::vector<index_t>& shape,
+                       const std::string& expected) {
+  py::array arr = as_array(value, name);
+  const py::dtype dt = arr.dtype();
+  if (dt.kind() != 'f' || dt.itemsize() != static_cast<py::ssize_t>(sizeof(T)))
+    throw py::type_error(std::string(name) + " must have dtype " +
+                         (sizeof(T) == 4 ? "float32" : "float64") + " like x, got " +
+                         std::string(py::str(dt)));
   bool ok = arr.ndim() == static_cast<py::ssize_t>(shape.size());
   for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || arr.shape(i) == shape[i];
   require(ok, std::string(name) + " must have shape " + expected + ", got " + shape_of(arr));
   return arr;
+}
+
+// Phase 2: the C-contiguous, native-byte-order array of T (no copy when it already is). A failed
+// copy (e.g. MemoryError for a huge broadcast view) propagates as the Python error it is.
+template <class T>
+Array<T> contiguous(const py::array& view) {
+  return Array<T>(py::reinterpret_borrow<py::object>(view));
 }
 
 Cell parse_cell(const std::string& name) {
@@ -58,6 +131,13 @@ Cell parse_cell(const std::string& name) {
 template <class T>
 const T* data_or_null(const Array<T>& a, bool present) {
   return present ? a.data() : nullptr;
+}
+
+template <class T>
+Array<T> zeros(std::vector<py::ssize_t> shape) {
+  Array<T> a(shape);
+  if (a.size()) std::fill(a.mutable_data(), a.mutable_data() + a.size(), T(0));
+  return a;
 }
 
 // Everything backward needs: the forward's arguments (kept alive here) and its saved buffers.
@@ -78,42 +158,99 @@ struct NativeCache {
   std::unique_ptr<CacheData<double>> f64;
 };
 
+// Elements forward allocates (outputs, what training saves, its own workspace), overflow-checked.
+index_t forward_elements(const fastrnn::Dims& d, index_t G, bool lstm, bool proj, bool gru,
+                         bool lengths, bool training) {
+  const index_t TB = mul(d.T, d.B), GH = mul(G, d.H);
+  index_t n = 0;
+  auto plus = [&](index_t v) { n = add(n, v); };
+  plus(mul(TB, d.P));                    // y
+  plus(mul(TB, GH));                     // input projection for all steps
+  plus(mul(d.B, add(mul(3, d.P), mul(2, GH))));  // state buffers, recurrent product
+  plus(mul(4, mul(d.B, d.H)));           // c, c_n and per-step temporaries
+  plus(add(mul(GH, add(d.P, d.I)), mul(d.P, d.H)));  // packed weights
+  if (lengths) plus(mul(TB, d.I));       // x with the padding zeroed
+  if (training) {
+    plus(mul(TB, d.P));                  // h_prev
+    plus(mul(TB, GH));                   // gates
+    if (lstm) plus(mul(2, mul(TB, d.H)));  // c_prev, c_new
+    if (proj || gru) plus(mul(TB, d.H));   // m / gh_n
+  }
+  return n;
+}
+
+// Elements backward allocates (gradients and its workspace; the cache already exists).
+index_t backward_elements(const fastrnn::Dims& d, index_t G, bool proj, bool gru) {
+  const index_t TB = mul(d.T, d.B), GH = mul(G, d.H);
+  index_t n = 0;
+  auto plus = [&](index_t v) { n = add(n, v); };
+  plus(mul(TB, d.I));                               // dx
+  plus(mul(gru ? 2 : 1, mul(TB, GH)));              // gate gradients
+  plus(mul(proj ? d.T : 1, mul(d.B, d.P)));         // dh_total
+  plus(mul(d.B, add(mul(3, d.P), mul(2, d.H))));    // dh buffers, dc, dm, dh0, dc0
+  plus(mul(2, add(mul(GH, add(d.P, d.I)), add(mul(d.P, d.H), mul(2, GH)))));  // grads, packing
+  return n;
+}
+
 template <class T>
 py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_, py::handle w_ih_,
                        py::handle w_hh_, py::handle b_ih_, py::handle b_hh_, py::handle w_hr_,
                        py::handle lengths_, bool reverse, bool training) {
   const index_t G = fastrnn::gate_count(cell);
-  const bool lstm = cell == Cell::lstm;
-  Array<T> x = checked<T>(x_, "x", {-1, -1, -1}, "(T, B, I)");
-  const index_t T_ = x.shape(0), B = x.shape(1), I = x.shape(2);
-  Array<T> w_ih = checked<T>(w_ih_, "w_ih", {-1, I}, "(G*H, I=" + std::to_string(I) + ")");
-  require(w_ih.shape(0) > 0 && w_ih.shape(0) % G == 0,
+  const bool lstm = cell == Cell::lstm, gru = cell == Cell::gru;
+  // Phase 1: dtypes and shapes, nothing copied.
+  py::array xv = checked_view<T>(x_, "x", {-1, -1, -1}, "(T, B, I)");
+  const index_t T_ = xv.shape(0), B = xv.shape(1), I = xv.shape(2);
+  py::array w_ihv = checked_view<T>(w_ih_, "w_ih", {-1, I}, "(G*H, I=" + std::to_string(I) + ")");
+  require(w_ihv.shape(0) > 0 && w_ihv.shape(0) % G == 0,
           "w_ih must have shape (G*H, I) with G=" + std::to_string(G) + " and H >= 1, got " +
-              shape_of(w_ih));
-  const index_t H = w_ih.shape(0) / G, GH = G * H;
+              shape_of(w_ihv));
+  const index_t H = w_ihv.shape(0) / G, GH = G * H;
   const bool has_w_hr = !w_hr_.is_none();
   require(!has_w_hr || lstm, "w_hr (projection) is only for cell 'lstm'");
-  Array<T> w_hr;
+  py::array w_hrv;
   index_t P = H;
   if (has_w_hr) {
-    w_hr = checked<T>(w_hr_, "w_hr", {-1, H}, "(P, H=" + std::to_string(H) + ")");
-    P = w_hr.shape(0);
+    w_hrv = checked_view<T>(w_hr_, "w_hr", {-1, H}, "(P, H=" + std::to_string(H) + ")");
+    P = w_hrv.shape(0);
     require(P > 0, "w_hr must have shape (P, H) with P >= 1");
   }
   const std::string sGH = std::to_string(GH), sB = std::to_string(B), sP = std::to_string(P),
                     sH = std::to_string(H);
-  Array<T> w_hh = checked<T>(w_hh_, "w_hh", {GH, P}, "(G*H=" + sGH + ", P=" + sP + ")");
+  py::array w_hhv = checked_view<T>(w_hh_, "w_hh", {GH, P}, "(G*H=" + sGH + ", P=" + sP + ")");
   const bool has_b_ih = !b_ih_.is_none(), has_b_hh = !b_hh_.is_none();
-  Array<T> b_ih, b_hh, c0;
-  if (has_b_ih) b_ih = checked<T>(b_ih_, "b_ih", {GH}, "(G*H=" + sGH + ",)");
-  if (has_b_hh) b_hh = checked<T>(b_hh_, "b_hh", {GH}, "(G*H=" + sGH + ",)");
-  Array<T> h0 = checked<T>(h0_, "h0", {B, P}, "(B=" + sB + ", P=" + sP + ")");
-  if (lstm) c0 = checked<T>(c0_, "c0", {B, H}, "(B=" + sB + ", H=" + sH + ")");
+  py::array b_ihv, b_hhv, c0v;
+  if (has_b_ih) b_ihv = checked_view<T>(b_ih_, "b_ih", {GH}, "(G*H=" + sGH + ",)");
+  if (has_b_hh) b_hhv = checked_view<T>(b_hh_, "b_hh", {GH}, "(G*H=" + sGH + ",)");
+  py::array h0v = checked_view<T>(h0_, "h0", {B, P}, "(B=" + sB + ", P=" + sP + ")");
+  if (lstm) c0v = checked_view<T>(c0_, "c0", {B, H}, "(B=" + sB + ", H=" + sH + ")");
   else require(c0_.is_none(), "c0 is only for cell 'lstm'");
   const bool has_lengths = !lengths_.is_none();
+  py::array lengthsv;
+  if (has_lengths) {
+    lengthsv = as_array(lengths_, "lengths");
+    const char kind = lengthsv.dtype().kind();
+    if (kind != 'i' && kind != 'u')
+      throw py::type_error("lengths must be an integer array, got dtype " +
+                           std::string(py::str(lengthsv.dtype())));
+    require(lengthsv.ndim() == 1 && lengthsv.shape(0) == B,
+            "lengths must have shape (B=" + sB + ",), got " + shape_of(lengthsv));
+  }
+  const fastrnn::Dims dims{T_, B, I, H, P};
+  check_memory(forward_elements(dims, G, lstm, has_w_hr, gru, has_lengths, training), sizeof(T),
+               "forward");
+
+  // Phase 2: contiguous copies (only where needed), then the values of lengths.
+  Array<T> x = contiguous<T>(xv), w_ih = contiguous<T>(w_ihv), w_hh = contiguous<T>(w_hhv);
+  Array<T> h0 = contiguous<T>(h0v), w_hr, b_ih, b_hh, c0;
+  if (has_w_hr) w_hr = contiguous<T>(w_hrv);
+  if (has_b_ih) b_ih = contiguous<T>(b_ihv);
+  if (has_b_hh) b_hh = contiguous<T>(b_hhv);
+  if (lstm) c0 = contiguous<T>(c0v);
   Array<index_t> lengths;
   if (has_lengths) {
-    lengths = checked<index_t>(lengths_, "lengths", {B}, "(B=" + sB + ",)");
+    // Unsigned values past 2**63 wrap to negative here and fail the range check below.
+    lengths = contiguous<index_t>(lengthsv);
     for (index_t b = 0; b < B; ++b)
       require(lengths.data()[b] >= 0 && lengths.data()[b] <= T_,
               "lengths must lie in [0, T=" + std::to_string(T_) + "]");
@@ -123,18 +260,19 @@ py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_,
   Array<T> c_n = lstm ? Array<T>({B, H}) : Array<T>();
   std::unique_ptr<CacheData<T>> cache;
   if (training) {
-    cache.reset(new CacheData<T>{cell, {T_, B, I, H, P}, reverse, x, w_ih, w_hh, w_hr, lengths,
-                                 has_b_ih, has_b_hh, has_w_hr, has_lengths, {}});
+    cache.reset(new CacheData<T>{cell, dims, reverse, x, w_ih, w_hh, w_hr, lengths, has_b_ih,
+                                 has_b_hh, has_w_hr, has_lengths, {}});
   }
-  const fastrnn::Weights<T> w{w_ih.data(), w_hh.data(), data_or_null(b_ih, has_b_ih),
-                              data_or_null(b_hh, has_b_hh), data_or_null(w_hr, has_w_hr)};
-  const fastrnn::ForwardArgs<T> args{x.data(), h0.data(), data_or_null(c0, lstm),
-                                     data_or_null(lengths, has_lengths), y.mutable_data(),
-                                     h_n.mutable_data(), lstm ? c_n.mutable_data() : nullptr,
-                                     cache ? &cache->saved : nullptr};
-  {
+  // No sequences: nothing to compute (and no T-step loop over an empty batch, however large T).
+  if (B > 0) {
+    const fastrnn::Weights<T> w{w_ih.data(), w_hh.data(), data_or_null(b_ih, has_b_ih),
+                                data_or_null(b_hh, has_b_hh), data_or_null(w_hr, has_w_hr)};
+    const fastrnn::ForwardArgs<T> args{x.data(), h0.data(), data_or_null(c0, lstm),
+                                       data_or_null(lengths, has_lengths), y.mutable_data(),
+                                       h_n.mutable_data(), lstm ? c_n.mutable_data() : nullptr,
+                                       cache ? &cache->saved : nullptr};
     py::gil_scoped_release nogil;
-    fastrnn::forward<T>(cell, {T_, B, I, H, P}, reverse, w, args);
+    fastrnn::forward<T>(cell, dims, reverse, w, args);
   }
   py::object cache_obj = py::none();
   if (training) {
@@ -150,16 +288,14 @@ py::tuple forward(const std::string& cell_name, py::handle x, py::handle h0, py:
                   py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle w_hr,
                   py::handle lengths, bool reverse, bool training) {
   const Cell cell = parse_cell(cell_name);
-  if (x.is_none()) throw py::type_error("x must be an array, got None");
-  const py::array arr = py::array::ensure(x);
-  if (!arr) throw py::type_error("x must be a numeric array");
+  const py::array arr = as_array(x, "x");
   const py::dtype dt = arr.dtype();
   // By kind and size, not identity: an equal dtype object need not be numpy's canonical one.
   if (dt.kind() == 'f' && dt.itemsize() == 4)
-    return forward_impl<float>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse,
+    return forward_impl<float>(cell, arr, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse,
                                training);
   if (dt.kind() == 'f' && dt.itemsize() == 8)
-    return forward_impl<double>(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse,
+    return forward_impl<double>(cell, arr, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse,
                                 training);
   throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(dt)));
 }
@@ -167,30 +303,38 @@ py::tuple forward(const std::string& cell_name, py::handle x, py::handle h0, py:
 template <class T>
 py::tuple backward_impl(const CacheData<T>& c, py::handle dy_, py::handle dh_n_, py::handle dc_n_) {
   const fastrnn::Dims& d = c.d;
-  const bool lstm = c.cell == Cell::lstm;
-  const index_t GH = fastrnn::gate_count(c.cell) * d.H;
+  const bool lstm = c.cell == Cell::lstm, gru = c.cell == Cell::gru;
+  const index_t G = fastrnn::gate_count(c.cell), GH = G * d.H;
   const std::string sT = std::to_string(d.T), sB = std::to_string(d.B), sP = std::to_string(d.P),
                     sH = std::to_string(d.H);
-  Array<T> dy = checked<T>(dy_, "dy", {d.T, d.B, d.P}, "(T=" + sT + ", B=" + sB + ", P=" + sP + ")");
-  Array<T> dh_n = checked<T>(dh_n_, "dh_n", {d.B, d.P}, "(B=" + sB + ", P=" + sP + ")");
-  Array<T> dc_n;
-  if (lstm) dc_n = checked<T>(dc_n_, "dc_n", {d.B, d.H}, "(B=" + sB + ", H=" + sH + ")");
+  py::array dyv = checked_view<T>(dy_, "dy", {d.T, d.B, d.P},
+                                  "(T=" + sT + ", B=" + sB + ", P=" + sP + ")");
+  py::array dh_nv = checked_view<T>(dh_n_, "dh_n", {d.B, d.P}, "(B=" + sB + ", P=" + sP + ")");
+  py::array dc_nv;
+  if (lstm) dc_nv = checked_view<T>(dc_n_, "dc_n", {d.B, d.H}, "(B=" + sB + ", H=" + sH + ")");
   else require(dc_n_.is_none(), "dc_n is only for cell 'lstm'");
+  check_memory(backward_elements(d, G, c.has_w_hr, gru), sizeof(T), "backward");
+  Array<T> dy = contiguous<T>(dyv), dh_n = contiguous<T>(dh_nv), dc_n;
+  if (lstm) dc_n = contiguous<T>(dc_nv);
 
   Array<T> dx({d.T, d.B, d.I}), dh0({d.B, d.P}), dw_ih({GH, d.I}), dw_hh({GH, d.P});
   Array<T> dc0 = lstm ? Array<T>({d.B, d.H}) : Array<T>();
   Array<T> db_ih = c.has_b_ih ? Array<T>({GH}) : Array<T>();
   Array<T> db_hh = c.has_b_hh ? Array<T>({GH}) : Array<T>();
   Array<T> dw_hr = c.has_w_hr ? Array<T>({d.P, d.H}) : Array<T>();
-  const fastrnn::Weights<T> w{c.w_ih.data(), c.w_hh.data(), nullptr, nullptr,
-                              data_or_null(c.w_hr, c.has_w_hr)};
-  const fastrnn::BackwardArgs<T> args{
-      c.x.data(), data_or_null(c.lengths, c.has_lengths), &c.saved, dy.data(), dh_n.data(),
-      data_or_null(dc_n, lstm), dx.mutable_data(), dh0.mutable_data(),
-      lstm ? dc0.mutable_data() : nullptr, dw_ih.mutable_data(), dw_hh.mutable_data(),
-      c.has_b_ih ? db_ih.mutable_data() : nullptr, c.has_b_hh ? db_hh.mutable_data() : nullptr,
-      c.has_w_hr ? dw_hr.mutable_data() : nullptr};
-  {
+  if (d.B == 0) {
+    // No sequences: every gradient is zero (dx, dh0, dc0 are empty).
+    for (Array<T>* a : {&dw_ih, &dw_hh, &db_ih, &db_hh, &dw_hr})
+      if (a->size()) std::fill(a->mutable_data(), a->mutable_data() + a->size(), T(0));
+  } else {
+    const fastrnn::Weights<T> w{c.w_ih.data(), c.w_hh.data(), nullptr, nullptr,
+                                data_or_null(c.w_hr, c.has_w_hr)};
+    const fastrnn::BackwardArgs<T> args{
+        c.x.data(), data_or_null(c.lengths, c.has_lengths), &c.saved, dy.data(), dh_n.data(),
+        data_or_null(dc_n, lstm), dx.mutable_data(), dh0.mutable_data(),
+        lstm ? dc0.mutable_data() : nullptr, dw_ih.mutable_data(), dw_hh.mutable_data(),
+        c.has_b_ih ? db_ih.mutable_data() : nullptr, c.has_b_hh ? db_hh.mutable_data() : nullptr,
+        c.has_w_hr ? dw_hr.mutable_data() : nullptr};
     py::gil_scoped_release nogil;
     fastrnn::backward<T>(c.cell, d, c.reverse, w, args);
   }
@@ -206,7 +350,8 @@ py::tuple backward(py::handle cache, py::handle dy, py::handle dh_n, py::handle 
     throw py::type_error("cache must be the cache returned by fastrnn._native.forward");
   const NativeCache& nc = cache.cast<const NativeCache&>();
   if (nc.f32) return backward_impl<float>(*nc.f32, dy, dh_n, dc_n);
-  return backward_impl<double>(*nc.f64, dy, dh_n, dc_n);
+  if (nc.f64) return backward_impl<double>(*nc.f64, dy, dh_n, dc_n);
+  throw std::invalid_argument("cache is empty");
 }
 
 }  // namespace
@@ -227,7 +372,8 @@ PYBIND11_MODULE(_native, m) {
   m.def(
       "set_num_threads",
       [](int n) {
-        require(n >= 1, "n must be >= 1, got " + std::to_string(n));
+        require(n >= 1 && n <= kMaxThreads,
+                "n must be in [1, " + std::to_string(kMaxThreads) + "], got " + std::to_string(n));
         fastrnn::ThreadTeam::global().set_size(n);
       },
       py::arg("n"), "Sets how many threads the kernels use (the caller included).");

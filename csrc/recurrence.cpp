@@ -77,7 +77,7 @@ inline Split split_for(int tid, int n, index_t H, index_t P, index_t NR) {
 // the barrier(s) every step costs.
 inline int loop_threads(index_t B, index_t GH, index_t H, index_t P, index_t NR) {
   const double flops_per_step = 2.0 * double(B) * double(GH) * double(P);
-  const double grain = 1e6 * ThreadTeam::global().grain();
+  const double grain = 2e4 * ThreadTeam::global().grain();  // a barrier costs ~0.2 us; measured
   const index_t by_size =
       grain > 0 ? static_cast<index_t>(std::min(flops_per_step / grain, 1e6)) + 1 : 1 << 20;
   const index_t panels = std::min((H + NR - 1) / NR, (P + NR - 1) / NR);
@@ -162,6 +162,9 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
   auto job = [&](int tid) {
     const Split sp = split_for(tid, nthreads, H, P, NR);
     const index_t pw = sp.p1 - sp.p0, uw = sp.u1 - sp.u0;
+    PackedA<T> h_packed, m_packed;  // this thread's packed copy of the state (and of m)
+    h_packed.reserve(B, P);
+    if (proj) m_packed.reserve(B, H);
     for (index_t s = 0; s < d.T; ++s) {
       const index_t t = reverse ? d.T - 1 - s : s, off = t * B;
       const T* hc = h_bufs[s & 1].data();
@@ -171,8 +174,9 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
           copy_n(sv->h_prev.data() + (off + b) * P + sp.p0, hc + b * P + sp.p0, pw);
           if (C::has_c) copy_n(sv->c_prev.data() + (off + b) * H + sp.u0, c.data() + b * H + sp.u0, uw);
         }
+      h_packed.pack(B, P, hc, P, 1);  // once per step, for all G gates
       for (int g = 0; g < C::G; ++g)
-        gemm_panels<T>(B, hc, P, 1, w_hh_t[g], sp.ub0, sp.ub1, hg.data() + g * H, GH, false);
+        gemm_panels<T>(h_packed, w_hh_t[g], sp.ub0, sp.ub1, hg.data() + g * H, GH, false);
 
       T* gates = sv ? sv->gates.data() + off * GH : gates_tmp.data();
       T* c_new = !C::has_c ? nullptr : sv ? sv->c_new.data() + off * H : c_new_tmp.data();
@@ -189,7 +193,8 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
       }
       if (proj) {
         barrier.wait();  // the projection needs every unit's m
-        gemm_panels<T>(B, out, H, 1, w_hr_t, sp.pb0, sp.pb1, h_new.data(), P, false);
+        m_packed.pack(B, H, out, H, 1);
+        gemm_panels<T>(m_packed, w_hr_t, sp.pb0, sp.pb1, h_new.data(), P, false);
       }
 
       // Sequences that took the step move to their new state; the others keep theirs.
@@ -240,6 +245,8 @@ void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Backw
   auto job = [&](int tid) {
     const Split sp = split_for(tid, nthreads, H, P, NR);
     const index_t pw = sp.p1 - sp.p0, uw = sp.u1 - sp.u0;
+    PackedA<T> a_packed;  // this thread's packed copy of dh (projection) or of the step's dgates
+    a_packed.reserve(B, std::max(GH, P));
     for (index_t i = 0; i < d.T; ++i) {
       const index_t s = d.T - 1 - i, t = reverse ? d.T - 1 - s : s, off = t * B;
       const T* dcur = dh_bufs[i & 1].data();
@@ -258,7 +265,8 @@ void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Backw
       const T* dcell = dtot;  // the gradient w.r.t. the cell output (m for a projected LSTM)
       if (proj) {
         barrier.wait();  // dm = dh W_hr needs every column of dh
-        gemm_panels<T>(B, dtot, P, 1, w_hr_p, sp.ub0, sp.ub1, dm.data(), H, false);
+        a_packed.pack(B, P, dtot, P, 1);
+        gemm_panels<T>(a_packed, w_hr_p, sp.ub0, sp.ub1, dm.data(), H, false);
         dcell = dm.data();
       }
       for (index_t b = 0; b < B; ++b) {
@@ -280,7 +288,8 @@ void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Backw
       }
       barrier.wait();  // dh_prev = dgates_h W_hh needs every gate of every unit
       // (+ the GRU's direct z * dh, already in dnext; the GRU has no projection, so P == H.)
-      gemm_panels<T>(B, dgh + off * GH, GH, 1, w_hh_p, sp.pb0, sp.pb1, dnext, P, gru);
+      a_packed.pack(B, GH, dgh + off * GH, GH, 1);
+      gemm_panels<T>(a_packed, w_hh_p, sp.pb0, sp.pb1, dnext, P, gru);
       for (index_t b = 0; b < B; ++b)
         if (!is_active(a.lengths, b, t)) copy_n(dnext + b * P + sp.p0, dcur + b * P + sp.p0, pw);
     }

@@ -34,7 +34,8 @@ struct Tile {
   typedef T vec __attribute__((vector_size(FASTRNN_VECTOR_BYTES)));
   static constexpr int VL = FASTRNN_VECTOR_BYTES / sizeof(T);  // lanes per vector
   static constexpr int NR = 2 * VL;          // columns of C per micro-tile
-  static constexpr int MR = 6;               // rows of C per micro-tile: 12 accumulators
+  // Rows of C per micro-tile: 2*MR accumulators, of 16 (AVX2) or 32 (AVX-512) vector registers.
+  static constexpr int MR = FASTRNN_VECTOR_BYTES == 64 ? 8 : 6;
   static constexpr index_t KC = 384;         // depth of one packed block (B slice stays in L1)
   static constexpr index_t MC = 144;          // rows of A per packed block (stays in L2)
 };
@@ -169,7 +170,9 @@ inline void micro_kernel_rows(int rows, index_t kc, const T* ap, const T* bp, T*
     case 3: micro_kernel<T, 3>(kc, ap, bp, c, ldc, ncols, accumulate); break;
     case 4: micro_kernel<T, 4>(kc, ap, bp, c, ldc, ncols, accumulate); break;
     case 5: micro_kernel<T, 5>(kc, ap, bp, c, ldc, ncols, accumulate); break;
-    default: micro_kernel<T, 6>(kc, ap, bp, c, ldc, ncols, accumulate); break;
+    case 6: micro_kernel<T, 6>(kc, ap, bp, c, ldc, ncols, accumulate); break;
+    case 7: micro_kernel<T, 7>(kc, ap, bp, c, ldc, ncols, accumulate); break;
+    default: micro_kernel<T, 8>(kc, ap, bp, c, ldc, ncols, accumulate); break;
   }
 }
 
@@ -209,40 +212,98 @@ inline int gemm_threads(index_t M, index_t N, index_t K, index_t panels) {
   return ThreadTeam::global().available(static_cast<int>(std::max<index_t>(1, n)));
 }
 
+// C[:, panels [p_begin, p_end)] (+)= the (mc x kc) packed block of A at rows i0, depth k0, times B.
+template <class T>
+inline void gemm_block(const T* a_block, index_t i0, index_t mc, index_t k0, index_t kc,
+                       const PackedB<T>& b, index_t p_begin, index_t p_end, T* c, index_t ldc,
+                       bool acc) {
+  using Tl = Tile<T>;
+  for (index_t p = p_begin; p < p_end; ++p) {
+    const T* bp = b.panel(p) + k0 * Tl::NR;
+    const int ncols = static_cast<int>(std::min<index_t>(Tl::NR, b.N() - p * Tl::NR));
+    for (index_t r0 = 0; r0 < mc; r0 += Tl::MR) {
+      const int rows = static_cast<int>(std::min<index_t>(Tl::MR, mc - r0));
+      micro_kernel_rows<T>(rows, kc, a_block + r0 * kc, bp, c + (i0 + r0) * ldc + p * Tl::NR, ldc,
+                           ncols, acc);
+    }
+  }
+}
+
+// Zeroes (or leaves, when accumulating) columns [p_begin, p_end) of C: the product with K == 0.
+template <class T>
+inline void gemm_empty(index_t M, const PackedB<T>& b, index_t p_begin, index_t p_end, T* c,
+                       index_t ldc, bool accumulate) {
+  if (accumulate) return;
+  const index_t n0 = p_begin * Tile<T>::NR, n1 = std::min(p_end * Tile<T>::NR, b.N());
+  for (index_t i = 0; i < M; ++i) std::fill(c + i * ldc + n0, c + i * ldc + n1, T(0));
+}
+
+// A whole M x K operand packed once, block by block in gemm's order, for reuse against several
+// B operands (the time loops multiply the same state by each gate's weights).
+template <class T>
+class PackedA {
+ public:
+  void reserve(index_t M, index_t K) { buf_.ensure(static_cast<std::size_t>(std::max<index_t>(M * K, 1))); }
+  // Element (i, k) of the source is a[i * rs + k * cs].
+  void pack(index_t M, index_t K, const T* a, index_t rs, index_t cs) {
+    using Tl = Tile<T>;
+    M_ = M;
+    K_ = K;
+    reserve(M, K);
+    for (index_t k0 = 0; k0 < K; k0 += Tl::KC) {
+      const index_t kc = std::min<index_t>(Tl::KC, K - k0);
+      for (index_t i0 = 0; i0 < M; i0 += Tl::MC)
+        pack_a(std::min<index_t>(Tl::MC, M - i0), kc, a + i0 * rs + k0 * cs, rs, cs,
+               buf_.data() + k0 * M + i0 * kc);
+    }
+  }
+  index_t M() const { return M_; }
+  index_t K() const { return K_; }
+  const T* block(index_t k0, index_t i0) const {
+    return buf_.data() + k0 * M_ + i0 * std::min<index_t>(Tile<T>::KC, K_ - k0);
+  }
+
+ private:
+  AlignedBuffer<T> buf_;
+  index_t M_ = 0, K_ = 0;
+};
+
 // Columns [p_begin * NR, min(p_end * NR, N)) of C = A * B (accumulate == false) or C += A * B, on
-// the calling thread; element (i, k) of A is a[i * a_rs + k * a_cs]. Inside the time loops each
-// thread calls this for the panels it owns.
+// the calling thread, with A already packed.
+template <class T>
+void gemm_panels(const PackedA<T>& a, const PackedB<T>& b, index_t p_begin, index_t p_end, T* c,
+                 index_t ldc, bool accumulate) {
+  using Tl = Tile<T>;
+  const index_t M = a.M(), K = b.K();
+  p_end = std::min(p_end, b.panels());
+  if (M <= 0 || p_begin >= p_end) return;
+  if (K == 0) return gemm_empty(M, b, p_begin, p_end, c, ldc, accumulate);
+  for (index_t k0 = 0; k0 < K; k0 += Tl::KC) {
+    const index_t kc = std::min<index_t>(Tl::KC, K - k0);
+    for (index_t i0 = 0; i0 < M; i0 += Tl::MC)
+      gemm_block(a.block(k0, i0), i0, std::min<index_t>(Tl::MC, M - i0), k0, kc, b, p_begin, p_end,
+                 c, ldc, accumulate || k0 > 0);
+  }
+}
+
+// The same with A unpacked (element (i, k) at a[i * a_rs + k * a_cs]): packs one MC x KC block at
+// a time, so that large operands need no copy of their own.
 template <class T>
 void gemm_panels(index_t M, const T* a, index_t a_rs, index_t a_cs, const PackedB<T>& b,
                  index_t p_begin, index_t p_end, T* c, index_t ldc, bool accumulate) {
   using Tl = Tile<T>;
-  const index_t N = b.N(), K = b.K();
+  const index_t K = b.K();
   p_end = std::min(p_end, b.panels());
   if (M <= 0 || p_begin >= p_end) return;
-  if (K == 0) {
-    if (!accumulate) {
-      const index_t n0 = p_begin * Tl::NR, n1 = std::min(p_end * Tl::NR, N);
-      for (index_t i = 0; i < M; ++i) std::fill(c + i * ldc + n0, c + i * ldc + n1, T(0));
-    }
-    return;
-  }
+  if (K == 0) return gemm_empty(M, b, p_begin, p_end, c, ldc, accumulate);
   static thread_local AlignedBuffer<T> a_pack;
   a_pack.ensure(static_cast<std::size_t>(Tl::MC * Tl::KC));
   for (index_t k0 = 0; k0 < K; k0 += Tl::KC) {
     const index_t kc = std::min<index_t>(Tl::KC, K - k0);
-    const bool acc = accumulate || k0 > 0;
     for (index_t i0 = 0; i0 < M; i0 += Tl::MC) {
       const index_t mc = std::min<index_t>(Tl::MC, M - i0);
       pack_a(mc, kc, a + i0 * a_rs + k0 * a_cs, a_rs, a_cs, a_pack.data());
-      for (index_t p = p_begin; p < p_end; ++p) {
-        const T* bp = b.panel(p) + k0 * Tl::NR;
-        const int ncols = static_cast<int>(std::min<index_t>(Tl::NR, N - p * Tl::NR));
-        for (index_t r0 = 0; r0 < mc; r0 += Tl::MR) {
-          const int rows = static_cast<int>(std::min<index_t>(Tl::MR, mc - r0));
-          micro_kernel_rows<T>(rows, kc, a_pack.data() + r0 * kc, bp,
-                               c + (i0 + r0) * ldc + p * Tl::NR, ldc, ncols, acc);
-        }
-      }
+      gemm_block(a_pack.data(), i0, mc, k0, kc, b, p_begin, p_end, c, ldc, accumulate || k0 > 0);
     }
   }
 }
