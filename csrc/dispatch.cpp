@@ -6,6 +6,7 @@
 #include <initializer_list>
 
 #include "fastrnn/recurrence.hpp"
+#include "fastrnn/threads.hpp"
 
 namespace fastrnn {
 
@@ -71,6 +72,7 @@ bool set_path(const char* name) {
 
 template <class T>
 void forward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const ForwardArgs<T>& a) {
+  FlushDenormals flush;
   switch (current_path().load()) {
 #ifdef FASTRNN_HAVE_X86_PATHS
     case Path::avx512: return avx512::forward<T>(cell, d, reverse, w, a);
@@ -82,6 +84,7 @@ void forward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const 
 
 template <class T>
 void backward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const BackwardArgs<T>& a) {
+  FlushDenormals flush;
   switch (current_path().load()) {
 #ifdef FASTRNN_HAVE_X86_PATHS
     case Path::avx512: return avx512::backward<T>(cell, d, reverse, w, a);

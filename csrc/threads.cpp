@@ -38,6 +38,7 @@ void ThreadTeam::worker_loop(int tid) {
     }
     seen = generation_.load(std::memory_order_acquire);
     if (tid < job_threads_) {
+      FlushDenormals flush;  // a job is kernel code; the worker's own state is restored after
       in_team_job = true;
       (*job_)(tid);
       in_team_job = false;
