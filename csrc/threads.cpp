@@ -6,8 +6,6 @@ namespace fastrnn {
 
 namespace {
 thread_local bool in_team_job = false;
-// A waiting worker spins, then yields, then sleeps on the condition variable.
-constexpr int kYields = 200;
 }  // namespace
 
 ThreadTeam& ThreadTeam::global() {
@@ -31,11 +29,8 @@ void ThreadTeam::set_size(int n) {
 void ThreadTeam::worker_loop(int tid) {
   std::uint64_t seen = 0;
   for (;;) {
-    auto new_job = [&] { return generation_.load(std::memory_order_acquire) != seen; };
-    if (!spin_then_yield(new_job, kYields)) {
-      std::unique_lock<std::mutex> lock(sleep_mutex_);
-      wake_.wait(lock, new_job);
-    }
+    spin_then_sleep([&] { return generation_.load(std::memory_order_acquire) != seen; },
+                    sleep_mutex_, wake_);
     seen = generation_.load(std::memory_order_acquire);
     if (tid < job_threads_) {
       FlushDenormals flush;  // a job is kernel code; the worker's own state is restored after
@@ -43,7 +38,7 @@ void ThreadTeam::worker_loop(int tid) {
       (*job_)(tid);
       in_team_job = false;
     }
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) wake_all(sleep_mutex_, done_);
   }
 }
 
@@ -69,9 +64,8 @@ void ThreadTeam::run(int n, JobRef job) {
   in_team_job = true;
   job(0);
   in_team_job = false;
-  auto all_done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
-  while (!spin_then_yield(all_done, kYields)) {
-  }
+  spin_then_sleep([&] { return pending_.load(std::memory_order_acquire) == 0; }, sleep_mutex_,
+                  done_);
 }
 
 }  // namespace fastrnn

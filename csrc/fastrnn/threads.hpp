@@ -1,6 +1,6 @@
 // One persistent thread team per process. The kernels hand it a job that runs on n threads
 // (the caller is thread 0); workers spin briefly between jobs, then sleep, so back-to-back jobs
-// (one per time step) cost no thread creation and no system call.
+// cost no thread creation and, on an idle machine, no system call.
 #pragma once
 
 #include <atomic>
@@ -33,19 +33,25 @@ class FlushDenormals {
 #endif
 };
 
-// Waits until ready() holds: spins first (cheapest wake-up), then yields the core (the machine may
-// have more runnable threads than cores). Gives up after `yields` yields and returns ready().
+// Waits until ready() holds: spins briefly (the cheapest wake-up when every thread has a core),
+// then sleeps on `cv` until a waker changes the state and calls wake_all(m, cv). Sleeping, not
+// yielding, is what keeps a thread team usable when other processes compete for the cores: a
+// yield can hand the core to another process for a whole time slice at every step.
 template <class F>
-inline bool spin_then_yield(F ready, int yields) {
-  for (int i = 0; i < 4000; ++i) {
-    if (ready()) return true;
+inline void spin_then_sleep(F ready, std::mutex& m, std::condition_variable& cv) {
+  for (int i = 0; i < 2000; ++i) {
+    if (ready()) return;
     FASTRNN_CPU_RELAX();
   }
-  for (int i = 0; yields < 0 || i < yields; ++i) {
-    if (ready()) return true;
-    std::this_thread::yield();
-  }
-  return ready();
+  std::unique_lock<std::mutex> lock(m);
+  cv.wait(lock, ready);
+}
+
+// Wakes the sleepers of spin_then_sleep after the state they wait on has been changed. Taking the
+// lock orders the change before any waiter's last check, so no wake-up is lost.
+inline void wake_all(std::mutex& m, std::condition_variable& cv) {
+  { std::lock_guard<std::mutex> lock(m); }
+  cv.notify_all();
 }
 
 // All n threads of a team job wait here until each has arrived (used once or twice per time step).
@@ -58,15 +64,18 @@ class SpinBarrier {
     if (arrived_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
       arrived_.store(0, std::memory_order_relaxed);
       generation_.fetch_add(1, std::memory_order_release);
+      wake_all(mutex_, cv_);
       return;
     }
-    spin_then_yield([&] { return generation_.load(std::memory_order_acquire) != gen; }, -1);
+    spin_then_sleep([&] { return generation_.load(std::memory_order_acquire) != gen; }, mutex_, cv_);
   }
 
  private:
   const int n_;
   std::atomic<int> arrived_{0};
   std::atomic<unsigned> generation_{0};
+  std::mutex mutex_;
+  std::condition_variable cv_;
 };
 
 // A non-owning reference to a callable `void(int thread_id)`: no allocation, unlike std::function.
@@ -117,7 +126,8 @@ class ThreadTeam {
   int job_threads_ = 0;
   JobRef* job_ = nullptr;
   std::mutex sleep_mutex_;
-  std::condition_variable wake_;
+  std::condition_variable wake_;         // workers: a new job
+  std::condition_variable done_;         // the caller: every worker has finished the job
 };
 
 }  // namespace fastrnn
