@@ -158,13 +158,16 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
   if (C::has_c) copy_n(c.data(), a.c0, B * H);
 
   const int nthreads = loop_threads(B, GH, H, P, NR);
+  // Each thread's packed copy of the state (and of m), allocated here: a job that waits on a
+  // barrier must never throw.
+  std::vector<PackedA<T>> h_packs(nthreads), m_packs(proj ? nthreads : 0);
+  for (auto& pa : h_packs) pa.reserve(B, P);
+  for (auto& pa : m_packs) pa.reserve(B, H);
   SpinBarrier barrier(nthreads);
   auto job = [&](int tid) {
     const Split sp = split_for(tid, nthreads, H, P, NR);
     const index_t pw = sp.p1 - sp.p0, uw = sp.u1 - sp.u0;
-    PackedA<T> h_packed, m_packed;  // this thread's packed copy of the state (and of m)
-    h_packed.reserve(B, P);
-    if (proj) m_packed.reserve(B, H);
+    PackedA<T>& h_packed = h_packs[tid];
     for (index_t s = 0; s < d.T; ++s) {
       const index_t t = reverse ? d.T - 1 - s : s, off = t * B;
       const T* hc = h_bufs[s & 1].data();
@@ -193,8 +196,8 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
       }
       if (proj) {
         barrier.wait();  // the projection needs every unit's m
-        m_packed.pack(B, H, out, H, 1);
-        gemm_panels<T>(m_packed, w_hr_t, sp.pb0, sp.pb1, h_new.data(), P, false);
+        m_packs[tid].pack(B, H, out, H, 1);
+        gemm_panels<T>(m_packs[tid], w_hr_t, sp.pb0, sp.pb1, h_new.data(), P, false);
       }
 
       // Sequences that took the step move to their new state; the others keep theirs.
@@ -241,12 +244,14 @@ void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Backw
 
   // The reverse loop: steps in the opposite order to forward's, split like forward's.
   const int nthreads = loop_threads(B, GH, H, P, NR);
+  // Each thread's packed copy of dh (projection) or of the step's dgates; see forward_loop.
+  std::vector<PackedA<T>> a_packs(nthreads);
+  for (auto& pa : a_packs) pa.reserve(B, std::max(GH, P));
   SpinBarrier barrier(nthreads);
   auto job = [&](int tid) {
     const Split sp = split_for(tid, nthreads, H, P, NR);
     const index_t pw = sp.p1 - sp.p0, uw = sp.u1 - sp.u0;
-    PackedA<T> a_packed;  // this thread's packed copy of dh (projection) or of the step's dgates
-    a_packed.reserve(B, std::max(GH, P));
+    PackedA<T>& a_packed = a_packs[tid];
     for (index_t i = 0; i < d.T; ++i) {
       const index_t s = d.T - 1 - i, t = reverse ? d.T - 1 - s : s, off = t * B;
       const T* dcur = dh_bufs[i & 1].data();

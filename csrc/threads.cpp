@@ -35,7 +35,12 @@ void ThreadTeam::worker_loop(int tid) {
     if (tid < job_threads_) {
       FlushDenormals flush;  // a job is kernel code; the worker's own state is restored after
       in_team_job = true;
-      (*job_)(tid);
+      try {
+        (*job_)(tid);
+      } catch (...) {  // e.g. std::bad_alloc: handed to the caller instead of std::terminate
+        std::lock_guard<std::mutex> lock(sleep_mutex_);
+        if (!job_error_) job_error_ = std::current_exception();
+      }
       in_team_job = false;
     }
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) wake_all(sleep_mutex_, done_);
@@ -53,6 +58,7 @@ void ThreadTeam::run(int n, JobRef job) {
     return;
   }
   std::lock_guard<std::mutex> lock(run_mutex_);
+  job_error_ = nullptr;
   job_ = &job;
   job_threads_ = n;
   pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
@@ -62,10 +68,20 @@ void ThreadTeam::run(int n, JobRef job) {
   }
   wake_.notify_all();
   in_team_job = true;
-  job(0);
+  std::exception_ptr error;
+  try {
+    job(0);
+  } catch (...) {
+    error = std::current_exception();
+  }
   in_team_job = false;
   spin_then_sleep([&] { return pending_.load(std::memory_order_acquire) == 0; }, sleep_mutex_,
                   done_);
+  if (!error) {
+    std::lock_guard<std::mutex> sleep_lock(sleep_mutex_);
+    error = job_error_;
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace fastrnn

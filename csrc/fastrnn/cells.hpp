@@ -62,7 +62,8 @@ inline T exp_approx(T x) {
         r * (T(1) / 720 + r * (T(1) / 5040 + r * (T(1) / 40320 + r * (T(1) / 362880 +
         r * (T(1) / 3628800 + r * (T(1) / 39916800 + r * (T(1) / 479001600))))))))))));
   }
-  typename K::Int bits = (static_cast<typename K::Int>(n) + K::bias) << K::mantissa;
+  const T n_finite = n == n ? n : T(0);  // NaN x: converting n would be undefined; p stays NaN
+  typename K::Int bits = (static_cast<typename K::Int>(n_finite) + K::bias) << K::mantissa;
   T scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;
@@ -94,7 +95,7 @@ struct RnnCell {
                           const T* __restrict /*c_prev*/, T* __restrict gates, T* __restrict out, T* __restrict /*c_new*/, T* __restrict /*gh_n*/) {
     for (index_t j = j0; j < j1; ++j) {
       const T a = xg[j] + hg[j];
-      const T h = Relu ? (a > T(0) ? a : T(0)) : tanh_approx(a);
+      const T h = Relu ? (a < T(0) ? T(0) : a) : tanh_approx(a);  // NaN stays NaN, as in NumPy
       gates[j] = h;
       out[j] = h;
     }
@@ -105,7 +106,7 @@ struct RnnCell {
                            T* __restrict /*dgh*/, T* __restrict /*dh_direct*/) {
     for (index_t j = j0; j < j1; ++j) {
       const T h = gates[j];
-      dgi[j] = Relu ? (h > T(0) ? dh[j] : T(0)) : dh[j] * (T(1) - h * h);
+      dgi[j] = Relu ? dh[j] * (h > T(0) ? T(1) : T(0)) : dh[j] * (T(1) - h * h);
     }
   }
 };

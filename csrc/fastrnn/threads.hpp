@@ -6,6 +6,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <type_traits>
@@ -124,6 +125,7 @@ class ThreadTeam {
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
   int job_threads_ = 0;
+  std::exception_ptr job_error_;         // the first exception a worker's job threw
   JobRef* job_ = nullptr;
   std::mutex sleep_mutex_;
   std::condition_variable wake_;         // workers: a new job
