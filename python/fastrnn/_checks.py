@@ -1,4 +1,7 @@
-"""Argument checks shared by the public entry points: float arrays of one dtype, exact shapes."""
+"""Argument checks shared by the public entry points: float arrays of one dtype, exact shapes, and
+memory requests that cannot be met (refused before anything is allocated)."""
+
+import os
 
 import numpy as np
 
@@ -33,3 +36,31 @@ def shaped(name, a, shape, names, dtype):
         raise ValueError(f"{name} must have shape ({want}{',' if len(shape) == 1 else ''}), "
                          f"got {arr.shape}")
     return arr
+
+
+def machine_memory():
+    """Bytes this machine could ever give one process (RAM + swap), or None when unknown."""
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    swap = 0
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("SwapTotal:"):
+                    swap = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return ram + swap
+
+
+def check_memory(nbytes, what):
+    """Raises MemoryError, before anything is allocated, when ``what`` needs ``nbytes`` bytes (an exact
+    Python int) beyond 64-bit sizes or beyond the machine's memory."""
+    if nbytes >= 2**63:
+        raise MemoryError(f"fastrnn: {what} would need more than 2**63 bytes (sizes overflow 64 bits)")
+    have = machine_memory()
+    if have and nbytes > have:
+        raise MemoryError(f"fastrnn: {what} would need {nbytes} bytes, more than this machine's "
+                          f"memory ({have} bytes)")

@@ -5,10 +5,12 @@ w_hr (P, H) for an LSTM with projection (else P == H); h0 (B, P); c0 (B, H) for 
 y (T, B, P). G is 1 for rnn_tanh/rnn_relu, 4 for lstm (gates i, f, g, o), 3 for gru (r, z, n).
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import _backend
-from ._checks import float_array, shaped
+from ._checks import check_memory, float_array, shaped
 from ._reference import GATES
 
 CELLS = tuple(GATES)
@@ -17,7 +19,7 @@ CELLS = tuple(GATES)
 class Cache:
     """What backward() needs from one training-mode forward(). Opaque; safe to reuse."""
 
-    __slots__ = ("backend", "cell", "dtype", "T", "B", "I", "H", "P", "_saved")
+    __slots__ = ("backend", "cell", "dtype", "T", "B", "I", "H", "P", "_saved", "__weakref__")
 
     def __init__(self, backend, cell, dtype, T, B, I, H, P, saved):
         self.backend, self.cell, self.dtype = backend, cell, dtype
@@ -29,16 +31,22 @@ class Cache:
                 f"H={self.H} P={self.P} backend={self.backend}>")
 
 
-def _array(name, a, dtype=None):
-    return np.ascontiguousarray(float_array(name, a, dtype))
+class _EmptyBatch(NamedTuple):
+    """The cache of a forward over B = 0 sequences: which optional parameters it had."""
+    b_ih: bool
+    b_hh: bool
+    w_hr: bool
 
 
-def _shaped(name, a, shape, names, dtype):
-    return np.ascontiguousarray(shaped(name, a, shape, names, dtype))
+# Arguments are checked (dtype, shape) as they are, and made C-contiguous only once all checks have
+# passed: a wrong-shaped broadcast view is a ValueError, not a huge copy.
+
+def _contiguous(*arrays):
+    return tuple(None if a is None else np.ascontiguousarray(a) for a in arrays)
 
 
 def _optional(name, a, shape, names, dtype):
-    return None if a is None else _shaped(name, a, shape, names, dtype)
+    return None if a is None else shaped(name, a, shape, names, dtype)
 
 
 def _flag(name, v):
@@ -73,12 +81,12 @@ def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None, lengths=None, re
     if not isinstance(cell, str) or cell not in GATES:
         raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
     G = GATES[cell]
-    x = _array("x", x)
+    x = float_array("x", x)
     if x.ndim != 3:
         raise ValueError(f"x must have shape (T, B, I) (3 dimensions), got shape {x.shape}")
     dtype = x.dtype
     T, B, I = x.shape
-    w_ih = _array("w_ih", w_ih, dtype)
+    w_ih = float_array("w_ih", w_ih, dtype)
     if w_ih.ndim != 2 or w_ih.shape[0] % G or w_ih.shape[0] == 0 or w_ih.shape[1] != I:
         raise ValueError(f"w_ih must have shape ({G}*H, I={I}) with H >= 1 for cell {cell!r}, "
                          f"got {w_ih.shape}")
@@ -86,16 +94,16 @@ def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None, lengths=None, re
     if w_hr is not None:
         if cell != "lstm":
             raise ValueError(f"w_hr (projection) is only for cell 'lstm', got cell {cell!r}")
-        w_hr = _array("w_hr", w_hr, dtype)
+        w_hr = float_array("w_hr", w_hr, dtype)
         if w_hr.ndim != 2 or w_hr.shape[1] != H or w_hr.shape[0] == 0:
             raise ValueError(f"w_hr must have shape (P, H={H}) with P >= 1, got {w_hr.shape}")
     P = H if w_hr is None else w_hr.shape[0]
-    w_hh = _shaped("w_hh", w_hh, (G * H, P), ("G*H", "P"), dtype)
+    w_hh = shaped("w_hh", w_hh, (G * H, P), ("G*H", "P"), dtype)
     b_ih = _optional("b_ih", b_ih, (G * H,), ("G*H",), dtype)
     b_hh = _optional("b_hh", b_hh, (G * H,), ("G*H",), dtype)
-    h0 = np.zeros((B, P), dtype) if h0 is None else _shaped("h0", h0, (B, P), ("B", "P"), dtype)
+    h0 = np.zeros((B, P), dtype) if h0 is None else shaped("h0", h0, (B, P), ("B", "P"), dtype)
     if cell == "lstm":
-        c0 = np.zeros((B, H), dtype) if c0 is None else _shaped("c0", c0, (B, H), ("B", "H"), dtype)
+        c0 = np.zeros((B, H), dtype) if c0 is None else shaped("c0", c0, (B, H), ("B", "H"), dtype)
     elif c0 is not None:
         raise ValueError(f"c0 is only for cell 'lstm'; pass None for cell {cell!r}")
     lengths = _lengths(lengths, T, B)
@@ -103,8 +111,19 @@ def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None, lengths=None, re
     training = _flag("training", training)
 
     name = _backend.get_backend() if backend is None else _backend._check_name(backend)
-    y, h_n, c_n, saved = _backend.module(name).forward(
-        cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training)
+    # Outputs, what training keeps and the forward's workspace (see README, "Guarantees"); exact
+    # Python integers, so sizes whose products overflow 64 bits are caught too.
+    check_memory(dtype.itemsize * (T * B * (I + 2 * P + 2 * G * H + 3 * H) + B * (P + H)),
+                 "forward")
+    if B == 0:
+        # No sequences: nothing to run (and no T-step loop over an empty batch, however large T).
+        y, h_n = np.zeros((T, 0, P), dtype), np.zeros((0, P), dtype)
+        c_n = np.zeros((0, H), dtype) if cell == "lstm" else None
+        saved = _EmptyBatch(b_ih is not None, b_hh is not None, w_hr is not None)
+    else:
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr = _contiguous(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+        y, h_n, c_n, saved = _backend.module(name).forward(
+            cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training)
     cache = Cache(name, cell, dtype, T, B, I, H, P, saved) if training else None
     return y, h_n, c_n, cache
 
@@ -124,12 +143,24 @@ def backward(cache, dy, dh_n, dc_n=None):
     c = cache
     dtype = c.dtype
     dy = (np.zeros((c.T, c.B, c.P), dtype) if dy is None
-          else _shaped("dy", dy, (c.T, c.B, c.P), ("T", "B", "P"), dtype))
+          else shaped("dy", dy, (c.T, c.B, c.P), ("T", "B", "P"), dtype))
     dh_n = (np.zeros((c.B, c.P), dtype) if dh_n is None
-            else _shaped("dh_n", dh_n, (c.B, c.P), ("B", "P"), dtype))
+            else shaped("dh_n", dh_n, (c.B, c.P), ("B", "P"), dtype))
     if c.cell == "lstm":
         dc_n = (np.zeros((c.B, c.H), dtype) if dc_n is None
-                else _shaped("dc_n", dc_n, (c.B, c.H), ("B", "H"), dtype))
+                else shaped("dc_n", dc_n, (c.B, c.H), ("B", "H"), dtype))
     elif dc_n is not None:
         raise ValueError(f"dc_n is only for cell 'lstm'; pass None for cell {c.cell!r}")
+    G = GATES[c.cell]
+    check_memory(dtype.itemsize * (c.T * c.B * (c.I + c.P + 2 * G * c.H) + c.B * (c.P + c.H)),
+                 "backward")
+    if isinstance(c._saved, _EmptyBatch):  # forward ran no backend: every gradient is zero
+        e = c._saved
+        return (np.zeros((c.T, 0, c.I), dtype), np.zeros((0, c.P), dtype),
+                np.zeros((0, c.H), dtype) if c.cell == "lstm" else None,
+                np.zeros((G * c.H, c.I), dtype), np.zeros((G * c.H, c.P), dtype),
+                np.zeros(G * c.H, dtype) if e.b_ih else None,
+                np.zeros(G * c.H, dtype) if e.b_hh else None,
+                np.zeros((c.P, c.H), dtype) if e.w_hr else None)
+    dy, dh_n, dc_n = _contiguous(dy, dh_n, dc_n)
     return tuple(_backend.module(c.backend).backward(c._saved, dy, dh_n, dc_n))

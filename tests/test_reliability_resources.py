@@ -1,0 +1,204 @@
+"""Resources: no leak over many calls, caches freed when dropped, and the peak memory of
+forward + backward within 1.2x of the formula in README ("Guarantees")."""
+
+import ctypes
+import gc
+import threading
+import time
+import weakref
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import functional as F
+
+from conftest import GATES, make_problem, make_upstream
+
+
+
+def _under_asan():
+    try:
+        with open("/proc/self/maps") as f:
+            return "libasan" in f.read()
+    except OSError:
+        return False
+
+
+# AddressSanitizer (.ci/sanitize) keeps freed memory in quarantine and adds shadow memory: resident
+# sizes say nothing there.
+pytestmark = [pytest.mark.native,
+              pytest.mark.skipif(_under_asan(), reason="memory sizes are meaningless under ASan")]
+
+PAGE = 4096
+
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+def _malloc_trim():
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def settled_rss():
+    """Resident size once freed heap memory is handed back (glibc keeps freed blocks below its
+    mmap threshold, up to 32 MiB each, in the heap until trimmed)."""
+    gc.collect()
+    _malloc_trim()
+    return rss()
+
+
+def _forward(p, cell, **kw):
+    return F.forward(cell, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
+                     p["w_hr"], backend="native", **kw)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_ten_thousand_calls_leave_memory_flat(cell):
+    p = make_problem(cell, 5, 3, 4, 8, P=3 if cell == "lstm" else None, dtype=np.float32)
+    lengths = np.array([5, 2, 4])
+    dy, dh, dc = make_upstream(p, 5)
+
+    def calls(n):
+        for i in range(n):
+            y, h, c, cache = _forward(p, cell, lengths=lengths, reverse=bool(i & 1))
+            F.backward(cache, dy, dh, dc)
+
+    calls(1000)  # warm up: allocator pools, the thread team, numpy's caches
+    before = settled_rss()
+    calls(10_000)
+    grown = settled_rss() - before
+    # A leak of one small array per call would be >= 10000 * 64 bytes; allow allocator noise.
+    assert grown < 2 << 20, f"resident memory grew by {grown / 2**20:.1f} MiB over 10000 calls"
+
+
+def test_bad_calls_do_not_leak():
+    from fastrnn import _native as N
+    p = make_problem("lstm", 5, 3, 4, 8, dtype=np.float64)
+    bad_h0 = np.zeros((3, 9))
+
+    def calls(n):
+        for _ in range(n):
+            with pytest.raises(ValueError):
+                N.forward("lstm", p["x"], bad_h0, p["c0"], p["w_ih"], p["w_hh"], None, None, None,
+                          None, False, True)
+            with pytest.raises(TypeError):
+                F.forward("lstm", p["x"].astype(np.float32), None, None, p["w_ih"], p["w_hh"], None,
+                          None)
+
+    calls(500)
+    before = settled_rss()
+    calls(5000)
+    assert settled_rss() - before < 2 << 20
+
+
+def _big_lstm(T=400, B=32, I=64, H=256):
+    # Saved buffers: T*B*(P + 4H + 2H) float32 = 400*32*1792*4 bytes ~ 92 MB (each > 32 MB, so glibc
+    # gives them their own mappings and returns them on free: RSS shows it).
+    return make_problem("lstm", T, B, I, H, dtype=np.float32)
+
+
+def test_cache_is_freed_when_dropped():
+    p = _big_lstm()
+    base = settled_rss()
+    y, h, c, cache = _forward(p, "lstm")
+    native_cache = cache._saved
+    refs = weakref.ref(cache), weakref.ref(native_cache)
+    held = settled_rss() - base
+    assert held > 60 << 20
+    del cache, native_cache
+    assert refs[0]() is None and refs[1]() is None
+    assert settled_rss() - base < held - (60 << 20)
+    del y, h, c
+
+
+def test_layer_cache_is_freed_and_replaced():
+    x = np.random.default_rng(0).standard_normal((400, 32, 64)).astype(np.float32)
+    base = settled_rss()
+    layer = fastrnn.LSTM(64, 256, seed=0)
+    layer(x)
+    one = settled_rss() - base
+    for _ in range(5):  # each forward replaces the previous cache: no growth
+        layer(x)
+    assert settled_rss() - base < one + (40 << 20)
+    layer.eval()
+    layer(x)  # an eval forward drops the training cache
+    assert settled_rss() - base < one - (60 << 20)
+    layer.train()
+    layer(x)
+    del layer
+    assert settled_rss() - base < one - (60 << 20)
+
+
+def peak_formula_bytes(cell, T, B, I, H, P, itemsize, lengths=False):
+    """README's formula: the most that forward + backward hold at once, beyond their inputs
+    (x, weights, h0/c0, dy): see "Guarantees"."""
+    G = GATES[cell]
+    saved = P + G * H + (2 * H if cell == "lstm" else 0) + (H if cell == "gru" or P != H else 0)
+    saved += I if lengths else 0
+    forward_peak = P + saved + G * H                              # y + cache + input projection
+    backward_peak = P + saved + I + G * H * (2 if cell == "gru" else 1) + (P if P != H else 0)
+    return itemsize * T * B * max(forward_peak, backward_peak)
+
+
+def _reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.parametrize("cell,proj", [("lstm", False), ("lstm", True), ("gru", False),
+                                       ("rnn_tanh", False)])
+def test_peak_memory_within_formula(cell, proj):
+    T, B, I, H = 300, 32, 64, 256
+    P = 128 if proj else None
+    p = make_problem(cell, T, B, I, H, P=P, dtype=np.float32)
+    dy, dh, dc = make_upstream(p, T)
+    formula = peak_formula_bytes(cell, T, B, I, H, P or H, 4)
+    # Weight gradients, packed weights and per-step buffers are small next to the T*B terms. The
+    # measurement sees the whole process, so a stray allocation elsewhere gets a second chance.
+    peaks = []
+    for _ in range(2):
+        peaks.append(_measure_peak(p, cell, dy, dh, dc))
+        if peaks[-1] <= 1.2 * formula + (8 << 20):
+            return
+    raise AssertionError(f"peak {[round(x / 2**20, 1) for x in peaks]} MiB > 1.2 x formula "
+                         f"{formula / 2**20:.1f} MiB + 8 MiB")
+
+
+def _measure_peak(p, cell, dy, dh, dc):
+    settled_rss()
+    if not _reset_peak():
+        pytest.skip("cannot reset the peak RSS (/proc/self/clear_refs)")
+    base = rss()
+    # VmHWM can miss a peak that was freed without an unmap; a sampler thread (the GIL is released
+    # during the kernels) watches the resident size too.
+    samples, stop = [], threading.Event()
+    sampler = threading.Thread(target=lambda: [samples.append(rss()) or time.sleep(0.0005)
+                                               for _ in iter(stop.is_set, True)])
+    sampler.start()
+    try:
+        y, h, c, cache = _forward(p, cell)
+        grads = F.backward(cache, dy, dh, dc)
+    finally:
+        stop.set()
+        sampler.join()
+    peak = max([_peak()] + samples) - base
+    del y, h, c, cache, grads
+    return peak
