@@ -322,6 +322,16 @@ py::tuple backward_impl(const CacheData<T>& c, py::handle dy_, py::handle dh_n_,
   Array<T> db_ih = c.has_b_ih ? Array<T>({GH}) : Array<T>();
   Array<T> db_hh = c.has_b_hh ? Array<T>({GH}) : Array<T>();
   Array<T> dw_hr = c.has_w_hr ? Array<T>({d.P, d.H}) : Array<T>();
+  // Per-step gradient norms; with no sequences a read-only zero-stride view (T may be huge).
+  py::object dh_norms_obj;
+  double* dh_norms = nullptr;
+  if (d.B == 0) {
+    dh_norms_obj = py::module_::import("numpy").attr("broadcast_to")(0.0, py::make_tuple(d.T));
+  } else {
+    Array<double> norms({d.T});
+    dh_norms = norms.mutable_data();
+    dh_norms_obj = norms;
+  }
   if (d.B == 0) {
     // No sequences: every gradient is zero (dx, dh0, dc0 are empty).
     for (Array<T>* a : {&dw_ih, &dw_hh, &db_ih, &db_hh, &dw_hr})
@@ -334,13 +344,13 @@ py::tuple backward_impl(const CacheData<T>& c, py::handle dy_, py::handle dh_n_,
         data_or_null(dc_n, lstm), dx.mutable_data(), dh0.mutable_data(),
         lstm ? dc0.mutable_data() : nullptr, dw_ih.mutable_data(), dw_hh.mutable_data(),
         c.has_b_ih ? db_ih.mutable_data() : nullptr, c.has_b_hh ? db_hh.mutable_data() : nullptr,
-        c.has_w_hr ? dw_hr.mutable_data() : nullptr};
+        c.has_w_hr ? dw_hr.mutable_data() : nullptr, dh_norms};
     py::gil_scoped_release nogil;
     fastrnn::backward<T>(c.cell, d, c.reverse, w, args);
   }
   auto opt = [](bool present, const Array<T>& a) { return present ? py::object(a) : py::none(); };
   return py::make_tuple(dx, dh0, opt(lstm, dc0), dw_ih, dw_hh, opt(c.has_b_ih, db_ih),
-                        opt(c.has_b_hh, db_hh), opt(c.has_w_hr, dw_hr));
+                        opt(c.has_b_hh, db_hh), opt(c.has_w_hr, dw_hr), dh_norms_obj);
 }
 
 py::tuple backward(py::handle cache, py::handle dy, py::handle dh_n, py::handle dc_n) {
@@ -368,7 +378,8 @@ PYBIND11_MODULE(_native, m) {
         "-> (y, h_n, c_n, cache). Shapes as in fastrnn.functional.forward; h0 is required,\n"
         "c0 only for 'lstm', biases/w_hr/lengths may be None. cache is None unless training.");
   m.def("backward", &backward, py::arg("cache"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
-        "backward(cache, dy, dh_n, dc_n) -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr).");
+        "backward(cache, dy, dh_n, dc_n) -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr,\n"
+        "dh_norms); dh_norms (T,) float64: the norm of dLoss/dh_t at each time step.");
   m.def(
       "set_num_threads",
       [](int n) {

@@ -8,6 +8,7 @@
 // before the loops.
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -247,6 +248,8 @@ void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Backw
   // Each thread's packed copy of dh (projection) or of the step's dgates; see forward_loop.
   std::vector<PackedA<T>> a_packs(nthreads);
   for (auto& pa : a_packs) pa.reserve(B, std::max(GH, P));
+  // Each thread's sum of squares of dLoss/dh_t over its columns, per time step (diagnostics).
+  std::vector<double> dh_sq(static_cast<std::size_t>(nthreads * d.T), 0.0);
   SpinBarrier barrier(nthreads);
   auto job = [&](int tid) {
     const Split sp = split_for(tid, nthreads, H, P, NR);
@@ -262,7 +265,12 @@ void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Backw
         if (is_active(a.lengths, b, t)) {
           const T* src = dcur + b * P;
           const T* dyb = a.dy + (off + b) * P;
-          for (index_t j = sp.p0; j < sp.p1; ++j) dst[j] = src[j] + dyb[j];
+          double sq = 0;
+          for (index_t j = sp.p0; j < sp.p1; ++j) {
+            dst[j] = src[j] + dyb[j];
+            sq += double(dst[j]) * double(dst[j]);
+          }
+          dh_sq[tid * d.T + t] += sq;
         } else {
           zero_n(dst + sp.p0, pw);
         }
@@ -301,6 +309,12 @@ void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Backw
   };
   ThreadTeam::global().run(nthreads, JobRef(job));
   copy_n(a.dh0, dh_bufs[d.T & 1].data(), B * P);
+  if (a.dh_norms)
+    for (index_t t = 0; t < d.T; ++t) {
+      double sq = 0;
+      for (int tid = 0; tid < nthreads; ++tid) sq += dh_sq[tid * d.T + t];
+      a.dh_norms[t] = std::sqrt(sq);
+    }
   if (C::has_c) copy_n(a.dc0, dc.data(), B * H);
 
   // The hoisted products over all T*B rows.

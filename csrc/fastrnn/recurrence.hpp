@@ -77,6 +77,7 @@ struct BackwardArgs {
   T* db_ih;                  // (G*H) or null
   T* db_hh;                  // (G*H) or null
   T* dw_hr;                  // (P, H) or null
+  double* dh_norms;          // (T): ||dLoss/dh_t|| over the sequences active at t (diagnostics)
 };
 
 // Dispatching entry points (dispatch.cpp): run the best compiled instruction set for this CPU.

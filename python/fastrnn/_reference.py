@@ -139,7 +139,8 @@ def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, tra
 
 
 def backward(saved, dy, dh_n, dc_n):
-    """Returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr)."""
+    """Returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, dh_norms); dh_norms[t] is the norm
+    of dLoss/dh_t over the sequences that took step t."""
     cell, x, w_ih, w_hh, w_hr = saved["cell"], saved["x"], saved["w_ih"], saved["w_hh"], saved["w_hr"]
     step_backward = _STEP_BACKWARD[cell]
     dx = np.zeros_like(x)
@@ -149,9 +150,11 @@ def backward(saved, dy, dh_n, dc_n):
     dw_hr = None if w_hr is None else np.zeros_like(w_hr)
     dh = dh_n.copy()
     dc = dc_n.copy() if cell == "lstm" else None
+    dh_norms = np.zeros(x.shape[0])
     for t, rows, h_prev, s in reversed(saved["steps"]):
         # Gradients reach only the sequences that took this step; the others pass dh, dc through.
         dh_in = dh[rows] + dy[t, rows]
+        dh_norms[t] = np.sqrt(np.sum(np.square(dh_in, dtype=np.float64)))
         dc_in = None if dc is None else dc[rows]
         dgi, dgh, dh_prev, dc_prev, dw_hr_t = step_backward(s, dh_in, dc_in, h_prev, w_hr)
         dx[t, rows] = dgi @ w_ih
@@ -165,4 +168,5 @@ def backward(saved, dy, dh_n, dc_n):
         if dc is not None:
             dc[rows] = dc_prev
     return (dx, dh, dc, dw_ih, dw_hh,
-            db_ih if saved["has_b_ih"] else None, db_hh if saved["has_b_hh"] else None, dw_hr)
+            db_ih if saved["has_b_ih"] else None, db_hh if saved["has_b_hh"] else None, dw_hr,
+            dh_norms)

@@ -17,14 +17,20 @@ CELLS = tuple(GATES)
 
 
 class Cache:
-    """What backward() needs from one training-mode forward(). Opaque; safe to reuse."""
+    """What backward() needs from one training-mode forward(). Opaque; safe to reuse.
 
-    __slots__ = ("backend", "cell", "dtype", "T", "B", "I", "H", "P", "_saved", "__weakref__")
+    After backward(), ``dh_norms`` (T,) float64 holds the norm of dLoss/dh_t at every time step t
+    (over the sequences running at t): how gradients vanish or explode through time.
+    """
+
+    __slots__ = ("backend", "cell", "dtype", "T", "B", "I", "H", "P", "_saved", "dh_norms",
+                 "__weakref__")
 
     def __init__(self, backend, cell, dtype, T, B, I, H, P, saved):
         self.backend, self.cell, self.dtype = backend, cell, dtype
         self.T, self.B, self.I, self.H, self.P = T, B, I, H, P
         self._saved = saved
+        self.dh_norms = None
 
     def __repr__(self):
         return (f"<fastrnn Cache {self.cell} {self.dtype} T={self.T} B={self.B} I={self.I} "
@@ -135,6 +141,7 @@ def backward(cache, dy, dh_n, dc_n=None):
     w.r.t. y, h_n and c_n; each may be None (zeros). Returns
     ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr)``; dc0 is None unless lstm, db_* are None
     where the bias was None, dw_hr is None without projection. Runs on the backend that made the cache.
+    Also sets ``cache.dh_norms`` (see Cache).
     """
     if cache is None:
         raise ValueError("cache is None: forward() was run with training=False, which keeps no cache")
@@ -156,6 +163,7 @@ def backward(cache, dy, dh_n, dc_n=None):
                  "backward")
     if isinstance(c._saved, _EmptyBatch):  # forward ran no backend: every gradient is zero
         e = c._saved
+        c.dh_norms = np.broadcast_to(0.0, (c.T,))  # no memory, whatever T is
         return (np.zeros((c.T, 0, c.I), dtype), np.zeros((0, c.P), dtype),
                 np.zeros((0, c.H), dtype) if c.cell == "lstm" else None,
                 np.zeros((G * c.H, c.I), dtype), np.zeros((G * c.H, c.P), dtype),
@@ -163,4 +171,5 @@ def backward(cache, dy, dh_n, dc_n=None):
                 np.zeros(G * c.H, dtype) if e.b_hh else None,
                 np.zeros((c.P, c.H), dtype) if e.w_hr else None)
     dy, dh_n, dc_n = _contiguous(dy, dh_n, dc_n)
-    return tuple(_backend.module(c.backend).backward(c._saved, dy, dh_n, dc_n))
+    *grads, c.dh_norms = _backend.module(c.backend).backward(c._saved, dy, dh_n, dc_n)
+    return tuple(grads)

@@ -108,6 +108,8 @@ class _RNNBase:
         self._init_parameters()
         self._cache = None
         self._last_forward = None  # None, "train" or "eval": for clear backward() errors
+        # After backward(): (num_layers * num_directions, T) norms of dLoss/dh_t (see Cache).
+        self.dh_norms = None
 
     # -- sizes and names ----------------------------------------------------------------------
 
@@ -294,7 +296,11 @@ class _RNNBase:
     # -- backward -------------------------------------------------------------------------------
 
     def backward(self, dy, dh_n=None):
-        """BPTT through the last training-mode forward; adds the weight gradients into ``grads``."""
+        """BPTT through the last training-mode forward; adds the weight gradients into ``grads``.
+
+        Also sets ``dh_norms``: (num_layers * num_directions, T), the norm of dLoss/dh_t of each layer
+        and direction at each time step, the way to see gradients vanish or explode through time.
+        """
         if self._cache is None:
             if self._last_forward == "eval":
                 raise RuntimeError("backward() after a forward in eval mode: eval keeps no cache; "
@@ -321,6 +327,8 @@ class _RNNBase:
                 d_in = dx if d_in is None else d_in + dx
             d_out = d_in
 
+        # Gradient diagnostics: ||dLoss/dh_t|| per (layer, direction) in h_n's order, per time step.
+        self.dh_norms = np.stack([c.dh_norms for c in cache["caches"]]) if cache["caches"] else None
         dx = self._output(d_out, unbatched)
         dh0 = self._state(np.stack(dh0), unbatched)
         dc0 = self._state(np.stack(dc0), unbatched) if self.cell == "lstm" else None
