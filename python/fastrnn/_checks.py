@@ -1,6 +1,7 @@
 """Argument checks shared by the public entry points: float arrays of one dtype, exact shapes, and
 memory requests that cannot be met (refused before anything is allocated)."""
 
+import functools
 import os
 
 import numpy as np
@@ -38,6 +39,7 @@ def shaped(name, a, shape, names, dtype):
     return arr
 
 
+@functools.lru_cache(maxsize=1)  # read once: every forward/backward asks
 def machine_memory():
     """Bytes this machine could ever give one process (RAM + swap), or None when unknown."""
     try:
@@ -60,6 +62,8 @@ def check_memory(nbytes, what):
     Python int) beyond 64-bit sizes or beyond the machine's memory."""
     if nbytes >= 2**63:
         raise MemoryError(f"fastrnn: {what} would need more than 2**63 bytes (sizes overflow 64 bits)")
+    if nbytes < 2**30:  # any machine running this has a GiB: skip the lookup on the common path
+        return
     have = machine_memory()
     if have and nbytes > have:
         raise MemoryError(f"fastrnn: {what} would need {nbytes} bytes, more than this machine's "
