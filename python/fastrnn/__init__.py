@@ -2,11 +2,15 @@
 
 __version__ = "0.1.0"
 
-from . import convert, functional
+from . import convert, functional, losses
 from ._backend import get_backend, get_num_threads, info, set_backend, set_num_threads, use_backend
-from .layers import GRU, LSTM, RNN, Parameter
+from ._module import Parameter
+from .layers import GRU, LSTM, RNN
+from .linear import Embedding, Linear
+from .sequential import Sequential
 
-__all__ = ["functional", "convert", "RNN", "LSTM", "GRU", "Parameter", "get_backend", "set_backend",
+__all__ = ["functional", "convert", "losses", "RNN", "LSTM", "GRU", "Linear", "Embedding",
+           "Sequential", "Parameter", "get_backend", "set_backend",
            "use_backend", "get_num_threads", "set_num_threads", "info", "__version__"]
 
 get_num_threads()  # applies FASTRNN_NUM_THREADS (default 1) to the native thread team

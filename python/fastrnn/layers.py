@@ -6,82 +6,22 @@ loops over time steps. Internally everything is time-major (T, B, features) and 
 entry points convert batch_first and unbatched (T, I) inputs on the way in and out.
 """
 
-import numbers
-
 import numpy as np
 
 from . import _backend
 from . import functional as F
+from ._module import Module, Parameter, _bool, _dropout, _int
 from ._reference import GATES
 
-_DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 _RNN_CELLS = {"tanh": "rnn_tanh", "relu": "rnn_relu"}
 # The weights of one layer and direction, in the functional core's argument order.
 _KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
 
-class Parameter:
-    """One weight of a layer: ``name`` (its state_dict key), ``data`` and ``grad`` (NumPy arrays of the
-    same shape). Both arrays are updated in place, so optimizers may hold on to a Parameter."""
-
-    __slots__ = ("name", "data", "grad")
-
-    def __init__(self, name, data, grad=None):
-        self.name = name
-        self.data = data
-        self.grad = np.zeros_like(data) if grad is None else grad
-
-    def __repr__(self):
-        return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
-
-
-# -------------------------------------------------------------------------------------------------
-# Constructor argument checks
-
-def _int(name, v, low):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-    if v < low:
-        raise ValueError(f"{name} must be >= {low}, got {v}")
-    return int(v)
-
-
-def _bool(name, v):
-    if not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
-    return bool(v)
-
-
-def _dropout(p):
-    if isinstance(p, bool) or not isinstance(p, numbers.Real):
-        raise TypeError(f"dropout must be a number, got {type(p).__name__}")
-    if not 0 <= p <= 1:
-        raise ValueError(f"dropout must be a probability in [0, 1], got {p}")
-    return float(p)
-
-
-def _dtype(dtype):
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
-    if dt.name not in _DTYPES:
-        raise TypeError(f"dtype must be 'float32' or 'float64', got {dt.name!r}")
-    return dt
-
-
-def _seed(seed):
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-    if seed is not None and seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    return seed
-
-
 # -------------------------------------------------------------------------------------------------
 # The shared layer
 
-class _RNNBase:
+class _RNNBase(Module):
     """Everything RNN, LSTM and GRU share; subclasses fix the cell and the hx/dh_n format."""
 
     def __init__(self, cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
@@ -98,16 +38,9 @@ class _RNNBase:
         if self.proj_size >= self.hidden_size:
             raise ValueError(f"proj_size must be smaller than hidden_size ({self.hidden_size}), "
                              f"got {self.proj_size}")
-        self.dtype = _dtype(dtype)
+        super().__init__(dtype, seed)  # one generator: the initial weights, then the dropout masks
         self.backend = None if backend is None else _backend._check_name(backend)
-        self.seed = _seed(seed)
-        self.training = True
-        # One generator per layer: it draws the initial weights, then the dropout masks.
-        self._rng = np.random.default_rng(self.seed)
-        self._params = {}
         self._init_parameters()
-        self._cache = None
-        self._last_forward = None  # None, "train" or "eval": for clear backward() errors
         # After backward(): (num_layers * num_directions, T) norms of dLoss/dh_t (see Cache).
         self.dh_norms = None
 
@@ -150,53 +83,6 @@ class _RNNBase:
         """The functional core's (w_ih, w_hh, b_ih, b_hh, w_hr) for one layer and direction."""
         names = self._names(layer, direction)
         return tuple(self._params[names[kind]].data if kind in names else None for kind in _KINDS)
-
-    # -- parameters and weights ---------------------------------------------------------------
-
-    def parameters(self):
-        """The Parameters, in state_dict order."""
-        return list(self._params.values())
-
-    @property
-    def grads(self):
-        """{name: gradient} with the state_dict's keys; backward() adds into these arrays."""
-        return {name: p.grad for name, p in self._params.items()}
-
-    def zero_grad(self):
-        for p in self._params.values():
-            p.grad[...] = 0
-
-    def state_dict(self):
-        """{PyTorch name: copy of the weight}."""
-        return {name: p.data.copy() for name, p in self._params.items()}
-
-    def load_state_dict(self, state_dict):
-        """Copies weights in from NumPy arrays or torch tensors; keys and shapes must match exactly."""
-        if not hasattr(state_dict, "keys"):
-            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
-        missing = [k for k in self._params if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in self._params]
-        if missing or unexpected:
-            raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        arrays = {}
-        for name, p in self._params.items():
-            arr = _to_numpy(name, state_dict[name])
-            if arr.shape != p.data.shape:
-                raise ValueError(f"load_state_dict: {name} must have shape {p.data.shape}, "
-                                 f"got {arr.shape}")
-            arrays[name] = arr
-        # Only write once everything has been checked, so a bad dict leaves the layer untouched.
-        for name, arr in arrays.items():
-            self._params[name].data[...] = arr
-
-    # -- modes ----------------------------------------------------------------------------------
-
-    def train(self, mode=True):
-        self.training = _bool("mode", mode)
-        return self
-
-    def eval(self):
-        return self.train(False)
 
     # -- forward --------------------------------------------------------------------------------
 
@@ -301,12 +187,7 @@ class _RNNBase:
         Also sets ``dh_norms``: (num_layers * num_directions, T), the norm of dLoss/dh_t of each layer
         and direction at each time step, the way to see gradients vanish or explode through time.
         """
-        if self._cache is None:
-            if self._last_forward == "eval":
-                raise RuntimeError("backward() after a forward in eval mode: eval keeps no cache; "
-                                   "call train() and run forward again")
-            raise RuntimeError("backward() called before any training-mode forward")
-        cache = self._cache
+        cache = self._saved()
         T, B, unbatched = cache["T"], cache["B"], cache["unbatched"]
         D, P = self.num_directions, self._out_size
         dy = self._grad_output(dy, T, B, unbatched)
@@ -380,16 +261,6 @@ class _RNNBase:
 
     def __repr__(self):
         return f"{type(self).__name__}({self._extra_repr()})"
-
-
-def _to_numpy(name, value):
-    """A state_dict value as a NumPy array: torch tensors are detached and moved to the CPU."""
-    if hasattr(value, "detach") and hasattr(value, "cpu"):
-        value = value.detach().cpu()
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "fiu":
-        raise TypeError(f"load_state_dict: {name} must hold real numbers, got dtype {arr.dtype}")
-    return arr
 
 
 # -------------------------------------------------------------------------------------------------

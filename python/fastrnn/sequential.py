@@ -1,0 +1,141 @@
+"""Sequential: a chain of layers with the layers' own conventions (see torch.nn.Sequential).
+
+Forward feeds each layer's output to the next; a recurrent layer returns (y, h_n) or
+(y, (h_n, c_n)) and only y is passed on (a tuple output contributes its first element). Backward runs
+the layers in reverse and passes on the first element of a recurrent layer's (dx, dhx). Parameter,
+grads and state_dict names are prefixed by the layer's index, as in PyTorch: "0.weight",
+"1.weight_ih_l0", "2.bias".
+"""
+
+import numpy as np
+
+from ._module import Parameter, _bool
+
+_LAYER_METHODS = ("backward", "parameters", "zero_grad", "state_dict", "load_state_dict", "train",
+                  "eval")
+
+
+class Sequential:
+    """Sequential(*layers): ``model(x)`` runs the layers in order, ``model.backward(dy)`` in reverse.
+
+    Each layer must follow the fastrnn layer conventions (RNN, LSTM, GRU, Linear, Embedding, another
+    Sequential, or anything with the same methods). Recurrent layers run on their own backend.
+    """
+
+    def __init__(self, *layers):
+        for i, layer in enumerate(layers):
+            lacking = [m for m in ("__call__",) + _LAYER_METHODS
+                       if not callable(getattr(layer, m, None))]
+            if lacking:
+                raise TypeError(f"Sequential: layer {i} ({type(layer).__name__}) is not a fastrnn "
+                                f"layer: it lacks {', '.join(lacking)}")
+        self._layers = list(layers)
+        self.training = True
+        # Wrappers with prefixed names sharing each layer's data and grad arrays (both are updated in
+        # place everywhere), made once so that optimizers may hold on to them.
+        self._params = [Parameter(f"{i}.{p.name}", p.data, p.grad)
+                        for i, layer in enumerate(self._layers) for p in layer.parameters()]
+
+    # -- container ------------------------------------------------------------------------------
+
+    def __len__(self):
+        return len(self._layers)
+
+    def __iter__(self):
+        return iter(self._layers)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Sequential(*self._layers[index])
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"Sequential indices must be integers or slices, "
+                            f"got {type(index).__name__}")
+        return self._layers[index]
+
+    # -- forward and backward -------------------------------------------------------------------
+
+    def __call__(self, x):
+        for layer in self._layers:
+            x = layer(x)
+            if isinstance(x, tuple):  # a recurrent layer: (y, h_n) or (y, (h_n, c_n))
+                x = x[0]
+        return x
+
+    def backward(self, dy):
+        """Backpropagates dy (the gradient of the last output) through every layer in reverse, adding
+        into each layer's grads; returns the gradient of the first layer's input. A layer whose
+        backward returns None (an Embedding: indices have no gradient) ends the chain: backward returns
+        None and the layers before it are not run."""
+        d = dy
+        for i in reversed(range(len(self._layers))):
+            d = self._layers[i].backward(d)
+            if isinstance(d, tuple):  # a recurrent layer: (dx, dhx)
+                d = d[0]
+            if d is None:  # no gradient flows past this layer (an Embedding's indices)
+                return None
+        return d
+
+    # -- parameters and weights -----------------------------------------------------------------
+
+    def parameters(self):
+        """Every layer's Parameters in order, named "<index>.<name>" (data and grad are the layers'
+        own arrays)."""
+        return list(self._params)
+
+    @property
+    def grads(self):
+        return {p.name: p.grad for p in self._params}
+
+    def zero_grad(self):
+        for layer in self._layers:
+            layer.zero_grad()
+
+    def state_dict(self):
+        return {f"{i}.{k}": v for i, layer in enumerate(self._layers)
+                for k, v in layer.state_dict().items()}
+
+    def load_state_dict(self, state_dict):
+        """Loads "<index>.<name>" keys into each layer; keys and shapes must match exactly. A rejected
+        dict leaves every layer unchanged."""
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+        own = self.state_dict()
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if missing or unexpected:
+            raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        done = []
+        try:
+            for i, layer in enumerate(self._layers):
+                prefix = f"{i}."
+                layer.load_state_dict({k[len(prefix):]: state_dict[k] for k in own
+                                       if k.startswith(prefix)})
+                done.append(i)
+        except BaseException:
+            for i in done:  # put back the layers already loaded
+                prefix = f"{i}."
+                self._layers[i].load_state_dict({k[len(prefix):]: v for k, v in own.items()
+                                                 if k.startswith(prefix)})
+            raise
+
+    # -- modes ----------------------------------------------------------------------------------
+
+    def train(self, mode=True):
+        self.training = _bool("mode", mode)
+        for layer in self._layers:
+            layer.train(self.training)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # -- repr -------------------------------------------------------------------------------------
+
+    def __repr__(self):
+        if not self._layers:
+            return "Sequential()"
+        lines = []
+        for i, layer in enumerate(self._layers):
+            text = repr(layer).replace("\n", "\n  ")
+            lines.append(f"  ({i}): {text}")
+        return "Sequential(\n" + "\n".join(lines) + "\n)"
