@@ -205,3 +205,26 @@ def assert_close(actual, expected, name="", rtol=None, atol_rel=None):
 def assert_results_close(actual, expected, names=OUTPUTS + GRADS, **kw):
     for name in names:
         assert_close(actual[name], expected[name], name, **kw)
+
+
+def fd_grad(f, a, eps=1e-6):
+    """Central differences of the scalar f() w.r.t. every entry of the float64 array a (in place)."""
+    g = np.zeros_like(a)
+    for i in np.ndindex(a.shape):
+        old = a[i]
+        a[i] = old + eps
+        up = f()
+        a[i] = old - eps
+        down = f()
+        a[i] = old
+        g[i] = (up - down) / (2 * eps)
+    return g
+
+
+@pytest.fixture
+def split_everything(restore_threads):
+    """Parallel grain 0: the kernels split even tiny problems over the thread team."""
+    from fastrnn import _native
+    _native.set_parallel_grain(0.0)
+    yield
+    _native.set_parallel_grain(1.0)

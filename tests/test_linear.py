@@ -7,23 +7,9 @@ import pytest
 from fastrnn import Parameter
 from fastrnn.linear import Embedding, Linear
 
-from conftest import assert_close
+from conftest import assert_close, fd_grad
 
 DTYPES = (np.float32, np.float64)
-
-
-def fd_grad(f, a, eps=1e-6):
-    """Central differences of the scalar f() w.r.t. every entry of the float64 array a (in place)."""
-    g = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        old = a[i]
-        a[i] = old + eps
-        up = f()
-        a[i] = old - eps
-        down = f()
-        a[i] = old
-        g[i] = (up - down) / (2 * eps)
-    return g
 
 
 # -------------------------------------------------------------------------------------------------

@@ -6,22 +6,9 @@ import pytest
 
 from fastrnn import losses
 
-from conftest import assert_close
+from conftest import assert_close, fd_grad
 
 DTYPES = (np.float32, np.float64)
-
-
-def fd_grad(f, a, eps=1e-6):
-    g = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        old = a[i]
-        a[i] = old + eps
-        up = f()
-        a[i] = old - eps
-        down = f()
-        a[i] = old
-        g[i] = (up - down) / (2 * eps)
-    return g
 
 
 def problem(dtype=np.float64, T=4, B=3, V=5, seed=0):

@@ -15,14 +15,6 @@ from conftest import CELL_VARIANTS, DTYPES, make_lengths, make_upstream, make_va
 pytestmark = pytest.mark.native
 
 
-@pytest.fixture
-def split_everything(restore_threads):
-    from fastrnn import _native
-    _native.set_parallel_grain(0.0)
-    yield
-    _native.set_parallel_grain(1.0)
-
-
 def assert_identical(a, b, what=""):
     for name, value in a.items():
         if value is None:

@@ -15,14 +15,6 @@ from conftest import (CELL_VARIANTS, DTYPES, assert_results_close, make_lengths,
 pytestmark = pytest.mark.native
 
 
-@pytest.fixture
-def split_everything(restore_threads):
-    from fastrnn import _native
-    _native.set_parallel_grain(0.0)
-    yield
-    _native.set_parallel_grain(1.0)
-
-
 def run_with_threads(n, problem, cell, lengths, reverse, up):
     fastrnn.set_num_threads(n)
     return run(problem, cell, "native", lengths, reverse, up)

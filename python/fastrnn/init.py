@@ -342,27 +342,24 @@ def xavier_uniform_(target, gain=1.0, seed=None, which="all", gate_blocks=None, 
     G * hidden_size); biases are left as they are. An array (one block unless ``gate_blocks``) matches
     ``torch.nn.init.xavier_uniform_``'s bound.
     """
-    gain = _number("gain", gain)
-    if _per_layer(xavier_uniform_, target, seed, forget_bias, gain=gain, which=which,
-                  gate_blocks=gate_blocks):
-        return target
-    rng = _rng(seed)
-    for e in _select(_entries(target, gate_blocks), which):
-        for block in _blocks(e):
-            fan_in, fan_out = _fans(block.shape)
-            if fan_in + fan_out == 0:
-                continue
-            a = gain * np.sqrt(6.0 / (fan_in + fan_out))
-            block[...] = rng.uniform(-a, a, size=block.shape)
-    _maybe_forget(target, forget_bias)
-    return target
+    def draw(rng, fan_in, fan_out, shape, gain):
+        a = gain * np.sqrt(6.0 / (fan_in + fan_out))
+        return rng.uniform(-a, a, size=shape)
+    return _xavier(xavier_uniform_, target, gain, seed, which, gate_blocks, forget_bias, draw)
 
 
 def xavier_normal_(target, gain=1.0, seed=None, which="all", gate_blocks=None, forget_bias=None):
     """Glorot & Bengio (2010) normal: N(0, std**2) with ``std = gain * sqrt(2 / (fan_in + fan_out))``,
     in place; selection and gate blocks as in ``xavier_uniform_``."""
+    def draw(rng, fan_in, fan_out, shape, gain):
+        return rng.normal(0.0, gain * np.sqrt(2.0 / (fan_in + fan_out)), size=shape)
+    return _xavier(xavier_normal_, target, gain, seed, which, gate_blocks, forget_bias, draw)
+
+
+def _xavier(public, target, gain, seed, which, gate_blocks, forget_bias, draw):
+    """Both Xavier initialisers: ``draw(rng, fan_in, fan_out, shape, gain)`` fills each gate block."""
     gain = _number("gain", gain)
-    if _per_layer(xavier_normal_, target, seed, forget_bias, gain=gain, which=which,
+    if _per_layer(public, target, seed, forget_bias, gain=gain, which=which,
                   gate_blocks=gate_blocks):
         return target
     rng = _rng(seed)
@@ -371,8 +368,7 @@ def xavier_normal_(target, gain=1.0, seed=None, which="all", gate_blocks=None, f
             fan_in, fan_out = _fans(block.shape)
             if fan_in + fan_out == 0:
                 continue
-            std = gain * np.sqrt(2.0 / (fan_in + fan_out))
-            block[...] = rng.normal(0.0, std, size=block.shape)
+            block[...] = draw(rng, fan_in, fan_out, block.shape, gain)
     _maybe_forget(target, forget_bias)
     return target
 
