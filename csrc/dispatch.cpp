@@ -94,12 +94,6 @@ void backward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const
   }
 }
 
-template void forward<float>(Cell, const Dims&, bool, const Weights<float>&, const ForwardArgs<float>&);
-template void forward<double>(Cell, const Dims&, bool, const Weights<double>&,
-                              const ForwardArgs<double>&);
-template void backward<float>(Cell, const Dims&, bool, const Weights<float>&,
-                              const BackwardArgs<float>&);
-template void backward<double>(Cell, const Dims&, bool, const Weights<double>&,
-                               const BackwardArgs<double>&);
+FASTRNN_INSTANTIATE_KERNELS()
 
 }  // namespace fastrnn

@@ -86,6 +86,18 @@ void forward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const 
 template <class T>
 void backward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const BackwardArgs<T>& a);
 
+// Explicit instantiations of forward/backward for float and double, in the namespace it is used in
+// (the dispatching entry points, or one instruction set's copy).
+#define FASTRNN_INSTANTIATE_KERNELS()                                                              \
+  template void forward<float>(Cell, const Dims&, bool, const Weights<float>&,                     \
+                               const ForwardArgs<float>&);                                         \
+  template void forward<double>(Cell, const Dims&, bool, const Weights<double>&,                   \
+                                const ForwardArgs<double>&);                                       \
+  template void backward<float>(Cell, const Dims&, bool, const Weights<float>&,                    \
+                                const BackwardArgs<float>&);                                       \
+  template void backward<double>(Cell, const Dims&, bool, const Weights<double>&,                  \
+                                 const BackwardArgs<double>&);
+
 // One copy of the kernels per instruction set (recurrence.cpp compiled with each ISA's flags).
 #define FASTRNN_DECLARE_ISA(isa)                                                                    \
   namespace isa {                                                                                  \
