@@ -1,6 +1,11 @@
 #include "fastrnn/threads.hpp"
 
 #include <algorithm>
+#include <new>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
 
 namespace fastrnn {
 
@@ -10,8 +15,29 @@ thread_local bool in_team_job = false;
 
 ThreadTeam& ThreadTeam::global() {
   // Never destroyed: worker threads may still be asleep when the interpreter exits.
-  static ThreadTeam* team = new ThreadTeam();
+  static ThreadTeam* team = [] {
+    auto* t = new ThreadTeam();
+#if defined(__unix__) || defined(__APPLE__)
+    pthread_atfork(nullptr, nullptr, [] { global().reset_after_fork(); });
+#endif
+    return t;
+  }();
   return *team;
+}
+
+void ThreadTeam::reset_after_fork() {
+  // The workers' std::thread objects name threads that do not exist in this process: leak them
+  // (destroying a joinable std::thread terminates). Locks may have been held by those threads.
+  new std::vector<std::thread>(std::move(workers_));
+  workers_.clear();
+  new (&run_mutex_) std::mutex();
+  new (&sleep_mutex_) std::mutex();
+  new (&wake_) std::condition_variable();
+  new (&done_) std::condition_variable();
+  started_.store(0);
+  size_.store(1);
+  pending_.store(0);
+  generation_.store(0);
 }
 
 void ThreadTeam::set_size(int n) {

@@ -2,6 +2,7 @@
 released while a kernel runs, and results are bitwise identical run to run and for any thread count."""
 
 import functools
+import os
 import threading
 import time
 
@@ -253,3 +254,31 @@ def test_thread_count_changes_during_calls(split_everything):
     for per_thread in in_threads(4, body)[1:]:
         for r in per_thread:
             assert_identical(expected, r, "while resizing")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_gets_its_own_thread_team(split_everything):
+    # A forked child has only the forking thread: the team must not wait for workers that do not
+    # exist there (a hang), and the child keeps the parent's thread count with workers of its own.
+    fastrnn.set_num_threads(2)
+    cell, p = make_variant("lstm", 5, 3, 4, 40, np.float64, seed=41)
+    expected = run(p, cell, "native")
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code only
+        ok = False
+        try:
+            ok = (fastrnn.get_num_threads() == 2
+                  and all(np.array_equal(v, expected[k]) for k, v in run(p, cell, "native").items()
+                          if v is not None))
+        finally:
+            os._exit(0 if ok else 3)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.02)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung in a native call")

@@ -114,6 +114,8 @@ class ThreadTeam {
 
  private:
   ThreadTeam() = default;
+  // In a forked child only the forking thread exists: forget the workers (and any lock state).
+  void reset_after_fork();
   void worker_loop(int tid);
 
   std::atomic<int> size_{1};

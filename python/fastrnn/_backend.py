@@ -124,6 +124,16 @@ def set_num_threads(n):
     _threads["n"] = n  # only once the native team has taken it
 
 
+def _reapply_threads_in_child():
+    # The C++ team forgets its workers in a forked child; start the child's own team.
+    if _native is not None and _threads["n"] is not None:
+        _native.set_num_threads(_threads["n"])
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reapply_threads_in_child)
+
+
 def get_num_threads():
     """How many threads the native kernels use."""
     if _threads["n"] is None:
