@@ -38,6 +38,10 @@ inline T* row(T* p, index_t b, index_t stride) {
   return p ? p + b * stride : nullptr;
 }
 
+// Forward calls with at most this many T*B rows multiply by the weights as given (row-major)
+// instead of packing them: at T = 1, B = 1, H = 256 packing cost ~100 us, the products ~20 us.
+constexpr index_t kUnpackedMaxRows = 4;
+
 inline bool is_active(const index_t* lengths, index_t b, index_t t) {
   return lengths == nullptr || t < lengths[b];
 }
@@ -121,8 +125,12 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
 
   // 1. Input projection for every step at once, with the biases folded in (all but GRU's b_hn,
   //    which sits inside r * (W_hn h + b_hn) and so is added per step).
+  // A call of a few steps (generation: T = 1) reads the weights row-major instead of packing them.
+  const bool unpacked = TB <= kUnpackedMaxRows;
   AlignedBuffer<T> xg(static_cast<std::size_t>(TB * GH));
-  {
+  if (unpacked) {
+    product_rowmajor<T>(TB, I, x, I, w.w_ih, I, 0, GH, xg.data(), GH);
+  } else {
     PackedB<T> w_ih_t;
     gemm<T>(TB, GH, I, x, I, 1, w.w_ih, 1, I, xg.data(), GH, false, w_ih_t);
   }
@@ -143,9 +151,11 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
   // 2. The time loop. W_hh^T is packed once, one operand per gate, so that a thread's units map
   //    to the same panel range in every gate.
   std::vector<PackedB<T>> w_hh_t(C::G);
-  for (int g = 0; g < C::G; ++g) w_hh_t[g].pack(P, H, w.w_hh + g * H * P, 1, P);
   PackedB<T> w_hr_t;
-  if (proj) w_hr_t.pack(H, P, w.w_hr, 1, H);
+  if (!unpacked) {
+    for (int g = 0; g < C::G; ++g) w_hh_t[g].pack(P, H, w.w_hh + g * H * P, 1, P);
+    if (proj) w_hr_t.pack(H, P, w.w_hr, 1, H);
+  }
   AlignedBuffer<T> h_bufs[2] = {AlignedBuffer<T>(static_cast<std::size_t>(B * P)),
                                 AlignedBuffer<T>(static_cast<std::size_t>(B * P))};
   AlignedBuffer<T> c(static_cast<std::size_t>(C::has_c ? B * H : 0));
@@ -178,9 +188,15 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
           copy_n(sv->h_prev.data() + (off + b) * P + sp.p0, hc + b * P + sp.p0, pw);
           if (C::has_c) copy_n(sv->c_prev.data() + (off + b) * H + sp.u0, c.data() + b * H + sp.u0, uw);
         }
-      h_packed.pack(B, P, hc, P, 1);  // once per step, for all G gates
-      for (int g = 0; g < C::G; ++g)
-        gemm_panels<T>(h_packed, w_hh_t[g], sp.ub0, sp.ub1, hg.data() + g * H, GH, false);
+      if (unpacked) {
+        for (int g = 0; g < C::G; ++g)
+          product_rowmajor<T>(B, P, hc, P, w.w_hh + g * H * P, P, sp.u0, sp.u1, hg.data() + g * H,
+                              GH);
+      } else {
+        h_packed.pack(B, P, hc, P, 1);  // once per step, for all G gates
+        for (int g = 0; g < C::G; ++g)
+          gemm_panels<T>(h_packed, w_hh_t[g], sp.ub0, sp.ub1, hg.data() + g * H, GH, false);
+      }
 
       T* gates = sv ? sv->gates.data() + off * GH : gates_tmp.data();
       T* c_new = !C::has_c ? nullptr : sv ? sv->c_new.data() + off * H : c_new_tmp.data();
@@ -197,8 +213,12 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
       }
       if (proj) {
         barrier.wait();  // the projection needs every unit's m
-        m_packs[tid].pack(B, H, out, H, 1);
-        gemm_panels<T>(m_packs[tid], w_hr_t, sp.pb0, sp.pb1, h_new.data(), P, false);
+        if (unpacked) {
+          product_rowmajor<T>(B, H, out, H, w.w_hr, H, sp.p0, sp.p1, h_new.data(), P);
+        } else {
+          m_packs[tid].pack(B, H, out, H, 1);
+          gemm_panels<T>(m_packs[tid], w_hr_t, sp.pb0, sp.pb1, h_new.data(), P, false);
+        }
       }
 
       // Sequences that took the step move to their new state; the others keep theirs.

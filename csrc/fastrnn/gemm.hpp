@@ -308,6 +308,38 @@ void gemm_panels(index_t M, const T* a, index_t a_rs, index_t a_cs, const Packed
   }
 }
 
+// C[m, n] = sum_k A[m, k] * W[n, k] for n in [n0, n1): the product with a weight matrix W stored
+// row-major (G*H x K, as the user gave it), without packing it. For calls of one or a few time
+// steps (step-by-step generation) packing W would cost more than every product it serves.
+template <class T>
+void product_rowmajor(index_t M, index_t K, const T* a, index_t lda, const T* w, index_t ldw,
+                      index_t n0, index_t n1, T* c, index_t ldc) {
+  using V = typename Tile<T>::vec;
+  constexpr int VL = Tile<T>::VL;
+  for (index_t m = 0; m < M; ++m) {
+    const T* am = a + m * lda;
+    for (index_t n = n0; n < n1; ++n) {
+      const T* wn = w + n * ldw;
+      V acc0{}, acc1{};  // two chains: the loads, not the FMA latency, bound this loop
+      index_t k = 0;
+      for (; k + 2 * VL <= K; k += 2 * VL) {
+        V x0, x1, y0, y1;
+        std::memcpy(&x0, am + k, sizeof(V));
+        std::memcpy(&x1, am + k + VL, sizeof(V));
+        std::memcpy(&y0, wn + k, sizeof(V));
+        std::memcpy(&y1, wn + k + VL, sizeof(V));
+        acc0 += x0 * y0;
+        acc1 += x1 * y1;
+      }
+      acc0 += acc1;
+      T sum = T(0);
+      for (int l = 0; l < VL; ++l) sum += acc0[l];
+      for (; k < K; ++k) sum += am[k] * wn[k];
+      c[m * ldc + n] = sum;
+    }
+  }
+}
+
 // The whole product, its column panels split over the thread team when it is big enough.
 template <class T>
 void gemm(index_t M, const T* a, index_t a_rs, index_t a_cs, const PackedB<T>& b, T* c, index_t ldc,
