@@ -9,11 +9,13 @@ from .layers import GRU, LSTM, RNN
 from .linear import Embedding, Linear
 from .sequential import Sequential
 from .clip import clip_grad_norm, clip_grad_value
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .generate import CharVocab, Stepper, sample
 
 __all__ = ["functional", "convert", "losses", "RNN", "LSTM", "GRU", "Linear", "Embedding",
            "Sequential", "Parameter", "init", "optim", "clip_grad_norm", "clip_grad_value",
-           "generate", "Stepper", "sample", "CharVocab",
+           "generate", "Stepper", "sample", "CharVocab", "save_checkpoint", "load_checkpoint",
+           "Checkpoint", "CheckpointError",
            "get_backend", "set_backend",
            "use_backend", "get_num_threads", "set_num_threads", "info", "__version__"]
 
