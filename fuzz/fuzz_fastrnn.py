@@ -60,7 +60,8 @@ def values(fdp, shape, dtype):
 
 def corrupt(fdp, a, dtype):
     """A wrong or unusual replacement for array ``a`` (which may be None)."""
-    if not isinstance(a, np.ndarray) or a.dtype == object or a.size > 1 << 16:
+    if (not isinstance(a, np.ndarray) or a.dtype == object or a.size > 1 << 16
+            or max(a.shape, default=0) > 1 << 16):  # an empty view can have a huge axis
         a = None  # corrupted already: start again from nothing
     shape = (2, 2) if a is None else a.shape
     kind = fdp.ConsumeIntInRange(0, 9)
@@ -74,6 +75,8 @@ def corrupt(fdp, a, dtype):
     if kind == 3 and len(shape):
         new = list(shape)
         new[fdp.ConsumeIntInRange(0, len(shape) - 1)] += fdp.ConsumeIntInRange(1, 3)
+        if np.prod(new, dtype=np.float64) > 1 << 20:  # the harness itself must not run out of memory
+            return np.broadcast_to(np.zeros((1,) * len(new), dtype), new)
         return np.zeros(new, dtype)
     if kind == 4 and len(shape):  # stride-0 view of an absurd size
         new = list(shape)
