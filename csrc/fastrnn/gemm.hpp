@@ -353,12 +353,21 @@ void gemm(index_t M, const T* a, index_t a_rs, index_t a_cs, const PackedB<T>& b
   ThreadTeam::global().run(nthreads, JobRef(job));
 }
 
-// The same with B given unpacked: element (k, n) at b[k * b_rs + n * b_cs], B is K x N.
+// The same with B given unpacked: element (k, n) at b[k * b_rs + n * b_cs], B is K x N. B is packed
+// one KC-deep slice at a time, so scratch holds KC x N however deep the product (the weight
+// gradients run over all T*B rows) and no copy of B the size of the input is ever made.
 template <class T>
 void gemm(index_t M, index_t N, index_t K, const T* a, index_t a_rs, index_t a_cs, const T* b,
           index_t b_rs, index_t b_cs, T* c, index_t ldc, bool accumulate, PackedB<T>& scratch) {
-  scratch.pack(K, N, b, b_rs, b_cs);
-  gemm(M, a, a_rs, a_cs, scratch, c, ldc, accumulate);
+  if (K == 0) {
+    scratch.pack(0, N, b, b_rs, b_cs);
+    return gemm(M, a, a_rs, a_cs, scratch, c, ldc, accumulate);
+  }
+  for (index_t k0 = 0; k0 < K; k0 += Tile<T>::KC) {
+    const index_t kc = std::min<index_t>(Tile<T>::KC, K - k0);
+    scratch.pack(kc, N, b + k0 * b_rs, b_rs, b_cs);
+    gemm(M, a + k0 * a_cs, a_rs, a_cs, scratch, c, ldc, accumulate || k0 > 0);
+  }
 }
 
 }  // namespace FASTRNN_ISA
