@@ -260,6 +260,18 @@ def _fastrnn_runner(impl, problem, mode):
     return run
 
 
+def _numpy_of(t):
+    """A torch tensor (or None) as a NumPy array."""
+    return None if t is None else t.detach().numpy()
+
+
+def _clear_torch_grads(module, leaves):
+    """Drops the gradients of the last timed backward, so each call computes them afresh."""
+    for leaf in leaves:
+        leaf.grad = None
+    module.zero_grad(set_to_none=True)
+
+
 def _torch_runner(problem, mode):
     import torch
     p = problem
@@ -273,35 +285,30 @@ def _torch_runner(problem, mode):
     dy = _torch_array(torch, p["dy"])
     dh_n = _torch_array(torch, p["dh_n"])[None]
 
-    def numpy_of(t):
-        return None if t is None else t.detach().numpy()
-
     if not grad:
         def run():
             with torch.no_grad():
                 y, hn = module(x, hx)
             h_n, c_n = hn if lstm else (hn, None)
-            return {"y": numpy_of(y), "h_n": numpy_of(h_n[0]),
-                    "c_n": None if c_n is None else numpy_of(c_n[0])}
+            return {"y": _numpy_of(y), "h_n": _numpy_of(h_n[0]),
+                    "c_n": None if c_n is None else _numpy_of(c_n[0])}
         return run
 
     leaves = [x, h0] + ([c0] if lstm else [])
 
     def run():
-        for leaf in leaves:
-            leaf.grad = None
-        module.zero_grad(set_to_none=True)
+        _clear_torch_grads(module, leaves)
         y, hn = module(x, hx)
         h_n, c_n = hn if lstm else (hn, None)
         ((y * dy).sum() + (h_n * dh_n).sum()).backward()
-        return {"y": numpy_of(y), "h_n": numpy_of(h_n[0]),
-                "c_n": None if c_n is None else numpy_of(c_n[0]),
-                "dx": numpy_of(x.grad), "dh0": numpy_of(h0.grad[0]),
-                "dc0": numpy_of(c0.grad[0]) if lstm else None,
-                "dw_ih": numpy_of(module.weight_ih_l0.grad),
-                "dw_hh": numpy_of(module.weight_hh_l0.grad),
-                "db_ih": numpy_of(module.bias_ih_l0.grad),
-                "db_hh": numpy_of(module.bias_hh_l0.grad)}
+        return {"y": _numpy_of(y), "h_n": _numpy_of(h_n[0]),
+                "c_n": None if c_n is None else _numpy_of(c_n[0]),
+                "dx": _numpy_of(x.grad), "dh0": _numpy_of(h0.grad[0]),
+                "dc0": _numpy_of(c0.grad[0]) if lstm else None,
+                "dw_ih": _numpy_of(module.weight_ih_l0.grad),
+                "dw_hh": _numpy_of(module.weight_hh_l0.grad),
+                "db_ih": _numpy_of(module.bias_ih_l0.grad),
+                "db_hh": _numpy_of(module.bias_hh_l0.grad)}
     return run
 
 
@@ -964,9 +971,6 @@ def _torch_layer_runner(problem, mode, module=None):
     dh_n = _torch_array(torch, p["dh_n"])
     dc_n = _torch_array(torch, p["dc_n"]) if lstm else None
 
-    def numpy_of(t):
-        return None if t is None else t.detach().numpy()
-
     def forward():
         packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
         out, hn = module(packed, hx)
@@ -978,24 +982,22 @@ def _torch_layer_runner(problem, mode, module=None):
         def run():
             with torch.no_grad():
                 y, h_n, c_n = forward()
-            return {"y": numpy_of(y), "h_n": numpy_of(h_n), "c_n": numpy_of(c_n)}
+            return {"y": _numpy_of(y), "h_n": _numpy_of(h_n), "c_n": _numpy_of(c_n)}
         return run
 
     leaves = [x, h0] + ([c0] if lstm else [])
 
     def run():
-        for leaf in leaves:
-            leaf.grad = None
-        module.zero_grad(set_to_none=True)
+        _clear_torch_grads(module, leaves)
         y, h_n, c_n = forward()
         loss = (y * dy).sum() + (h_n * dh_n).sum()
         if lstm:
             loss = loss + (c_n * dc_n).sum()
         loss.backward()
-        return {"y": numpy_of(y), "h_n": numpy_of(h_n), "c_n": numpy_of(c_n),
-                "dx": numpy_of(x.grad), "dh0": numpy_of(h0.grad),
-                "dc0": numpy_of(c0.grad) if lstm else None,
-                "grads": {name: numpy_of(w.grad) for name, w in module.named_parameters()}}
+        return {"y": _numpy_of(y), "h_n": _numpy_of(h_n), "c_n": _numpy_of(c_n),
+                "dx": _numpy_of(x.grad), "dh0": _numpy_of(h0.grad),
+                "dc0": _numpy_of(c0.grad) if lstm else None,
+                "grads": {name: _numpy_of(w.grad) for name, w in module.named_parameters()}}
     return run
 
 
