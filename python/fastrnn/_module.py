@@ -62,6 +62,18 @@ def _seed(seed):
     return seed
 
 
+def _generator(seed):
+    """``seed`` (None, an int >= 0, or a numpy Generator, used as it is) as a numpy Generator."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(f"seed must be None, an int or a numpy.random.Generator, got "
+                        f"{type(seed).__name__}")
+    if seed is not None and seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    return np.random.default_rng(seed)
+
+
 def _to_numpy(name, value):
     """A state_dict value as a NumPy array: torch tensors are detached and moved to the CPU."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):

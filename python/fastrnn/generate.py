@@ -21,6 +21,7 @@ import numbers
 import numpy as np
 
 from . import _backend
+from ._module import _generator
 from .layers import _RNNBase
 from .linear import Embedding
 from .sequential import Sequential
@@ -243,17 +244,6 @@ def _check_top_k(top_k):
     return int(top_k)
 
 
-def _rng(seed):
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an int, a numpy Generator or None, "
-                        f"got {type(seed).__name__}")
-    if seed is not None and seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    return np.random.default_rng(seed)
-
-
 def next_token(logits, temperature=1.0, top_k=None, rng=None):
     """One token id from a logits vector (V,): greedy argmax when temperature is 0, else a draw from
     softmax(logits / temperature) restricted to the top_k largest logits (ties at the k-th value are
@@ -333,7 +323,7 @@ def sample(model, prime, length, temperature=1.0, top_k=None, seed=None, vocab=N
         raise ValueError(f"length must be >= 0, got {length}")
     temperature = _check_temperature(temperature)
     top_k = _check_top_k(top_k)
-    rng = _rng(seed)
+    rng = _generator(seed)
     if vocab is not None and not (hasattr(vocab, "decode") or callable(vocab)):
         raise TypeError(f"vocab must be a CharVocab (or have decode) or a decode function, got "
                         f"{type(vocab).__name__}")

@@ -36,6 +36,8 @@ import numbers
 
 import numpy as np
 
+from ._module import _generator
+
 __all__ = ["uniform_", "orthogonal_", "identity_", "xavier_uniform_", "xavier_normal_",
            "forget_gate_bias_", "GATE_ORDER"]
 
@@ -165,17 +167,6 @@ def _number(name, v):
     return v
 
 
-def _rng(seed):
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be None, an int or a numpy.random.Generator, got "
-                        f"{type(seed).__name__}")
-    if seed is not None and seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    return np.random.default_rng(seed)
-
-
 def _sublayers(target):
     """The layers of a container (``fastrnn.Sequential`` or alike), or None for anything else."""
     if isinstance(target, (np.ndarray, list, tuple)) or hasattr(target, "keys"):
@@ -205,7 +196,7 @@ def _per_layer(fn, target, seed, forget_bias, **kw):
     layers = _sublayers(target)
     if layers is None:
         return False
-    rng = _rng(seed)
+    rng = _generator(seed)
     for layer in layers:
         fn(layer, seed=rng, **kw)
     _maybe_forget(target, forget_bias)
@@ -234,7 +225,7 @@ def uniform_(target, bound=None, seed=None, forget_bias=None):
         return target
     entries = _entries(target)
     if bound is None and isinstance(getattr(target, "num_embeddings", None), numbers.Integral):
-        rng = _rng(seed)
+        rng = _generator(seed)
         for e in entries:
             e.array[...] = rng.standard_normal(e.array.shape)
         _maybe_forget(target, forget_bias)
@@ -254,7 +245,7 @@ def uniform_(target, bound=None, seed=None, forget_bias=None):
     bound = _number("bound", bound)
     if bound < 0:
         raise ValueError(f"bound must be >= 0, got {bound}")
-    rng = _rng(seed)
+    rng = _generator(seed)
     for e in entries:
         e.array[...] = rng.uniform(-bound, bound, size=e.array.shape)
     _maybe_forget(target, forget_bias)
@@ -290,7 +281,7 @@ def orthogonal_(target, gain=1.0, seed=None, which="hh", gate_blocks=None, forge
     if _per_layer(orthogonal_, target, seed, forget_bias, gain=gain, which=which,
                   gate_blocks=gate_blocks):
         return target
-    rng = _rng(seed)
+    rng = _generator(seed)
     for e in _select(_entries(target, gate_blocks), which):
         for block in _blocks(e):
             if block.size:
@@ -323,7 +314,7 @@ def identity_(target, scale=1.0, input_std=None, seed=None, gate_blocks=None):
         input_std = _number("input_std", input_std)
         if input_std < 0:
             raise ValueError(f"input_std must be >= 0, got {input_std}")
-        rng = _rng(seed)
+        rng = _generator(seed)
         for e in entries:
             if e.kind == "weight_ih":
                 e.array[...] = rng.normal(0.0, input_std, size=e.array.shape)
@@ -362,7 +353,7 @@ def _xavier(public, target, gain, seed, which, gate_blocks, forget_bias, draw):
     if _per_layer(public, target, seed, forget_bias, gain=gain, which=which,
                   gate_blocks=gate_blocks):
         return target
-    rng = _rng(seed)
+    rng = _generator(seed)
     for e in _select(_entries(target, gate_blocks), which):
         for block in _blocks(e):
             fan_in, fan_out = _fans(block.shape)
