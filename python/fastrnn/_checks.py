@@ -29,6 +29,17 @@ def float_array(name, a, dtype=None):
     return arr
 
 
+def int_array(name, a, what=""):
+    """``a`` (an array, a list or a torch tensor) as an integer NumPy array; bools are refused.
+    ``what`` adds what the integers mean to the error message."""
+    if hasattr(a, "detach") and hasattr(a, "cpu"):  # a torch tensor
+        a = a.detach().cpu().numpy()
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be an integer array{what}, got dtype {arr.dtype}")
+    return arr
+
+
 def shaped(name, a, shape, names, dtype):
     """float_array() with exactly ``shape``; ``names`` label its axes in the error message."""
     arr = float_array(name, a, dtype)

@@ -12,6 +12,7 @@ Python loop over time.
 
 import numpy as np
 
+from ._checks import int_array
 from ._module import Module, Parameter, _bool, _int
 
 
@@ -100,11 +101,7 @@ class Embedding(_Layer):
         self._params["weight"] = Parameter("weight", data)
 
     def _indices(self, indices):
-        if hasattr(indices, "detach") and hasattr(indices, "cpu"):  # a torch tensor
-            indices = indices.detach().cpu().numpy()
-        idx = np.asarray(indices)
-        if idx.dtype.kind not in "iu":
-            raise TypeError(f"indices must be an integer array, got dtype {idx.dtype}")
+        idx = int_array("indices", indices)
         if idx.size:
             low, high = idx.min(), idx.max()
             if low < 0 or high >= self.num_embeddings:

@@ -17,18 +17,9 @@ import numbers
 
 import numpy as np
 
-from ._checks import float_array
+from ._checks import float_array, int_array
 
 __all__ = ["cross_entropy", "mse"]
-
-
-def _int_array(name, a):
-    if hasattr(a, "detach") and hasattr(a, "cpu"):  # a torch tensor
-        a = a.detach().cpu().numpy()
-    arr = np.asarray(a)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array (class indices), got dtype {arr.dtype}")
-    return arr
 
 
 def _mask_array(mask, shape):
@@ -60,7 +51,7 @@ def cross_entropy(logits, targets, mask=None, *, ignore_index=None):
     if logits.ndim == 0 or logits.shape[-1] == 0:
         raise ValueError(f"logits must have shape (..., V) with V >= 1, got {logits.shape}")
     V = logits.shape[-1]
-    targets = _int_array("targets", targets)
+    targets = int_array("targets", targets, " (class indices)")
     if targets.shape != logits.shape[:-1]:
         raise ValueError(f"targets must have shape {logits.shape[:-1]} (logits' shape without its "
                          f"last axis V={V}), got {targets.shape}")
