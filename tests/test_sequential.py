@@ -226,3 +226,62 @@ def test_bad_input_reaches_the_layers():
 def test_public_names():
     assert fr.Linear is Linear and fr.Embedding is Embedding and fr.Sequential is Sequential
     assert fr.losses is losses
+
+
+# -- carrying state: forward_with_state ------------------------------------------------------------
+
+def stacked_model(backend=None, dtype="float64"):
+    """Embedding -> (GRU -> RNN nested in a Sequential) -> LSTM -> Linear: three recurrent layers."""
+    return Sequential(Embedding(V, E, dtype=dtype, seed=0),
+                      Sequential(fr.GRU(E, H, dtype=dtype, backend=backend, seed=1),
+                                 fr.RNN(H, H, num_layers=2, dtype=dtype, backend=backend, seed=2)),
+                      fr.LSTM(H, H, dtype=dtype, backend=backend, seed=3),
+                      Linear(H, V, dtype=dtype, seed=4))
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_chunks_with_carried_state_equal_one_forward(backend):
+    model = stacked_model(backend)
+    assert model.num_recurrent == 3 and model[1].num_recurrent == 2
+    tokens = np.random.default_rng(3).integers(0, V, size=(11, B))
+    whole, states = model.forward_with_state(tokens)
+    assert [type(s).__name__ for s in states] == ["ndarray", "ndarray", "tuple"]
+    assert states[1].shape == (2, B, H) and states[2][1].shape == (1, B, H)
+    y1, s1 = model.forward_with_state(tokens[:4])
+    y2, s2 = model.forward_with_state(tokens[4:], s1)
+    assert_close(np.concatenate([y1, y2]), whole, "y")
+    for a, b in zip(s2[:2] + list(s2[2]), states[:2] + list(states[2])):
+        assert_close(a, b, "state")
+    np.testing.assert_array_equal(model(tokens), whole)  # __call__ is forward_with_state's y
+
+
+def test_forward_with_state_passes_lengths_and_partial_hx():
+    model = Sequential(fr.GRU(3, H, dtype="float64", seed=0), fr.GRU(H, 2, dtype="float64", seed=1))
+    x = np.random.default_rng(0).standard_normal((5, B, 3))
+    lengths = np.array([5, 2, 3])
+    h0 = np.full((1, B, 2), 0.5)
+    y, (h_a, h_b) = model.forward_with_state(x, [None, h0], lengths)
+    ref_y1, ref_h1 = model[0](x, lengths=lengths)
+    ref_y, ref_h = model[1](ref_y1, h0, lengths=lengths)
+    np.testing.assert_array_equal(y, ref_y)
+    np.testing.assert_array_equal(h_a, ref_h1)
+    np.testing.assert_array_equal(h_b, ref_h)
+    assert np.all(y[2:, 1] == 0)  # padding after each sequence's length
+    np.testing.assert_array_equal(model(x, [None, h0], lengths), ref_y)
+
+
+@pytest.mark.parametrize("hx, match", [
+    ([None], r"one state per recurrent layer \(2\), got list of length 1"),
+    ((None, None, None), r"\(2\), got tuple of length 3"),
+    (np.zeros((1, B, H)), r"got ndarray"),
+])
+def test_forward_with_state_rejects_bad_hx(hx, match):
+    model = Sequential(fr.GRU(3, H, seed=0), fr.GRU(H, 2, seed=1))
+    with pytest.raises(ValueError, match=match):
+        model.forward_with_state(np.zeros((2, B, 3), np.float32), hx)
+
+
+def test_forward_with_state_bad_state_shape_names_the_layer_argument():
+    model = Sequential(fr.LSTM(3, H, seed=0))
+    with pytest.raises(TypeError, match=r"hx must be a pair \(h, c\) for LSTM, got ndarray"):
+        model.forward_with_state(np.zeros((2, B, 3), np.float32), [np.zeros((1, B, H), np.float32)])

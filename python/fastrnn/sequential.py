@@ -2,7 +2,9 @@
 
 Forward feeds each layer's output to the next; a recurrent layer returns (y, h_n) or
 (y, (h_n, c_n)) and only y is passed on (a tuple output contributes its first element). Backward runs
-the layers in reverse and passes on the first element of a recurrent layer's (dx, dhx). Parameter,
+the layers in reverse and passes on the first element of a recurrent layer's (dx, dhx).
+``forward_with_state(x, hx, lengths)`` also takes and returns the recurrent layers' states (for
+carrying state across chunks of a long sequence, see ``fastrnn.train``). Parameter,
 grads and state_dict names are prefixed by the layer's index, as in PyTorch: "0.weight",
 "1.weight_ih_l0", "2.bias".
 """
@@ -10,6 +12,7 @@ grads and state_dict names are prefixed by the layer's index, as in PyTorch: "0.
 import numpy as np
 
 from ._module import Parameter, _bool
+from .layers import _RNNBase
 
 _LAYER_METHODS = ("backward", "parameters", "zero_grad", "state_dict", "load_state_dict", "train",
                   "eval")
@@ -54,12 +57,50 @@ class Sequential:
 
     # -- forward and backward -------------------------------------------------------------------
 
-    def __call__(self, x):
+    def __call__(self, x, hx=None, lengths=None):
+        """The last layer's output. ``hx`` and ``lengths`` are as in ``forward_with_state``."""
+        return self.forward_with_state(x, hx, lengths)[0]
+
+    def forward_with_state(self, x, hx=None, lengths=None):
+        """Runs the chain; returns ``(y, states)``: the last layer's output and a list with each
+        recurrent layer's final state (its h_n, or (h_n, c_n) for an LSTM), in order, nested
+        Sequentials flattened.
+
+        ``hx``: None (zero initial states) or a list of the same form, one entry per recurrent layer
+        (an entry may be None). Passing one call's ``states`` as the next call's ``hx`` carries the
+        state across chunks of a long sequence, as truncated BPTT does: the states are plain arrays,
+        so no gradient flows back into the earlier chunk. ``lengths`` (B,) goes to every recurrent
+        layer.
+        """
+        n = self.num_recurrent
+        if hx is None:
+            hx = [None] * n
+        elif not isinstance(hx, (list, tuple)) or len(hx) != n:
+            raise ValueError(f"hx must be None or a list with one state per recurrent layer "
+                             f"({n}), got {type(hx).__name__}"
+                             + (f" of length {len(hx)}" if isinstance(hx, (list, tuple)) else ""))
+        states = []
         for layer in self._layers:
-            x = layer(x)
-            if isinstance(x, tuple):  # a recurrent layer: (y, h_n) or (y, (h_n, c_n))
-                x = x[0]
-        return x
+            if isinstance(layer, Sequential):
+                k = layer.num_recurrent
+                x, inner = layer.forward_with_state(x, list(hx[len(states):len(states) + k]),
+                                                    lengths)
+                states.extend(inner)
+            elif isinstance(layer, _RNNBase):
+                x, h_n = layer(x, hx[len(states)], lengths)
+                states.append(h_n)
+            else:
+                x = layer(x)
+                if isinstance(x, tuple):  # a user layer in the same (output, state) convention
+                    x = x[0]
+        return x, states
+
+    @property
+    def num_recurrent(self):
+        """How many recurrent layers (RNN, LSTM, GRU) the chain holds, nested Sequentials included:
+        the length of ``forward_with_state``'s state list."""
+        return sum(layer.num_recurrent if isinstance(layer, Sequential) else
+                   isinstance(layer, _RNNBase) for layer in self._layers)
 
     def backward(self, dy):
         """Backpropagates dy (the gradient of the last output) through every layer in reverse, adding
