@@ -1,0 +1,383 @@
+"""Truncated backpropagation through time (TBPTT) over one long sequence.
+
+    result = fastrnn.train(model, inputs, targets, optimizer=opt, bptt=64, batch_size=32, clip=1.0,
+                           eval_data=(val_inputs, val_targets), checkpoint="best.npz")
+
+``inputs`` (N, ...) and ``targets`` (N, ...) are one long sequence, aligned step by step (for next-step
+prediction: ``data[:-1]`` and ``data[1:]``). ``batchify`` cuts it into ``batch_size`` streams of
+N // batch_size steps each (the tail that does not fill a stream is dropped); every step of training
+takes the next ``bptt`` steps of all streams, runs the model forward from the state the previous chunk
+ended in, and backpropagates through that chunk only: the carried state is a plain array, so no
+gradient flows into earlier chunks. The state is zeroed at the start of every epoch.
+
+Each step: forward, loss, ``model.zero_grad()``, backward, ``clip_grad_norm`` (unless ``clip`` is
+None), ``optimizer.step()``. Progress goes to a tqdm bar when tqdm is installed (``pip install tqdm``),
+else to a line on stderr every ``log_every`` steps.
+
+Evaluation runs every ``eval_every`` steps (default: at the end of each epoch) and at the end: the mean
+loss over all of ``eval_data`` in eval mode (no dropout), with the state carried across its chunks in
+the same way; without ``eval_data`` the mean training loss since the previous evaluation stands in for
+it. When the loss improves, the model and optimizer are saved to ``checkpoint`` (atomically, see
+``fastrnn.save_checkpoint``), so the file always holds the best model seen.
+
+Ctrl-C (SIGINT, when training runs in the main thread) stops cleanly: the current step finishes, a
+final evaluation runs, the checkpoint keeps the best model, and ``train`` returns with
+``result.interrupted`` set. A second Ctrl-C raises KeyboardInterrupt at once (the checkpoint file is
+still whole: saves are atomic).
+"""
+
+import math
+import numbers
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import losses as _losses
+from . import optim as _optim
+from .checkpoint import save_checkpoint
+from .clip import clip_grad_norm
+from .layers import _RNNBase
+from .sequential import Sequential
+
+__all__ = ["train", "evaluate", "batchify", "TrainResult"]
+
+_LOSSES = {"cross_entropy": _losses.cross_entropy, "mse": _losses.mse}
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` did. Losses are (step, value) pairs; ``best_loss`` is the lowest evaluation loss
+    (the training loss where there was no eval_data) and ``best_step`` the step it was reached at;
+    ``checkpoint`` is the path holding that model (None without one)."""
+    steps: int = 0
+    epochs: int = 0               # complete passes over the data
+    seconds: float = 0.0          # wall time, evaluations and checkpoints included
+    train_seconds: float = 0.0    # time in the training steps alone
+    positions: int = 0            # time steps x streams trained on
+    train_losses: list = field(default_factory=list, repr=False)
+    eval_losses: list = field(default_factory=list, repr=False)
+    best_loss: float = math.inf
+    best_step: int = 0
+    checkpoint: str = None
+    interrupted: bool = False
+    stopped_by_callback: bool = False
+
+    @property
+    def positions_per_second(self):
+        """Training throughput: positions (time steps x streams) per second of training steps."""
+        return self.positions / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+# -- argument checks --------------------------------------------------------------------------------
+
+def _positive_int(name, value, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int{' or None' if allow_none else ''}, "
+                        f"got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def _positive_number(name, value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive number or None, got {type(value).__name__}")
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return float(value)
+
+
+def _as_model(model):
+    if isinstance(model, Sequential):
+        return model
+    if isinstance(model, _RNNBase):
+        return Sequential(model)
+    raise TypeError(f"model must be a fastrnn.Sequential or RNN/LSTM/GRU layer, got "
+                    f"{type(model).__name__}")
+
+
+def _batch_first(model):
+    """Whether the model's recurrent layers take (B, T, ...) input (they must all agree)."""
+    flags = set()
+
+    def visit(m):
+        for layer in m:
+            if isinstance(layer, Sequential):
+                visit(layer)
+            elif isinstance(layer, _RNNBase):
+                flags.add(layer.batch_first)
+    visit(model)
+    if len(flags) > 1:
+        raise ValueError("the model's recurrent layers disagree on batch_first")
+    return flags.pop() if flags else False
+
+
+def _loss_fn(loss, targets):
+    if loss is None:
+        loss = "cross_entropy" if targets.dtype.kind in "iu" else "mse"
+    if callable(loss):
+        return loss
+    if loss not in _LOSSES:
+        raise ValueError(f"loss must be 'cross_entropy', 'mse' or a callable (pred, target) -> "
+                         f"(loss, dpred), got {loss!r}")
+    return _LOSSES[loss]
+
+
+def _sequence_pair(name, inputs, targets):
+    inputs, targets = np.asarray(inputs), np.asarray(targets)
+    if inputs.ndim == 0 or targets.ndim == 0:
+        raise ValueError(f"{name}: inputs and targets must be sequences of shape (N, ...), got "
+                         f"shapes {inputs.shape} and {targets.shape}")
+    if inputs.shape[0] != targets.shape[0]:
+        raise ValueError(f"{name}: inputs and targets must have the same length N along axis 0, got "
+                         f"{inputs.shape[0]} and {targets.shape[0]}")
+    return inputs, targets
+
+
+def batchify(seq, batch_size):
+    """(N, ...) -> (N // batch_size, batch_size, ...): column b is the b-th contiguous stretch of
+    ``seq``; the N % batch_size trailing steps are dropped."""
+    seq = np.asarray(seq)
+    batch_size = _positive_int("batch_size", batch_size)
+    if seq.ndim == 0:
+        raise ValueError(f"seq must have shape (N, ...), got a scalar")
+    steps = seq.shape[0] // batch_size
+    if steps == 0:
+        raise ValueError(f"a sequence of {seq.shape[0]} steps is too short for batch_size="
+                         f"{batch_size} streams")
+    cut = seq[:steps * batch_size].reshape((batch_size, steps) + seq.shape[1:])
+    return np.ascontiguousarray(np.swapaxes(cut, 0, 1))
+
+
+def _chunks(x, y, bptt, batch_first):
+    """Successive (x, y) chunks of ``bptt`` time steps of batchified x, y, in the model's layout."""
+    for t in range(0, x.shape[0], bptt):
+        cx, cy = x[t:t + bptt], y[t:t + bptt]
+        if batch_first:
+            cx, cy = np.swapaxes(cx, 0, 1), np.swapaxes(cy, 0, 1)
+        yield np.ascontiguousarray(cx), np.ascontiguousarray(cy)
+
+
+# -- evaluation -------------------------------------------------------------------------------------
+
+def evaluate(model, inputs, targets, loss=None, bptt=64, batch_size=32):
+    """The mean loss of ``model`` over the whole sequence pair in eval mode (no dropout), cut into at
+    most ``batch_size`` streams with the state carried across chunks of ``bptt`` steps, as ``train``
+    does. Chunks are weighted by their size, so the result is the mean over all positions. The model's
+    train/eval mode is restored afterwards."""
+    model = _as_model(model)
+    inputs, targets = _sequence_pair("evaluate", inputs, targets)
+    fn = _loss_fn(loss, targets)
+    bptt = _positive_int("bptt", bptt)
+    streams = min(_positive_int("batch_size", batch_size), inputs.shape[0])
+    if streams == 0:
+        raise ValueError("evaluate: the sequence is empty")
+    x, y = batchify(inputs, streams), batchify(targets, streams)
+    was_training = model.training
+    model.eval()
+    try:
+        total, count, state = 0.0, 0, None
+        for cx, cy in _chunks(x, y, bptt, _batch_first(model)):
+            out, state = model.forward_with_state(cx, state)
+            value, _ = fn(out, cy)
+            total += float(value) * cy.shape[0] * cy.shape[1]
+            count += cy.shape[0] * cy.shape[1]
+    finally:
+        model.train(was_training)
+    return total / count
+
+
+# -- Ctrl-C -----------------------------------------------------------------------------------------
+
+class _StopOnSigint:
+    """While active (main thread only), the first SIGINT sets ``requested``; a second one raises
+    KeyboardInterrupt as usual."""
+
+    def __init__(self, say):
+        self.requested = False
+        self._say = say
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self._say("Ctrl-C: stopping after this step (press again to abort at once)")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+# -- progress ---------------------------------------------------------------------------------------
+
+class _Progress:
+    """A tqdm bar when tqdm is installed and wanted, else a line on stderr every log_every steps."""
+
+    def __init__(self, total, enabled, log_every):
+        self._bar = None
+        self._enabled = enabled
+        self._log_every = log_every
+        self._total = total
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self._bar = tqdm(total=total, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def update(self, step, loss, rate):
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix(loss=f"{loss:.4f}", pos_per_s=f"{rate:,.0f}", refresh=False)
+        elif self._enabled and (step % self._log_every == 0 or step == self._total):
+            print(f"step {step}/{self._total}  loss {loss:.4f}  {rate:,.0f} positions/s",
+                  file=sys.stderr, flush=True)
+
+    def say(self, text, always=False):
+        if self._bar is not None:
+            self._bar.write(text, file=sys.stderr)
+        elif self._enabled or always:
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+
+
+# -- training ---------------------------------------------------------------------------------------
+
+def train(model, inputs, targets, *, loss=None, optimizer=None, epochs=1, bptt=64, batch_size=32,
+          clip=1.0, max_steps=None, max_seconds=None, eval_data=None, eval_every=None,
+          checkpoint=None, extra=None, progress=True, log_every=50, callback=None):
+    """Trains ``model`` on one long sequence with truncated BPTT; returns a ``TrainResult``.
+
+    model: a ``fastrnn.Sequential`` (e.g. Embedding -> LSTM -> Linear) or a single RNN/LSTM/GRU
+      layer, time-major or batch_first (the chunks are laid out to match).
+    inputs, targets: (N, ...) aligned along axis 0; integer targets default to ``loss="cross_entropy"``,
+      float ones to ``"mse"``; ``loss`` may also be a callable (pred, target) -> (loss, dpred).
+    optimizer: a ``fastrnn.optim`` optimizer over ``model.parameters()`` (default Adam, lr=1e-3).
+    epochs, bptt, batch_size: passes over the data, chunk length, number of streams.
+    clip: max gradient norm (``clip_grad_norm``), or None for no clipping.
+    max_steps, max_seconds: stop earlier (whichever comes first).
+    eval_data: (inputs, targets) held out; eval_every: steps between evaluations (default: once per
+      epoch); checkpoint: path to keep the best model in; extra: a dict stored in the checkpoint's
+      ``extra`` (e.g. a vocabulary) beside the "train" entry this function adds (step, loss).
+    progress: show progress (tqdm if installed); log_every: steps between lines without tqdm.
+    callback: called as ``callback(step, loss)`` after every step; returning True stops training.
+    """
+    model = _as_model(model)
+    inputs, targets = _sequence_pair("train", inputs, targets)
+    fn = _loss_fn(loss, targets)
+    epochs = _positive_int("epochs", epochs)
+    bptt = _positive_int("bptt", bptt)
+    batch_size = _positive_int("batch_size", batch_size)
+    max_steps = _positive_int("max_steps", max_steps, allow_none=True)
+    eval_every = _positive_int("eval_every", eval_every, allow_none=True)
+    log_every = _positive_int("log_every", log_every)
+    clip = _positive_number("clip", clip)
+    max_seconds = _positive_number("max_seconds", max_seconds)
+    if eval_data is not None:
+        if not isinstance(eval_data, (tuple, list)) or len(eval_data) != 2:
+            raise TypeError("eval_data must be None or a pair (inputs, targets)")
+        eval_data = _sequence_pair("eval_data", *eval_data)
+    if extra is not None and not isinstance(extra, dict):
+        raise TypeError(f"extra must be a dict or None, got {type(extra).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError("callback must be callable or None")
+    if checkpoint is not None:
+        checkpoint = os.fspath(checkpoint)
+    if optimizer is None:
+        optimizer = _optim.Adam(model.parameters(), lr=1e-3)
+
+    x, y = batchify(inputs, batch_size), batchify(targets, batch_size)
+    batch_first = _batch_first(model)
+    per_epoch = -(-x.shape[0] // bptt)
+    total = per_epoch * epochs if max_steps is None else min(max_steps, per_epoch * epochs)
+    if eval_every is None:
+        eval_every = per_epoch
+
+    result = TrainResult(checkpoint=None)
+    window = []                       # training losses since the last evaluation
+    bar = _Progress(total, bool(progress), log_every)
+
+    def evaluate_and_keep():
+        if eval_data is not None:
+            value = evaluate(model, *eval_data, loss=fn, bptt=bptt, batch_size=batch_size)
+        elif window:
+            value = float(np.mean(window))
+        else:
+            return
+        window.clear()
+        result.eval_losses.append((result.steps, value))
+        improved = value < result.best_loss          # NaN never improves
+        bar.say(f"step {result.steps}: {'eval' if eval_data is not None else 'train'} loss "
+                f"{value:.4f}" + ("  (best)" if improved else ""))
+        if improved:
+            result.best_loss, result.best_step = value, result.steps
+            if checkpoint is not None:
+                info = {"step": result.steps, "loss": value if math.isfinite(value) else None}
+                save_checkpoint(checkpoint, model, optimizer, extra={**(extra or {}), "train": info})
+                result.checkpoint = checkpoint
+
+    model.train()
+    start = time.perf_counter()
+    stop = False
+    try:
+        with _StopOnSigint(lambda text: bar.say(text, always=True)) as sigint:
+            for _ in range(epochs):
+                state = None
+                for cx, cy in _chunks(x, y, bptt, batch_first):
+                    began = time.perf_counter()
+                    out, state = model.forward_with_state(cx, state)
+                    value, dout = fn(out, cy)
+                    model.zero_grad()
+                    model.backward(dout)
+                    if clip is not None:
+                        clip_grad_norm(model.parameters(), clip)
+                    optimizer.step()
+
+                    value = float(value)
+                    result.steps += 1
+                    result.positions += cy.shape[0] * cy.shape[1]
+                    result.train_seconds += time.perf_counter() - began
+                    result.seconds = time.perf_counter() - start
+                    result.epochs = result.steps // per_epoch
+                    result.train_losses.append((result.steps, value))
+                    window.append(value)
+                    bar.update(result.steps, value, result.positions_per_second)
+
+                    if callback is not None and callback(result.steps, value) is True:
+                        result.stopped_by_callback = stop = True
+                    if sigint.requested:
+                        result.interrupted = stop = True
+                    if (max_steps is not None and result.steps >= max_steps) or (
+                            max_seconds is not None and result.seconds >= max_seconds):
+                        stop = True
+                    if stop:
+                        break
+                    if result.steps % eval_every == 0:
+                        evaluate_and_keep()
+                if stop:
+                    break
+            if window:  # steps since the last evaluation
+                evaluate_and_keep()
+    finally:
+        result.seconds = time.perf_counter() - start
+        bar.close()
+    return result
