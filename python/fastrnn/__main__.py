@@ -1,4 +1,5 @@
-"""Command line: ``python -m fastrnn info`` and ``python -m fastrnn bench``."""
+"""Command line: ``python -m fastrnn info``, ``bench``, and (from fastrnn.commands) ``train-text``,
+``generate``, ``forecast`` and ``demo``."""
 
 import argparse
 import json
@@ -147,6 +148,9 @@ def _parser():
     bench.add_argument("--json", metavar="PATH",
                        help="also write the environment, the checks, every timing, the rows and "
                             "the targets of every section that ran to PATH as JSON")
+
+    from .commands import add_commands
+    add_commands(sub)
     return parser
 
 
@@ -431,6 +435,8 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     if args.command == "info":
         return _info()
+    if hasattr(args, "run"):  # train-text, generate, forecast, demo (fastrnn.commands)
+        return args.run(args)
     return _bench(args)
 
 
