@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+from ._argtypes import nonnegative_number, positive_int
+
 
 def _csv(choices, what):
     """An argparse type: a comma-separated list (repeatable flags add up), each in ``choices``."""
@@ -19,26 +21,6 @@ def _csv(choices, what):
                     f"unknown {what[:-1]} {v!r}; choose from {', '.join(choices)}")
         return values
     return parse
-
-
-def _positive(text):
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
-
-
-def _nonnegative_float(text):
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not x >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return x
 
 
 def _flatten(lists, default):
@@ -118,15 +100,15 @@ def _parser():
                                             "(default: per section)")
     bench.add_argument("--modes", type=_csv(MODES, "modes"), action="append", metavar="LIST",
                        help=f"comma-separated modes from {','.join(MODES)} (default: both)")
-    bench.add_argument("--repeat", type=_positive, default=20, metavar="N",
+    bench.add_argument("--repeat", type=positive_int, default=20, metavar="N",
                        help="at most N timed calls per entry after the warm-up (default: 20)")
-    bench.add_argument("--budget", type=_nonnegative_float, default=1.0, metavar="SECONDS",
+    bench.add_argument("--budget", type=nonnegative_number, default=1.0, metavar="SECONDS",
                        help="time the timed calls of one entry may take; slow entries get fewer "
                             "calls, never below 1 (default: 1.0)")
     bench.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                        help="floating-point type (default: float32; the grid's targets are "
                             "for float32)")
-    bench.add_argument("--threads", type=_positive, metavar="N",
+    bench.add_argument("--threads", type=positive_int, metavar="N",
                        help="threads for the native kernels and for torch (default: "
                             "fastrnn.get_num_threads(): FASTRNN_NUM_THREADS or fastrnn's default), "
                             "and for numpy's BLAS when threadpoolctl is installed (otherwise "
@@ -141,7 +123,7 @@ def _parser():
                             "still computes the reference the checks use)")
     bench.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
     bench.add_argument("--no-native", action="store_true", help="do not time the native backend")
-    bench.add_argument("--sgemm-repeat", type=_positive, default=10, metavar="N",
+    bench.add_argument("--sgemm-repeat", type=positive_int, default=10, metavar="N",
                        help="timed calls of the grid's sgemm measurement (default: 10)")
     bench.add_argument("--seed", type=int, default=0,
                        help="seed of the random problems (default: 0)")

@@ -6,13 +6,12 @@ argument parsers live here beside the code they drive, and ``__main__`` register
 
 import argparse
 import math
-import os
-import sys
 import time
 
 import numpy as np
 
 from . import _backend, optim
+from ._argtypes import fraction, nonnegative_number, positive_int, positive_number, probability
 from .checkpoint import CheckpointError, load_checkpoint
 from .datasets import mackey_glass, python_docs_text, read_csv_column
 from .generate import CharVocab, sample
@@ -22,55 +21,6 @@ from .sequential import Sequential
 from .training import evaluate, train
 
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
-
-
-# -- argparse types ---------------------------------------------------------------------------------
-
-def _positive_int(text):
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
-    return n
-
-
-def _positive_float(text):
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (x > 0 and math.isfinite(x)):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return x
-
-
-def _fraction(text):
-    x = _positive_float(text)
-    if x >= 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {text}")
-    return x
-
-
-def _dropout(text):
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= x < 1:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text}")
-    return x
-
-
-def _temperature(text):
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (x >= 0 and math.isfinite(x)):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return x
 
 
 # -- shared pieces ----------------------------------------------------------------------------------
@@ -122,26 +72,26 @@ def _split(ids, fraction):
 def _training_args(p, hidden, bptt, batch, lr, epochs=1, cell="lstm"):
     g = p.add_argument_group("model and training")
     g.add_argument("--cell", choices=CELLS, default=cell, help=f"recurrent cell (default: {cell})")
-    g.add_argument("--hidden", type=_positive_int, default=hidden,
+    g.add_argument("--hidden", type=positive_int, default=hidden,
                    help=f"hidden units (default: {hidden})")
-    g.add_argument("--layers", type=_positive_int, default=1, help="stacked layers (default: 1)")
-    g.add_argument("--bptt", type=_positive_int, default=bptt,
+    g.add_argument("--layers", type=positive_int, default=1, help="stacked layers (default: 1)")
+    g.add_argument("--bptt", type=positive_int, default=bptt,
                    help=f"truncated-BPTT chunk length in time steps (default: {bptt})")
-    g.add_argument("--batch-size", type=_positive_int, default=batch,
+    g.add_argument("--batch-size", type=positive_int, default=batch,
                    help=f"parallel streams the sequence is cut into (default: {batch})")
-    g.add_argument("--lr", type=_positive_float, default=lr, help=f"Adam learning rate (default: {lr})")
-    g.add_argument("--clip", type=_positive_float, default=1.0,
+    g.add_argument("--lr", type=positive_number, default=lr, help=f"Adam learning rate (default: {lr})")
+    g.add_argument("--clip", type=positive_number, default=1.0,
                    help="gradient-norm clipping threshold (default: 1.0)")
-    g.add_argument("--epochs", type=_positive_int, default=epochs,
+    g.add_argument("--epochs", type=positive_int, default=epochs,
                    help=f"passes over the data (default: {epochs})")
-    g.add_argument("--max-steps", type=_positive_int, help="stop after this many steps")
-    g.add_argument("--minutes", type=_positive_float, help="stop after this many minutes")
-    g.add_argument("--eval-every", type=_positive_int,
+    g.add_argument("--max-steps", type=positive_int, help="stop after this many steps")
+    g.add_argument("--minutes", type=positive_number, help="stop after this many minutes")
+    g.add_argument("--eval-every", type=positive_int,
                    help="steps between held-out evaluations (default: once per epoch)")
     g.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default: 0)")
     r = p.add_argument_group("runtime")
     r.add_argument("--backend", choices=("native", "numpy"), help="backend (default: native)")
-    r.add_argument("--threads", type=_positive_int, help="native kernel threads (default: 1)")
+    r.add_argument("--threads", type=positive_int, help="native kernel threads (default: 1)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar / progress lines")
 
 
@@ -358,17 +308,17 @@ def add_commands(sub):
                "  python -m fastrnn generate m.npz --prime 'Once' --length 400")
     p.add_argument("file", nargs="?", metavar="FILE", help="UTF-8 text (default: Python docs)")
     _training_args(p, hidden=256, bptt=64, batch=32, lr=3e-3)
-    p.add_argument("--embed", type=_positive_int, default=64, help="embedding size (default: 64)")
-    p.add_argument("--dropout", type=_dropout, default=0.0,
+    p.add_argument("--embed", type=positive_int, default=64, help="embedding size (default: 64)")
+    p.add_argument("--dropout", type=probability, default=0.0,
                    help="dropout between stacked layers (default: 0)")
-    p.add_argument("--val-fraction", type=_fraction, default=0.05,
+    p.add_argument("--val-fraction", type=fraction, default=0.05,
                    help="fraction of the text held out for evaluation (default: 0.05)")
     p.add_argument("--out", default="char_model.npz",
                    help="checkpoint path (default: char_model.npz)")
     p.add_argument("--prime", default="", help="start of the final sample")
-    p.add_argument("--sample-length", type=_positive_int, default=300,
+    p.add_argument("--sample-length", type=positive_int, default=300,
                    help="characters in the final sample (default: 300)")
-    p.add_argument("--temperature", type=_temperature, default=0.8,
+    p.add_argument("--temperature", type=nonnegative_number, default=0.8,
                    help="sampling temperature (default: 0.8; 0 = greedy)")
     p.set_defaults(run=_train_text)
 
@@ -377,11 +327,11 @@ def add_commands(sub):
         description="Loads a checkpoint written by train-text (or demo) and continues --prime.")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz written by train-text or demo")
     p.add_argument("--prime", help="text to continue (default: the vocabulary's first character)")
-    p.add_argument("--length", type=_positive_int, default=500,
+    p.add_argument("--length", type=positive_int, default=500,
                    help="characters to generate (default: 500)")
-    p.add_argument("--temperature", type=_temperature, default=0.8,
+    p.add_argument("--temperature", type=nonnegative_number, default=0.8,
                    help="sampling temperature (default: 0.8; 0 = greedy)")
-    p.add_argument("--top-k", type=_positive_int, help="sample only from the k likeliest characters")
+    p.add_argument("--top-k", type=positive_int, help="sample only from the k likeliest characters")
     p.add_argument("--seed", type=int, help="random seed (default: fresh randomness)")
     p.add_argument("--backend", choices=("native", "numpy"), help="backend (default: native)")
     p.set_defaults(run=_generate, threads=None)
@@ -400,9 +350,9 @@ def add_commands(sub):
     p.add_argument("csv", nargs="?", metavar="CSV",
                    help="CSV file; a first row that is not all numbers is a header")
     p.add_argument("--column", help="column name or 0-based index (default: the last column)")
-    p.add_argument("--length", type=_positive_int, default=3000,
+    p.add_argument("--length", type=positive_int, default=3000,
                    help="Mackey-Glass values to generate when no CSV is given (default: 3000)")
-    p.add_argument("--test-fraction", type=_fraction, default=0.2,
+    p.add_argument("--test-fraction", type=fraction, default=0.2,
                    help="fraction of the series held out for testing (default: 0.2)")
     p.add_argument("--out", help="also save the best model to this checkpoint")
     _training_args(p, hidden=64, bptt=50, batch=16, lr=1e-2, epochs=300)
@@ -414,15 +364,15 @@ def add_commands(sub):
                     "CPython) for --seconds, printing the falling loss; then prints a generated\n"
                     "sample and how much faster one training step runs on the native backend than\n"
                     "on the numpy reference backend.", formatter_class=raw)
-    p.add_argument("--seconds", type=_positive_float, default=60.0,
+    p.add_argument("--seconds", type=positive_number, default=60.0,
                    help="training time (default: 60)")
-    p.add_argument("--hidden", type=_positive_int, default=256, help="hidden units (default: 256)")
-    p.add_argument("--report-every", type=_positive_float, default=5.0,
+    p.add_argument("--hidden", type=positive_int, default=256, help="hidden units (default: 256)")
+    p.add_argument("--report-every", type=positive_number, default=5.0,
                    help="seconds between loss lines (default: 5)")
-    p.add_argument("--sample-length", type=_positive_int, default=300,
+    p.add_argument("--sample-length", type=positive_int, default=300,
                    help="characters in the sample (default: 300)")
     p.add_argument("--out", default="demo_model.npz",
                    help="checkpoint of the best model (default: demo_model.npz)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    p.add_argument("--threads", type=_positive_int, help="native kernel threads (default: 1)")
+    p.add_argument("--threads", type=positive_int, help="native kernel threads (default: 1)")
     p.set_defaults(run=_demo, backend=None)

@@ -149,7 +149,7 @@ def batchify(seq, batch_size):
     seq = np.asarray(seq)
     batch_size = _positive_int("batch_size", batch_size)
     if seq.ndim == 0:
-        raise ValueError(f"seq must have shape (N, ...), got a scalar")
+        raise ValueError("seq must have shape (N, ...), got a scalar")
     steps = seq.shape[0] // batch_size
     if steps == 0:
         raise ValueError(f"a sequence of {seq.shape[0]} steps is too short for batch_size="

@@ -1,0 +1,42 @@
+"""argparse ``type=`` functions for the command line: each parses one value or raises
+ArgumentTypeError, which argparse turns into a usage error naming the option."""
+
+import argparse
+import math
+
+
+def _parse(text, convert, expected):
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+    return value
+
+
+def _checked(text, convert, expected, ok):
+    value = _parse(text, convert, expected)
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+    return value
+
+
+def positive_int(text):
+    return _checked(text, int, "a positive integer", lambda n: n >= 1)
+
+
+def positive_number(text):
+    return _checked(text, float, "a number > 0", lambda x: x > 0)
+
+
+def nonnegative_number(text):
+    return _checked(text, float, "a number >= 0", lambda x: x >= 0)
+
+
+def fraction(text):
+    return _checked(text, float, "a fraction in (0, 1)", lambda x: 0 < x < 1)
+
+
+def probability(text):
+    return _checked(text, float, "a probability in [0, 1)", lambda x: 0 <= x < 1)
