@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from . import convert, datasets, functional, generate, init, losses, optim
+from . import convert, datasets, diagnostics, functional, generate, init, losses, optim
 from ._backend import get_backend, get_num_threads, info, set_backend, set_num_threads, use_backend
 from ._module import Parameter
 from .layers import GRU, LSTM, RNN
@@ -17,7 +17,7 @@ __all__ = ["functional", "convert", "losses", "RNN", "LSTM", "GRU", "Linear", "E
            "Sequential", "Parameter", "init", "optim", "clip_grad_norm", "clip_grad_value",
            "generate", "Stepper", "sample", "CharVocab", "save_checkpoint", "load_checkpoint",
            "Checkpoint", "CheckpointError", "train", "evaluate", "batchify", "TrainResult",
-           "datasets",
+           "datasets", "diagnostics",
            "get_backend", "set_backend",
            "use_backend", "get_num_threads", "set_num_threads", "info", "__version__"]
 
