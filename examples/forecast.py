@@ -47,6 +47,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", help="save a chart of a free-running forecast to this PNG")
     args = p.parse_args(argv)
+    if args.length // 5 <= max(HORIZONS):
+        p.error(f"--length must leave more than {max(HORIZONS)} test values (its last 20%)")
 
     series = fr.datasets.mackey_glass(args.length)
     n_train = int(0.8 * len(series))

@@ -59,3 +59,37 @@ def test_adding_problem_plot(tmp_path, capsys):
     assert f"wrote {path}" in capsys.readouterr().out
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_char_rnn_smoke(tmp_path, capsys):
+    char_rnn = load_example("char_rnn")
+    text = tmp_path / "t.txt"
+    text.write_text("The cat sat on the mat. " * 50, encoding="utf-8")
+    result = char_rnn.main([str(text), "--minutes", "0.005", "--hidden", "8", "--sample-length",
+                            "20", "--out", str(tmp_path / "c.npz")])
+    out = capsys.readouterr().out
+    assert result.steps >= 1 and math.isfinite(result.best_loss)
+    assert "1,200 characters, 12 distinct" in out
+    assert out.count("--- temperature") == 3 and "\nThe " in out
+
+
+def test_forecast_smoke(tmp_path, capsys):
+    forecast = load_example("forecast")
+    plot = []
+    try:
+        import matplotlib  # noqa: F401
+        plot = ["--plot", str(tmp_path / "f.png")]
+    except ImportError:
+        pass
+    runs = forecast.main(["--length", "600", "--epochs", "2", "--hidden", "8", "--starts", "2",
+                          "--cells", "lstm,gru"] + plot)
+    out = capsys.readouterr().out
+    assert set(runs) == {"lstm", "gru"}
+    for cell, (_, errors) in runs.items():
+        assert len(errors) == len(forecast.HORIZONS) and all(math.isfinite(e) for e in errors)
+        assert any(line.startswith(cell) for line in out.splitlines())
+    assert "persistence RMSE" in out
+    with pytest.raises(SystemExit):
+        forecast.main(["--length", "500"])
+    if plot:
+        assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
