@@ -11,6 +11,7 @@ from .sequential import Sequential
 from .clip import clip_grad_norm, clip_grad_value
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .generate import CharVocab, Stepper, sample
+from .hopfield import Hopfield
 from .training import TrainResult, batchify, evaluate, train
 
 __all__ = ["functional", "convert", "losses", "RNN", "LSTM", "GRU", "Linear", "Embedding",
@@ -18,6 +19,7 @@ __all__ = ["functional", "convert", "losses", "RNN", "LSTM", "GRU", "Linear", "E
            "generate", "Stepper", "sample", "CharVocab", "save_checkpoint", "load_checkpoint",
            "Checkpoint", "CheckpointError", "train", "evaluate", "batchify", "TrainResult",
            "datasets", "diagnostics",
+           "Hopfield",
            "get_backend", "set_backend",
            "use_backend", "get_num_threads", "set_num_threads", "info", "__version__"]
 
