@@ -107,8 +107,10 @@ def test_demo_runs(in_tmp, capsys):
     out = capsys.readouterr().out
     assert "held-out loss before training: " in out
     assert "held-out loss after" in out and "Sample (temperature 0.7, prime 'The '):\nThe " in out
+    assert "numpy backend" in out
     if fr._backend.native_available():
-        assert "native is" in out and "x faster" in out
+        assert "native backend, 1 thread " in out and "x faster" in out
+    assert fr.get_num_threads() == 1  # put back
     assert "demo_model" not in out and os.path.exists("d.npz")
 
 

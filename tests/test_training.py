@@ -290,3 +290,13 @@ def test_bad_data_reaches_the_layers():
     with pytest.raises(ValueError, match=r"indices must be in \[0, num_embeddings=5\), got 8"):
         fr.train(model, np.full(50, V + 3), np.zeros(50, np.int64), bptt=5, batch_size=2,
                  progress=False)
+
+
+def test_progress_lines_under_a_time_limit_have_no_total(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    ids = pattern(200)
+    fr.train(char_model(), ids[:-1], ids[1:], bptt=5, batch_size=2, max_steps=2, log_every=1,
+             max_seconds=60)
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("step ") and ":" not in x]
+    assert [x.split("  ")[0] for x in lines] == ["step 1", "step 2"]

@@ -6,6 +6,7 @@ argument parsers live here beside the code they drive, and ``__main__`` register
 
 import argparse
 import math
+import os
 import time
 
 import numpy as np
@@ -69,7 +70,7 @@ def _split(ids, fraction):
     return ids[:cut], ids[cut:]
 
 
-def _training_args(p, hidden, bptt, batch, lr, epochs=1, cell="lstm"):
+def _training_args(p, hidden, bptt, batch, lr, epochs=1, eval_every=None, cell="lstm"):
     g = p.add_argument_group("model and training")
     g.add_argument("--cell", choices=CELLS, default=cell, help=f"recurrent cell (default: {cell})")
     g.add_argument("--hidden", type=positive_int, default=hidden,
@@ -86,8 +87,9 @@ def _training_args(p, hidden, bptt, batch, lr, epochs=1, cell="lstm"):
                    help=f"passes over the data (default: {epochs})")
     g.add_argument("--max-steps", type=positive_int, help="stop after this many steps")
     g.add_argument("--minutes", type=positive_number, help="stop after this many minutes")
-    g.add_argument("--eval-every", type=positive_int,
-                   help="steps between held-out evaluations (default: once per epoch)")
+    g.add_argument("--eval-every", type=positive_int, default=eval_every,
+                   help="steps between evaluations (default: "
+                        + ("once per epoch" if eval_every is None else str(eval_every)) + ")")
     g.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default: 0)")
     r = p.add_argument_group("runtime")
     r.add_argument("--backend", choices=("native", "numpy"), help="backend (default: native)")
@@ -273,15 +275,22 @@ def _demo(args):
 
     x = np.ascontiguousarray(train_ids[:64 * 32].reshape(32, 64).T)
     y = np.ascontiguousarray(train_ids[1:64 * 32 + 1].reshape(32, 64).T)
-    native = _backend.native_available()
-    if native:
-        t_native = _step_ms(model, x, y, "native", 5)
-        t_numpy = _step_ms(model, x, y, "numpy", 2)
-        print(f"Speed, one training step (forward + loss + backward, 64 steps x 32 streams):\n"
-              f"  native backend {t_native:7.1f} ms\n  numpy backend  {t_numpy:7.1f} ms  "
-              f"-> native is {t_numpy / t_native:.1f}x faster")
+    print("Speed of one training step (forward + loss + backward, 64 steps x 32 streams):")
+    t_numpy = _step_ms(model, x, y, "numpy", 2)
+    print(f"  numpy backend             {t_numpy:7.1f} ms   (NumPy's BLAS may use every core)")
+    if _backend.native_available():
+        from . import get_num_threads, set_num_threads
+        before = get_num_threads()
+        try:
+            for n in sorted({1, os.cpu_count() or 1, before}):
+                set_num_threads(n)
+                t = _step_ms(model, x, y, "native", 5)
+                print(f"  native backend, {n} thread{'s' if n > 1 else ' '} {t:7.1f} ms   "
+                      f"{t_numpy / t:.1f}x faster")
+        finally:
+            set_num_threads(before)
     else:
-        print("The native backend is not available here: only the numpy backend ran.")
+        print("  (the native backend is not available here: only the numpy backend ran)")
     if args.out:
         print(f"\nThe best model is in {args.out}: python -m fastrnn generate {args.out}")
     return 0
@@ -355,7 +364,7 @@ def add_commands(sub):
     p.add_argument("--test-fraction", type=fraction, default=0.2,
                    help="fraction of the series held out for testing (default: 0.2)")
     p.add_argument("--out", help="also save the best model to this checkpoint")
-    _training_args(p, hidden=64, bptt=50, batch=16, lr=1e-2, epochs=300)
+    _training_args(p, hidden=64, bptt=50, batch=16, lr=1e-2, epochs=300, eval_every=100)
     p.set_defaults(run=_forecast)
 
     p = sub.add_parser(

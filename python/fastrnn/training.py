@@ -226,7 +226,8 @@ class _StopOnSigint:
 # -- progress ---------------------------------------------------------------------------------------
 
 class _Progress:
-    """A tqdm bar when tqdm is installed and wanted, else a line on stderr every log_every steps."""
+    """A tqdm bar when tqdm is installed and wanted, else a line on stderr every log_every steps.
+    ``total`` is the number of steps, or None when it is not known in advance."""
 
     def __init__(self, total, enabled, log_every):
         self._bar = None
@@ -246,8 +247,9 @@ class _Progress:
             self._bar.update(1)
             self._bar.set_postfix(loss=f"{loss:.4f}", pos_per_s=f"{rate:,.0f}", refresh=False)
         elif self._enabled and (step % self._log_every == 0 or step == self._total):
-            print(f"step {step}/{self._total}  loss {loss:.4f}  {rate:,.0f} positions/s",
-                  file=sys.stderr, flush=True)
+            of = "" if self._total is None else f"/{self._total}"
+            print(f"step {step}{of}  loss {loss:.4f}  {rate:,.0f} positions/s", file=sys.stderr,
+                  flush=True)
 
     def say(self, text, always=False):
         if self._bar is not None:
@@ -309,12 +311,13 @@ def train(model, inputs, targets, *, loss=None, optimizer=None, epochs=1, bptt=6
     batch_first = _batch_first(model)
     per_epoch = -(-x.shape[0] // bptt)
     total = per_epoch * epochs if max_steps is None else min(max_steps, per_epoch * epochs)
+    shown_total = None if max_seconds is not None else total  # a time limit makes it unknown
     if eval_every is None:
         eval_every = per_epoch
 
     result = TrainResult(checkpoint=None)
     window = []                       # training losses since the last evaluation
-    bar = _Progress(total, bool(progress), log_every)
+    bar = _Progress(shown_total, bool(progress), log_every)
 
     def evaluate_and_keep():
         if eval_data is not None:
