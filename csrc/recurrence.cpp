@@ -38,10 +38,6 @@ inline T* row(T* p, index_t b, index_t stride) {
   return p ? p + b * stride : nullptr;
 }
 
-// Forward calls with at most this many T*B rows multiply by the weights as given (row-major)
-// instead of packing them: at T = 1, B = 1, H = 256 packing cost ~100 us, the products ~20 us.
-constexpr index_t kUnpackedMaxRows = 4;
-
 inline bool is_active(const index_t* lengths, index_t b, index_t t) {
   return lengths == nullptr || t < lengths[b];
 }

@@ -4,10 +4,11 @@ round trips and bad input."""
 import numpy as np
 import pytest
 
+import fastrnn as fr
 from fastrnn import Parameter
 from fastrnn.linear import Embedding, Linear
 
-from conftest import assert_close, fd_grad
+from conftest import assert_close, backend_params, fd_grad
 
 DTYPES = (np.float32, np.float64)
 
@@ -15,9 +16,16 @@ DTYPES = (np.float32, np.float64)
 # -------------------------------------------------------------------------------------------------
 # Linear
 
+@pytest.fixture(params=backend_params())
+def on_backend(request):
+    """Runs the test with Linear's products on each backend."""
+    with fr.use_backend(request.param):
+        yield request.param
+
+
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(3, 2, 4), (4,), (2, 1, 3, 4)], ids=["TBI", "vector", "4d"])
-def test_linear_gradcheck(shape, bias):
+def test_linear_gradcheck(shape, bias, on_backend):
     rng = np.random.default_rng(0)
     lin = Linear(4, 5, bias=bias, dtype="float64", seed=1)
     x = rng.standard_normal(shape)
@@ -37,7 +45,7 @@ def test_linear_gradcheck(shape, bias):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_linear_matches_formula_and_accumulates(dtype):
+def test_linear_matches_formula_and_accumulates(dtype, on_backend):
     rng = np.random.default_rng(2)
     lin = Linear(3, 2, dtype=dtype, seed=0)
     x = rng.standard_normal((5, 4, 3)).astype(dtype)
@@ -58,7 +66,7 @@ def test_linear_matches_formula_and_accumulates(dtype):
     np.testing.assert_array_equal(x, x_before)  # the input is never modified
 
 
-def test_linear_non_contiguous_and_empty():
+def test_linear_non_contiguous_and_empty(on_backend):
     rng = np.random.default_rng(3)
     lin = Linear(4, 3, dtype="float64", seed=0)
     x = rng.standard_normal((4, 6, 5))
@@ -68,6 +76,71 @@ def test_linear_non_contiguous_and_empty():
     assert y.shape == (0, 2, 3)
     assert lin.backward(np.zeros((0, 2, 3))).shape == (0, 2, 4)
     assert not lin.grads["weight"].any()
+
+
+@pytest.mark.native
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows", [1, 3, 4, 5, 2048])
+def test_linear_native_matches_numpy(dtype, rows):
+    rng = np.random.default_rng(4)
+    lin = Linear(256, 103, dtype=dtype, seed=0)
+    x = rng.standard_normal((rows, 256)).astype(dtype)
+    dy = rng.standard_normal((rows, 103)).astype(dtype)
+    out = {}
+    for backend in ("numpy", "native"):
+        with fr.use_backend(backend):
+            lin.zero_grad()
+            y = lin(x)
+            dx = lin.backward(dy)
+            out[backend] = (y, dx, lin.grads["weight"].copy(), lin.grads["bias"].copy())
+    for name, a, b in zip(("y", "dx", "dweight", "dbias"), out["native"], out["numpy"]):
+        assert_close(a, b, name)
+
+
+def test_linear_misaligned_input(on_backend):
+    lin = Linear(3, 2, dtype="float64", seed=0)
+    raw = np.zeros(4 * 3 * 8 + 1, np.uint8)
+    x = np.frombuffer(raw.data, dtype=np.float64, count=12, offset=1).reshape(4, 3)
+    assert not x.flags.aligned
+    np.testing.assert_array_equal(lin(x), lin(np.zeros((4, 3))))
+
+
+@pytest.mark.native
+@pytest.mark.parametrize("args, exc, match", [
+    (lambda: ([[1.0]], np.ones((1, 1), np.float32), np.ones((1, 1), np.float32)), TypeError,
+     "a must be a NumPy array"),
+    (lambda: (np.ones((2, 3), np.int32),) * 3, TypeError, "float32 or float64"),
+    (lambda: (np.ones((2, 3), np.float32), np.ones((3, 2)), np.ones((2, 2), np.float32)), TypeError,
+     "the same dtype"),
+    (lambda: (np.ones((2, 3)), np.ones((3, 2)), np.ones(4)), ValueError, "must be 2-D"),
+    (lambda: (np.ones((2, 3)), np.ones((2, 2)), np.ones((2, 2))), ValueError,
+     r"b must have shape \(K=3, N\)"),
+    (lambda: (np.ones((2, 3)), np.ones((3, 2)), np.ones((2, 3))), ValueError,
+     r"out must have shape \(2, 2\)"),
+    (lambda: (np.ones((2, 3)), np.ones((3, 2)), np.ones((2, 2)).T), ValueError,
+     "out must be C-contiguous"),
+])
+def test_native_matmul_rejects(args, exc, match):
+    from fastrnn import _native
+    with pytest.raises(exc, match=match):
+        _native.matmul(*args(), False)
+
+
+@pytest.mark.native
+def test_native_matmul_rejects_overlap_and_read_only():
+    from fastrnn import _native
+    buf = np.ones((4, 4))
+    with pytest.raises(ValueError, match="out must not share memory with a or b"):
+        _native.matmul(buf[1:3, :3], np.ones((3, 4)), buf[2:], False)  # row 2 is in both
+    with pytest.raises(ValueError, match="out must not share memory with a or b"):
+        _native.matmul(buf[:, :2], np.ones((2, 4)), buf, True)
+    ro = np.zeros((2, 2))
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out must be writeable"):
+        _native.matmul(np.ones((2, 3)), np.ones((3, 2)), ro, False)
+    a, b, out = np.ones((3, 5)), np.ones((5, 4)), np.zeros((3, 4))
+    _native.matmul(a[:, ::-1], b[::-1, ::2].repeat(2, axis=1), out, False)  # negative strides
+    np.testing.assert_array_equal(out, np.full((3, 4), 5.0))
 
 
 def test_linear_init_and_seed():

@@ -170,3 +170,14 @@ def backward(saved, dy, dh_n, dc_n):
     return (dx, dh, dc, dw_ih, dw_hh,
             db_ih if saved["has_b_ih"] else None, db_hh if saved["has_b_hh"] else None, dw_hr,
             dh_norms)
+
+
+# ---------------------------------------------------------------------------------------------
+# The matrix product of the non-recurrent layers (Linear), the same call as _native.matmul.
+
+def matmul(a, b, out, accumulate):
+    """out = a @ b, or out += a @ b when accumulate (out (M, N) is written in place)."""
+    if accumulate:
+        out += a @ b
+    else:
+        np.matmul(a, b, out=out)

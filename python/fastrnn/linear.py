@@ -3,15 +3,17 @@
 Like RNN/LSTM/GRU, each has ``__call__``, ``backward`` (which ADDS into ``grads``), ``parameters()``,
 ``grads``, ``zero_grad()``, ``state_dict()`` / ``load_state_dict()`` with PyTorch's names, and
 ``train()`` / ``eval()`` (eval keeps no cache; backward after an eval forward raises RuntimeError).
-Both are plain NumPy, so they work the same whichever backend the recurrent layers use.
-
 ``Linear`` acts on the last axis of an input of any shape (..., in_features): the product for every
-time step and batch element is ONE matrix product on the input reshaped to (-1, in_features), never a
-Python loop over time.
+time step and batch element is ONE backend call (``matmul``, C++ on the native backend, running on
+fastrnn's own thread team, or NumPy's) on the input reshaped to (-1, in_features), never a Python
+loop over time. It uses the current backend (``fastrnn.set_backend`` / ``use_backend``). On the
+native backend a training step never calls NumPy's multithreaded BLAS, whose spinning threads would
+otherwise take the cores fastrnn's thread team waits for. ``Embedding`` is a NumPy row lookup.
 """
 
 import numpy as np
 
+from . import _backend
 from ._checks import int_array
 from ._module import Module, Parameter, _bool, _int
 
@@ -28,7 +30,7 @@ class _Layer(Module):
             arr = arr.astype(self.dtype, copy=False)
         if arr.dtype != self.dtype:
             raise TypeError(f"{name} must have the layer's dtype {self.dtype}, got {arr.dtype}")
-        return arr
+        return np.require(arr, requirements="A")  # aligned, as the kernels read it (rarely a copy)
 
     def __repr__(self):
         s = self._extra_repr()
@@ -62,10 +64,11 @@ class Linear(_Layer):
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"x must have shape (..., in_features={self.in_features}), got {x.shape}")
         x2 = x.reshape(-1, self.in_features)  # a view when x is contiguous: x itself is never written
-        # One matrix product for every time step and batch element.
-        y = np.matmul(x2, self._params["weight"].data.T)
+        # One matrix product for every time step and batch element, added to the bias.
+        y = np.empty((x2.shape[0], self.out_features), self.dtype)
         if self.bias:
-            y += self._params["bias"].data
+            y[...] = self._params["bias"].data
+        _backend.module().matmul(x2, self._params["weight"].data.T, y, self.bias)
         self._last_forward = "train" if self.training else "eval"
         self._cache = (x2, x.shape) if self.training else None
         return y.reshape(x.shape[:-1] + (self.out_features,))
@@ -78,10 +81,13 @@ class Linear(_Layer):
         if dy.shape != want:
             raise ValueError(f"dy must have the shape of the forward's output {want}, got {dy.shape}")
         dy2 = dy.reshape(-1, self.out_features)
-        self._params["weight"].grad += np.matmul(dy2.T, x2)
+        mod = _backend.module()
+        mod.matmul(dy2.T, x2, self._params["weight"].grad, True)
         if self.bias:
             self._params["bias"].grad += dy2.sum(axis=0)
-        return np.matmul(dy2, self._params["weight"].data).reshape(x_shape)
+        dx = np.empty((dy2.shape[0], self.in_features), self.dtype)
+        mod.matmul(dy2, self._params["weight"].data, dx, False)
+        return dx.reshape(x_shape)
 
     def _extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias}"
