@@ -1,5 +1,6 @@
 """Coverage-guided fuzzing (atheris / libFuzzer) of fastrnn's entry points: functional.forward and
-backward on both backends, and fastrnn._native.forward / backward called directly.
+backward on both backends, and fastrnn._native.forward / backward / matmul / hopfield_recall called
+directly.
 
 Each input is decoded into a problem (cell, dtype, sizes 0..6, flags, lengths, values that include
 NaN/Inf/denormals) and, often, one corrupted argument (wrong shape, dtype, ndim, None, a stride-0
@@ -173,9 +174,66 @@ def run_native(fdp, cell, args, lengths, reverse):
     _native.backward(cache, dy, dh, dc)
 
 
+def strided(fdp, rows, cols, dtype):
+    """A (rows, cols) array that may be a transposed, reversed or strided view of a larger one."""
+    step_r, step_c = fdp.ConsumeIntInRange(1, 2), fdp.ConsumeIntInRange(1, 2)
+    base = values(fdp, (rows * step_r, cols * step_c), dtype)[::step_r, ::step_c]
+    kind = fdp.ConsumeIntInRange(0, 3)
+    if kind == 1:
+        base = np.ascontiguousarray(base.T).T  # Fortran order
+    elif kind == 2:
+        base = base[::-1, ::-1]
+    return base
+
+
+def run_matmul(fdp):
+    """_native.matmul on strided views (and some wrong arguments): no crash, and when it accepts
+    finite operands its result matches NumPy's."""
+    dtype = (np.float32, np.float64)[fdp.ConsumeIntInRange(0, 1)]
+    M, K, N = (fdp.ConsumeIntInRange(0, 9) for _ in range(3))
+    a, b = strided(fdp, M, K, dtype), strided(fdp, K, N, dtype)
+    out = np.zeros((M, N), dtype)
+    accumulate = fdp.ConsumeBool()
+    if fdp.ConsumeIntInRange(0, 7) == 0:  # a wrong argument: only the error is checked
+        which = fdp.ConsumeIntInRange(0, 2)
+        a, b, out = [corrupt(fdp, v, dtype) if i == which else v for i, v in enumerate((a, b, out))]
+        _native.matmul(a, b, out, accumulate)
+        return
+    _native.matmul(a, b, out, accumulate)
+    if np.isfinite(a).all() and np.isfinite(b).all() and np.all(np.abs(a) < 1e20) \
+            and np.all(np.abs(b) < 1e20):
+        np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64),
+                                   rtol=1e-3, atol=1e-3 * (1 + np.abs(a).max(initial=0)
+                                                           * np.abs(b).max(initial=0) * K))
+
+
+def run_hopfield(fdp):
+    """_native.hopfield_recall with small, sometimes invalid, weights, states and orders."""
+    N = fdp.ConsumeIntInRange(1, 12)
+    B = fdp.ConsumeIntInRange(0, 4)
+    sweeps = fdp.ConsumeIntInRange(0, 4)
+    p = np.array([[fdp.ConsumeIntInRange(0, 1) * 2 - 1 for _ in range(N)]
+                  for _ in range(fdp.ConsumeIntInRange(0, 3))], np.int32).reshape(-1, N)
+    weights = (p.T @ p).astype(np.int32)
+    np.fill_diagonal(weights, 0)
+    if fdp.ConsumeIntInRange(0, 5) == 0:  # break symmetry, the diagonal or the values
+        weights[fdp.ConsumeIntInRange(0, N - 1), fdp.ConsumeIntInRange(0, N - 1)] += \
+            fdp.ConsumeIntInRange(-2**31, 2**31 - 1) // 2
+    states = np.array([[fdp.ConsumeIntInRange(-1, 1) or 1 for _ in range(N)]
+                       for _ in range(B)], np.int8).reshape(B, N)
+    mode = ("async", "sync", "bad")[fdp.ConsumeIntInRange(0, 2)]
+    order = None
+    if mode != "sync":
+        order = np.array([np.random.default_rng(fdp.ConsumeIntInRange(0, 99)).permutation(N)
+                          for _ in range(max(sweeps, 0))], np.int32).reshape(-1, N)
+        if order.size and fdp.ConsumeIntInRange(0, 5) == 0:
+            order.flat[fdp.ConsumeIntInRange(0, order.size - 1)] = fdp.ConsumeIntInRange(-3, N + 3)
+    _native.hopfield_recall(weights, states, mode, sweeps, order)
+
+
 def TestOneInput(data):
     fdp = atheris.FuzzedDataProvider(data)
-    target = fdp.ConsumeIntInRange(0, 2)
+    target = fdp.ConsumeIntInRange(0, 4)
     threads = fdp.ConsumeIntInRange(1, 3)
     cell, args, lengths, reverse = problem(fdp)
     before = snapshot(dict(args, lengths=lengths))
@@ -184,7 +242,11 @@ def TestOneInput(data):
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            if target == 2:
+            if target == 3:
+                run_matmul(fdp)
+            elif target == 4:
+                run_hopfield(fdp)
+            elif target == 2:
                 run_native(fdp, cell, args, lengths, reverse)
             else:
                 run_functional(fdp, cell, args, lengths, reverse, ("native", "numpy")[target])
