@@ -108,7 +108,8 @@ def _train(args, model, x, y, held, extra, out):
     print(f"{how}: {result.steps} steps in {result.seconds:.1f} s "
           f"({result.positions_per_second:,.0f} positions/s)")
     if result.checkpoint:
-        print(f"best {'held-out' if held is not None else 'training'} loss {result.best_loss:.4f} at step {result.best_step}, saved to "
+        which = "held-out" if held is not None else "training"
+        print(f"best {which} loss {result.best_loss:.4f} at step {result.best_step}, saved to "
               f"{result.checkpoint}")
     return result
 
