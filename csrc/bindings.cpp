@@ -578,6 +578,17 @@ PYBIND11_MODULE(_native, m) {
       py::arg("n"), "Sets how many threads the kernels use (the caller included).");
   m.def("get_num_threads", [] { return fastrnn::ThreadTeam::global().size(); });
   m.def(
+      "set_thread_cap",
+      [](int n) {
+        require(n >= 0 && n <= kMaxThreads,
+                "n must be in [0, " + std::to_string(kMaxThreads) + "], got " + std::to_string(n));
+        fastrnn::ThreadTeam::set_thread_cap(n);
+      },
+      py::arg("n"),
+      "Caps the threads kernels called from this OS thread use (0: no cap), so that calls from\n"
+      "two Python threads can run side by side, e.g. the two directions of a bidirectional layer.");
+  m.def("get_thread_cap", [] { return fastrnn::ThreadTeam::thread_cap(); });
+  m.def(
       "set_parallel_grain",
       [](double scale) {
         require(scale >= 0, "scale must be >= 0");

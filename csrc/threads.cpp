@@ -11,7 +11,11 @@ namespace fastrnn {
 
 namespace {
 thread_local bool in_team_job = false;
+thread_local int cap_of_this_thread = 0;  // ThreadTeam::set_thread_cap: 0 = no cap
 }  // namespace
+
+void ThreadTeam::set_thread_cap(int n) { cap_of_this_thread = n < 0 ? 0 : n; }
+int ThreadTeam::thread_cap() { return cap_of_this_thread; }
 
 ThreadTeam& ThreadTeam::global() {
   // Never destroyed: worker threads may still be asleep when the interpreter exits.
@@ -75,6 +79,7 @@ void ThreadTeam::worker_loop(int tid) {
 
 int ThreadTeam::available(int n) const {
   if (in_team_job) return 1;
+  if (cap_of_this_thread > 0) n = std::min(n, cap_of_this_thread);
   return std::max(1, std::min({n, size(), started_.load(std::memory_order_acquire) + 1}));
 }
 

@@ -45,3 +45,63 @@ def test_more_threads_than_panels(split_everything):
     up = make_upstream(problem, 4)
     expected = run(problem, cell, "numpy", make_lengths(4, 3), False, up)
     assert_results_close(run_with_threads(4, problem, cell, make_lengths(4, 3), False, up), expected)
+
+
+# -- the two directions of a bidirectional layer side by side ----------------------------------------
+
+def bidirectional_run(cell, threads, dtype="float32", lengths=None):
+    fastrnn.set_num_threads(threads)
+    cls = {"lstm": fastrnn.LSTM, "gru": fastrnn.GRU, "rnn": fastrnn.RNN}[cell]
+    layer = cls(6, 7, num_layers=2, bidirectional=True, dtype=dtype, seed=0)
+    x = np.random.default_rng(1).standard_normal((9, 4, 6)).astype(dtype)
+    out, state = layer(x, lengths=lengths)
+    dx, dstate = layer.backward(np.ones_like(out))
+    flat = lambda s: list(s) if isinstance(s, tuple) else [s]  # noqa: E731
+    return [out] + flat(state) + [dx] + flat(dstate) + [g.copy() for g in layer.grads.values()] + [
+        layer.dh_norms]
+
+
+@pytest.mark.native
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_bidirectional_side_by_side_is_bitwise_the_serial_result(cell, with_lengths, split_everything):
+    lengths = np.array([9, 3, 0, 6]) if with_lengths else None
+    serial = bidirectional_run(cell, 1, lengths=lengths)
+    for threads in (2, 3, 4):  # 1, 1, 2 kernel threads per direction
+        for a, b in zip(bidirectional_run(cell, threads, lengths=lengths), serial):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.native
+def test_bidirectional_side_by_side_respects_use_backend(restore_threads, monkeypatch):
+    from fastrnn import _backend
+    fastrnn.set_num_threads(2)
+    calls = []
+    real = _backend.run_pair
+    monkeypatch.setattr(_backend, "run_pair", lambda *a: calls.append(1) or real(*a))
+    layer = fastrnn.GRU(3, 4, bidirectional=True, dtype="float64", seed=0)
+    x = np.ones((5, 2, 3))
+    y_native, _ = layer(x)
+    assert calls  # native with 2 threads: side by side
+    calls.clear()
+    with fastrnn.use_backend("numpy"):  # resolved on the calling thread, not the helper's
+        y_numpy, _ = layer(x)
+        assert layer._cache["caches"][1].backend == "numpy"
+    assert not calls
+    np.testing.assert_allclose(y_native, y_numpy, rtol=1e-12)
+    assert _backend._native.get_thread_cap() == 0  # the caller's cap is put back
+
+
+@pytest.mark.native
+def test_bidirectional_side_by_side_errors_reach_the_caller(restore_threads):
+    from fastrnn import _backend
+
+    def boom():
+        raise ValueError("second failed")
+    fastrnn.set_num_threads(2)
+    with pytest.raises(ValueError, match="second failed"):
+        _backend.run_pair(lambda: 1, boom, 1)
+    with pytest.raises(KeyError):
+        _backend.run_pair(lambda: {}["x"], lambda: 2, 1)
+    assert _backend.run_pair(lambda: 1, lambda: 2, 1) == (1, 2)
+    assert _backend._native.get_thread_cap() == 0

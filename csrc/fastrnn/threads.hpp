@@ -103,9 +103,16 @@ class ThreadTeam {
   void set_grain(double scale) { grain_.store(scale < 0 ? 0 : scale, std::memory_order_relaxed); }
   double grain() const { return grain_.load(std::memory_order_relaxed); }
 
-  // How many threads run(n, ...) would run concurrently now: n clipped to size(), and 1 from
-  // inside a job. Jobs that synchronise (SpinBarrier) must be run with exactly this many.
+  // How many threads run(n, ...) would run concurrently now: n clipped to size() and to the calling
+  // thread's cap, and 1 from inside a job. Jobs that synchronise (SpinBarrier) must be run with
+  // exactly this many.
   int available(int n) const;
+
+  // Caps the threads the calling OS thread's kernels ask for (0: no cap). Two Python threads that
+  // each run one direction of a bidirectional layer cap themselves to 1: their kernels then run
+  // side by side, each on its own core, with no per-step barrier between them.
+  static void set_thread_cap(int n);
+  static int thread_cap();
 
   // Runs job(tid) for tid in [0, n) and returns when all have finished: concurrently when
   // n <= available(n), otherwise (only from inside a job) one after another on the caller.

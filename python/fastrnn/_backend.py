@@ -141,6 +141,52 @@ def get_num_threads():
     return _threads["n"]
 
 
+# ---------------------------------------------------------------------------------------------
+# Two native calls side by side (the directions of a bidirectional layer).
+
+_helper = {"pool": None, "pid": None}
+
+
+def _helper_pool():
+    if _helper["pool"] is None or _helper["pid"] != os.getpid():  # a forked child starts its own
+        from concurrent.futures import ThreadPoolExecutor
+        _helper["pool"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastrnn-pair")
+        _helper["pid"] = os.getpid()
+    return _helper["pool"]
+
+
+def pair_threads(name):
+    """How many kernel threads each of two side-by-side calls on backend ``name`` gets, or 0 when
+    running them one after the other is better (numpy backend, or fewer than 2 threads)."""
+    if name != "native" or _native is None:
+        return 0
+    return get_num_threads() // 2
+
+
+def _capped(fn, threads):
+    before = _native.get_thread_cap()
+    _native.set_thread_cap(threads)
+    try:
+        return fn()
+    finally:
+        _native.set_thread_cap(before)
+
+
+def run_pair(first, second, threads):
+    """Runs ``first()`` here and ``second()`` on a helper thread at the same time, the kernels of
+    each capped to ``threads`` threads (see pair_threads); returns their results. The kernels
+    release the GIL, so two independent calls (the two directions of a bidirectional layer) run on
+    their own cores with no barrier between them. An exception from either is raised here (first's
+    if both fail) after both have finished."""
+    future = _helper_pool().submit(_capped, second, threads)
+    try:
+        a = _capped(first, threads)
+    except BaseException:
+        future.exception()  # wait for second: it may be using arrays the caller frees next
+        raise
+    return a, future.result()
+
+
 def info():
     """A dict describing this installation: version, backend, CPU paths, threads."""
     from . import __version__

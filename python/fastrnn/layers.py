@@ -99,14 +99,16 @@ class _RNNBase(Module):
         caches, masks = [], []
         h_n, c_n = [], []
         layer_in = x
+        backend = self._resolved_backend()
         for layer in range(self.num_layers):
-            outs = []
-            for direction in range(self.num_directions):
+            def run(direction, layer=layer, layer_in=layer_in):
                 i = layer * self.num_directions + direction
-                y, h, c, cache = F.forward(
+                return F.forward(
                     self.cell, layer_in, h0[i], None if c0 is None else c0[i],
                     *self._weights(layer, direction), lengths=lengths, reverse=bool(direction),
-                    training=self.training, backend=self.backend)
+                    training=self.training, backend=backend)
+            outs = []
+            for y, h, c, cache in self._each_direction(run, backend):
                 outs.append(y)
                 h_n.append(h)
                 c_n.append(c)
@@ -126,6 +128,19 @@ class _RNNBase(Module):
         h_n = self._state(np.stack(h_n), unbatched)
         c_n = self._state(np.stack(c_n), unbatched) if self.cell == "lstm" else None
         return self._pack_outputs(y, h_n, c_n)
+
+    def _resolved_backend(self):
+        """This layer's backend name, resolved on the calling thread (use_backend is per thread)."""
+        return _backend.get_backend() if self.backend is None else self.backend
+
+    def _each_direction(self, run, backend):
+        """[run(0)] or [run(0), run(1)]; a bidirectional layer on the native backend with 2+ threads
+        runs the two directions side by side, each on half the threads (no barrier between them),
+        instead of one after the other on all of them."""
+        threads = _backend.pair_threads(backend) if self.num_directions == 2 else 0
+        if threads:
+            return list(_backend.run_pair(lambda: run(0), lambda: run(1), threads))
+        return [run(d) for d in range(self.num_directions)]
 
     def _dropout_mask(self, shape):
         """Inverted dropout: kept elements are scaled by 1/(1-p) so eval needs no rescaling."""
@@ -198,12 +213,15 @@ class _RNNBase(Module):
         for layer in reversed(range(self.num_layers)):
             if cache["masks"][layer] is not None:
                 d_out = d_out * cache["masks"][layer]
-            d_in = None
-            for direction in range(D):
+            def run(direction, layer=layer, d_out=d_out):
                 i = layer * D + direction
-                dx, dh0[i], dc0[i], *dweights = F.backward(
-                    cache["caches"][i], d_out[:, :, direction * P:(direction + 1) * P],
-                    None if dh is None else dh[i], None if dc is None else dc[i])
+                return F.backward(cache["caches"][i], d_out[:, :, direction * P:(direction + 1) * P],
+                                  None if dh is None else dh[i], None if dc is None else dc[i])
+            d_in = None
+            results = self._each_direction(run, cache["caches"][layer * D].backend)
+            for direction, (dx, dh0_i, dc0_i, *dweights) in enumerate(results):
+                i = layer * D + direction
+                dh0[i], dc0[i] = dh0_i, dc0_i
                 self._add_grads(layer, direction, dweights)
                 d_in = dx if d_in is None else d_in + dx
             d_out = d_in
