@@ -45,11 +45,23 @@ inline bool is_active(const index_t* lengths, index_t b, index_t t) {
 // out[j] = sum over rows r of a[r * n + j].
 template <class T>
 void column_sums(index_t rows, index_t n, const T* a, T* out) {
-  zero_n(out, n);
-  for (index_t r = 0; r < rows; ++r) {
-    const T* src = a + r * n;
-    for (index_t j = 0; j < n; ++j) out[j] += src[j];
-  }
+  // Split by columns over the team when big (each column is summed in row order by one thread, so
+  // the result does not depend on the thread count).
+  constexpr index_t kColumns = 64;  // columns per thread at least
+  const index_t chunks = (n + kColumns - 1) / kColumns;
+  const index_t by_size = rows * n / (1 << 18) + 1;  // ~20 us of adds per extra thread
+  const int nthreads = ThreadTeam::global().available(
+      static_cast<int>(std::max<index_t>(1, std::min<index_t>({chunks, by_size, 1 << 20}))));
+  auto job = [&](int tid) {
+    const index_t j0 = std::min(n, chunks * tid / nthreads * kColumns);
+    const index_t j1 = std::min(n, chunks * (tid + 1) / nthreads * kColumns);
+    zero_n(out + j0, j1 - j0);
+    for (index_t r = 0; r < rows; ++r) {
+      const T* src = a + r * n;
+      for (index_t j = j0; j < j1; ++j) out[j] += src[j];
+    }
+  };
+  ThreadTeam::global().run(nthreads, JobRef(job));
 }
 
 // The static split of a time loop over n threads: thread tid owns hidden units [u0, u1) (all G
@@ -145,12 +157,12 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
     }
 
   // 2. The time loop. W_hh^T is packed once, one operand per gate, so that a thread's units map
-  //    to the same panel range in every gate.
+  //    to the same panel range in every gate; each thread packs the panels it owns (in the job).
   std::vector<PackedB<T>> w_hh_t(C::G);
   PackedB<T> w_hr_t;
   if (!unpacked) {
-    for (int g = 0; g < C::G; ++g) w_hh_t[g].pack(P, H, w.w_hh + g * H * P, 1, P);
-    if (proj) w_hr_t.pack(H, P, w.w_hr, 1, H);
+    for (int g = 0; g < C::G; ++g) w_hh_t[g].prepare(P, H);
+    if (proj) w_hr_t.prepare(H, P);
   }
   AlignedBuffer<T> h_bufs[2] = {AlignedBuffer<T>(static_cast<std::size_t>(B * P)),
                                 AlignedBuffer<T>(static_cast<std::size_t>(B * P))};
@@ -175,6 +187,11 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
     const Split sp = split_for(tid, nthreads, H, P, NR);
     const index_t pw = sp.p1 - sp.p0, uw = sp.u1 - sp.u0;
     PackedA<T>& h_packed = h_packs[tid];
+    if (!unpacked) {  // only this thread reads these panels
+      for (int g = 0; g < C::G; ++g)
+        w_hh_t[g].pack_panels(sp.ub0, sp.ub1, w.w_hh + g * H * P, 1, P);
+      if (proj) w_hr_t.pack_panels(sp.pb0, sp.pb1, w.w_hr, 1, H);
+    }
     for (index_t s = 0; s < d.T; ++s) {
       const index_t t = reverse ? d.T - 1 - s : s, off = t * B;
       const T* hc = h_bufs[s & 1].data();
@@ -253,9 +270,9 @@ void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Backw
   AlignedBuffer<T> dh_bufs[2] = {AlignedBuffer<T>(static_cast<std::size_t>(B * P)),
                                  AlignedBuffer<T>(static_cast<std::size_t>(B * P))};
   AlignedBuffer<T> dc(static_cast<std::size_t>(C::has_c ? B * H : 0));
-  PackedB<T> w_hh_p, w_hr_p;
-  w_hh_p.pack(GH, P, w.w_hh, P, 1);
-  if (proj) w_hr_p.pack(P, H, w.w_hr, H, 1);
+  PackedB<T> w_hh_p, w_hr_p;  // packed in the job, each thread the panels it owns
+  w_hh_p.prepare(GH, P);
+  if (proj) w_hr_p.prepare(P, H);
   copy_n(dh_bufs[0].data(), a.dh_n, B * P);
   if (C::has_c) copy_n(dc.data(), a.dc_n, B * H);
 
@@ -271,6 +288,8 @@ void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Backw
     const Split sp = split_for(tid, nthreads, H, P, NR);
     const index_t pw = sp.p1 - sp.p0, uw = sp.u1 - sp.u0;
     PackedA<T>& a_packed = a_packs[tid];
+    w_hh_p.pack_panels(sp.pb0, sp.pb1, w.w_hh, P, 1);
+    if (proj) w_hr_p.pack_panels(sp.ub0, sp.ub1, w.w_hr, H, 1);
     for (index_t i = 0; i < d.T; ++i) {
       const index_t s = d.T - 1 - i, t = reverse ? d.T - 1 - s : s, off = t * B;
       const T* dcur = dh_bufs[i & 1].data();

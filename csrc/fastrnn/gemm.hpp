@@ -48,11 +48,21 @@ class PackedB {
 
   // Element (k, n) of the source is b[k * rs + n * cs].
   void pack(index_t K, index_t N, const T* b, index_t rs, index_t cs) {
+    prepare(K, N);
+    pack_panels(0, panels_, b, rs, cs);
+  }
+
+  // The two halves of pack(): sizing (may allocate: call it outside a team job) and the copy of
+  // panels [p_begin, p_end), which threads may do side by side, each for the panels it multiplies.
+  void prepare(index_t K, index_t N) {
     K_ = K;
     N_ = N;
     panels_ = (N + NR - 1) / NR;
     buf_.ensure(static_cast<std::size_t>(std::max<index_t>(panels_ * K * NR, 1)));
-    for (index_t p = 0; p < panels_; ++p) {
+  }
+  void pack_panels(index_t p_begin, index_t p_end, const T* b, index_t rs, index_t cs) {
+    const index_t K = K_, N = N_;
+    for (index_t p = p_begin; p < std::min(p_end, panels_); ++p) {
       T* out = panel(p);
       const index_t n0 = p * NR, nc = std::min<index_t>(NR, N - n0);
       if (rs == 1 && cs != 1) {
@@ -370,8 +380,16 @@ void gemm(index_t M, index_t N, index_t K, const T* a, index_t a_rs, index_t a_c
   }
   for (index_t k0 = 0; k0 < K; k0 += Tile<T>::KC) {
     const index_t kc = std::min<index_t>(Tile<T>::KC, K - k0);
-    scratch.pack(kc, N, b + k0 * b_rs, b_rs, b_cs);
-    gemm(M, a + k0 * a_cs, a_rs, a_cs, scratch, c, ldc, accumulate || k0 > 0);
+    scratch.prepare(kc, N);
+    const index_t panels = scratch.panels();
+    const int nthreads = gemm_threads(M, N, kc, panels);
+    // Each thread packs the panels of B it multiplies: no thread waits for another's packing.
+    auto job = [&](int tid) {
+      const index_t p0 = panels * tid / nthreads, p1 = panels * (tid + 1) / nthreads;
+      scratch.pack_panels(p0, p1, b + k0 * b_rs, b_rs, b_cs);
+      gemm_panels(M, a + k0 * a_cs, a_rs, a_cs, scratch, p0, p1, c, ldc, accumulate || k0 > 0);
+    };
+    ThreadTeam::global().run(nthreads, JobRef(job));
   }
 }
 
