@@ -7,7 +7,27 @@
 #include <cstdlib>
 #include <new>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace fastrnn {
+
+// Buffers this big are placed on 2 MiB boundaries and offered transparent huge pages: fresh memory
+// costs a page fault on first touch, and at 4 KiB pages the saved activations of one large training
+// call (tens of MiB) cost thousands of faults, 5-15% of the call (measured at T=50, B=64, H=512).
+constexpr std::size_t kHugeBytes = std::size_t(4) << 20;
+constexpr std::size_t kHugePage = std::size_t(2) << 20;
+
+inline void* allocate_aligned(std::size_t bytes) {
+  if (bytes < kHugeBytes) return std::aligned_alloc(64, bytes);
+  bytes = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  void* p = std::aligned_alloc(kHugePage, bytes);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (p) madvise(p, bytes, MADV_HUGEPAGE);  // advice only: without THP it changes nothing
+#endif
+  return p;
+}
 
 template <class T>
 class AlignedBuffer {
@@ -30,7 +50,7 @@ class AlignedBuffer {
     if (n == 0) return;
     if (n > (SIZE_MAX - 64) / sizeof(T)) throw std::bad_alloc();
     std::size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
-    p_ = static_cast<T*>(std::aligned_alloc(64, bytes));
+    p_ = static_cast<T*>(allocate_aligned(bytes));
     if (!p_) throw std::bad_alloc();
     n_ = n;
   }
