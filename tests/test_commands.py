@@ -154,3 +154,15 @@ def test_ctrl_c_on_train_text_keeps_the_best_checkpoint(tmp_path):
     assert "interrupted (Ctrl-C)" in out and "sample (temperature" in out
     best_step = int(out.split("best held-out loss ")[1].split(" at step ")[1].split(",")[0])
     assert fr.load_checkpoint(tmp_path / "m.npz").extra["train"]["step"] == best_step
+
+
+def test_commands_on_the_numpy_backend(in_tmp, capsys, restore_backend):
+    (in_tmp / "t.txt").write_text(TEXT, encoding="utf-8")
+    assert main(["train-text", "t.txt", "--hidden", "8", "--embed", "4", "--bptt", "10",
+                 "--batch-size", "4", "--max-steps", "3", "--backend", "numpy", "--no-progress",
+                 "--out", "m.npz", "--sample-length", "5"]) == 0
+    assert fr.get_backend() == "numpy"
+    assert main(["generate", "m.npz", "--length", "5", "--seed", "0", "--backend", "numpy"]) == 0
+    assert main(["forecast", "--length", "300", "--epochs", "2", "--hidden", "4", "--backend",
+                 "numpy", "--no-progress"]) == 0
+    assert "one-step-ahead test RMSE" in capsys.readouterr().out
