@@ -21,6 +21,7 @@ constexpr std::size_t kHugePage = std::size_t(2) << 20;
 
 inline void* allocate_aligned(std::size_t bytes) {
   if (bytes < kHugeBytes) return std::aligned_alloc(64, bytes);
+  if (bytes > SIZE_MAX - kHugePage) return nullptr;  // rounding up would wrap around
   bytes = (bytes + kHugePage - 1) / kHugePage * kHugePage;
   void* p = std::aligned_alloc(kHugePage, bytes);
 #if defined(__linux__) && defined(MADV_HUGEPAGE)

@@ -3,6 +3,7 @@
 Like RNN/LSTM/GRU, each has ``__call__``, ``backward`` (which ADDS into ``grads``), ``parameters()``,
 ``grads``, ``zero_grad()``, ``state_dict()`` / ``load_state_dict()`` with PyTorch's names, and
 ``train()`` / ``eval()`` (eval keeps no cache; backward after an eval forward raises RuntimeError).
+
 ``Linear`` acts on the last axis of an input of any shape (..., in_features): the product for every
 time step and batch element is ONE backend call (``matmul``, C++ on the native backend, running on
 fastrnn's own thread team, or NumPy's) on the input reshaped to (-1, in_features), never a Python
