@@ -40,7 +40,7 @@ def free_run(model, history, steps):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--length", type=int, default=4000, help="series length (default: 4000)")
-    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--epochs", type=int, default=600)
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--cells", default="lstm,gru,rnn_tanh")
     p.add_argument("--starts", type=int, default=20, help="free-running starts averaged over")
