@@ -282,3 +282,33 @@ def test_forked_child_gets_its_own_thread_team(split_everything):
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     pytest.fail("the forked child hung in a native call")
+
+
+@pytest.mark.native
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_runs_bidirectional_layers_side_by_side(restore_threads):
+    # The directions of a bidirectional layer run on a helper thread (2+ threads); a child forked
+    # after the parent used it must start its own helper instead of waiting for the parent's.
+    fastrnn.set_num_threads(2)
+    layer = fastrnn.GRU(3, 8, bidirectional=True, dtype="float64", seed=0)
+    x = np.random.default_rng(0).standard_normal((6, 2, 3))
+    expected, _ = layer(x)
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            y, _ = layer(x)
+            layer.backward(np.ones_like(y))
+            ok = np.array_equal(y, expected)
+        finally:
+            os._exit(0 if ok else 3)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.02)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung in a bidirectional layer")
