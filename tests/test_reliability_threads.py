@@ -256,6 +256,20 @@ def test_thread_count_changes_during_calls(split_everything):
             assert_identical(expected, r, "while resizing")
 
 
+def wait_for_child(pid, what):
+    """Waits up to 30 s for a forked child that reports through its exit code (0: ok)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.02)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail(f"the forked child hung in {what}")
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_forked_child_gets_its_own_thread_team(split_everything):
     # A forked child has only the forking thread: the team must not wait for workers that do not
@@ -272,16 +286,7 @@ def test_forked_child_gets_its_own_thread_team(split_everything):
                           if v is not None))
         finally:
             os._exit(0 if ok else 3)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            assert os.waitstatus_to_exitcode(status) == 0
-            return
-        time.sleep(0.02)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    pytest.fail("the forked child hung in a native call")
+    wait_for_child(pid, "a native call")
 
 
 @pytest.mark.native
@@ -302,13 +307,4 @@ def test_forked_child_runs_bidirectional_layers_side_by_side(restore_threads):
             ok = np.array_equal(y, expected)
         finally:
             os._exit(0 if ok else 3)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            assert os.waitstatus_to_exitcode(status) == 0
-            return
-        time.sleep(0.02)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    pytest.fail("the forked child hung in a bidirectional layer")
+    wait_for_child(pid, "a bidirectional layer")
