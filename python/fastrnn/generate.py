@@ -24,19 +24,9 @@ from . import _backend
 from ._module import _generator
 from .layers import _RNNBase
 from .linear import Embedding
-from .sequential import Sequential
+from .sequential import _flatten
 
 __all__ = ["Stepper", "sample", "next_token", "CharVocab"]
-
-
-def _flatten(model):
-    """The model's layers in order, nested Sequentials expanded."""
-    if isinstance(model, Sequential):
-        out = []
-        for layer in model:
-            out.extend(_flatten(layer))
-        return out
-    return [model]
 
 
 class _Recurrent:

@@ -18,6 +18,16 @@ _LAYER_METHODS = ("backward", "parameters", "zero_grad", "state_dict", "load_sta
                   "eval")
 
 
+def _flatten(model):
+    """The model's layers in order, nested Sequentials expanded (a single layer: [model])."""
+    if isinstance(model, Sequential):
+        out = []
+        for layer in model:
+            out.extend(_flatten(layer))
+        return out
+    return [model]
+
+
 class Sequential:
     """Sequential(*layers): ``model(x)`` runs the layers in order, ``model.backward(dy)`` in reverse.
 

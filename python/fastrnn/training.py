@@ -42,7 +42,7 @@ from . import optim as _optim
 from .checkpoint import save_checkpoint
 from .clip import clip_grad_norm
 from .layers import _RNNBase
-from .sequential import Sequential
+from .sequential import Sequential, _flatten
 
 __all__ = ["train", "evaluate", "batchify", "TrainResult"]
 
@@ -107,15 +107,7 @@ def _as_model(model):
 
 def _batch_first(model):
     """Whether the model's recurrent layers take (B, T, ...) input (they must all agree)."""
-    flags = set()
-
-    def visit(m):
-        for layer in m:
-            if isinstance(layer, Sequential):
-                visit(layer)
-            elif isinstance(layer, _RNNBase):
-                flags.add(layer.batch_first)
-    visit(model)
+    flags = {layer.batch_first for layer in _flatten(model) if isinstance(layer, _RNNBase)}
     if len(flags) > 1:
         raise ValueError("the model's recurrent layers disagree on batch_first")
     return flags.pop() if flags else False
