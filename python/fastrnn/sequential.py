@@ -109,8 +109,7 @@ class Sequential:
     def num_recurrent(self):
         """How many recurrent layers (RNN, LSTM, GRU) the chain holds, nested Sequentials included:
         the length of ``forward_with_state``'s state list."""
-        return sum(layer.num_recurrent if isinstance(layer, Sequential) else
-                   isinstance(layer, _RNNBase) for layer in self._layers)
+        return sum(isinstance(layer, _RNNBase) for layer in _flatten(self))
 
     def backward(self, dy):
         """Backpropagates dy (the gradient of the last output) through every layer in reverse, adding
