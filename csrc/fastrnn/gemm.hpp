@@ -193,19 +193,32 @@ inline void pack_a(index_t mc, index_t kc, const T* a, index_t rs, index_t cs, T
   constexpr int MR = Tile<T>::MR;
   if (rs == 1) {
     // A stored transposed (dG^T in the weight gradients): walk each k's contiguous run of rows.
+    constexpr index_t kAhead = 8;                      // rows of A^T fetched ahead
+    constexpr index_t kLine = 64 / sizeof(T);          // elements per cache line
+    const index_t full = mc - mc % MR;
     for (index_t k = 0; k < kc; ++k) {
       const T* src = a + k * cs;
-      for (index_t p0 = 0; p0 < mc; p0 += MR) {
-        const int rows = static_cast<int>(std::min<index_t>(MR, mc - p0));
-        T* dst = out + p0 * kc + k * rows;
-        for (int i = 0; i < rows; ++i) dst[i] = src[p0 + i];
-      }
+      // Its rows are far apart (one per time step), which the hardware prefetchers do not follow.
+      if (k + kAhead < kc)
+        for (index_t l = 0; l < mc; l += kLine) __builtin_prefetch(src + kAhead * cs + l);
+      for (index_t p0 = 0; p0 < full; p0 += MR) std::memcpy(out + p0 * kc + k * MR, src + p0, sizeof(T) * MR);
+      const int rows = static_cast<int>(mc - full);
+      T* dst = out + full * kc + k * rows;
+      for (int i = 0; i < rows; ++i) dst[i] = src[full + i];
     }
     return;
   }
   for (index_t p0 = 0; p0 < mc; p0 += MR) {
     const int rows = static_cast<int>(std::min<index_t>(MR, mc - p0));
     T* dst = out + p0 * kc;
+    if (rows == MR && cs == 1) {
+      // A full panel of row-major A: write it in order, reading its MR rows side by side.
+      const T* src = a + p0 * rs;
+      for (index_t k = 0; k < kc; ++k)
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[i * rs + k];
+      continue;
+    }
     for (int i = 0; i < rows; ++i) {
       const T* src = a + (p0 + i) * rs;
       for (index_t k = 0; k < kc; ++k) dst[k * rows + i] = src[k * cs];
