@@ -222,3 +222,24 @@ def _measure_peak(p, cell, dy, dh, dc):
     peak = max([_peak()] + samples) - base
     del y, h, c, cache, grads
     return peak
+
+
+def test_blocks_kept_for_the_next_call_stay_bounded():
+    # The native allocator keeps released blocks of 64 KiB - 8 MiB for the next call, at most
+    # 32 MiB of them: calls on many different sizes must not make it hold more.
+    rng = np.random.default_rng(0)
+    w = {k: rng.standard_normal(s).astype(np.float32) * 0.1
+         for k, s in (("w_ih", (512, 32)), ("w_hh", (512, 128)))}
+
+    def call(T, B):
+        x = rng.standard_normal((T, B, 32)).astype(np.float32)
+        y, h, c, cache = F.forward("lstm", x, None, None, w["w_ih"], w["w_hh"], None, None,
+                                   backend="native")
+        F.backward(cache, np.ones_like(y), None, None)
+
+    call(400, 8)
+    before = settled_rss()
+    for T in range(20, 400, 3):
+        call(T, 1 + T % 16)
+    grown = settled_rss() - before
+    assert grown < 40 << 20, f"resident memory grew by {grown / 2**20:.1f} MiB"

@@ -7,10 +7,6 @@
 #include <cstdlib>
 #include <new>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
 namespace fastrnn {
 
 // Buffers this big are placed on 2 MiB boundaries and offered transparent huge pages: fresh memory
@@ -19,16 +15,22 @@ namespace fastrnn {
 constexpr std::size_t kHugeBytes = std::size_t(4) << 20;
 constexpr std::size_t kHugePage = std::size_t(2) << 20;
 
-inline void* allocate_aligned(std::size_t bytes) {
-  if (bytes < kHugeBytes) return std::aligned_alloc(64, bytes);
-  if (bytes > SIZE_MAX - kHugePage) return nullptr;  // rounding up would wrap around
-  bytes = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-  void* p = std::aligned_alloc(kHugePage, bytes);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  if (p) madvise(p, bytes, MADV_HUGEPAGE);  // advice only: without THP it changes nothing
-#endif
-  return p;
+// The bytes allocate_aligned really reserves for a request of `bytes` (0 if that overflows).
+inline std::size_t aligned_size(std::size_t bytes) {
+  const std::size_t unit = bytes < kHugeBytes ? 64 : kHugePage;
+  return bytes > SIZE_MAX - unit ? 0 : (bytes + unit - 1) / unit * unit;
 }
+
+// At least `bytes` (a value aligned_size returned) of 64-byte aligned memory (2 MiB aligned from
+// kHugeBytes), or nullptr. Blocks between 64 KiB and 8 MiB come from a small process-wide cache of
+// blocks released earlier when one fits (memory.cpp): glibc hands such blocks back to the system
+// between calls, and the page faults of taking them again cost up to a quarter of a call.
+struct Allocation {
+  void* p;
+  std::size_t bytes;  // what the block really holds (>= the request): pass it to release_aligned
+};
+Allocation allocate_aligned(std::size_t bytes);
+void release_aligned(void* p, std::size_t bytes) noexcept;
 
 template <class T>
 class AlignedBuffer {
@@ -37,9 +39,19 @@ class AlignedBuffer {
   explicit AlignedBuffer(std::size_t n) { resize(n); }
   AlignedBuffer(const AlignedBuffer&) = delete;
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-  AlignedBuffer(AlignedBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr; o.n_ = 0; }
+  AlignedBuffer(AlignedBuffer&& o) noexcept : p_(o.p_), n_(o.n_), bytes_(o.bytes_) {
+    o.p_ = nullptr;
+    o.n_ = o.bytes_ = 0;
+  }
   AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
-    if (this != &o) { release(); p_ = o.p_; n_ = o.n_; o.p_ = nullptr; o.n_ = 0; }
+    if (this != &o) {
+      release();
+      p_ = o.p_;
+      n_ = o.n_;
+      bytes_ = o.bytes_;
+      o.p_ = nullptr;
+      o.n_ = o.bytes_ = 0;
+    }
     return *this;
   }
   ~AlignedBuffer() { release(); }
@@ -50,9 +62,11 @@ class AlignedBuffer {
     release();
     if (n == 0) return;
     if (n > (SIZE_MAX - 64) / sizeof(T)) throw std::bad_alloc();
-    std::size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
-    p_ = static_cast<T*>(allocate_aligned(bytes));
-    if (!p_) throw std::bad_alloc();
+    const std::size_t bytes = aligned_size(n * sizeof(T));
+    const Allocation a = bytes ? allocate_aligned(bytes) : Allocation{nullptr, 0};
+    if (!a.p) throw std::bad_alloc();
+    p_ = static_cast<T*>(a.p);
+    bytes_ = a.bytes;
     n_ = n;
   }
   // Grows (never shrinks) to at least n elements.
@@ -63,9 +77,13 @@ class AlignedBuffer {
   std::size_t size() const { return n_; }
 
  private:
-  void release() { std::free(p_); p_ = nullptr; n_ = 0; }
+  void release() {
+    if (p_) release_aligned(p_, bytes_);
+    p_ = nullptr;
+    n_ = bytes_ = 0;
+  }
   T* p_ = nullptr;
-  std::size_t n_ = 0;
+  std::size_t n_ = 0, bytes_ = 0;
 };
 
 }  // namespace fastrnn
