@@ -42,6 +42,23 @@ inline bool is_active(const index_t* lengths, index_t b, index_t t) {
   return lengths == nullptr || t < lengths[b];
 }
 
+// The batch rows that take step t, in order, into rows; returns how many. Sequences that have
+// ended are left out of the step's recurrent product: with lengths spread over [T/2, T] that is a
+// quarter of it.
+inline index_t active_rows(const index_t* lengths, index_t B, index_t t, index_t* rows) {
+  index_t n = 0;
+  for (index_t b = 0; b < B; ++b)
+    if (is_active(lengths, b, t)) rows[n++] = b;
+  return n;
+}
+
+// dst row i = src row rows[i] (n rows of width w, strides ld).
+template <class T>
+inline void gather_rows(index_t n, const index_t* rows, const T* src, index_t ld_src, index_t w,
+                        T* dst, index_t ld_dst) {
+  for (index_t i = 0; i < n; ++i) copy_n(dst + i * ld_dst, src + rows[i] * ld_src, w);
+}
+
 // out[j] = sum over rows r of a[r * n + j].
 template <class T>
 void column_sums(index_t rows, index_t n, const T* a, T* out) {
@@ -184,6 +201,11 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
   std::vector<PackedA<T>> h_packs(nthreads), m_packs(proj ? nthreads : 0);
   for (auto& pa : h_packs) pa.reserve(B, P);
   for (auto& pa : m_packs) pa.reserve(B, H);
+  // With lengths: each thread's list of the rows that take the step, and those rows of the state.
+  const bool compacting = a.lengths && !unpacked;
+  std::vector<std::vector<index_t>> act_rows(compacting ? nthreads : 0, std::vector<index_t>(B));
+  std::vector<AlignedBuffer<T>> h_gathers(compacting ? nthreads : 0);
+  for (auto& g : h_gathers) g.resize(static_cast<std::size_t>(B * P));
   SpinBarrier barrier(nthreads);
   auto job = [&](int tid) {
     const Split sp = split_for(tid, nthreads, H, P, NR);
@@ -207,8 +229,19 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
         for (int g = 0; g < C::G; ++g)
           product_rowmajor<T>(B, P, hc, P, w.w_hh + g * H * P, P, sp.u0, sp.u1, hg.data() + g * H,
                               GH);
-      } else {
-        h_packed.pack(B, P, hc, P, 1);  // once per step, for all G gates
+      }
+      // Row r of hg is the r-th row that takes the step: all B rows unless some sequences ended.
+      index_t n_act = B;
+      if (compacting) {
+        index_t* rows = act_rows[tid].data();
+        n_act = active_rows(a.lengths, B, t, rows);
+        if (n_act < B) {
+          gather_rows(n_act, rows, hc, P, P, h_gathers[tid].data(), P);
+          h_packed.pack(n_act, P, h_gathers[tid].data(), P, 1);
+        }
+      }
+      if (!unpacked && n_act > 0) {
+        if (n_act == B) h_packed.pack(B, P, hc, P, 1);  // once per step, for all G gates
         for (int g = 0; g < C::G; ++g)
           gemm_panels<T>(h_packed, w_hh_t[g], sp.ub0, sp.ub1, hg.data() + g * H, GH, false);
       }
@@ -217,12 +250,13 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
       T* c_new = !C::has_c ? nullptr : sv ? sv->c_new.data() + off * H : c_new_tmp.data();
       T* gh_n = !gru ? nullptr : sv ? sv->gh_n.data() + off * H : gh_n_tmp.data();
       T* out = !proj ? h_new.data() : sv ? sv->m.data() + off * H : m_tmp.data();
-      for (index_t b = 0; b < B; ++b) {
+      for (index_t b = 0, r = 0; b < B; ++b) {
         if (!is_active(a.lengths, b, t)) {
           if (proj) zero_n(out + b * H + sp.u0, uw);  // read by the dW_hr product (times zero)
           continue;
         }
-        C::forward_row(H, sp.u0, sp.u1, xg.data() + (off + b) * GH, hg.data() + b * GH, b_hn.data(),
+        const index_t hg_row = n_act < B ? r++ : b;
+        C::forward_row(H, sp.u0, sp.u1, xg.data() + (off + b) * GH, hg.data() + hg_row * GH, b_hn.data(),
                        hc + b * P, row(c.data(), b, H), gates + b * GH, out + b * H,
                        row(c_new, b, H), row(gh_n, b, H));
       }
@@ -283,6 +317,14 @@ void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Backw
   // Each thread's packed copy of dh (projection) or of the step's dgates; see forward_loop.
   std::vector<PackedA<T>> a_packs(nthreads);
   for (auto& pa : a_packs) pa.reserve(B, std::max(GH, P));
+  // With lengths, dh_prev = dgates_h W_hh runs on the rows of the sequences that took the step
+  // (as in forward_loop): each thread's list of them and their gate gradients, and the product's
+  // compact result, of which each thread writes and reads only its own columns.
+  const bool compacting = a.lengths != nullptr;
+  std::vector<std::vector<index_t>> act_rows(compacting ? nthreads : 0, std::vector<index_t>(B));
+  std::vector<AlignedBuffer<T>> dg_gathers(compacting ? nthreads : 0);
+  for (auto& g : dg_gathers) g.resize(static_cast<std::size_t>(B * GH));
+  AlignedBuffer<T> dh_compact(static_cast<std::size_t>(compacting ? B * P : 0));
   // Each thread's sum of squares of dLoss/dh_t over its columns, per time step (diagnostics).
   std::vector<double> dh_sq(static_cast<std::size_t>(nthreads * d.T), 0.0);
   SpinBarrier barrier(nthreads);
@@ -338,8 +380,23 @@ void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Backw
       }
       barrier.wait();  // dh_prev = dgates_h W_hh needs every gate of every unit
       // (+ the GRU's direct z * dh, already in dnext; the GRU has no projection, so P == H.)
-      a_packed.pack(B, GH, dgh + off * GH, GH, 1);
-      gemm_panels<T>(a_packed, w_hh_p, sp.pb0, sp.pb1, dnext, P, gru);
+      const T* dg_step = dgh + off * GH;
+      index_t n_act = B;
+      if (compacting) n_act = active_rows(a.lengths, B, t, act_rows[tid].data());
+      if (n_act == B) {
+        a_packed.pack(B, GH, dg_step, GH, 1);
+        gemm_panels<T>(a_packed, w_hh_p, sp.pb0, sp.pb1, dnext, P, gru);
+      } else if (n_act > 0) {
+        const index_t* rows = act_rows[tid].data();
+        gather_rows(n_act, rows, dg_step, GH, GH, dg_gathers[tid].data(), GH);
+        a_packed.pack(n_act, GH, dg_gathers[tid].data(), GH, 1);
+        gemm_panels<T>(a_packed, w_hh_p, sp.pb0, sp.pb1, dh_compact.data(), P, false);
+        for (index_t r = 0; r < n_act; ++r) {
+          T* dst = dnext + rows[r] * P;
+          const T* src = dh_compact.data() + r * P;
+          for (index_t j = sp.p0; j < sp.p1; ++j) dst[j] = gru ? dst[j] + src[j] : src[j];
+        }
+      }
       for (index_t b = 0; b < B; ++b)
         if (!is_active(a.lengths, b, t)) copy_n(dnext + b * P + sp.p0, dcur + b * P + sp.p0, pw);
     }
