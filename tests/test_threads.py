@@ -39,6 +39,23 @@ def test_split_loops_match_reference_and_each_other(variant, dtype, with_lengths
                 np.testing.assert_array_equal(results[n][name], value, err_msg=name)
 
 
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("variant", list(CELL_VARIANTS))
+def test_steps_that_some_sequences_skip(variant, reverse, split_everything):
+    # The time loops multiply only the rows of sequences that take the step: here the active rows
+    # are scattered (not a prefix), change at every step, and at the last steps are none at all.
+    T, B, I, H = 8, 9, 5, 37
+    cell, problem = make_variant(variant, T, B, I, H, np.float64, seed=13)
+    lengths = np.array([0, 6, 1, 5, 3, 6, 2, 0, 4])  # max 6 < T: steps 6 and 7 have no rows
+    up = make_upstream(problem, T)
+    expected = run(problem, cell, "numpy", lengths, reverse, up)
+    results = {n: run_with_threads(n, problem, cell, lengths, reverse, up) for n in (1, 3)}
+    assert_results_close(results[1], expected)
+    for name, value in results[1].items():
+        if value is not None:
+            np.testing.assert_array_equal(results[3][name], value, err_msg=name)
+
+
 def test_more_threads_than_panels(split_everything):
     # 4 threads, 1 panel of hidden units: the extra threads own nothing and must not disturb.
     cell, problem = make_variant("lstm", 4, 3, 5, 6, np.float64, seed=12)
