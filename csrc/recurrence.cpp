@@ -42,15 +42,30 @@ inline bool is_active(const index_t* lengths, index_t b, index_t t) {
   return lengths == nullptr || t < lengths[b];
 }
 
-// The batch rows that take step t, in order, into rows; returns how many. Sequences that have
-// ended are left out of the step's recurrent product: with lengths spread over [T/2, T] that is a
-// quarter of it.
+// The sequences that take step t, in order, into rows; returns how many.
 inline index_t active_rows(const index_t* lengths, index_t B, index_t t, index_t* rows) {
   index_t n = 0;
   for (index_t b = 0; b < B; ++b)
     if (is_active(lengths, b, t)) rows[n++] = b;
   return n;
 }
+
+// Where a call's values per (t, b) live (xg, what training saves, the gate gradients): only the
+// sequences that take step t have rows, consecutive from first[t] in b order; without lengths, row
+// t * B + b. So no product, cell math or weight gradient is computed for padding: with lengths
+// spread over [T/2, T] that is a quarter of the padded batch's rows.
+struct StepRows {
+  std::vector<index_t> first;  // (T + 1): the first row of each step; first[T] = all rows
+  StepRows(const index_t* lengths, index_t T, index_t B) : first(static_cast<std::size_t>(T + 1)) {
+    index_t r = 0;
+    for (index_t t = 0; t < T; ++t) {
+      first[t] = r;
+      for (index_t b = 0; b < B; ++b) r += is_active(lengths, b, t) ? 1 : 0;
+    }
+    first[T] = r;
+  }
+  index_t count() const { return first.back(); }
+};
 
 // dst row i = src row rows[i] (n rows of width w, strides ld).
 template <class T>
@@ -124,42 +139,41 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
   constexpr bool gru = C::G == 3;
   const bool proj = w.w_hr != nullptr;
   Saved<T>* sv = a.saved;
+  const StepRows steps(a.lengths, d.T, B);
+  const index_t rows = steps.count();
 
-  // x with its padding zeroed, so that nothing past a sequence's length is ever read.
+  // With lengths, x's rows of the steps taken, so that no padding is ever read or multiplied.
   const T* x = a.x;
   AlignedBuffer<T> x_inference;
   if (a.lengths) {
-    AlignedBuffer<T>& xm = sv ? sv->x_masked : x_inference;
-    xm.resize(static_cast<std::size_t>(TB * I));
-    for (index_t t = 0; t < d.T; ++t)
-      for (index_t b = 0; b < B; ++b) {
-        T* dst = xm.data() + (t * B + b) * I;
-        if (is_active(a.lengths, b, t)) copy_n(dst, a.x + (t * B + b) * I, I);
-        else zero_n(dst, I);
-      }
-    x = xm.data();
+    AlignedBuffer<T>& xr = sv ? sv->x_rows : x_inference;
+    xr.resize(static_cast<std::size_t>(rows * I));
+    for (index_t t = 0, r = 0; t < d.T; ++t)
+      for (index_t b = 0; b < B; ++b)
+        if (is_active(a.lengths, b, t)) copy_n(xr.data() + (r++) * I, a.x + (t * B + b) * I, I);
+    x = xr.data();
   }
   if (sv) {
-    sv->h_prev.resize(static_cast<std::size_t>(TB * P));
-    sv->gates.resize(static_cast<std::size_t>(TB * GH));
+    sv->h_prev.resize(static_cast<std::size_t>(rows * P));
+    sv->gates.resize(static_cast<std::size_t>(rows * GH));
     if (C::has_c) {
-      sv->c_prev.resize(static_cast<std::size_t>(TB * H));
-      sv->c_new.resize(static_cast<std::size_t>(TB * H));
+      sv->c_prev.resize(static_cast<std::size_t>(rows * H));
+      sv->c_new.resize(static_cast<std::size_t>(rows * H));
     }
-    if (proj) sv->m.resize(static_cast<std::size_t>(TB * H));
-    if (gru) sv->gh_n.resize(static_cast<std::size_t>(TB * H));
+    if (proj) sv->m.resize(static_cast<std::size_t>(rows * H));
+    if (gru) sv->gh_n.resize(static_cast<std::size_t>(rows * H));
   }
 
   // 1. Input projection for every step at once, with the biases folded in (all but GRU's b_hn,
   //    which sits inside r * (W_hn h + b_hn) and so is added per step).
   // A call of a few steps (generation: T = 1) reads the weights row-major instead of packing them.
   const bool unpacked = TB <= kUnpackedMaxRows;
-  AlignedBuffer<T> xg(static_cast<std::size_t>(TB * GH));
+  AlignedBuffer<T> xg(static_cast<std::size_t>(rows * GH));
   if (unpacked) {
-    product_rowmajor<T>(TB, I, x, I, w.w_ih, I, 0, GH, xg.data(), GH);
+    product_rowmajor<T>(rows, I, x, I, w.w_ih, I, 0, GH, xg.data(), GH);
   } else {
     PackedB<T> w_ih_t;
-    gemm<T>(TB, GH, I, x, I, 1, w.w_ih, 1, I, xg.data(), GH, false, w_ih_t);
+    gemm<T>(rows, GH, I, x, I, 1, w.w_ih, 1, I, xg.data(), GH, false, w_ih_t);
   }
   AlignedBuffer<T> bias(static_cast<std::size_t>(GH)), b_hn(static_cast<std::size_t>(H));
   zero_n(bias.data(), GH);
@@ -170,7 +184,7 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
   }
   if (gru && w.b_hh) copy_n(b_hn.data(), w.b_hh + 2 * H, H);
   if (w.b_ih || w.b_hh)
-    for (index_t r = 0; r < TB; ++r) {
+    for (index_t r = 0; r < rows; ++r) {
       T* dst = xg.data() + r * GH;
       for (index_t k = 0; k < GH; ++k) dst[k] += bias.data()[k];
     }
@@ -186,6 +200,7 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
   AlignedBuffer<T> h_bufs[2] = {AlignedBuffer<T>(static_cast<std::size_t>(B * P)),
                                 AlignedBuffer<T>(static_cast<std::size_t>(B * P))};
   AlignedBuffer<T> c(static_cast<std::size_t>(C::has_c ? B * H : 0));
+  // Per step, row i of these is the i-th sequence that takes the step.
   AlignedBuffer<T> hg(static_cast<std::size_t>(B * GH)), h_new(static_cast<std::size_t>(B * P));
   // Inference writes the per-step values that training saves into these instead.
   AlignedBuffer<T> gates_tmp(sv ? 0 : static_cast<std::size_t>(B * GH));
@@ -196,87 +211,81 @@ void forward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Forwar
   if (C::has_c) copy_n(c.data(), a.c0, B * H);
 
   const int nthreads = loop_threads(B, GH, H, P, NR);
-  // Each thread's packed copy of the state (and of m), allocated here: a job that waits on a
-  // barrier must never throw.
+  // Per thread, allocated here (a job that waits on a barrier must never throw): its packed copy
+  // of the state (and of m), the list of sequences that take the step, and their rows of the state.
   std::vector<PackedA<T>> h_packs(nthreads), m_packs(proj ? nthreads : 0);
   for (auto& pa : h_packs) pa.reserve(B, P);
   for (auto& pa : m_packs) pa.reserve(B, H);
-  // With lengths: each thread's list of the rows that take the step, and those rows of the state.
-  const bool compacting = a.lengths && !unpacked;
-  std::vector<std::vector<index_t>> act_rows(compacting ? nthreads : 0, std::vector<index_t>(B));
-  std::vector<AlignedBuffer<T>> h_gathers(compacting ? nthreads : 0);
+  std::vector<std::vector<index_t>> act_lists(nthreads, std::vector<index_t>(B));
+  std::vector<AlignedBuffer<T>> h_gathers(a.lengths ? nthreads : 0);
   for (auto& g : h_gathers) g.resize(static_cast<std::size_t>(B * P));
   SpinBarrier barrier(nthreads);
   auto job = [&](int tid) {
     const Split sp = split_for(tid, nthreads, H, P, NR);
     const index_t pw = sp.p1 - sp.p0, uw = sp.u1 - sp.u0;
     PackedA<T>& h_packed = h_packs[tid];
+    index_t* act = act_lists[tid].data();
     if (!unpacked) {  // only this thread reads these panels
       for (int g = 0; g < C::G; ++g)
         w_hh_t[g].pack_panels(sp.ub0, sp.ub1, w.w_hh + g * H * P, 1, P);
       if (proj) w_hr_t.pack_panels(sp.pb0, sp.pb1, w.w_hr, 1, H);
     }
     for (index_t s = 0; s < d.T; ++s) {
-      const index_t t = reverse ? d.T - 1 - s : s, off = t * B;
+      const index_t t = reverse ? d.T - 1 - s : s, r0 = steps.first[t];
+      const index_t n = active_rows(a.lengths, B, t, act);
       const T* hc = h_bufs[s & 1].data();
       T* hn = h_bufs[(s + 1) & 1].data();
       if (sv)
-        for (index_t b = 0; b < B; ++b) {
-          copy_n(sv->h_prev.data() + (off + b) * P + sp.p0, hc + b * P + sp.p0, pw);
-          if (C::has_c) copy_n(sv->c_prev.data() + (off + b) * H + sp.u0, c.data() + b * H + sp.u0, uw);
+        for (index_t i = 0; i < n; ++i) {
+          copy_n(sv->h_prev.data() + (r0 + i) * P + sp.p0, hc + act[i] * P + sp.p0, pw);
+          if (C::has_c)
+            copy_n(sv->c_prev.data() + (r0 + i) * H + sp.u0, c.data() + act[i] * H + sp.u0, uw);
         }
-      if (unpacked) {
+      // hg = h_prev W_hh^T for the sequences that take the step (their rows of h gathered first
+      // when some have ended): each gate's product, the state packed once for all of them.
+      const T* h_rows = hc;
+      if (n < B) {
+        gather_rows(n, act, hc, P, P, h_gathers[tid].data(), P);
+        h_rows = h_gathers[tid].data();
+      }
+      if (n > 0 && unpacked) {
         for (int g = 0; g < C::G; ++g)
-          product_rowmajor<T>(B, P, hc, P, w.w_hh + g * H * P, P, sp.u0, sp.u1, hg.data() + g * H,
-                              GH);
-      }
-      // Row r of hg is the r-th row that takes the step: all B rows unless some sequences ended.
-      index_t n_act = B;
-      if (compacting) {
-        index_t* rows = act_rows[tid].data();
-        n_act = active_rows(a.lengths, B, t, rows);
-        if (n_act < B) {
-          gather_rows(n_act, rows, hc, P, P, h_gathers[tid].data(), P);
-          h_packed.pack(n_act, P, h_gathers[tid].data(), P, 1);
-        }
-      }
-      if (!unpacked && n_act > 0) {
-        if (n_act == B) h_packed.pack(B, P, hc, P, 1);  // once per step, for all G gates
+          product_rowmajor<T>(n, P, h_rows, P, w.w_hh + g * H * P, P, sp.u0, sp.u1,
+                              hg.data() + g * H, GH);
+      } else if (n > 0) {
+        h_packed.pack(n, P, h_rows, P, 1);
         for (int g = 0; g < C::G; ++g)
           gemm_panels<T>(h_packed, w_hh_t[g], sp.ub0, sp.ub1, hg.data() + g * H, GH, false);
       }
 
-      T* gates = sv ? sv->gates.data() + off * GH : gates_tmp.data();
-      T* c_new = !C::has_c ? nullptr : sv ? sv->c_new.data() + off * H : c_new_tmp.data();
-      T* gh_n = !gru ? nullptr : sv ? sv->gh_n.data() + off * H : gh_n_tmp.data();
-      T* out = !proj ? h_new.data() : sv ? sv->m.data() + off * H : m_tmp.data();
-      for (index_t b = 0, r = 0; b < B; ++b) {
-        if (!is_active(a.lengths, b, t)) {
-          if (proj) zero_n(out + b * H + sp.u0, uw);  // read by the dW_hr product (times zero)
-          continue;
-        }
-        const index_t hg_row = n_act < B ? r++ : b;
-        C::forward_row(H, sp.u0, sp.u1, xg.data() + (off + b) * GH, hg.data() + hg_row * GH, b_hn.data(),
-                       hc + b * P, row(c.data(), b, H), gates + b * GH, out + b * H,
-                       row(c_new, b, H), row(gh_n, b, H));
+      T* gates = sv ? sv->gates.data() + r0 * GH : gates_tmp.data();
+      T* c_new = !C::has_c ? nullptr : sv ? sv->c_new.data() + r0 * H : c_new_tmp.data();
+      T* gh_n = !gru ? nullptr : sv ? sv->gh_n.data() + r0 * H : gh_n_tmp.data();
+      T* out = !proj ? h_new.data() : sv ? sv->m.data() + r0 * H : m_tmp.data();
+      for (index_t i = 0; i < n; ++i) {
+        const index_t b = act[i];
+        C::forward_row(H, sp.u0, sp.u1, xg.data() + (r0 + i) * GH, hg.data() + i * GH, b_hn.data(),
+                       hc + b * P, row(c.data(), b, H), gates + i * GH, out + i * H,
+                       row(c_new, i, H), row(gh_n, i, H));
       }
       if (proj) {
         barrier.wait();  // the projection needs every unit's m
-        if (unpacked) {
-          product_rowmajor<T>(B, H, out, H, w.w_hr, H, sp.p0, sp.p1, h_new.data(), P);
-        } else {
-          m_packs[tid].pack(B, H, out, H, 1);
+        if (n > 0 && unpacked) {
+          product_rowmajor<T>(n, H, out, H, w.w_hr, H, sp.p0, sp.p1, h_new.data(), P);
+        } else if (n > 0) {
+          m_packs[tid].pack(n, H, out, H, 1);
           gemm_panels<T>(m_packs[tid], w_hr_t, sp.pb0, sp.pb1, h_new.data(), P, false);
         }
       }
 
       // Sequences that took the step move to their new state; the others keep theirs.
-      T* y = a.y + off * P;
-      for (index_t b = 0; b < B; ++b) {
-        if (is_active(a.lengths, b, t)) {
-          copy_n(hn + b * P + sp.p0, h_new.data() + b * P + sp.p0, pw);
-          copy_n(y + b * P + sp.p0, h_new.data() + b * P + sp.p0, pw);
-          if (C::has_c) copy_n(c.data() + b * H + sp.u0, c_new + b * H + sp.u0, uw);
+      T* y = a.y + t * B * P;
+      for (index_t b = 0, i = 0; b < B; ++b) {
+        if (i < n && act[i] == b) {
+          copy_n(hn + b * P + sp.p0, h_new.data() + i * P + sp.p0, pw);
+          copy_n(y + b * P + sp.p0, h_new.data() + i * P + sp.p0, pw);
+          if (C::has_c) copy_n(c.data() + b * H + sp.u0, c_new + i * H + sp.u0, uw);
+          ++i;
         } else {
           copy_n(hn + b * P + sp.p0, hc + b * P + sp.p0, pw);
           zero_n(y + b * P + sp.p0, pw);
@@ -297,15 +306,20 @@ void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Backw
   constexpr bool gru = C::G == 3;  // the only cell whose hidden-side gate gradients differ
   const bool proj = w.w_hr != nullptr;
   const Saved<T>& sv = *a.saved;
+  const StepRows steps(a.lengths, d.T, B);
+  const index_t rows = steps.count();
 
-  AlignedBuffer<T> dgi(static_cast<std::size_t>(TB * GH));
-  AlignedBuffer<T> dgh_gru(static_cast<std::size_t>(gru ? TB * GH : 0));
+  // The gate gradients (and the projection's dh, for dW_hr) by row, as forward saved its values.
+  AlignedBuffer<T> dgi(static_cast<std::size_t>(rows * GH));
+  AlignedBuffer<T> dgh_gru(static_cast<std::size_t>(gru ? rows * GH : 0));
   T* dgh = gru ? dgh_gru.data() : dgi.data();
-  AlignedBuffer<T> dh_total(static_cast<std::size_t>(proj ? TB * P : B * P));  // kept for dW_hr
+  AlignedBuffer<T> dh_total(static_cast<std::size_t>(proj ? rows * P : B * P));
   AlignedBuffer<T> dm(static_cast<std::size_t>(proj ? B * H : 0));
   AlignedBuffer<T> dh_bufs[2] = {AlignedBuffer<T>(static_cast<std::size_t>(B * P)),
                                  AlignedBuffer<T>(static_cast<std::size_t>(B * P))};
   AlignedBuffer<T> dc(static_cast<std::size_t>(C::has_c ? B * H : 0));
+  // dh_prev = dgates_h W_hh of the step's rows, when some sequences did not take it.
+  AlignedBuffer<T> dh_rows(static_cast<std::size_t>(a.lengths ? B * P : 0));
   PackedB<T> w_hh_p, w_hr_p;  // packed in the job, each thread the panels it owns
   w_hh_p.prepare(GH, P);
   if (proj) w_hr_p.prepare(P, H);
@@ -314,91 +328,76 @@ void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Backw
 
   // The reverse loop: steps in the opposite order to forward's, split like forward's.
   const int nthreads = loop_threads(B, GH, H, P, NR);
-  // Each thread's packed copy of dh (projection) or of the step's dgates; see forward_loop.
+  // Each thread's packed copy of dh (projection) or of the step's dgates, and its list of the
+  // sequences that took the step; see forward_loop.
   std::vector<PackedA<T>> a_packs(nthreads);
   for (auto& pa : a_packs) pa.reserve(B, std::max(GH, P));
-  // With lengths, dh_prev = dgates_h W_hh runs on the rows of the sequences that took the step
-  // (as in forward_loop): each thread's list of them and their gate gradients, and the product's
-  // compact result, of which each thread writes and reads only its own columns.
-  const bool compacting = a.lengths != nullptr;
-  std::vector<std::vector<index_t>> act_rows(compacting ? nthreads : 0, std::vector<index_t>(B));
-  std::vector<AlignedBuffer<T>> dg_gathers(compacting ? nthreads : 0);
-  for (auto& g : dg_gathers) g.resize(static_cast<std::size_t>(B * GH));
-  AlignedBuffer<T> dh_compact(static_cast<std::size_t>(compacting ? B * P : 0));
+  std::vector<std::vector<index_t>> act_lists(nthreads, std::vector<index_t>(B));
   // Each thread's sum of squares of dLoss/dh_t over its columns, per time step (diagnostics).
   std::vector<double> dh_sq(static_cast<std::size_t>(nthreads * d.T), 0.0);
   SpinBarrier barrier(nthreads);
   auto job = [&](int tid) {
     const Split sp = split_for(tid, nthreads, H, P, NR);
-    const index_t pw = sp.p1 - sp.p0, uw = sp.u1 - sp.u0;
+    const index_t pw = sp.p1 - sp.p0;
     PackedA<T>& a_packed = a_packs[tid];
+    index_t* act = act_lists[tid].data();
     w_hh_p.pack_panels(sp.pb0, sp.pb1, w.w_hh, P, 1);
     if (proj) w_hr_p.pack_panels(sp.ub0, sp.ub1, w.w_hr, H, 1);
-    for (index_t i = 0; i < d.T; ++i) {
-      const index_t s = d.T - 1 - i, t = reverse ? d.T - 1 - s : s, off = t * B;
-      const T* dcur = dh_bufs[i & 1].data();
-      T* dnext = dh_bufs[(i + 1) & 1].data();
-      T* dtot = proj ? dh_total.data() + off * P : dh_total.data();
-      for (index_t b = 0; b < B; ++b) {
-        T* dst = dtot + b * P;
-        if (is_active(a.lengths, b, t)) {
-          const T* src = dcur + b * P;
-          const T* dyb = a.dy + (off + b) * P;
-          double sq = 0;
-          for (index_t j = sp.p0; j < sp.p1; ++j) {
-            dst[j] = src[j] + dyb[j];
-            sq += double(dst[j]) * double(dst[j]);
-          }
-          dh_sq[tid * d.T + t] += sq;
-        } else {
-          zero_n(dst + sp.p0, pw);
+    for (index_t k = 0; k < d.T; ++k) {
+      const index_t s = d.T - 1 - k, t = reverse ? d.T - 1 - s : s, r0 = steps.first[t];
+      const index_t n = active_rows(a.lengths, B, t, act);
+      const T* dcur = dh_bufs[k & 1].data();
+      T* dnext = dh_bufs[(k + 1) & 1].data();
+      // dLoss/dh_t of each sequence that took the step: from the later steps and from y.
+      T* dtot = proj ? dh_total.data() + r0 * P : dh_total.data();
+      double sq = 0;
+      for (index_t i = 0; i < n; ++i) {
+        T* dst = dtot + i * P;
+        const T* src = dcur + act[i] * P;
+        const T* dyb = a.dy + (t * B + act[i]) * P;
+        for (index_t j = sp.p0; j < sp.p1; ++j) {
+          dst[j] = src[j] + dyb[j];
+          sq += double(dst[j]) * double(dst[j]);
         }
       }
+      dh_sq[tid * d.T + t] += sq;
       const T* dcell = dtot;  // the gradient w.r.t. the cell output (m for a projected LSTM)
       if (proj) {
         barrier.wait();  // dm = dh W_hr needs every column of dh
-        a_packed.pack(B, P, dtot, P, 1);
-        gemm_panels<T>(a_packed, w_hr_p, sp.ub0, sp.ub1, dm.data(), H, false);
+        if (n > 0) {
+          a_packed.pack(n, P, dtot, P, 1);
+          gemm_panels<T>(a_packed, w_hr_p, sp.ub0, sp.ub1, dm.data(), H, false);
+        }
         dcell = dm.data();
       }
-      for (index_t b = 0; b < B; ++b) {
-        const index_t r = off + b;
-        T* dgi_r = dgi.data() + r * GH;
-        T* dgh_r = dgh + r * GH;
-        if (!is_active(a.lengths, b, t)) {
-          for (int g = 0; g < C::G; ++g) {
-            zero_n(dgi_r + g * H + sp.u0, uw);
-            if (gru) zero_n(dgh_r + g * H + sp.u0, uw);
-          }
-          if (gru) zero_n(dnext + b * P + sp.u0, uw);
-          continue;
-        }
-        C::backward_row(H, sp.u0, sp.u1, dcell + b * (proj ? H : P), row(dc.data(), b, H),
+      for (index_t i = 0; i < n; ++i) {
+        const index_t r = r0 + i, b = act[i];
+        C::backward_row(H, sp.u0, sp.u1, dcell + i * (proj ? H : P), row(dc.data(), b, H),
                         sv.gates.data() + r * GH, row(sv.c_prev.data(), r, H),
                         row(sv.c_new.data(), r, H), sv.h_prev.data() + r * P,
-                        row(sv.gh_n.data(), r, H), dgi_r, dgh_r, dnext + b * P);
+                        row(sv.gh_n.data(), r, H), dgi.data() + r * GH, dgh + r * GH,
+                        dnext + b * P);
       }
       barrier.wait();  // dh_prev = dgates_h W_hh needs every gate of every unit
-      // (+ the GRU's direct z * dh, already in dnext; the GRU has no projection, so P == H.)
-      const T* dg_step = dgh + off * GH;
-      index_t n_act = B;
-      if (compacting) n_act = active_rows(a.lengths, B, t, act_rows[tid].data());
-      if (n_act == B) {
-        a_packed.pack(B, GH, dg_step, GH, 1);
+      // (+ the GRU's direct z * dh, already in dnext; the GRU has no projection, so P == H.) The
+      // step's rows of dgates are consecutive; with every sequence in the step, row i is sequence i.
+      if (n == B) {
+        a_packed.pack(B, GH, dgh + r0 * GH, GH, 1);
         gemm_panels<T>(a_packed, w_hh_p, sp.pb0, sp.pb1, dnext, P, gru);
-      } else if (n_act > 0) {
-        const index_t* rows = act_rows[tid].data();
-        gather_rows(n_act, rows, dg_step, GH, GH, dg_gathers[tid].data(), GH);
-        a_packed.pack(n_act, GH, dg_gathers[tid].data(), GH, 1);
-        gemm_panels<T>(a_packed, w_hh_p, sp.pb0, sp.pb1, dh_compact.data(), P, false);
-        for (index_t r = 0; r < n_act; ++r) {
-          T* dst = dnext + rows[r] * P;
-          const T* src = dh_compact.data() + r * P;
+      } else if (n > 0) {
+        a_packed.pack(n, GH, dgh + r0 * GH, GH, 1);
+        gemm_panels<T>(a_packed, w_hh_p, sp.pb0, sp.pb1, dh_rows.data(), P, false);
+        for (index_t i = 0; i < n; ++i) {
+          T* dst = dnext + act[i] * P;
+          const T* src = dh_rows.data() + i * P;
           for (index_t j = sp.p0; j < sp.p1; ++j) dst[j] = gru ? dst[j] + src[j] : src[j];
         }
       }
-      for (index_t b = 0; b < B; ++b)
-        if (!is_active(a.lengths, b, t)) copy_n(dnext + b * P + sp.p0, dcur + b * P + sp.p0, pw);
+      // Sequences that did not take the step pass their gradient through unchanged.
+      for (index_t b = 0, i = 0; b < B; ++b) {
+        if (i < n && act[i] == b) ++i;
+        else copy_n(dnext + b * P + sp.p0, dcur + b * P + sp.p0, pw);
+      }
     }
   };
   ThreadTeam::global().run(nthreads, JobRef(job));
@@ -411,15 +410,27 @@ void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Backw
     }
   if (C::has_c) copy_n(a.dc0, dc.data(), B * H);
 
-  // The hoisted products over all T*B rows.
-  const T* x = a.lengths ? sv.x_masked.data() : a.x;
+  // The hoisted products over all rows (every (t, b) that took its step).
+  const T* x = a.lengths ? sv.x_rows.data() : a.x;
   PackedB<T> scratch;
-  gemm<T>(TB, I, GH, dgi.data(), GH, 1, w.w_ih, I, 1, a.dx, I, false, scratch);
-  gemm<T>(GH, I, TB, dgi.data(), 1, GH, x, I, 1, a.dw_ih, I, false, scratch);
-  gemm<T>(GH, P, TB, dgh, 1, GH, sv.h_prev.data(), P, 1, a.dw_hh, P, false, scratch);
-  if (a.db_ih) column_sums(TB, GH, dgi.data(), a.db_ih);
-  if (a.db_hh) column_sums(TB, GH, dgh, a.db_hh);
-  if (proj) gemm<T>(P, H, TB, dh_total.data(), 1, P, sv.m.data(), H, 1, a.dw_hr, H, false, scratch);
+  if (rows == TB) {  // row t * B + b is (t, b)
+    gemm<T>(TB, I, GH, dgi.data(), GH, 1, w.w_ih, I, 1, a.dx, I, false, scratch);
+  } else {  // dx by row, then into (T, B, I) with zeros where a sequence had ended
+    AlignedBuffer<T> dx_rows(static_cast<std::size_t>(rows * I));
+    gemm<T>(rows, I, GH, dgi.data(), GH, 1, w.w_ih, I, 1, dx_rows.data(), I, false, scratch);
+    for (index_t t = 0, r = 0; t < d.T; ++t)
+      for (index_t b = 0; b < B; ++b) {
+        T* dst = a.dx + (t * B + b) * I;
+        if (is_active(a.lengths, b, t)) copy_n(dst, dx_rows.data() + (r++) * I, I);
+        else zero_n(dst, I);
+      }
+  }
+  gemm<T>(GH, I, rows, dgi.data(), 1, GH, x, I, 1, a.dw_ih, I, false, scratch);
+  gemm<T>(GH, P, rows, dgh, 1, GH, sv.h_prev.data(), P, 1, a.dw_hh, P, false, scratch);
+  if (a.db_ih) column_sums(rows, GH, dgi.data(), a.db_ih);
+  if (a.db_hh) column_sums(rows, GH, dgh, a.db_hh);
+  if (proj)
+    gemm<T>(P, H, rows, dh_total.data(), 1, P, sv.m.data(), H, 1, a.dw_hr, H, false, scratch);
 }
 
 }  // namespace

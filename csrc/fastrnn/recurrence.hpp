@@ -37,16 +37,17 @@ struct Weights {
   const T* w_hr;
 };
 
-// What a training forward keeps for backward, indexed by time t (not by processing order).
+// What a training forward keeps for backward: one row per (t, b) where sequence b takes step t, in
+// time order (not processing order), then b order; without lengths that is every (t, b), row t*B+b.
 template <class T>
 struct Saved {
-  AlignedBuffer<T> x_masked;  // (T, B, I) x with padding zeroed; only with lengths
-  AlignedBuffer<T> h_prev;    // (T, B, P) the state step t started from
-  AlignedBuffer<T> gates;     // (T, B, G*H) activated gates; rnn: the new h
-  AlignedBuffer<T> c_prev;    // (T, B, H) lstm
-  AlignedBuffer<T> c_new;     // (T, B, H) lstm
-  AlignedBuffer<T> m;         // (T, B, H) lstm with projection: o * tanh(c_new)
-  AlignedBuffer<T> gh_n;      // (T, B, H) gru: W_hn h_prev + b_hn
+  AlignedBuffer<T> x_rows;    // (rows, I) those rows of x; only with lengths
+  AlignedBuffer<T> h_prev;    // (rows, P) the state step t started from
+  AlignedBuffer<T> gates;     // (rows, G*H) activated gates; rnn: the new h
+  AlignedBuffer<T> c_prev;    // (rows, H) lstm
+  AlignedBuffer<T> c_new;     // (rows, H) lstm
+  AlignedBuffer<T> m;         // (rows, H) lstm with projection: o * tanh(c_new)
+  AlignedBuffer<T> gh_n;      // (rows, H) gru: W_hn h_prev + b_hn
 };
 
 template <class T>
