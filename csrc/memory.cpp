@@ -67,8 +67,8 @@ class BlockCache {
     std::size_t best = blocks_.size();
     for (std::size_t i = 0; i < blocks_.size(); ++i) {
       const std::size_t b = blocks_[i].bytes;
-      if (b >= bytes && b - bytes <= bytes / 4 && (best == blocks_.size() || b < blocks_[best].bytes))
-        best = i;
+      const bool fits = b >= bytes && b - bytes <= bytes / 4;
+      if (fits && (best == blocks_.size() || b < blocks_[best].bytes)) best = i;
     }
     if (best == blocks_.size()) return {nullptr, 0};
     const Block found = blocks_[best];
@@ -80,7 +80,8 @@ class BlockCache {
   // Keeps the block (the newest last), freeing the oldest ones to stay within kCacheBytes.
   void keep(Block block) noexcept {
     std::lock_guard<std::mutex> lock(mutex_);
-    while (!blocks_.empty() && (total_ + block.bytes > kCacheBytes || blocks_.size() >= kMaxBlocks)) {
+    while (!blocks_.empty() &&
+           (total_ + block.bytes > kCacheBytes || blocks_.size() >= kMaxBlocks)) {
       std::free(blocks_.front().p);
       total_ -= blocks_.front().bytes;
       blocks_.erase(blocks_.begin());

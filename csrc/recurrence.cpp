@@ -380,7 +380,7 @@ void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Backw
       }
       barrier.wait();  // dh_prev = dgates_h W_hh needs every gate of every unit
       // (+ the GRU's direct z * dh, already in dnext; the GRU has no projection, so P == H.) The
-      // step's rows of dgates are consecutive; with every sequence in the step, row i is sequence i.
+      // step's rows of dgates are consecutive; with every sequence in it, row i is sequence i.
       if (n == B) {
         a_packed.pack(B, GH, dgh + r0 * GH, GH, 1);
         gemm_panels<T>(a_packed, w_hh_p, sp.pb0, sp.pb1, dnext, P, gru);

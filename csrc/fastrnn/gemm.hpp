@@ -204,7 +204,8 @@ inline void pack_a(index_t mc, index_t kc, const T* a, index_t rs, index_t cs, T
       // Its rows are far apart (one per time step), which the hardware prefetchers do not follow.
       if (k + kAhead < kc)
         for (index_t l = 0; l < mc; l += kLine) __builtin_prefetch(src + kAhead * cs + l);
-      for (index_t p0 = 0; p0 < full; p0 += MR) std::memcpy(out + p0 * kc + k * MR, src + p0, sizeof(T) * MR);
+      for (index_t p0 = 0; p0 < full; p0 += MR)
+        std::memcpy(out + p0 * kc + k * MR, src + p0, sizeof(T) * MR);
       const int rows = static_cast<int>(mc - full);
       T* dst = out + full * kc + k * rows;
       for (int i = 0; i < rows; ++i) dst[i] = src[full + i];
