@@ -12,8 +12,6 @@ recurs: P == H, or the projection size when an LSTM has ``w_hr``.
 
 import numpy as np
 
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
-
 
 def _sigmoid(a):
     # Written so that large |a| never overflows exp().

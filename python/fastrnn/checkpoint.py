@@ -64,6 +64,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import optim as _optim
+from ._cells import LAYER_GATES
 from .layers import GRU, LSTM, RNN
 from .linear import Embedding, Linear
 from .sequential import Sequential
@@ -103,7 +104,6 @@ _ARGS = {
     "Embedding": [("num_embeddings", _INT), ("embedding_dim", _INT), ("dtype", _DTYPE),
                   ("seed", _OPT_INT)],
 }
-_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 _RNG_MAX = {"state": 1 << 128, "inc": 1 << 128}
 
@@ -454,7 +454,7 @@ def _weight_count(kind, a):
         return a["out_features"] * a["in_features"] + (a["out_features"] if a["bias"] else 0)
     if kind == "Embedding":
         return a["num_embeddings"] * a["embedding_dim"]
-    G, H, L, I = _GATES[kind], a["hidden_size"], a["num_layers"], a["input_size"]
+    G, H, L, I = LAYER_GATES[kind], a["hidden_size"], a["num_layers"], a["input_size"]
     proj = a.get("proj_size", 0)
     P, D = proj or H, 2 if a["bidirectional"] else 1
     rest = (2 * G * H if a["bias"] else 0) + (P * H if proj else 0)

@@ -52,12 +52,11 @@ import numpy as np
 
 from ._checks import float_array as _array
 from ._checks import shaped as _shaped
-from ._reference import GATES
+from ._cells import CELLS, GATES
 
 __all__ = ["to_onnx", "from_onnx", "state_dict_to_onnx", "onnx_to_state_dict",
            "to_keras", "from_keras", "state_dict_to_keras", "keras_to_state_dict"]
 
-CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 
 # Gate permutations: ORDER[k] is the PyTorch gate index stored at the format's gate position k.
 # PyTorch: lstm (i, f, g, o), gru (r, z, n). ONNX: lstm (i, o, f, c), gru (z, r, h).

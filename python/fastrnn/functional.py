@@ -11,9 +11,7 @@ import numpy as np
 
 from . import _backend
 from ._checks import check_memory, float_array, shaped
-from ._reference import GATES
-
-CELLS = tuple(GATES)
+from ._cells import CELLS, GATES
 
 
 class Cache:

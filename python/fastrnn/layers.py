@@ -11,9 +11,8 @@ import numpy as np
 from . import _backend
 from . import functional as F
 from ._module import Module, Parameter, _bool, _dropout, _int
-from ._reference import GATES
+from ._cells import GATES, RNN_CELLS
 
-_RNN_CELLS = {"tanh": "rnn_tanh", "relu": "rnn_relu"}
 # The weights of one layer and direction, in the functional core's argument order.
 _KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
@@ -313,10 +312,10 @@ class RNN(_SingleState):
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, dtype="float32",
                  backend=None, seed=None):
-        if nonlinearity not in _RNN_CELLS:
+        if nonlinearity not in RNN_CELLS:
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        super().__init__(_RNN_CELLS[nonlinearity], input_size, hidden_size, num_layers, bias,
+        super().__init__(RNN_CELLS[nonlinearity], input_size, hidden_size, num_layers, bias,
                          batch_first, dropout, bidirectional, 0, dtype, backend, seed)
 
 
