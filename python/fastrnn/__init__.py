@@ -1,10 +1,9 @@
 """fastrnn: fast CPU recurrent neural networks (RNN, LSTM, GRU) with C++ forward and BPTT kernels."""
 
-__version__ = "0.1.0"
-
 from . import convert, datasets, diagnostics, functional, generate, init, losses, optim
 from ._backend import get_backend, get_num_threads, info, set_backend, set_num_threads, use_backend
 from ._module import Parameter
+from ._version import __version__
 from .layers import GRU, LSTM, RNN
 from .linear import Embedding, Linear
 from .sequential import Sequential

@@ -11,6 +11,7 @@ import threading
 import warnings
 
 from . import _reference
+from ._version import __version__
 
 BACKENDS = ("native", "numpy")
 
@@ -189,7 +190,6 @@ def run_pair(first, second, threads):
 
 def info():
     """A dict describing this installation: version, backend, CPU paths, threads."""
-    from . import __version__
     return {
         "version": __version__,
         "backend": get_backend(),

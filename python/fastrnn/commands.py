@@ -45,7 +45,7 @@ def char_model(vocab_size, cell="lstm", hidden=256, layers=1, embed=64, dropout=
 
 def _setup(args):
     """Applies --backend/--threads (a bad value exits with argparse's usage error)."""
-    from . import set_backend, set_num_threads
+    from ._backend import set_backend, set_num_threads
     if getattr(args, "backend", None):
         set_backend(args.backend)
     if getattr(args, "threads", None):
@@ -223,7 +223,7 @@ def _forecast(args):
 def _step_ms(model, x, y, backend, repeat):
     """Median ms of one training step's forward + loss + backward on ``backend`` (after two
     untimed steps)."""
-    from . import use_backend
+    from ._backend import use_backend
     from .losses import cross_entropy
     times = []
     with use_backend(backend):
@@ -280,7 +280,7 @@ def _demo(args):
     # Native first: NumPy's BLAS threads keep spinning for a while after its calls.
     native = {}
     if _backend.native_available():
-        from . import get_num_threads, set_num_threads
+        from ._backend import get_num_threads, set_num_threads
         before = get_num_threads()
         try:
             for n in sorted({1, os.cpu_count() or 1, before}):
