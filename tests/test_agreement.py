@@ -7,7 +7,7 @@ import pytest
 import fastrnn
 from fastrnn import functional as F
 
-from conftest import (CELL_VARIANTS, DTYPES, GRADS, OUTPUTS, assert_close, assert_results_close,
+from helpers import (CELL_VARIANTS, DTYPES, GRADS, OUTPUTS, assert_close, assert_results_close,
                       make_lengths, make_upstream, make_variant, run)
 
 pytestmark = pytest.mark.native

@@ -13,7 +13,7 @@ import fastrnn
 from fastrnn import _backend
 from fastrnn import functional as F
 
-from conftest import NATIVE, NATIVE_REASON, make_problem
+from helpers import NATIVE, NATIVE_REASON, make_problem
 
 OTHER = {"numpy": "native", "native": "numpy"}
 
@@ -187,7 +187,7 @@ def test_num_threads_default_is_positive():
 @pytest.mark.native
 def test_many_threads_still_correct(restore_threads):
     # More threads than cores or than work (H=3): idle workers must not corrupt results.
-    from conftest import assert_results_close, make_lengths, make_upstream, run
+    from helpers import assert_results_close, make_lengths, make_upstream, run
     p = make_problem("lstm", 3, 2, 4, 3, seed=42)
     up = make_upstream(p, 3)
     lengths = make_lengths(3, 2)

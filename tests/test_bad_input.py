@@ -7,7 +7,7 @@ import pytest
 import fastrnn
 from fastrnn import functional as F
 
-from conftest import (CELL_VARIANTS, GATES, assert_results_close, make_lengths, make_problem,
+from helpers import (CELL_VARIANTS, GATES, assert_results_close, make_lengths, make_problem,
                       make_upstream, make_variant, run)
 
 T, B, I, H, P = 3, 2, 4, 5, 3
@@ -314,7 +314,7 @@ def test_lengths_integer_dtypes(backend, ldtype):
 
 def test_big_endian_float_arrays_are_accepted():
     # Byte order is storage, not a dtype choice: '>f8' is float64 and gives the same result.
-    from conftest import make_problem
+    from helpers import make_problem
     p = make_problem("gru", 3, 2, 4, 5, seed=3)
     y_native_order = fastrnn.functional.forward("gru", p["x"], None, None, p["w_ih"], p["w_hh"],
                                                 None, None, training=False)[0]

@@ -13,7 +13,7 @@ import fastrnn
 from fastrnn import convert as C
 from fastrnn import functional as F
 
-from conftest import CELLS, GATES, assert_close
+from helpers import CELLS, GATES, assert_close
 
 T, B, I, H = 4, 3, 5, 6
 DTYPES = (np.float32, np.float64)

@@ -3,7 +3,7 @@ the reference, so that a machine without AVX-512 or AVX2 gets the same results a
 
 import pytest
 
-from conftest import (CELL_VARIANTS, DTYPES, assert_results_close, make_lengths, make_upstream,
+from helpers import (CELL_VARIANTS, DTYPES, assert_results_close, make_lengths, make_upstream,
                       make_variant, run)
 
 pytestmark = pytest.mark.native

@@ -6,7 +6,7 @@ import pytest
 import fastrnn as fr
 from fastrnn import functional as F
 
-from conftest import CELL_VARIANTS, make_lengths, make_upstream, make_variant
+from helpers import CELL_VARIANTS, make_lengths, make_upstream, make_variant
 
 
 def norms(problem, cell, backend, lengths=None, reverse=False, upstream=(None, None, None)):

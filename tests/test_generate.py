@@ -8,7 +8,7 @@ import pytest
 import fastrnn as fr
 from fastrnn.generate import CharVocab, Stepper, next_token, sample
 
-from conftest import BACKENDS, NATIVE
+from helpers import BACKENDS, NATIVE
 
 LAYERS = {"lstm": fr.LSTM, "gru": fr.GRU, "rnn": fr.RNN}
 TOL = {np.float32: 1e-6, np.float64: 1e-12}

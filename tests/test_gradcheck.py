@@ -9,7 +9,7 @@ import pytest
 
 from fastrnn import functional as F
 
-from conftest import CELL_VARIANTS, GRADS, INPUTS, make_lengths, make_upstream, make_variant
+from helpers import CELL_VARIANTS, GRADS, INPUTS, make_lengths, make_upstream, make_variant
 
 STEP = 1e-6
 RTOL = 1e-6

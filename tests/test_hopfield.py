@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import NATIVE, backend_params
+from helpers import NATIVE, backend_params
 
 import fastrnn as fr
 from fastrnn import hopfield as hf

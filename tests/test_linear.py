@@ -8,7 +8,7 @@ import fastrnn as fr
 from fastrnn import Parameter
 from fastrnn.linear import Embedding, Linear
 
-from conftest import assert_close, backend_params, fd_grad
+from helpers import assert_close, backend_params, fd_grad
 
 DTYPES = (np.float32, np.float64)
 

@@ -6,7 +6,7 @@ import pytest
 
 from fastrnn import losses
 
-from conftest import assert_close, fd_grad
+from helpers import assert_close, fd_grad
 
 DTYPES = (np.float32, np.float64)
 

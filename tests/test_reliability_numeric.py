@@ -11,7 +11,7 @@ import pytest
 
 from fastrnn import functional as F
 
-from conftest import (CELL_VARIANTS, DTYPES, assert_close, make_problem, make_upstream,
+from helpers import (CELL_VARIANTS, DTYPES, assert_close, make_problem, make_upstream,
                       make_variant, run)
 
 pytestmark = pytest.mark.native

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from fastrnn import functional as F
 
-from conftest import (CELL_VARIANTS, GATES, GRADS, OUTPUTS, assert_close, make_problem, run,
+from helpers import (CELL_VARIANTS, GATES, GRADS, OUTPUTS, assert_close, make_problem, run,
                       tolerance)
 
 pytestmark = pytest.mark.native
@@ -108,7 +108,7 @@ def test_valid_calls_match_reference(case, seed):
 
 
 def assert_sums_close(actual, expected, rows):
-    """conftest's tolerances, with the absolute part relative to max(1, scale) * sqrt(rows + 1):
+    """helpers' tolerances, with the absolute part relative to max(1, scale) * sqrt(rows + 1):
     bias and weight gradients are sums over T*B rows of O(1) terms, and when those terms cancel the
     result is far smaller than the rounding error of its terms (seen: db_ih = 0.0135 from 20 terms
     of size ~1 in float32, off by 1.2e-6 in both backends' own rounding)."""

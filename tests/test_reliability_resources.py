@@ -16,7 +16,7 @@ import pytest
 import fastrnn
 from fastrnn import functional as F
 
-from conftest import GATES, make_problem, make_upstream
+from helpers import GATES, make_problem, make_upstream
 
 
 

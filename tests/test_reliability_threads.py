@@ -11,7 +11,7 @@ import pytest
 
 import fastrnn
 
-from conftest import CELL_VARIANTS, DTYPES, make_lengths, make_upstream, make_variant, run
+from helpers import CELL_VARIANTS, DTYPES, make_lengths, make_upstream, make_variant, run
 
 pytestmark = pytest.mark.native
 

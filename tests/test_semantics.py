@@ -7,7 +7,7 @@ import pytest
 
 from fastrnn import functional as F
 
-from conftest import (CELL_VARIANTS, DTYPES, GRADS, INPUTS, OUTPUTS, assert_close,
+from helpers import (CELL_VARIANTS, DTYPES, GRADS, INPUTS, OUTPUTS, assert_close,
                       assert_results_close, make_lengths, make_upstream, make_variant, run)
 
 VARIANTS = list(CELL_VARIANTS)

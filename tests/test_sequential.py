@@ -10,7 +10,7 @@ from fastrnn import losses
 from fastrnn.linear import Embedding, Linear
 from fastrnn.sequential import Sequential
 
-from conftest import assert_close, backend_params
+from helpers import assert_close, backend_params
 
 V, E, H, T, B = 7, 4, 5, 6, 3
 

@@ -9,7 +9,7 @@ import pytest
 
 import fastrnn
 
-from conftest import (CELL_VARIANTS, DTYPES, assert_results_close, make_lengths, make_upstream,
+from helpers import (CELL_VARIANTS, DTYPES, assert_results_close, make_lengths, make_upstream,
                       make_variant, run)
 
 pytestmark = pytest.mark.native

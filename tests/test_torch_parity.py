@@ -5,7 +5,7 @@ and pad_packed_sequence; reverse is the second half of a bidirectional torch lay
 import numpy as np
 import pytest
 
-from conftest import (CELL_VARIANTS, DTYPES, backend_params, make_lengths, make_problem, make_upstream,
+from helpers import (CELL_VARIANTS, DTYPES, backend_params, make_lengths, make_problem, make_upstream,
                       run)
 
 torch = pytest.importorskip("torch")
@@ -43,7 +43,7 @@ def torch_layer(cell, I, H, P, bias, bidirectional, dtype):
 
 
 def torch_reference(cell, p, lengths, reverse, up):
-    """Runs torch on problem ``p``; returns outputs and gradients keyed like conftest.run()."""
+    """Runs torch on problem ``p``; returns outputs and gradients keyed like helpers.run()."""
     x_np = p["x"]
     T, B, I = x_np.shape
     H = p["w_ih"].shape[0] // {"lstm": 4, "gru": 3}.get(cell, 1)

@@ -13,7 +13,7 @@ import pytest
 import fastrnn as fr
 from fastrnn import losses
 
-from conftest import backend_params
+from helpers import backend_params
 
 V = 5
 
