@@ -4,16 +4,16 @@ import time
 
 import pytest
 
-from fastrnn import bench
+from . import harness
 
 # A call slower than this is timed with a fixed, small number of rounds (the numpy backend on the
 # larger shapes); faster ones let pytest-benchmark calibrate as usual.
 SLOW_CALL_S = 0.05
 SLOW_ROUNDS = 3
 
-UNAVAILABLE = {"native": None if bench.native_available() else "the native extension is not built",
+UNAVAILABLE = {"native": None if harness.native_available() else "the native extension is not built",
                "numpy": None,
-               "torch": None if bench.torch_available() else "torch is not installed"}
+               "torch": None if harness.torch_available() else "torch is not installed"}
 UNAVAILABLE["native_padded"] = UNAVAILABLE["native"]
 
 

@@ -1,7 +1,7 @@
 """Shared fixtures for the pytest-benchmark files (run: ``python -m pytest benchmarks``).
 
-The grid, the problems and the torch modules come from ``fastrnn.bench``, which is also what
-``python -m fastrnn bench`` runs; this file only caches them for the session.
+The grid, the problems and the torch modules come from the harness (harness.py, layers.py,
+grid.py), which is also what ``python -m benchmarks`` runs; this file only caches them.
 """
 
 import pathlib
@@ -14,23 +14,23 @@ try:
 except ImportError:  # a plain checkout: use the package next to this directory
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
 
-from fastrnn import bench  # noqa: E402
+from . import harness, layers  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
 def threads():
     """fastrnn.get_num_threads() (set it with FASTRNN_NUM_THREADS); torch is set to match."""
-    return bench.configure_threads()
+    return harness.configure_threads()
 
 
 @pytest.fixture(scope="session")
 def problem():
-    """``problem(cell, shape)``: bench.make_problem's float32 problem, made once per session."""
+    """``problem(cell, shape)``: harness.make_problem's float32 problem, made once per session."""
     cache = {}
 
     def get(cell, shape):
         if (cell, shape) not in cache:
-            cache[(cell, shape)] = bench.make_problem(cell, shape, "float32")
+            cache[(cell, shape)] = harness.make_problem(cell, shape, "float32")
         return cache[(cell, shape)]
     return get
 
@@ -42,7 +42,7 @@ def reference(problem):
 
     def get(cell, shape):
         if (cell, shape) not in cache:
-            cache[(cell, shape)] = bench.run_outputs("numpy", problem(cell, shape),
+            cache[(cell, shape)] = harness.run_outputs("numpy", problem(cell, shape),
                                                      "forward+backward")
         return cache[(cell, shape)]
     return get
@@ -50,13 +50,13 @@ def reference(problem):
 
 @pytest.fixture(scope="session")
 def layer_problem():
-    """``layer_problem(cell, shape)``: bench.make_layer_problem's float32 problem (2 layers,
+    """``layer_problem(cell, shape)``: layers.make_layer_problem's float32 problem (2 layers,
     bidirectional, variable lengths), made once per session."""
     cache = {}
 
-    def get(cell, shape=bench.LAYER_SHAPE):
+    def get(cell, shape=layers.LAYER_SHAPE):
         if (cell, shape) not in cache:
-            cache[(cell, shape)] = bench.make_layer_problem(cell, shape, "float32")
+            cache[(cell, shape)] = layers.make_layer_problem(cell, shape, "float32")
         return cache[(cell, shape)]
     return get
 
@@ -67,11 +67,11 @@ def layer_torch(layer_problem):
     once), or None when torch is not installed."""
     cache = {}
 
-    def get(cell, shape=bench.LAYER_SHAPE):
-        if not bench.torch_available():
+    def get(cell, shape=layers.LAYER_SHAPE):
+        if not harness.torch_available():
             return None
         if (cell, shape) not in cache:
-            cache[(cell, shape)] = bench.torch_layer_module(layer_problem(cell, shape))
+            cache[(cell, shape)] = layers.torch_layer_module(layer_problem(cell, shape))
         return cache[(cell, shape)]
     return get
 
@@ -82,8 +82,8 @@ def layer_reference(layer_problem):
     the problem's lengths or (``padded``) without, computed once."""
     cache = {}
 
-    def get(cell, shape=bench.LAYER_SHAPE, padded=False):
+    def get(cell, shape=layers.LAYER_SHAPE, padded=False):
         if (cell, shape, padded) not in cache:
-            cache[(cell, shape, padded)] = bench.layer_reference(layer_problem(cell, shape), padded)
+            cache[(cell, shape, padded)] = layers.layer_reference(layer_problem(cell, shape), padded)
         return cache[(cell, shape, padded)]
     return get

@@ -2,13 +2,13 @@
 
 Reads either file the benchmarks write::
 
-    python -m fastrnn bench --grid --json grid.json               # the command line's --json
+    python -m benchmarks --grid --json grid.json                  # the grid command line's --json
     python -m pytest benchmarks --benchmark-json=bench.json        # pytest-benchmark's JSON
 
     python benchmarks/report.py grid.json [--stat min]              # the tables, with targets
     python benchmarks/report.py grid.json --png grid.png            # and a chart (matplotlib)
 
-Each section (functional, layers, grid) prints the table ``python -m fastrnn bench`` prints; the
+Each section (functional, layers, grid) prints the table ``python -m benchmarks`` prints; the
 grid's targets use the sgemm rate saved in the command line's JSON (pytest-benchmark's JSON has
 none, so the %sgemm targets read n/a there). The chart (``--png``) needs matplotlib, an optional
 extra: ``pip install matplotlib``.
@@ -20,16 +20,14 @@ import math
 import pathlib
 import sys
 
-try:
-    from fastrnn import bench
-except ImportError:  # a plain checkout: use the package next to this directory
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
-    from fastrnn import bench
+if __package__ in (None, ""):  # run as a script: import the harness as the package it is
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from benchmarks import grid, harness, layers  # noqa: E402
 
 SECTIONS = ("functional", "layers", "grid")
 TITLES = {"functional": "functional: one layer, one direction",
           "layers": "layers: 2 layers, bidirectional, variable lengths",
-          "grid": "grid: S1-S6 (issue 4)"}
+          "grid": "grid: S1-S6"}
 COLORS = {"native": "#1f77b4", "native_padded": "#9ecae1", "torch": "#d62728", "numpy": "#7f7f7f"}
 
 
@@ -37,16 +35,16 @@ COLORS = {"native": "#1f77b4", "native_padded": "#9ecae1", "torch": "#d62728", "
 # Reading
 
 def _order_key(r):
-    cells = {c: n for n, c in enumerate(bench.CELLS)}
-    shapes = {s: n for n, s in enumerate(bench.ALL_SHAPES)}
-    modes = {m: n for n, m in enumerate(bench.MODES)}
-    impls = {i: n for n, i in enumerate(bench.LAYER_IMPLEMENTATIONS)}
+    cells = {c: n for n, c in enumerate(harness.CELLS)}
+    shapes = {s: n for n, s in enumerate(harness.ALL_SHAPES)}
+    modes = {m: n for n, m in enumerate(harness.MODES)}
+    impls = {i: n for n, i in enumerate(layers.LAYER_IMPLEMENTATIONS)}
     return (cells.get(r["cell"], 99), shapes.get(r["shape"], 99), modes.get(r["mode"], 99),
             impls.get(r["impl"], 99))
 
 
 def results_from_pytest_benchmark(data, stat="median"):
-    """{section: fastrnn.bench-style result dicts} from pytest-benchmark's JSON (the files in
+    """{section: harness-style result dicts} from pytest-benchmark's JSON (the files in
     benchmarks/; results from before sections existed count as "functional")."""
     sections = {}
     for b in data.get("benchmarks", []):
@@ -74,7 +72,7 @@ def load(path, stat="median"):
     sgemm = (data.get("grid") or {}).get("sgemm")
     if sgemm and stat == "mean":
         sgemm = None  # only the median and best rates were saved
-    return sections, sgemm, "python -m fastrnn bench"
+    return sections, sgemm, "python -m benchmarks"
 
 
 def sgemm_rate(sgemm, stat):
@@ -87,13 +85,13 @@ def rows_and_columns(section, results, stat, sgemm_gflops=None):
     """The summarised rows and the table columns of one section."""
     key = f"{stat}_ms"
     if section == "layers":
-        impls = [i for i in bench.LAYER_IMPLEMENTATIONS if any(r["impl"] == i for r in results)]
-        return bench.summarize_layers(results, stat=key), bench.layer_table_columns(impls), impls
-    impls = [i for i in bench.IMPLEMENTATIONS if any(r["impl"] == i for r in results)]
+        impls = [i for i in layers.LAYER_IMPLEMENTATIONS if any(r["impl"] == i for r in results)]
+        return layers.summarize_layers(results, stat=key), layers.layer_table_columns(impls), impls
+    impls = [i for i in harness.IMPLEMENTATIONS if any(r["impl"] == i for r in results)]
     if section == "grid":
-        rows = bench.summarize_grid(results, stat=key, sgemm_gflops=sgemm_gflops)
-        return rows, bench.grid_table_columns(impls), impls
-    return bench.summarize(results, stat=key), bench.table_columns(impls), impls
+        rows = grid.summarize_grid(results, stat=key, sgemm_gflops=sgemm_gflops)
+        return rows, grid.grid_table_columns(impls), impls
+    return harness.summarize(results, stat=key), harness.table_columns(impls), impls
 
 
 # -------------------------------------------------------------------------------------------------
@@ -117,7 +115,7 @@ def draw_chart(sections, path, stat="median", title=None):
         results = sections.get(section)
         if not results:
             continue
-        for mode in bench.MODES:
+        for mode in harness.MODES:
             rs = [r for r in results if r["mode"] == mode]
             if rs:
                 panels.append((section, mode, rs))
@@ -168,7 +166,7 @@ def draw_chart(sections, path, stat="median", title=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("json", help="a file written by python -m fastrnn bench --json or by "
+    parser.add_argument("json", help="a file written by python -m benchmarks --json or by "
                                      "pytest --benchmark-json")
     parser.add_argument("--stat", choices=("median", "min", "mean"), default=None,
                         help="which statistic to show (default: the one the file was made with, "
@@ -201,7 +199,7 @@ def main(argv=None):
             print(f"sgemm (1 thread, 4096x1024x1024): {gflops:.1f} GFLOP/s" if gflops else
                   "sgemm: not in this file, the %sgemm targets read n/a")
         rows, columns, _ = rows_and_columns(section, results, stat, gflops)
-        print(bench.format_table(rows, columns=columns))
+        print(harness.format_table(rows, columns=columns))
         if section == "grid":
             targets = [t for r in rows for t in r["targets"]]
             counts = {k: sum(t["status"] == k for t in targets) for k in ("PASS", "MISS", "n/a")}

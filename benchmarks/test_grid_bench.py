@@ -1,4 +1,4 @@
-"""The performance grid of issue 4 (S1-S6, every cell) with pytest-benchmark, one group per problem.
+"""The performance grid (S1-S6, every cell) with pytest-benchmark, one group per problem.
 
 Groups are named "grid <cell> <mode> <shape>" (e.g. "grid gru forward+backward S3")::
 
@@ -8,32 +8,32 @@ Groups are named "grid <cell> <mode> <shape>" (e.g. "grid gru forward+backward S
 
 S6 (DeepBench's vanilla RNN shape) is for the rnn cells only. Every test first checks the
 implementation against the numpy reference (outputs and, for forward+backward, every gradient).
-The targets (ratios, % of sgemm) are printed by ``python -m fastrnn bench --grid`` and by
+The targets (ratios, % of sgemm) are printed by ``python -m benchmarks --grid`` and by
 ``benchmarks/report.py`` from the JSON; timings are never asserted.
 """
 
 import pytest
-from _common import impl_params, time_call
+from ._common import impl_params, time_call
 
-from fastrnn import bench
+from . import grid, harness
 
 
 @pytest.mark.filterwarnings("ignore:Benchmark fixture was not used")  # when the check fails
-@pytest.mark.parametrize("impl", impl_params(bench.IMPLEMENTATIONS))
-@pytest.mark.parametrize("mode", bench.MODES)
+@pytest.mark.parametrize("impl", impl_params(harness.IMPLEMENTATIONS))
+@pytest.mark.parametrize("mode", harness.MODES)
 @pytest.mark.parametrize("cell,shape", [pytest.param(c, s, id=f"{c}-{s}")
-                                        for c, s in bench.grid_pairs()])
+                                        for c, s in grid.grid_pairs()])
 def test_grid(benchmark, problem, reference, threads, cell, shape, mode, impl):
     p = problem(cell, shape)
     ref = reference(cell, shape)
 
-    bench.check_agreement(impl, p, mode, ref)  # raises AgreementError (an AssertionError)
+    harness.check_agreement(impl, p, mode, ref)  # raises AgreementError (an AssertionError)
 
-    run = bench.make_runner(impl, p, mode)
+    run = harness.make_runner(impl, p, mode)
     s = p["shape"]
     benchmark.group = f"grid {cell} {mode} {shape}"
     benchmark.extra_info.update({"section": "grid", "cell": cell, "shape": shape, "mode": mode,
                                  "impl": impl, "T": s.T, "B": s.B, "I": s.I, "H": s.H,
                                  "dtype": "float32", "threads": threads,
-                                 "flops": bench.flops(cell, shape, mode)})
+                                 "flops": grid.flops(cell, shape, mode)})
     time_call(benchmark, run)

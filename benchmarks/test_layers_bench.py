@@ -12,25 +12,25 @@ test first checks its implementation against the numpy layer (with lengths; nati
 """
 
 import pytest
-from _common import impl_params, time_call
+from ._common import impl_params, time_call
 
-from fastrnn import bench
+from . import harness, layers
 
 
 @pytest.mark.filterwarnings("ignore:Benchmark fixture was not used")  # when the check fails
-@pytest.mark.parametrize("impl", impl_params(bench.LAYER_IMPLEMENTATIONS))
-@pytest.mark.parametrize("mode", bench.MODES)
-@pytest.mark.parametrize("cell", bench.LAYER_CELLS)
+@pytest.mark.parametrize("impl", impl_params(layers.LAYER_IMPLEMENTATIONS))
+@pytest.mark.parametrize("mode", harness.MODES)
+@pytest.mark.parametrize("cell", layers.LAYER_CELLS)
 def test_layers(benchmark, layer_problem, layer_reference, layer_torch, threads, cell, mode, impl):
-    shape = bench.LAYER_SHAPE
+    shape = layers.LAYER_SHAPE
     p = layer_problem(cell, shape)
     module = layer_torch(cell, shape)                 # None without torch
     weights = None if module is None else module.state_dict()
     ref = layer_reference(cell, shape, padded=impl == "native_padded")
 
-    bench.check_layer_agreement(impl, p, mode, ref, weights, module)  # raises AgreementError
+    layers.check_layer_agreement(impl, p, mode, ref, weights, module)  # raises AgreementError
 
-    run = bench.make_layer_runner(impl, p, mode, weights, module)
+    run = layers.make_layer_runner(impl, p, mode, weights, module)
     s = p["shape"]
     benchmark.group = f"layers {cell} {mode} {shape}"
     benchmark.extra_info.update({"section": "layers", "cell": cell, "shape": shape, "mode": mode,

@@ -1,4 +1,4 @@
-"""native vs numpy vs torch on the grid of fastrnn.bench, one pytest-benchmark group per problem.
+"""native vs numpy vs torch on the shapes of harness.py, one pytest-benchmark group per problem.
 
 Groups are named "<cell> <mode> <shape>" (e.g. "lstm forward+backward medium"), so the
 implementations of one problem are compared side by side::
@@ -13,23 +13,23 @@ The performance grid S1-S6 is in test_grid_bench.py, the layers in test_layers_b
 """
 
 import pytest
-from _common import impl_params, time_call
+from ._common import impl_params, time_call
 
-from fastrnn import bench
+from . import harness
 
 
 @pytest.mark.filterwarnings("ignore:Benchmark fixture was not used")  # when the check fails
-@pytest.mark.parametrize("impl", impl_params(bench.IMPLEMENTATIONS))
-@pytest.mark.parametrize("mode", bench.MODES)
-@pytest.mark.parametrize("shape", list(bench.SHAPES))
-@pytest.mark.parametrize("cell", bench.DEFAULT_CELLS)
+@pytest.mark.parametrize("impl", impl_params(harness.IMPLEMENTATIONS))
+@pytest.mark.parametrize("mode", harness.MODES)
+@pytest.mark.parametrize("shape", list(harness.SHAPES))
+@pytest.mark.parametrize("cell", harness.DEFAULT_CELLS)
 def test_rnn(benchmark, problem, reference, threads, cell, shape, mode, impl):
     p = problem(cell, shape)
     ref = reference(cell, shape)
 
-    bench.check_agreement(impl, p, mode, ref)  # raises AgreementError (an AssertionError)
+    harness.check_agreement(impl, p, mode, ref)  # raises AgreementError (an AssertionError)
 
-    run = bench.make_runner(impl, p, mode)
+    run = harness.make_runner(impl, p, mode)
     s = p["shape"]
     benchmark.group = f"{cell} {mode} {shape}"
     benchmark.extra_info.update({"section": "functional", "cell": cell, "shape": shape,
