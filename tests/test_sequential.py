@@ -285,3 +285,14 @@ def test_forward_with_state_bad_state_shape_names_the_layer_argument():
     model = Sequential(fr.LSTM(3, H, seed=0))
     with pytest.raises(TypeError, match=r"hx must be a pair \(h, c\) for LSTM, got ndarray"):
         model.forward_with_state(np.zeros((2, B, 3), np.float32), [np.zeros((1, B, H), np.float32)])
+
+
+def test_is_recurrent_tells_the_recurrent_layers_apart():
+    recurrent = [fr.RNN(3, 4), fr.RNN(3, 4, nonlinearity="relu"), fr.LSTM(3, 4), fr.GRU(3, 4, num_layers=2)]
+    others = [fr.Linear(3, 4), fr.Embedding(5, 3), fr.Sequential(fr.LSTM(3, 4)), np.tanh, None, "LSTM"]
+    assert all(fr.is_recurrent(layer) for layer in recurrent)
+    assert not any(fr.is_recurrent(layer) for layer in others)
+
+    class MyLSTM(fr.LSTM):
+        pass
+    assert fr.is_recurrent(MyLSTM(3, 4))

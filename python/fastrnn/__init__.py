@@ -4,7 +4,7 @@ from . import convert, datasets, diagnostics, functional, generate, init, losses
 from ._backend import get_backend, get_num_threads, info, set_backend, set_num_threads, use_backend
 from ._module import Parameter
 from ._version import __version__
-from .layers import GRU, LSTM, RNN
+from .layers import GRU, LSTM, RNN, is_recurrent
 from .linear import Embedding, Linear
 from .sequential import Sequential
 from .clip import clip_grad_norm, clip_grad_value
@@ -14,7 +14,7 @@ from .hopfield import Hopfield
 from .training import TrainResult, batchify, evaluate, train
 
 __all__ = ["functional", "convert", "losses", "RNN", "LSTM", "GRU", "Linear", "Embedding",
-           "Sequential", "Parameter", "init", "optim", "clip_grad_norm", "clip_grad_value",
+           "Sequential", "is_recurrent", "Parameter", "init", "optim", "clip_grad_norm", "clip_grad_value",
            "generate", "Stepper", "sample", "CharVocab", "save_checkpoint", "load_checkpoint",
            "Checkpoint", "CheckpointError", "train", "evaluate", "batchify", "TrainResult",
            "datasets", "diagnostics",

@@ -31,6 +31,12 @@ def native_available():
     return _native is not None
 
 
+def native_module():
+    """The compiled extension ``fastrnn._native``, or None when it did not load (see
+    native_available). For the few callers that use one of its kernels directly (Hopfield recall)."""
+    return _native
+
+
 def _check_name(name, argument="backend"):
     if not isinstance(name, str):
         raise TypeError(f"{argument} must be a string, one of {BACKENDS}, got {type(name).__name__}")

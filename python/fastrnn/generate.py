@@ -20,9 +20,9 @@ import numbers
 
 import numpy as np
 
-from . import _backend
+from . import functional as F
 from ._module import _generator
-from .layers import _RNNBase
+from .layers import is_recurrent
 from .linear import Embedding
 from .sequential import _flatten
 
@@ -50,14 +50,13 @@ class _Recurrent:
 
     def run(self, x, training=False):
         """x: time-major (T, B, I), contiguous, of the layer's dtype -> y (T, B, P); updates the
-        state. One backend call per stacked layer."""
+        state. One functional.forward per stacked layer."""
         lay = self.layer
-        mod = _backend.module(lay.backend)
         lstm = self.cell == "lstm"
         for i in range(lay.num_layers):
             w_ih, w_hh, b_ih, b_hh, w_hr = self.weights[i]
-            x, h, c, _ = mod.forward(self.cell, x, self.h[i], self.c[i] if lstm else None,
-                                     w_ih, w_hh, b_ih, b_hh, w_hr, None, False, training)
+            x, h, c, _ = F.forward(self.cell, x, self.h[i], self.c[i] if lstm else None, w_ih, w_hh,
+                                   b_ih, b_hh, w_hr, training=training, backend=lay.backend)
             self.h[i] = h
             if lstm:
                 self.c[i] = c
@@ -96,7 +95,7 @@ class Stepper:
         self._recurrent = []
         batch_first = set()
         for i, layer in enumerate(layers):
-            if isinstance(layer, _RNNBase):
+            if is_recurrent(layer):
                 if layer.bidirectional:
                     raise ValueError(f"layer {i} ({type(layer).__name__}) is bidirectional: its "
                                      "output at step t depends on later inputs, so it cannot be "

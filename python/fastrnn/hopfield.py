@@ -161,7 +161,7 @@ def reference_recall(weights, states, mode, max_sweeps, order):
 
 def _recall_kernel(backend):
     name = _backend.get_backend() if backend is None else _backend._check_name(backend)
-    return _backend._native.hopfield_recall if name == "native" else reference_recall
+    return _backend.native_module().hopfield_recall if name == "native" else reference_recall
 
 
 # -------------------------------------------------------------------------------------------------

@@ -280,6 +280,12 @@ class _RNNBase(Module):
         return f"{type(self).__name__}({self._extra_repr()})"
 
 
+def is_recurrent(layer):
+    """Whether ``layer`` is a recurrent layer (fastrnn.RNN, LSTM or GRU, subclasses included): one
+    that runs over the time axis and carries a state, rather than acting on each step alone."""
+    return isinstance(layer, _RNNBase)
+
+
 # -------------------------------------------------------------------------------------------------
 # The public layers: they differ in the cell and in how hx / dh_n are packed.
 

@@ -12,7 +12,7 @@ grads and state_dict names are prefixed by the layer's index, as in PyTorch: "0.
 import numpy as np
 
 from ._module import Parameter, _bool
-from .layers import _RNNBase
+from .layers import is_recurrent
 
 _LAYER_METHODS = ("backward", "parameters", "zero_grad", "state_dict", "load_state_dict", "train",
                   "eval")
@@ -96,7 +96,7 @@ class Sequential:
                 x, inner = layer.forward_with_state(x, list(hx[len(states):len(states) + k]),
                                                     lengths)
                 states.extend(inner)
-            elif isinstance(layer, _RNNBase):
+            elif is_recurrent(layer):
                 x, h_n = layer(x, hx[len(states)], lengths)
                 states.append(h_n)
             else:
@@ -109,7 +109,7 @@ class Sequential:
     def num_recurrent(self):
         """How many recurrent layers (RNN, LSTM, GRU) the chain holds, nested Sequentials included:
         the length of ``forward_with_state``'s state list."""
-        return sum(isinstance(layer, _RNNBase) for layer in _flatten(self))
+        return sum(is_recurrent(layer) for layer in _flatten(self))
 
     def backward(self, dy):
         """Backpropagates dy (the gradient of the last output) through every layer in reverse, adding

@@ -41,7 +41,7 @@ from . import losses as _losses
 from . import optim as _optim
 from .checkpoint import save_checkpoint
 from .clip import clip_grad_norm
-from .layers import _RNNBase
+from .layers import is_recurrent
 from .sequential import Sequential, _flatten
 
 __all__ = ["train", "evaluate", "batchify", "TrainResult"]
@@ -99,7 +99,7 @@ def _positive_number(name, value):
 def _as_model(model):
     if isinstance(model, Sequential):
         return model
-    if isinstance(model, _RNNBase):
+    if is_recurrent(model):
         return Sequential(model)
     raise TypeError(f"model must be a fastrnn.Sequential or RNN/LSTM/GRU layer, got "
                     f"{type(model).__name__}")
@@ -107,7 +107,7 @@ def _as_model(model):
 
 def _batch_first(model):
     """Whether the model's recurrent layers take (B, T, ...) input (they must all agree)."""
-    flags = {layer.batch_first for layer in _flatten(model) if isinstance(layer, _RNNBase)}
+    flags = {layer.batch_first for layer in _flatten(model) if is_recurrent(layer)}
     if len(flags) > 1:
         raise ValueError("the model's recurrent layers disagree on batch_first")
     return flags.pop() if flags else False
