@@ -58,7 +58,7 @@ def _fastrnn_runner(cell, p, mode, backend):
 
 
 def _torch_runner(torch, cell, p, mode):
-    T, B, I, H = SHAPE["T"], SHAPE["B"], SHAPE["I"], SHAPE["H"]
+    I, H = SHAPE["I"], SHAPE["H"]
     lstm = cell == "lstm"
     if cell.startswith("rnn_"):
         module = torch.nn.RNN(I, H, nonlinearity=cell[len("rnn_"):])

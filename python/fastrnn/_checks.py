@@ -1,12 +1,100 @@
-"""Argument checks shared by the public entry points: float arrays of one dtype, exact shapes, and
-memory requests that cannot be met (refused before anything is allocated)."""
+"""Every argument check of the public entry points, each written once: flags, integers, real
+numbers, dtypes and seeds; float arrays of one dtype with exact shapes (torch tensors accepted);
+and memory requests that cannot be met (refused before anything is allocated). Each raises
+TypeError (wrong kind) or ValueError (out of range) naming the argument."""
 
 import functools
+import numbers
 import os
 
 import numpy as np
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_DTYPE_NAMES = {dt.name: dt for dt in DTYPES}
+
+
+# -------------------------------------------------------------------------------------------------
+# Scalars
+
+def flag(name, v):
+    """``v`` (a bool or numpy bool) as a bool."""
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
+    return bool(v)
+
+
+def integer(name, v, low=None, *, allow_none=False, kind="an int"):
+    """``v`` (any integral type but bool) as an int >= ``low`` (no bound when None); None passes
+    through when ``allow_none``. ``kind`` is how the TypeError names what was expected."""
+    if v is None and allow_none:
+        return None
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name} must be {kind}{' or None' if allow_none else ''}, "
+                        f"got {type(v).__name__}")
+    if low is not None and v < low:
+        raise ValueError(f"{name} must be >= {low}, got {v}")
+    return int(v)
+
+
+def real(name, v, *, kind="a real number", finite=False, allow_none=False):
+    """``v`` (any real type but bool) as a float, finite if ``finite``; None passes through when
+    ``allow_none``. Range checks are the caller's: their messages say what the number means."""
+    if v is None and allow_none:
+        return None
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name} must be {kind}{' or None' if allow_none else ''}, "
+                        f"got {type(v).__name__}")
+    value = float(v)
+    if finite and not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def dropout(p):
+    """A layer's dropout probability in [0, 1], as a float."""
+    value = real("dropout", p, kind="a number")
+    if not 0 <= value <= 1:
+        raise ValueError(f"dropout must be a probability in [0, 1], got {p}")
+    return value
+
+
+def float_dtype(dtype):
+    """``dtype`` (a name, a numpy dtype or type) as np.dtype float32 or float64."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
+    if dt.name not in _DTYPE_NAMES:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dt.name!r}")
+    return dt
+
+
+def seed(value):
+    """A layer's seed: None or an int >= 0."""
+    return integer("seed", value, 0, allow_none=True)
+
+
+def generator(value):
+    """``value`` (None, an int >= 0, or a numpy Generator, used as it is) as a numpy Generator."""
+    if isinstance(value, np.random.Generator):
+        return value
+    if value is None:
+        return np.random.default_rng()
+    return np.random.default_rng(integer("seed", value, 0,
+                                         kind="None, an int or a numpy.random.Generator"))
+
+
+# -------------------------------------------------------------------------------------------------
+# Arrays
+
+def is_tensor(a):
+    """Whether ``a`` looks like a torch tensor (checked without importing torch)."""
+    return hasattr(a, "detach") and hasattr(a, "cpu")
+
+
+def from_tensor(a):
+    """A torch tensor as a NumPy array (detached, on the CPU); anything else as it is."""
+    return a.detach().cpu().numpy() if is_tensor(a) else a
 
 
 def float_array(name, a, dtype=None):
@@ -16,9 +104,7 @@ def float_array(name, a, dtype=None):
     """
     if a is None:
         raise TypeError(f"{name} must be an array, got None")
-    if hasattr(a, "detach") and hasattr(a, "cpu"):  # a torch tensor
-        a = a.detach().cpu().numpy()
-    arr = np.asarray(a)
+    arr = np.asarray(from_tensor(a))
     if arr.dtype.kind == "f" and arr.dtype.newbyteorder("=") in DTYPES:
         arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)  # e.g. big-endian '>f8'
     if arr.dtype not in DTYPES:
@@ -29,12 +115,18 @@ def float_array(name, a, dtype=None):
     return arr
 
 
+def state_array(name, value):
+    """A state_dict value (an array, a torch tensor, a number) as a NumPy array of real numbers."""
+    arr = np.asarray(from_tensor(value))
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"load_state_dict: {name} must hold real numbers, got dtype {arr.dtype}")
+    return arr
+
+
 def int_array(name, a, what=""):
     """``a`` (an array, a list or a torch tensor) as an integer NumPy array; bools are refused.
     ``what`` adds what the integers mean to the error message."""
-    if hasattr(a, "detach") and hasattr(a, "cpu"):  # a torch tensor
-        a = a.detach().cpu().numpy()
-    arr = np.asarray(a)
+    arr = np.asarray(from_tensor(a))
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an integer array{what}, got dtype {arr.dtype}")
     return arr
@@ -49,6 +141,9 @@ def shaped(name, a, shape, names, dtype):
                          f"got {arr.shape}")
     return arr
 
+
+# -------------------------------------------------------------------------------------------------
+# Memory
 
 @functools.lru_cache(maxsize=1)  # read once: every forward/backward asks
 def machine_memory():

@@ -1,10 +1,8 @@
-"""The conventions every fastrnn layer follows: Parameter, argument checks, and the Module base."""
-
-import numbers
+"""The conventions every fastrnn layer follows: Parameter and the Module base."""
 
 import numpy as np
 
-_DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+from . import _checks
 
 
 class Parameter:
@@ -22,76 +20,14 @@ class Parameter:
         return f"Parameter(name={self.name!r}, shape={self.data.shape}, dtype={self.data.dtype})"
 
 
-def _int(name, v, low):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-    if v < low:
-        raise ValueError(f"{name} must be >= {low}, got {v}")
-    return int(v)
-
-
-def _bool(name, v):
-    if not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
-    return bool(v)
-
-
-def _dropout(p):
-    if isinstance(p, bool) or not isinstance(p, numbers.Real):
-        raise TypeError(f"dropout must be a number, got {type(p).__name__}")
-    if not 0 <= p <= 1:
-        raise ValueError(f"dropout must be a probability in [0, 1], got {p}")
-    return float(p)
-
-
-def _dtype(dtype):
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
-    if dt.name not in _DTYPES:
-        raise TypeError(f"dtype must be 'float32' or 'float64', got {dt.name!r}")
-    return dt
-
-
-def _seed(seed):
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-    if seed is not None and seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    return seed
-
-
-def _generator(seed):
-    """``seed`` (None, an int >= 0, or a numpy Generator, used as it is) as a numpy Generator."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"seed must be None, an int or a numpy.random.Generator, got "
-                        f"{type(seed).__name__}")
-    if seed is not None and seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    return np.random.default_rng(seed)
-
-
-def _to_numpy(name, value):
-    """A state_dict value as a NumPy array: torch tensors are detached and moved to the CPU."""
-    if hasattr(value, "detach") and hasattr(value, "cpu"):
-        value = value.detach().cpu()
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "fiu":
-        raise TypeError(f"load_state_dict: {name} must hold real numbers, got dtype {arr.dtype}")
-    return arr
-
-
 class Module:
     """What every layer shares (RNN/LSTM/GRU, Linear, Embedding): Parameters in state_dict order,
     grads, zero_grad, state_dict/load_state_dict with PyTorch's names, train/eval, and the errors
     of a backward() that has no cache."""
 
     def __init__(self, dtype, seed):
-        self.dtype = _dtype(dtype)
-        self.seed = _seed(seed)
+        self.dtype = _checks.float_dtype(dtype)
+        self.seed = _checks.seed(seed)
         self.training = True
         self._rng = np.random.default_rng(self.seed)
         self._params = {}
@@ -128,7 +64,7 @@ class Module:
             raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
         arrays = {}
         for name, p in self._params.items():
-            arr = _to_numpy(name, state_dict[name])
+            arr = _checks.state_array(name, state_dict[name])
             if arr.shape != p.data.shape:
                 raise ValueError(f"load_state_dict: {name} must have shape {p.data.shape}, "
                                  f"got {arr.shape}")
@@ -139,7 +75,7 @@ class Module:
     # -- modes ----------------------------------------------------------------------------------
 
     def train(self, mode=True):
-        self.training = _bool("mode", mode)
+        self.training = _checks.flag("mode", mode)
         return self
 
     def eval(self):

@@ -10,6 +10,8 @@ import numbers
 
 import numpy as np
 
+from ._checks import real
+
 __all__ = ["clip_grad_norm", "clip_grad_value"]
 
 
@@ -36,10 +38,8 @@ def _grads(parameters):
     return grads
 
 
-def _real(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
+def _nonnegative(name, value):
+    value = real(name, value)
     if math.isnan(value) or value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
     return value
@@ -84,7 +84,7 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
     With no gradients the norm is 0.0.
     """
     grads = _grads(parameters)
-    max_norm = _real("max_norm", max_norm)
+    max_norm = _nonnegative("max_norm", max_norm)
     p = _norm_type(norm_type)
     if not grads:
         return 0.0
@@ -106,6 +106,6 @@ def clip_grad_value(parameters, clip_value):
     """Clamps every gradient element into ``[-clip_value, clip_value]`` in place
     (``torch.nn.utils.clip_grad_value_``); NaNs stay NaN. Returns None."""
     grads = _grads(parameters)
-    clip_value = _real("clip_value", clip_value)
+    clip_value = _nonnegative("clip_value", clip_value)
     for g in grads:
         np.clip(g, -clip_value, clip_value, out=g)

@@ -50,6 +50,7 @@ of Keras's ``Bidirectional`` wrapper (``go_backwards=True``, outputs re-reversed
 
 import numpy as np
 
+from ._checks import flag
 from ._checks import float_array as _array
 from ._checks import shaped as _shaped
 from ._cells import CELLS, GATES
@@ -113,12 +114,6 @@ def _layer(layer):
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or layer < 0:
         raise ValueError(f"layer must be a non-negative int, got {layer!r}")
     return int(layer)
-
-
-def _flag(name, v):
-    if not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
-    return bool(v)
 
 
 def _direction(cell, G, name, d, dtype=None):
@@ -354,7 +349,7 @@ def from_keras(cell, kernel, recurrent_kernel, bias=None, *, reset_after=True):
     ``bias`` is None).
     """
     G = _cell(cell)
-    reset_after = _flag("reset_after", reset_after)
+    reset_after = flag("reset_after", reset_after)
     if cell == "gru" and not reset_after:
         raise ValueError(_RESET_BEFORE)
     kernel, H, _ = _matrix("kernel", kernel, G, cell, transposed=True)
@@ -392,7 +387,7 @@ def state_dict_to_keras(cell, state_dict, layer=0, reverse=False):
     bidirectional layer, ``reverse=True`` gives the weights of Keras ``Bidirectional``'s
     ``backward_layer``."""
     layer = _layer(layer)
-    reverse = _flag("reverse", reverse)
+    reverse = flag("reverse", reverse)
     _cell(cell)
     return to_keras(cell, **_from_state_dict(state_dict, layer, reverse))
 
@@ -402,7 +397,7 @@ def keras_to_state_dict(cell, kernel, recurrent_kernel, bias=None, *, layer=0, r
     """from_keras() as ``state_dict`` entries for layer ``layer`` (``weight_ih_l{layer}``, ...,
     with ``_reverse`` when ``reverse``); bias entries are left out when ``bias`` is None."""
     layer = _layer(layer)
-    reverse = _flag("reverse", reverse)
+    reverse = flag("reverse", reverse)
     weights = from_keras(cell, kernel, recurrent_kernel, bias, reset_after=reset_after)
     names = _names(layer, reverse)
     return {names[k]: v for k, v in weights.items() if v is not None}

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _backend
-from ._checks import check_memory, float_array, shaped
+from ._checks import check_memory, flag, float_array, shaped
 from ._cells import CELLS, GATES
 
 
@@ -51,12 +51,6 @@ def _contiguous(*arrays):
 
 def _optional(name, a, shape, names, dtype):
     return None if a is None else shaped(name, a, shape, names, dtype)
-
-
-def _flag(name, v):
-    if not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
-    return bool(v)
 
 
 def _lengths(lengths, T, B):
@@ -111,8 +105,8 @@ def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None, lengths=None, re
     elif c0 is not None:
         raise ValueError(f"c0 is only for cell 'lstm'; pass None for cell {cell!r}")
     lengths = _lengths(lengths, T, B)
-    reverse = _flag("reverse", reverse)
-    training = _flag("training", training)
+    reverse = flag("reverse", reverse)
+    training = flag("training", training)
 
     name = _backend.get_backend() if backend is None else _backend._check_name(backend)
     # Outputs, what training keeps and the forward's workspace (see README, "Guarantees"); exact

@@ -16,12 +16,11 @@ Bidirectional layers cannot be stepped (their output at t depends on inputs afte
 """
 
 import math
-import numbers
 
 import numpy as np
 
 from . import functional as F
-from ._module import _generator
+from ._checks import from_tensor, generator, integer, real
 from .layers import is_recurrent
 from .linear import Embedding
 from .sequential import _flatten
@@ -122,11 +121,7 @@ class Stepper:
 
     def reset(self, batch_size=1):
         """Zeroes every recurrent state for ``batch_size`` sequences (and re-reads the weights)."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
-            raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.batch_size = int(batch_size)
+        self.batch_size = integer("batch_size", batch_size, 1)
         for r in self._recurrent:
             r.refresh(self.batch_size)
         return self
@@ -142,9 +137,7 @@ class Stepper:
     def _input(self, name, x, item_ndim, time_axis):
         """``x`` checked, and whether it is unbatched (item_ndim: dims of one step of one
         sequence)."""
-        if hasattr(x, "detach") and hasattr(x, "cpu"):
-            x = x.detach().cpu().numpy()
-        x = np.asarray(x)
+        x = np.asarray(from_tensor(x))
         if self.tokens:
             if x.dtype.kind not in "iu":
                 raise TypeError(f"{name} must hold integer tokens, got dtype {x.dtype}")
@@ -214,23 +207,11 @@ class Stepper:
 # Sampling
 
 def _check_temperature(temperature):
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise TypeError(f"temperature must be a number, got {type(temperature).__name__}")
-    t = float(temperature)
+    t = real("temperature", temperature, kind="a number")
     if not math.isfinite(t) or t < 0:
         raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), "
                          f"got {temperature}")
     return t
-
-
-def _check_top_k(top_k):
-    if top_k is None:
-        return None
-    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral):
-        raise TypeError(f"top_k must be an int or None, got {type(top_k).__name__}")
-    if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    return int(top_k)
 
 
 def next_token(logits, temperature=1.0, top_k=None, rng=None):
@@ -268,9 +249,7 @@ def _prime_ids(prime, vocab):
                             "to turn it into token ids")
         ids = np.asarray(vocab.encode(prime))
     else:
-        if hasattr(prime, "detach") and hasattr(prime, "cpu"):
-            prime = prime.detach().cpu().numpy()
-        ids = np.asarray(prime)
+        ids = np.asarray(from_tensor(prime))
         if ids.dtype.kind not in "iu" and not (ids.size == 0 and ids.dtype.kind == "f"):
             raise TypeError(f"prime must be a string or a sequence of integer token ids, got dtype "
                             f"{ids.dtype}")
@@ -306,13 +285,10 @@ def sample(model, prime, length, temperature=1.0, top_k=None, seed=None, vocab=N
     A model passed directly runs in eval mode and is put back in training mode afterwards if it was
     in it; a Stepper is used as it is (reset to batch size 1, its state replaced).
     """
-    if isinstance(length, bool) or not isinstance(length, numbers.Integral):
-        raise TypeError(f"length must be an int, got {type(length).__name__}")
-    if length < 0:
-        raise ValueError(f"length must be >= 0, got {length}")
+    length = integer("length", length, 0)
     temperature = _check_temperature(temperature)
-    top_k = _check_top_k(top_k)
-    rng = _generator(seed)
+    top_k = integer("top_k", top_k, 1, allow_none=True)
+    rng = generator(seed)
     if vocab is not None and not (hasattr(vocab, "decode") or callable(vocab)):
         raise TypeError(f"vocab must be a CharVocab (or have decode) or a decode function, got "
                         f"{type(vocab).__name__}")
@@ -395,9 +371,7 @@ class CharVocab:
 
     def decode(self, ids):
         """A sequence of ids (ints in [0, len)) -> str."""
-        if hasattr(ids, "detach") and hasattr(ids, "cpu"):
-            ids = ids.detach().cpu().numpy()
-        a = np.asarray(ids)
+        a = np.asarray(from_tensor(ids))
         if a.size == 0:
             return ""
         if a.dtype.kind not in "iu":

@@ -40,8 +40,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _backend
-from ._checks import check_memory
-from ._module import _generator, _int, _to_numpy
+from ._checks import check_memory, from_tensor, generator, integer, state_array
 
 MODES = ("async", "sync")
 _INT32_MAX = 2**31 - 1
@@ -71,9 +70,7 @@ class RecallResult(NamedTuple):
 def _bipolar(name, a, num_units):
     """``a`` ((N,) or (B, N), signed integers or floats holding only +1/-1) as a new C-contiguous int8
     array, and the input's dtype (native byte order) to give results back in."""
-    if hasattr(a, "detach") and hasattr(a, "cpu"):  # a torch tensor
-        a = a.detach().cpu().numpy()
-    arr = np.asarray(a)
+    arr = np.asarray(from_tensor(a))
     if arr.dtype.kind not in "if":
         raise TypeError(f"{name} must be an array of signed integers or floats holding +1/-1, got "
                         f"dtype {arr.dtype}")
@@ -99,7 +96,7 @@ def _mode(mode):
 
 
 def _max_iters(max_iters):
-    n = _int("max_iters", max_iters, 1)
+    n = integer("max_iters", max_iters, 1)
     if n >= 2**63:
         raise ValueError(f"max_iters must be < 2**63, got {n}")
     return n
@@ -183,7 +180,7 @@ class Hopfield:
     """
 
     def __init__(self, num_units, patterns=None, *, backend=None):
-        n = _int("num_units", num_units, 1)
+        n = integer("num_units", num_units, 1)
         self.backend = None if backend is None else _backend._check_name(backend)
         check_memory(4 * n * n, "Hopfield weights")
         self._n = n
@@ -262,7 +259,7 @@ class Hopfield:
         s, dtype = _bipolar("states", states, self._n)
         mode = _mode(mode)
         max_iters = _max_iters(max_iters)
-        rng = _generator(seed)
+        rng = generator(seed)
         kernel = _recall_kernel(self.backend)
         single = s.ndim == 1
         s = s.reshape(-1, self._n)
@@ -316,7 +313,7 @@ class Hopfield:
         unexpected = [k for k in state_dict if k not in keys]
         if missing or unexpected:
             raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        w = _to_numpy("weight", state_dict["weight"])
+        w = state_array("weight", state_dict["weight"])
         n = self._n
         if w.shape != (n, n):
             raise ValueError(f"load_state_dict: weight must have shape ({n}, {n}), got {w.shape}")
@@ -331,7 +328,7 @@ class Hopfield:
             raise ValueError("load_state_dict: weight must have a zero diagonal")
         if not np.array_equal(w, w.T):
             raise ValueError("load_state_dict: weight must be symmetric")
-        p = _to_numpy("num_patterns", state_dict["num_patterns"])
+        p = state_array("num_patterns", state_dict["num_patterns"])
         if p.shape != () or p.dtype.kind not in "iu":
             raise ValueError(f"load_state_dict: num_patterns must be an integer scalar, got dtype "
                              f"{p.dtype} shape {p.shape}")

@@ -36,7 +36,7 @@ import numbers
 
 import numpy as np
 
-from ._module import _generator
+from ._checks import generator, real
 
 __all__ = ["uniform_", "orthogonal_", "identity_", "xavier_uniform_", "xavier_normal_",
            "forget_gate_bias_", "GATE_ORDER"]
@@ -158,15 +158,6 @@ def _blocks(e):
     return [e.array[k * n:(k + 1) * n] for k in range(e.blocks)]
 
 
-def _number(name, v):
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
-    v = float(v)
-    if not np.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {v}")
-    return v
-
-
 def _sublayers(target):
     """The layers of a container (``fastrnn.Sequential`` or alike), or None for anything else."""
     if isinstance(target, (np.ndarray, list, tuple)) or hasattr(target, "keys"):
@@ -196,7 +187,7 @@ def _per_layer(fn, target, seed, forget_bias, **kw):
     layers = _sublayers(target)
     if layers is None:
         return False
-    rng = _generator(seed)
+    rng = generator(seed)
     for layer in layers:
         fn(layer, seed=rng, **kw)
     _maybe_forget(target, forget_bias)
@@ -225,7 +216,7 @@ def uniform_(target, bound=None, seed=None, forget_bias=None):
         return target
     entries = _entries(target)
     if bound is None and isinstance(getattr(target, "num_embeddings", None), numbers.Integral):
-        rng = _generator(seed)
+        rng = generator(seed)
         for e in entries:
             e.array[...] = rng.standard_normal(e.array.shape)
         _maybe_forget(target, forget_bias)
@@ -242,10 +233,10 @@ def uniform_(target, bound=None, seed=None, forget_bias=None):
         else:
             raise ValueError("uniform_: give bound= for this target (no hidden_size, in_features "
                              "or single 2-D array to take it from)")
-    bound = _number("bound", bound)
+    bound = real("bound", bound, finite=True)
     if bound < 0:
         raise ValueError(f"bound must be >= 0, got {bound}")
-    rng = _generator(seed)
+    rng = generator(seed)
     for e in entries:
         e.array[...] = rng.uniform(-bound, bound, size=e.array.shape)
     _maybe_forget(target, forget_bias)
@@ -277,11 +268,11 @@ def orthogonal_(target, gain=1.0, seed=None, which="hh", gate_blocks=None, forge
     unselected weights are left as they are. An array is treated as one matrix (``gate_blocks`` splits
     its rows). ``gain`` scales the result.
     """
-    gain = _number("gain", gain)
+    gain = real("gain", gain, finite=True)
     if _per_layer(orthogonal_, target, seed, forget_bias, gain=gain, which=which,
                   gate_blocks=gate_blocks):
         return target
-    rng = _generator(seed)
+    rng = generator(seed)
     for e in _select(_entries(target, gate_blocks), which):
         for block in _blocks(e):
             if block.size:
@@ -297,7 +288,7 @@ def identity_(target, scale=1.0, input_std=None, seed=None, gate_blocks=None):
     is given, then it is drawn from N(0, input_std**2) (the paper uses 0.001). An array is set to
     ``scale * I``. In a container only the recurrent layers change (a Linear keeps its weights).
     """
-    scale = _number("scale", scale)
+    scale = real("scale", scale, finite=True)
     if _per_layer(identity_, target, seed, None, scale=scale, input_std=input_std,
                   gate_blocks=gate_blocks):
         return target
@@ -311,10 +302,10 @@ def identity_(target, scale=1.0, input_std=None, seed=None, gate_blocks=None):
             if e.kind in ("bias_ih", "bias_hh"):
                 e.array[...] = 0
     if input_std is not None:
-        input_std = _number("input_std", input_std)
+        input_std = real("input_std", input_std, finite=True)
         if input_std < 0:
             raise ValueError(f"input_std must be >= 0, got {input_std}")
-        rng = _generator(seed)
+        rng = generator(seed)
         for e in entries:
             if e.kind == "weight_ih":
                 e.array[...] = rng.normal(0.0, input_std, size=e.array.shape)
@@ -349,11 +340,11 @@ def xavier_normal_(target, gain=1.0, seed=None, which="all", gate_blocks=None, f
 
 def _xavier(public, target, gain, seed, which, gate_blocks, forget_bias, draw):
     """Both Xavier initialisers: ``draw(rng, fan_in, fan_out, shape, gain)`` fills each gate block."""
-    gain = _number("gain", gain)
+    gain = real("gain", gain, finite=True)
     if _per_layer(public, target, seed, forget_bias, gain=gain, which=which,
                   gate_blocks=gate_blocks):
         return target
-    rng = _generator(seed)
+    rng = generator(seed)
     for e in _select(_entries(target, gate_blocks), which):
         for block in _blocks(e):
             fan_in, fan_out = _fans(block.shape)
@@ -373,7 +364,7 @@ def forget_gate_bias_(target, value=1.0, hidden_size=None):
     (every LSTM in it is set), or a single bias_ih array of length 4H (give ``hidden_size`` or it is
     taken as len/4) whose f slice is set to ``value``.
     """
-    value = _number("value", value)
+    value = real("value", value, finite=True)
     if _sublayers(target) is not None:
         lstms = _lstm_layers(target)
         if not lstms:

@@ -10,7 +10,9 @@ import numpy as np
 
 from . import _backend
 from . import functional as F
-from ._module import Module, Parameter, _bool, _dropout, _int
+from . import _checks
+from ._checks import flag, integer
+from ._module import Module, Parameter
 from ._cells import GATES, RNN_CELLS
 
 # The weights of one layer and direction, in the functional core's argument order.
@@ -26,14 +28,14 @@ class _RNNBase(Module):
     def __init__(self, cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
                  bidirectional, proj_size, dtype, backend, seed):
         self.cell = cell
-        self.input_size = _int("input_size", input_size, 1)
-        self.hidden_size = _int("hidden_size", hidden_size, 1)
-        self.num_layers = _int("num_layers", num_layers, 1)
-        self.bias = _bool("bias", bias)
-        self.batch_first = _bool("batch_first", batch_first)
-        self.dropout = _dropout(dropout)
-        self.bidirectional = _bool("bidirectional", bidirectional)
-        self.proj_size = _int("proj_size", proj_size, 0)
+        self.input_size = integer("input_size", input_size, 1)
+        self.hidden_size = integer("hidden_size", hidden_size, 1)
+        self.num_layers = integer("num_layers", num_layers, 1)
+        self.bias = flag("bias", bias)
+        self.batch_first = flag("batch_first", batch_first)
+        self.dropout = _checks.dropout(dropout)
+        self.bidirectional = flag("bidirectional", bidirectional)
+        self.proj_size = integer("proj_size", proj_size, 0)
         if self.proj_size >= self.hidden_size:
             raise ValueError(f"proj_size must be smaller than hidden_size ({self.hidden_size}), "
                              f"got {self.proj_size}")

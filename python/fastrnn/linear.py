@@ -15,8 +15,8 @@ otherwise take the cores fastrnn's thread team waits for. ``Embedding`` is a Num
 import numpy as np
 
 from . import _backend
-from ._checks import int_array
-from ._module import Module, Parameter, _bool, _int
+from ._checks import flag, from_tensor, int_array, integer
+from ._module import Module, Parameter
 
 
 class _Layer(Module):
@@ -24,9 +24,7 @@ class _Layer(Module):
 
     def _float_input(self, name, a):
         """``a`` as an array of exactly the layer's dtype (a non-native byte order is converted)."""
-        if hasattr(a, "detach") and hasattr(a, "cpu"):  # a torch tensor
-            a = a.detach().cpu().numpy()
-        arr = np.asarray(a)
+        arr = np.asarray(from_tensor(a))
         if arr.dtype.kind == "f" and arr.dtype.newbyteorder("=") == self.dtype:
             arr = arr.astype(self.dtype, copy=False)
         if arr.dtype != self.dtype:
@@ -47,9 +45,9 @@ class Linear(_Layer):
     ``numpy.random.default_rng(seed)`` (weight first, then bias)."""
 
     def __init__(self, in_features, out_features, bias=True, dtype="float32", seed=None):
-        self.in_features = _int("in_features", in_features, 1)
-        self.out_features = _int("out_features", out_features, 1)
-        self.bias = _bool("bias", bias)
+        self.in_features = integer("in_features", in_features, 1)
+        self.out_features = integer("out_features", out_features, 1)
+        self.bias = flag("bias", bias)
         super().__init__(dtype, seed)
         k = 1.0 / np.sqrt(self.in_features)
         shapes = {"weight": (self.out_features, self.in_features)}
@@ -101,8 +99,8 @@ class Embedding(_Layer):
     accumulate) and returns None: indices have no gradient."""
 
     def __init__(self, num_embeddings, embedding_dim, dtype="float32", seed=None):
-        self.num_embeddings = _int("num_embeddings", num_embeddings, 1)
-        self.embedding_dim = _int("embedding_dim", embedding_dim, 1)
+        self.num_embeddings = integer("num_embeddings", num_embeddings, 1)
+        self.embedding_dim = integer("embedding_dim", embedding_dim, 1)
         super().__init__(dtype, seed)
         data = self._rng.standard_normal((self.num_embeddings, self.embedding_dim)).astype(self.dtype)
         self._params["weight"] = Parameter("weight", data)

@@ -13,19 +13,16 @@ an all-zero gradient, where PyTorch would return NaN: a fully padded batch then 
 instead of poisoning the weights.
 """
 
-import numbers
 
 import numpy as np
 
-from ._checks import float_array, int_array
+from ._checks import float_array, from_tensor, int_array, integer
 
 __all__ = ["cross_entropy", "mse"]
 
 
 def _mask_array(mask, shape):
-    if hasattr(mask, "detach") and hasattr(mask, "cpu"):
-        mask = mask.detach().cpu().numpy()
-    m = np.asarray(mask)
+    m = np.asarray(from_tensor(mask))
     if m.dtype.kind not in "biuf":
         raise TypeError(f"mask must be a bool or 0/1 array, got dtype {m.dtype}")
     if m.shape != shape:
@@ -55,9 +52,7 @@ def cross_entropy(logits, targets, mask=None, *, ignore_index=None):
     if targets.shape != logits.shape[:-1]:
         raise ValueError(f"targets must have shape {logits.shape[:-1]} (logits' shape without its "
                          f"last axis V={V}), got {targets.shape}")
-    if ignore_index is not None and (isinstance(ignore_index, bool)
-                                     or not isinstance(ignore_index, numbers.Integral)):
-        raise TypeError(f"ignore_index must be an int or None, got {type(ignore_index).__name__}")
+    integer("ignore_index", ignore_index, allow_none=True)
 
     z = logits.reshape(-1, V)
     t = targets.reshape(-1)

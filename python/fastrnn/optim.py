@@ -30,6 +30,8 @@ import numbers
 
 import numpy as np
 
+from ._checks import flag, real
+
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -64,31 +66,22 @@ def _collect(params):
     return params
 
 
-def _number(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
-
-
 def _at_least(name, value, low=0.0):
-    value = _number(name, value)
+    value = real(name, value, finite=True)
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
     return value
 
 
 def _positive(name, value):
-    value = _number(name, value)
+    value = real(name, value, finite=True)
     if value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     return value
 
 
 def _closed_unit(name, value):
-    value = _number(name, value)
+    value = real(name, value, finite=True)
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {value}")
     return value
@@ -101,17 +94,11 @@ def _betas(value):
         raise TypeError(f"betas must be a pair (beta1, beta2), got {value!r}")
     out = []
     for k, b in enumerate(value):
-        b = _number(f"betas[{k}]", b)
+        b = real(f"betas[{k}]", b, finite=True)
         if not 0.0 <= b < 1.0:
             raise ValueError(f"betas[{k}] must be in [0, 1), got {b}")
         out.append(b)
     return tuple(out)
-
-
-def _flag(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-    return bool(value)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -294,7 +281,7 @@ class SGD(Optimizer):
     """
 
     _HYPER = {"lr": _at_least, "momentum": _at_least, "dampening": _closed_unit,
-              "weight_decay": _at_least, "nesterov": _flag}
+              "weight_decay": _at_least, "nesterov": flag}
     _HAS_STEP = False
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
@@ -373,7 +360,7 @@ class RMSprop(Optimizer):
     """
 
     _HYPER = {"lr": _at_least, "alpha": _closed_unit, "eps": _positive,
-              "weight_decay": _at_least, "momentum": _at_least, "centered": _flag}
+              "weight_decay": _at_least, "momentum": _at_least, "centered": flag}
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False):
@@ -423,7 +410,7 @@ class Adam(Optimizer):
     """
 
     _HYPER = {"lr": _at_least, "betas": lambda name, v: _betas(v), "eps": _positive,
-              "weight_decay": _at_least, "amsgrad": _flag}
+              "weight_decay": _at_least, "amsgrad": flag}
     _DECOUPLED = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,

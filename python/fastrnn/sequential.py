@@ -11,7 +11,8 @@ grads and state_dict names are prefixed by the layer's index, as in PyTorch: "0.
 
 import numpy as np
 
-from ._module import Parameter, _bool
+from ._checks import flag
+from ._module import Parameter
 from .layers import is_recurrent
 
 _LAYER_METHODS = ("backward", "parameters", "zero_grad", "state_dict", "load_state_dict", "train",
@@ -171,7 +172,7 @@ class Sequential:
     # -- modes ----------------------------------------------------------------------------------
 
     def train(self, mode=True):
-        self.training = _bool("mode", mode)
+        self.training = flag("mode", mode)
         for layer in self._layers:
             layer.train(self.training)
         return self

@@ -27,7 +27,6 @@ still whole: saves are atomic).
 """
 
 import math
-import numbers
 import os
 import signal
 import sys
@@ -38,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import losses as _losses
+from ._checks import integer, real
 from . import optim as _optim
 from .checkpoint import save_checkpoint
 from .clip import clip_grad_norm
@@ -76,21 +76,12 @@ class TrainResult:
 # -- argument checks --------------------------------------------------------------------------------
 
 def _positive_int(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive int{' or None' if allow_none else ''}, "
-                        f"got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
+    return integer(name, value, 1, allow_none=allow_none, kind="a positive int")
 
 
 def _positive_number(name, value):
-    if value is None:
+    if real(name, value, kind="a positive number", allow_none=True) is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive number or None, got {type(value).__name__}")
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     return float(value)
