@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import fastrnn
+from fastrnn import _checkpoint_format as ckpt_format
 from fastrnn import checkpoint as ckpt
 from fastrnn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
@@ -507,5 +508,5 @@ def test_weight_count_matches_layers():
               fastrnn.Embedding(9, 2)]
     for layer in layers:
         spec = ckpt._model_spec(layer, "model", 0)
-        assert ckpt._weight_count(spec["type"], spec["args"]) == \
+        assert ckpt_format._weight_count(spec["type"], spec["args"]) == \
             sum(v.size for v in layer.state_dict().values()), layer

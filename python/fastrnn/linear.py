@@ -20,7 +20,7 @@ from ._module import Module, Parameter
 
 
 class _Layer(Module):
-    """Linear and Embedding: NumPy-only layers whose inputs must have the layer's dtype."""
+    """Linear and Embedding: the non-recurrent layers, whose inputs must have the layer's dtype."""
 
     def _float_input(self, name, a):
         """``a`` as an array of exactly the layer's dtype (a non-native byte order is converted)."""
