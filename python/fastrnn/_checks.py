@@ -102,6 +102,8 @@ def float_array(name, a, dtype=None):
 
     ``dtype`` (if given) must match exactly: mixing float32 and float64 is a TypeError.
     """
+    if type(a) is np.ndarray and a.dtype in DTYPES and (dtype is None or a.dtype == dtype):
+        return a  # the common case, answered without the conversions below (every call asks)
     if a is None:
         raise TypeError(f"{name} must be an array, got None")
     arr = np.asarray(from_tensor(a))
