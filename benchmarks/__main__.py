@@ -19,6 +19,7 @@ from .layers import LAYER_CELLS, LAYER_SHAPE, LENGTHS_TARGET
 
 def _csv(choices, what):
     """An argparse type: a comma-separated list (repeatable flags add up), each in ``choices``."""
+
     def parse(text):
         values = [v.strip() for v in text.split(",") if v.strip()]
         if not values:
@@ -26,8 +27,10 @@ def _csv(choices, what):
         for v in values:
             if v not in choices:
                 raise argparse.ArgumentTypeError(
-                    f"unknown {what[:-1]} {v!r}; choose from {', '.join(choices)}")
+                    f"unknown {what[:-1]} {v!r}; choose from {', '.join(choices)}"
+                )
         return values
+
     return parse
 
 
@@ -72,57 +75,111 @@ def _parser():
             f"{shape_list(ALL_SHAPES)}\n\n"
             "Tables give the median time of each entry in milliseconds and the ratios\n"
             "numpy/native and torch/native: a ratio > 1 means native is faster. Entries get\n"
-            "up to --repeat timed calls after one warm-up, fewer when they are slow (--budget)."),
+            "up to --repeat timed calls after one warm-up, fewer when they are slow (--budget)."
+        ),
         epilog="examples (from the repository root):\n"
-               "  python -m benchmarks --cells lstm,gru --shapes small --threads 1\n"
-               "  python -m benchmarks --layers\n"
-               "  python -m benchmarks --grid --threads 1 --json grid.json\n"
-               "  python -m benchmarks --grid --cells lstm --shapes S1")
+        "  python -m benchmarks --cells lstm,gru --shapes small --threads 1\n"
+        "  python -m benchmarks --layers\n"
+        "  python -m benchmarks --grid --threads 1 --json grid.json\n"
+        "  python -m benchmarks --grid --cells lstm --shapes S1",
+    )
     bench.add_argument("--version", action="version", version=f"fastrnn {__version__}")
     what = bench.add_argument_group("sections")
-    what.add_argument("--grid", action="store_true",
-                      help=f"run the performance grid ({','.join(grid.GRID_SHAPES)}, all cells)")
-    what.add_argument("--layers", action="store_true",
-                      help="run the 2-layer bidirectional layers with variable lengths")
-    what.add_argument("--no-layers", action="store_true",
-                      help="without --grid/--layers: run only the functional table")
-    bench.add_argument("--cells", type=_csv(CELLS, "cells"), action="append", metavar="LIST",
-                       help=f"comma-separated cells from {', '.join(CELLS)} (default: per section)")
-    bench.add_argument("--shapes", type=_csv(tuple(ALL_SHAPES), "shapes"), action="append",
-                       metavar="LIST", help=f"comma-separated shapes from {','.join(ALL_SHAPES)} "
-                                            "(default: per section)")
-    bench.add_argument("--modes", type=_csv(MODES, "modes"), action="append", metavar="LIST",
-                       help=f"comma-separated modes from {','.join(MODES)} (default: both)")
-    bench.add_argument("--repeat", type=positive_int, default=20, metavar="N",
-                       help="at most N timed calls per entry after the warm-up (default: 20)")
-    bench.add_argument("--budget", type=nonnegative_number, default=1.0, metavar="SECONDS",
-                       help="time the timed calls of one entry may take; slow entries get fewer "
-                            "calls, never below 1 (default: 1.0)")
-    bench.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                       help="floating-point type (default: float32; the grid's targets are "
-                            "for float32)")
-    bench.add_argument("--threads", type=positive_int, metavar="N",
-                       help="threads for the native kernels and for torch (default: "
-                            "fastrnn.get_num_threads(): FASTRNN_NUM_THREADS or fastrnn's default), "
-                            "and for numpy's BLAS when threadpoolctl is installed (otherwise "
-                            "numpy's BLAS uses what OPENBLAS_NUM_THREADS/OMP_NUM_THREADS say)")
-    bench.add_argument("--stat", choices=("median", "min"), default="median",
-                       help="which statistic of the timed calls the tables show and the targets "
-                            "use (default: median)")
-    bench.add_argument("--no-numpy", action="store_true",
-                       help="do not time the numpy backend (it is still the correctness reference)")
-    bench.add_argument("--no-numpy-large", action="store_true",
-                       help="in the grid, do not time numpy on S4-S6 (its slowest entries; it "
-                            "still computes the reference the checks use)")
+    what.add_argument(
+        "--grid",
+        action="store_true",
+        help=f"run the performance grid ({','.join(grid.GRID_SHAPES)}, all cells)",
+    )
+    what.add_argument(
+        "--layers", action="store_true", help="run the 2-layer bidirectional layers with variable lengths"
+    )
+    what.add_argument(
+        "--no-layers", action="store_true", help="without --grid/--layers: run only the functional table"
+    )
+    bench.add_argument(
+        "--cells",
+        type=_csv(CELLS, "cells"),
+        action="append",
+        metavar="LIST",
+        help=f"comma-separated cells from {', '.join(CELLS)} (default: per section)",
+    )
+    bench.add_argument(
+        "--shapes",
+        type=_csv(tuple(ALL_SHAPES), "shapes"),
+        action="append",
+        metavar="LIST",
+        help=f"comma-separated shapes from {','.join(ALL_SHAPES)} (default: per section)",
+    )
+    bench.add_argument(
+        "--modes",
+        type=_csv(MODES, "modes"),
+        action="append",
+        metavar="LIST",
+        help=f"comma-separated modes from {','.join(MODES)} (default: both)",
+    )
+    bench.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=20,
+        metavar="N",
+        help="at most N timed calls per entry after the warm-up (default: 20)",
+    )
+    bench.add_argument(
+        "--budget",
+        type=nonnegative_number,
+        default=1.0,
+        metavar="SECONDS",
+        help="time the timed calls of one entry may take; slow entries get fewer "
+        "calls, never below 1 (default: 1.0)",
+    )
+    bench.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="floating-point type (default: float32; the grid's targets are for float32)",
+    )
+    bench.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="threads for the native kernels and for torch (default: "
+        "fastrnn.get_num_threads(): FASTRNN_NUM_THREADS or fastrnn's default), "
+        "and for numpy's BLAS when threadpoolctl is installed (otherwise "
+        "numpy's BLAS uses what OPENBLAS_NUM_THREADS/OMP_NUM_THREADS say)",
+    )
+    bench.add_argument(
+        "--stat",
+        choices=("median", "min"),
+        default="median",
+        help="which statistic of the timed calls the tables show and the targets use (default: median)",
+    )
+    bench.add_argument(
+        "--no-numpy",
+        action="store_true",
+        help="do not time the numpy backend (it is still the correctness reference)",
+    )
+    bench.add_argument(
+        "--no-numpy-large",
+        action="store_true",
+        help="in the grid, do not time numpy on S4-S6 (its slowest entries; it "
+        "still computes the reference the checks use)",
+    )
     bench.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
     bench.add_argument("--no-native", action="store_true", help="do not time the native backend")
-    bench.add_argument("--sgemm-repeat", type=positive_int, default=10, metavar="N",
-                       help="timed calls of the grid's sgemm measurement (default: 10)")
-    bench.add_argument("--seed", type=int, default=0,
-                       help="seed of the random problems (default: 0)")
-    bench.add_argument("--json", metavar="PATH",
-                       help="also write the environment, the checks, every timing, the rows and "
-                            "the targets of every section that ran to PATH as JSON")
+    bench.add_argument(
+        "--sgemm-repeat",
+        type=positive_int,
+        default=10,
+        metavar="N",
+        help="timed calls of the grid's sgemm measurement (default: 10)",
+    )
+    bench.add_argument("--seed", type=int, default=0, help="seed of the random problems (default: 0)")
+    bench.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write the environment, the checks, every timing, the rows and "
+        "the targets of every section that ran to PATH as JSON",
+    )
     return bench
 
 
@@ -131,8 +188,8 @@ class _RowPrinter:
 
     def __init__(self, columns, expected, summarize):
         self.columns = columns
-        self.expected = expected      # result -> how many results its row waits for
-        self.summarize = summarize    # list of results -> list with one row
+        self.expected = expected  # result -> how many results its row waits for
+        self.summarize = summarize  # list of results -> list with one row
         self.pending = {}
         self.header_printed = False
 
@@ -155,17 +212,18 @@ def _ok_line(checked, others, dtype):
     (rtol, _), (grtol, _) = harness.tolerances(dtype)
     problems = len({(c["cell"], c["shape"]) for c in checked})
     verb = "agree" if len(others) > 1 else "agrees"
-    return (f"ok: {', '.join(others)} {verb} with numpy on {problems} "
-            f"problem{'s' if problems != 1 else ''}, "
-            f"{len(checked)} check{'s' if len(checked) != 1 else ''} (y/h_n/c_n rtol {rtol:g}, "
-            f"gradients rtol {grtol:g}; "
-            f"largest difference {worst:.1e} of the array's max)")
+    return (
+        f"ok: {', '.join(others)} {verb} with numpy on {problems} "
+        f"problem{'s' if problems != 1 else ''}, "
+        f"{len(checked)} check{'s' if len(checked) != 1 else ''} (y/h_n/c_n rtol {rtol:g}, "
+        f"gradients rtol {grtol:g}; "
+        f"largest difference {worst:.1e} of the array's max)"
+    )
 
 
 def _checking_line(others, extra=""):
     if others:
-        return (f"checking {', '.join(others)} against numpy (outputs and gradients{extra}) "
-                "...")
+        return f"checking {', '.join(others)} against numpy (outputs and gradients{extra}) ..."
     return "nothing to check against numpy (only numpy runs)"
 
 
@@ -182,8 +240,11 @@ def _functional_section(args, opts):
     others = [i for i in impls if i != "numpy"]
     print(_checking_line(others), flush=True)
     checked = []
-    printer = _RowPrinter(harness.table_columns(opts["requested"]), lambda r: len(impls),
-                          lambda rs: harness.summarize(rs, stat=stat))
+    printer = _RowPrinter(
+        harness.table_columns(opts["requested"]),
+        lambda r: len(impls),
+        lambda rs: harness.summarize(rs, stat=stat),
+    )
 
     def on_result(r):
         # run_benchmarks checks every problem before it times any: the first result means all
@@ -196,47 +257,85 @@ def _functional_section(args, opts):
         printer.add(r)
 
     results = harness.run_benchmarks(
-        cells=cells, shapes=shapes, modes=opts["modes"], impls=impls, dtype=args.dtype,
-        repeat=args.repeat, budget_s=args.budget, threads=args.threads, seed=args.seed,
-        on_check=checked.append, on_result=on_result)
-    return {"cells": cells, "shapes": {n: vars(harness.ALL_SHAPES[n]) for n in shapes},
-            "impls": impls, "checks": checked, "results": results,
-            "rows": harness.summarize(results, stat=stat)}
+        cells=cells,
+        shapes=shapes,
+        modes=opts["modes"],
+        impls=impls,
+        dtype=args.dtype,
+        repeat=args.repeat,
+        budget_s=args.budget,
+        threads=args.threads,
+        seed=args.seed,
+        on_check=checked.append,
+        on_result=on_result,
+    )
+    return {
+        "cells": cells,
+        "shapes": {n: vars(harness.ALL_SHAPES[n]) for n in shapes},
+        "impls": impls,
+        "checks": checked,
+        "results": results,
+        "rows": harness.summarize(results, stat=stat),
+    }
 
 
 def _layers_section(args, opts):
     cells = _flatten(args.cells, layers.LAYER_CELLS)
     shapes = _flatten(args.shapes, (layers.LAYER_SHAPE,))
     stat = opts["stat"]
+
     # native_padded comes with native.
     def layer_impls(names):
-        return [i for i in layers.LAYER_IMPLEMENTATIONS
-                if (i if i != "native_padded" else "native") in names]
+        return [i for i in layers.LAYER_IMPLEMENTATIONS if (i if i != "native_padded" else "native") in names]
+
     impls, requested = layer_impls(opts["impls"]), layer_impls(opts["requested"])
     L, bidir = layers.LAYER_NUM_LAYERS, layers.LAYER_BIDIRECTIONAL
-    _title(f"layers: fastrnn.{'/'.join(c.upper().split('_')[0] for c in cells)}, {L} layers, "
-           f"{'bidirectional, ' if bidir else ''}variable lengths")
-    print("torch: pack_padded_sequence(enforce_sorted=False) -> module -> "
-          "pad_packed_sequence(total_length=T), weights loaded into fastrnn with "
-          "load_state_dict(torch_module.state_dict())" if "torch" in impls else
-          "torch: not timed")
+    _title(
+        f"layers: fastrnn.{'/'.join(c.upper().split('_')[0] for c in cells)}, {L} layers, "
+        f"{'bidirectional, ' if bidir else ''}variable lengths"
+    )
+    print(
+        "torch: pack_padded_sequence(enforce_sorted=False) -> module -> "
+        "pad_packed_sequence(total_length=T), weights loaded into fastrnn with "
+        "load_state_dict(torch_module.state_dict())"
+        if "torch" in impls
+        else "torch: not timed"
+    )
     others = [i for i in impls if i != "numpy"]
-    print(_checking_line(others, ", each problem just before it is timed" +
-                         ("; native_padded against numpy without lengths"
-                          if "native_padded" in impls else "")), flush=True)
+    print(
+        _checking_line(
+            others,
+            ", each problem just before it is timed"
+            + ("; native_padded against numpy without lengths" if "native_padded" in impls else ""),
+        ),
+        flush=True,
+    )
     for name in shapes:
         s = harness.ALL_SHAPES[name]
-        print(f"lengths ({name}, T={s.T}, B={s.B}): "
-              f"{[int(v) for v in layers.layer_lengths(name, args.seed)]}")
+        print(
+            f"lengths ({name}, T={s.T}, B={s.B}): {[int(v) for v in layers.layer_lengths(name, args.seed)]}"
+        )
     print()
     checked = []
-    printer = _RowPrinter(layers.layer_table_columns(requested), lambda r: len(impls),
-                          lambda rs: layers.summarize_layers(rs, stat=stat))
+    printer = _RowPrinter(
+        layers.layer_table_columns(requested),
+        lambda r: len(impls),
+        lambda rs: layers.summarize_layers(rs, stat=stat),
+    )
     printer.header()
     results = layers.run_layer_benchmarks(
-        cells=cells, shapes=shapes, modes=opts["modes"], impls=impls, dtype=args.dtype,
-        repeat=args.repeat, budget_s=args.budget, threads=args.threads, seed=args.seed,
-        on_check=checked.append, on_result=printer.add)
+        cells=cells,
+        shapes=shapes,
+        modes=opts["modes"],
+        impls=impls,
+        dtype=args.dtype,
+        repeat=args.repeat,
+        budget_s=args.budget,
+        threads=args.threads,
+        seed=args.seed,
+        on_check=checked.append,
+        on_result=printer.add,
+    )
     rows = layers.summarize_layers(results, stat=stat)
     print()
     if others:
@@ -245,14 +344,23 @@ def _layers_section(args, opts):
     if ratios:
         worst = max(ratios, key=lambda r: r["lengths_over_padded"])
         verdict = "PASS" if worst["lengths_over_padded"] <= layers.LENGTHS_TARGET else "MISS"
-        print(f"native with lengths / native padded: at most {worst['lengths_over_padded']:.2f}x "
-              f"({worst['cell']} {worst['mode']}); target <= {layers.LENGTHS_TARGET:g}x: {verdict}")
+        print(
+            f"native with lengths / native padded: at most {worst['lengths_over_padded']:.2f}x "
+            f"({worst['cell']} {worst['mode']}); target <= {layers.LENGTHS_TARGET:g}x: {verdict}"
+        )
     else:
         print("native with lengths / native padded: n/a (native not timed)")
-    return {"cells": cells, "shapes": {n: vars(harness.ALL_SHAPES[n]) for n in shapes},
-            "num_layers": L, "bidirectional": bidir, "impls": impls,
-            "lengths_target": layers.LENGTHS_TARGET, "checks": checked, "results": results,
-            "rows": rows}
+    return {
+        "cells": cells,
+        "shapes": {n: vars(harness.ALL_SHAPES[n]) for n in shapes},
+        "num_layers": L,
+        "bidirectional": bidir,
+        "impls": impls,
+        "lengths_target": layers.LENGTHS_TARGET,
+        "checks": checked,
+        "results": results,
+        "rows": rows,
+    }
 
 
 def _grid_section(args, opts):
@@ -267,8 +375,11 @@ def _grid_section(args, opts):
         return {"cells": cells, "shapes": {}, "pairs": [], "results": [], "rows": []}
 
     # About a second: it rates S4-S6 and gives every row's %sgemm column.
-    print("measuring NumPy's 1-thread sgemm (4096x1024 @ 1024x1024, float32, in a subprocess "
-          "with OPENBLAS_NUM_THREADS=1) ...", flush=True)
+    print(
+        "measuring NumPy's 1-thread sgemm (4096x1024 @ 1024x1024, float32, in a subprocess "
+        "with OPENBLAS_NUM_THREADS=1) ...",
+        flush=True,
+    )
     try:
         sgemm = grid.measure_sgemm(repeat=args.sgemm_repeat, threads=1)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
@@ -276,63 +387,92 @@ def _grid_section(args, opts):
         print(f"warning: {exc}; the %sgemm targets read n/a", file=sys.stderr)
     else:
         sgemm["gflops"] = sgemm["gflops_median" if args.stat == "median" else "gflops_best"]
-        print(f"sgemm: {sgemm['gflops']:.1f} GFLOP/s ({args.stat} of {sgemm['repeat']} calls, "
-              f"{sgemm[args.stat + '_ms']:.1f} ms each)")
+        print(
+            f"sgemm: {sgemm['gflops']:.1f} GFLOP/s ({args.stat} of {sgemm['repeat']} calls, "
+            f"{sgemm[args.stat + '_ms']:.1f} ms each)"
+        )
     gflops = sgemm["gflops"] if sgemm else None
     if opts["threads"] != 1:
-        print(f"note: the targets are for 1 thread; this run uses {opts['threads']}, and %sgemm "
-              "still compares with the 1-thread sgemm rate")
+        print(
+            f"note: the targets are for 1 thread; this run uses {opts['threads']}, and %sgemm "
+            "still compares with the 1-thread sgemm rate"
+        )
     if args.dtype != "float32":
         print(f"note: the targets are for float32; this run uses {args.dtype}")
     others = [i for i in impls if i != "numpy"]
     print(_checking_line(others, ", each problem just before it is timed"))
-    print("GFLOP/s: native's, counting 2*M*N*K per product (forward: input + recurrent "
-          "products; backward: twice forward); %sgemm: of the sgemm rate above")
+    print(
+        "GFLOP/s: native's, counting 2*M*N*K per product (forward: input + recurrent "
+        "products; backward: twice forward); %sgemm: of the sgemm rate above"
+    )
     print()
     checked = []
     printer = _RowPrinter(
         grid.grid_table_columns(opts["requested"]),
         lambda r: len(grid.grid_impls(r["shape"], impls, numpy_large)),
-        lambda rs: grid.summarize_grid(rs, stat=stat, sgemm_gflops=gflops))
+        lambda rs: grid.summarize_grid(rs, stat=stat, sgemm_gflops=gflops),
+    )
     printer.header()
     results = grid.run_grid(
-        cells=cells, shapes=shapes, modes=opts["modes"], impls=impls, dtype=args.dtype,
-        repeat=args.repeat, budget_s=args.budget, threads=args.threads, seed=args.seed,
-        numpy_large=numpy_large, on_check=checked.append, on_result=printer.add)
+        cells=cells,
+        shapes=shapes,
+        modes=opts["modes"],
+        impls=impls,
+        dtype=args.dtype,
+        repeat=args.repeat,
+        budget_s=args.budget,
+        threads=args.threads,
+        seed=args.seed,
+        numpy_large=numpy_large,
+        on_check=checked.append,
+        on_result=printer.add,
+    )
     rows = grid.summarize_grid(results, stat=stat, sgemm_gflops=gflops)
     print()
     if others:
         print(_ok_line(checked, others, args.dtype))
-    targets = [dict(t, cell=r["cell"], shape=r["shape"], mode=r["mode"])
-               for r in rows for t in r["targets"]]
+    targets = [dict(t, cell=r["cell"], shape=r["shape"], mode=r["mode"]) for r in rows for t in r["targets"]]
     counts = {k: sum(t["status"] == k for t in targets) for k in ("PASS", "MISS", "n/a")}
-    print(f"targets: {counts['PASS']} PASS, {counts['MISS']} MISS"
-          + (f", {counts['n/a']} n/a (not measured)" if counts["n/a"] else "")
-          + f" of {len(targets)}")
+    print(
+        f"targets: {counts['PASS']} PASS, {counts['MISS']} MISS"
+        + (f", {counts['n/a']} n/a (not measured)" if counts["n/a"] else "")
+        + f" of {len(targets)}"
+    )
     for t in targets:
         if t["status"] == "MISS":
-            value = (f"{t['value']:.0%}" if t["kind"] == "sgemm" else f"{t['value']:.2f}x")
+            value = f"{t['value']:.0%}" if t["kind"] == "sgemm" else f"{t['value']:.2f}x"
             what = "of sgemm" if t["kind"] == "sgemm" else f"{t['kind']}/native"
-            print(f"  MISS {t['cell']:9s} {t['shape']} {t['mode']:17s} {what} {value}, "
-                  f"target {t['label']}")
-    return {"cells": cells, "shapes": {n: vars(harness.ALL_SHAPES[n]) for n in shapes},
-            "pairs": [list(p) for p in pairs], "impls": impls, "numpy_large": numpy_large,
-            "sgemm": sgemm, "sgemm_target": grid.SGEMM_TARGET, "checks": checked,
-            "results": results, "rows": rows, "targets": targets, "target_counts": counts}
+            print(f"  MISS {t['cell']:9s} {t['shape']} {t['mode']:17s} {what} {value}, target {t['label']}")
+    return {
+        "cells": cells,
+        "shapes": {n: vars(harness.ALL_SHAPES[n]) for n in shapes},
+        "pairs": [list(p) for p in pairs],
+        "impls": impls,
+        "numpy_large": numpy_large,
+        "sgemm": sgemm,
+        "sgemm_target": grid.SGEMM_TARGET,
+        "checks": checked,
+        "results": results,
+        "rows": rows,
+        "targets": targets,
+        "target_counts": counts,
+    }
 
 
 def _bench(args):
 
-    requested = [i for i, off in (("native", args.no_native), ("numpy", args.no_numpy),
-                                  ("torch", args.no_torch)) if not off]
+    requested = [
+        i
+        for i, off in (("native", args.no_native), ("numpy", args.no_numpy), ("torch", args.no_torch))
+        if not off
+    ]
     if not requested:
         print("nothing to time: every implementation was excluded", file=sys.stderr)
         return 2
     available = harness.available_implementations()
     impls = [i for i in requested if i in available]
     if not impls:
-        print(f"nothing to time: of {', '.join(requested)}, none is available here",
-              file=sys.stderr)
+        print(f"nothing to time: of {', '.join(requested)}, none is available here", file=sys.stderr)
         return 2
     if args.grid or args.layers:
         sections = [name for name, on in (("grid", args.grid), ("layers", args.layers)) if on]
@@ -341,22 +481,41 @@ def _bench(args):
 
     threads = harness.configure_threads(args.threads)
     env = harness.environment()
-    print(f"fastrnn {env['version']}  numpy {env['numpy']}  torch {env['torch'] or 'not installed'}"
-          f"  python {env['python']}")
+    print(
+        f"fastrnn {env['version']}  numpy {env['numpy']}  torch {env['torch'] or 'not installed'}"
+        f"  python {env['python']}"
+    )
     if env["native_available"]:
         paths = ", ".join(env["cpu_paths"]) or "?"
         print(f"native: available (cpu path {env['cpu_path']}; compiled: {paths})")
     else:
         print(f"native: unavailable ({env['native_error']}); its column reads n/a")
-    print(f"threads {threads} (native and torch)  dtype {args.dtype}  repeat <= {args.repeat}  "
-          f"budget {args.budget:g} s/entry  stat {args.stat}")
-    opts = {"impls": impls, "requested": requested, "modes": _flatten(args.modes, harness.MODES),
-            "stat": f"{args.stat}_ms", "threads": threads}
+    print(
+        f"threads {threads} (native and torch)  dtype {args.dtype}  repeat <= {args.repeat}  "
+        f"budget {args.budget:g} s/entry  stat {args.stat}"
+    )
+    opts = {
+        "impls": impls,
+        "requested": requested,
+        "modes": _flatten(args.modes, harness.MODES),
+        "stat": f"{args.stat}_ms",
+        "threads": threads,
+    }
 
-    payload = {"environment": env,
-               "config": {"sections": sections, "impls": impls, "modes": opts["modes"],
-                          "dtype": args.dtype, "repeat": args.repeat, "budget_s": args.budget,
-                          "stat": args.stat, "threads": threads, "seed": args.seed}}
+    payload = {
+        "environment": env,
+        "config": {
+            "sections": sections,
+            "impls": impls,
+            "modes": opts["modes"],
+            "dtype": args.dtype,
+            "repeat": args.repeat,
+            "budget_s": args.budget,
+            "stat": args.stat,
+            "threads": threads,
+            "seed": args.seed,
+        },
+    }
     runners = {"functional": _functional_section, "layers": _layers_section, "grid": _grid_section}
     with harness.limit_blas_threads(args.threads) as limited:
         blas = harness.blas_threads_info()
@@ -370,8 +529,10 @@ def _bench(args):
             for name in sections:
                 payload[name] = runners[name](args, opts)
         except harness.AgreementError as exc:
-            print(f"error: results disagree with the numpy reference, not timing them:\n  {exc}",
-                  file=sys.stderr)
+            print(
+                f"error: results disagree with the numpy reference, not timing them:\n  {exc}",
+                file=sys.stderr,
+            )
             return 1
     print()
     print("times in ms (" + args.stat + " of the timed calls); x/native > 1: native is faster")

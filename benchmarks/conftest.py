@@ -32,6 +32,7 @@ def problem():
         if (cell, shape) not in cache:
             cache[(cell, shape)] = harness.make_problem(cell, shape, "float32")
         return cache[(cell, shape)]
+
     return get
 
 
@@ -42,9 +43,9 @@ def reference(problem):
 
     def get(cell, shape):
         if (cell, shape) not in cache:
-            cache[(cell, shape)] = harness.run_outputs("numpy", problem(cell, shape),
-                                                     "forward+backward")
+            cache[(cell, shape)] = harness.run_outputs("numpy", problem(cell, shape), "forward+backward")
         return cache[(cell, shape)]
+
     return get
 
 
@@ -58,6 +59,7 @@ def layer_problem():
         if (cell, shape) not in cache:
             cache[(cell, shape)] = layers.make_layer_problem(cell, shape, "float32")
         return cache[(cell, shape)]
+
     return get
 
 
@@ -73,6 +75,7 @@ def layer_torch(layer_problem):
         if (cell, shape) not in cache:
             cache[(cell, shape)] = layers.torch_layer_module(layer_problem(cell, shape))
         return cache[(cell, shape)]
+
     return get
 
 
@@ -86,4 +89,5 @@ def layer_reference(layer_problem):
         if (cell, shape, padded) not in cache:
             cache[(cell, shape, padded)] = layers.layer_reference(layer_problem(cell, shape), padded)
         return cache[(cell, shape, padded)]
+
     return get

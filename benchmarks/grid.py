@@ -7,22 +7,35 @@ import statistics
 import subprocess
 import sys
 
-from .harness import (_BLAS_ENV, ALL_SHAPES, CELLS, GATES, GRID_SHAPES, IMPLEMENTATIONS, MODES,
-                      _names, _shape, available_implementations, run_benchmarks, summarize)
+from .harness import (
+    _BLAS_ENV,
+    ALL_SHAPES,
+    CELLS,
+    GATES,
+    GRID_SHAPES,
+    IMPLEMENTATIONS,
+    MODES,
+    _names,
+    _shape,
+    available_implementations,
+    run_benchmarks,
+    summarize,
+)
 
 GRID_CELLS = CELLS
 GRID_LATENCY_SHAPES = ("S1", "S2", "S3")
 GRID_COMPUTE_SHAPES = ("S4", "S5", "S6")
 GRID_RNN_ONLY_SHAPES = ("S6",)
-SGEMM_TARGET = 0.85          # S4-S6 native forward+backward: >= 85% of NumPy's 1-thread sgemm rate
+SGEMM_TARGET = 0.85  # S4-S6 native forward+backward: >= 85% of NumPy's 1-thread sgemm rate
 
 
 def grid_pairs(cells=GRID_CELLS, shapes=tuple(GRID_SHAPES)):
     """The (cell, shape) problems of the grid among ``cells`` x ``shapes`` (S6: rnn cells only)."""
     cells = _names(cells, CELLS, "cell")
     shapes = _names(shapes, ALL_SHAPES, "shape")
-    return [(c, s) for c in cells for s in shapes
-            if not (s in GRID_RNN_ONLY_SHAPES and not c.startswith("rnn"))]
+    return [
+        (c, s) for c in cells for s in shapes if not (s in GRID_RNN_ONLY_SHAPES and not c.startswith("rnn"))
+    ]
 
 
 def flops(cell, shape, mode):
@@ -75,8 +88,15 @@ def evaluate_targets(row, sgemm_gflops=None):
         else:
             value = row.get(f"{kind}_over_native")
         status = "n/a" if value is None else "PASS" if value >= threshold else "MISS"
-        out.append({"kind": kind, "threshold": threshold, "label": _target_label(kind, threshold),
-                    "value": value, "status": status})
+        out.append(
+            {
+                "kind": kind,
+                "threshold": threshold,
+                "label": _target_label(kind, threshold),
+                "value": value,
+                "status": status,
+            }
+        )
     row["targets"] = out
     row["targets_text"] = ", ".join(f"{t['label']} {t['status']}" for t in out) or "-"
     return row
@@ -99,46 +119,72 @@ def summarize_grid(results, stat="median_ms", sgemm_gflops=None):
 
 def grid_impls(shape, impls, numpy_large=True):
     """The implementations timed on ``shape``: numpy is left out of S4-S6 unless ``numpy_large``."""
-    return [i for i in impls if not (i == "numpy" and not numpy_large
-                                     and shape in GRID_COMPUTE_SHAPES)]
+    return [i for i in impls if not (i == "numpy" and not numpy_large and shape in GRID_COMPUTE_SHAPES)]
 
 
-def run_grid(cells=GRID_CELLS, shapes=tuple(GRID_SHAPES), modes=MODES, impls=None,
-             dtype="float32", repeat=20, warmup=1, budget_s=1.0, threads=None, check=True,
-             seed=0, numpy_large=True, on_check=None, on_result=None):
+def run_grid(
+    cells=GRID_CELLS,
+    shapes=tuple(GRID_SHAPES),
+    modes=MODES,
+    impls=None,
+    dtype="float32",
+    repeat=20,
+    warmup=1,
+    budget_s=1.0,
+    threads=None,
+    check=True,
+    seed=0,
+    numpy_large=True,
+    on_check=None,
+    on_result=None,
+):
     """Times the grid, problem by problem: each is checked against numpy, then timed.
 
     Arguments as run_benchmarks'; ``numpy_large=False`` leaves numpy's timings out on S4-S6 (it
     still computes the reference the checks use). Returns run_benchmarks-style results.
     """
     available = available_implementations()
-    impls = available if impls is None else [i for i in _names(impls, IMPLEMENTATIONS, "impl")
-                                             if i in available]
+    impls = (
+        available if impls is None else [i for i in _names(impls, IMPLEMENTATIONS, "impl") if i in available]
+    )
     results = []
     for cell, shape in grid_pairs(cells, shapes):
         use = grid_impls(shape, impls, numpy_large)
         if not use:
             continue
         results += run_benchmarks(
-            cells=[cell], shapes=[shape], modes=modes, impls=use, dtype=dtype, repeat=repeat,
-            warmup=warmup, budget_s=budget_s, threads=threads, check=check, seed=seed,
-            on_check=on_check, on_result=on_result)
+            cells=[cell],
+            shapes=[shape],
+            modes=modes,
+            impls=use,
+            dtype=dtype,
+            repeat=repeat,
+            warmup=warmup,
+            budget_s=budget_s,
+            threads=threads,
+            check=check,
+            seed=seed,
+            on_check=on_check,
+            on_result=on_result,
+        )
     return results
 
 
 # ---------------------------------------------------------------------------------------------
 
+
 def grid_table_columns(impls):
     """The columns of the grid table (see table_columns)."""
-    cols = [("cell", "cell", 9, "text"), ("shape", "shape", 5, "text"),
-            ("mode", "mode", 17, "text")]
+    cols = [("cell", "cell", 9, "text"), ("shape", "shape", 5, "text"), ("mode", "mode", 17, "text")]
     order = [i for i in ("native", "torch", "numpy") if i in impls]
     cols += [(f"{i}_ms", f"{i} ms", 10, "ms") for i in order]
     if "native" in impls:
         cols += [(f"{i}_over_native", f"{i}/native", 13, "ratio") for i in order if i != "native"]
-        cols += [("native_gflops", "GFLOP/s", 8, "gflops"),
-                 ("native_pct_sgemm", "%sgemm", 7, "pct"),
-                 ("targets_text", "targets", 0, "text")]
+        cols += [
+            ("native_gflops", "GFLOP/s", 8, "gflops"),
+            ("native_pct_sgemm", "%sgemm", 7, "pct"),
+            ("targets_text", "targets", 0, "text"),
+        ]
     return cols
 
 
@@ -181,16 +227,25 @@ def measure_sgemm(M=4096, N=1024, K=1024, repeat=10, threads=1, timeout_s=300):
     for key in _BLAS_ENV:
         env[key] = str(threads)
     argv = [sys.executable, "-c", _SGEMM_SCRIPT, str(M), str(N), str(K), str(repeat)]
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout_s,
-                          check=False)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout_s, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"the sgemm measurement failed (exit {proc.returncode}): "
-                           f"{proc.stderr.strip()[-500:]}")
+        raise RuntimeError(
+            f"the sgemm measurement failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}"
+        )
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     ms = data["times_ms"]
     flop = 2.0 * M * N * K
     median_ms, min_ms = statistics.median(ms), min(ms)
-    return {"M": M, "N": N, "K": K, "threads": threads, "repeat": len(ms), "median_ms": median_ms,
-            "min_ms": min_ms, "gflops_median": flop / (median_ms * 1e6),
-            "gflops_best": flop / (min_ms * 1e6), "times_ms": ms,
-            "blas_threads": data.get("blas_threads")}
+    return {
+        "M": M,
+        "N": N,
+        "K": K,
+        "threads": threads,
+        "repeat": len(ms),
+        "median_ms": median_ms,
+        "min_ms": min_ms,
+        "gflops_median": flop / (median_ms * 1e6),
+        "gflops_best": flop / (min_ms * 1e6),
+        "times_ms": ms,
+        "blas_threads": data.get("blas_threads"),
+    }

@@ -72,9 +72,9 @@ GRID_SHAPES = {
     "S5": Shape(T=25, B=32, I=1024, H=1024),
     "S6": Shape(T=50, B=16, I=1760, H=1760),
 }
-ALL_SHAPES = {**SHAPES, **GRID_SHAPES}        # every named shape; any of them may be run
-CELLS = tuple(GATES)                          # rnn_tanh, rnn_relu, lstm, gru
-DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru")   # rnn_relu costs what rnn_tanh costs
+ALL_SHAPES = {**SHAPES, **GRID_SHAPES}  # every named shape; any of them may be run
+CELLS = tuple(GATES)  # rnn_tanh, rnn_relu, lstm, gru
+DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru")  # rnn_relu costs what rnn_tanh costs
 MODES = ("forward", "forward+backward")
 IMPLEMENTATIONS = ("native", "numpy", "torch")
 DTYPES = ("float32", "float64")
@@ -86,6 +86,7 @@ class AgreementError(AssertionError):
 
 # ---------------------------------------------------------------------------------------------
 # Problems
+
 
 def _shape(shape):
     if isinstance(shape, Shape):
@@ -126,18 +127,25 @@ def make_problem(cell, shape, dtype="float32", seed=0):
         return (scale * rng.standard_normal(dims)).astype(dt)
 
     return {
-        "cell": cell, "shape": s, "shape_name": shape_name or str(s), "dtype": dt,
+        "cell": cell,
+        "shape": s,
+        "shape_name": shape_name or str(s),
+        "dtype": dt,
         "x": normal(s.T, s.B, s.I),
         "h0": normal(s.B, s.H, scale=0.5),
         "c0": normal(s.B, s.H, scale=0.5) if cell == "lstm" else None,
-        "w_ih": uniform(G * s.H, s.I), "w_hh": uniform(G * s.H, s.H),
-        "b_ih": uniform(G * s.H), "b_hh": uniform(G * s.H),
-        "dy": normal(s.T, s.B, s.H), "dh_n": normal(s.B, s.H),
+        "w_ih": uniform(G * s.H, s.I),
+        "w_hh": uniform(G * s.H, s.H),
+        "b_ih": uniform(G * s.H),
+        "b_hh": uniform(G * s.H),
+        "dy": normal(s.T, s.B, s.H),
+        "dh_n": normal(s.B, s.H),
     }
 
 
 # ---------------------------------------------------------------------------------------------
 # Implementations
+
 
 def torch_available():
     """Whether torch can be imported (a broken install counts as missing)."""
@@ -152,6 +160,7 @@ def torch_version():
     if not torch_available():
         return None
     import torch
+
     return torch.__version__
 
 
@@ -172,6 +181,7 @@ def configure_threads(threads=None):
     n = get_num_threads()
     if torch_available():
         import torch
+
         if torch.get_num_threads() != n:
             torch.set_num_threads(n)
     return n
@@ -185,9 +195,10 @@ def _torch_array(torch, a):
 def torch_module(cell, problem):
     """The torch.nn.RNN/LSTM/GRU (one layer, one direction) holding the problem's weights."""
     import torch
+
     s = problem["shape"]
     if cell in ("rnn_tanh", "rnn_relu"):
-        module = torch.nn.RNN(s.I, s.H, nonlinearity=cell[len("rnn_"):])
+        module = torch.nn.RNN(s.I, s.H, nonlinearity=cell[len("rnn_") :])
     elif cell == "lstm":
         module = torch.nn.LSTM(s.I, s.H)
     elif cell == "gru":
@@ -196,8 +207,12 @@ def torch_module(cell, problem):
         raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
     module = module.to(dtype=getattr(torch, problem["dtype"].name))
     with torch.no_grad():
-        for name, key in (("weight_ih_l0", "w_ih"), ("weight_hh_l0", "w_hh"),
-                          ("bias_ih_l0", "b_ih"), ("bias_hh_l0", "b_hh")):
+        for name, key in (
+            ("weight_ih_l0", "w_ih"),
+            ("weight_hh_l0", "w_hh"),
+            ("bias_ih_l0", "b_ih"),
+            ("bias_hh_l0", "b_hh"),
+        ):
             getattr(module, name).copy_(_torch_array(torch, problem[key]))
     return module
 
@@ -220,15 +235,28 @@ def _fastrnn_runner(impl, problem, mode):
     dy, dh_n = p["dy"], p["dh_n"]
 
     if mode == "forward":
+
         def run():
             y, h_n, c_n, _ = fwd(*args, training=False, backend=impl)
             return {"y": y, "h_n": h_n, "c_n": c_n}
     else:
+
         def run():
             y, h_n, c_n, cache = fwd(*args, training=True, backend=impl)
             dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, _ = bwd(cache, dy, dh_n, None)
-            return {"y": y, "h_n": h_n, "c_n": c_n, "dx": dx, "dh0": dh0, "dc0": dc0,
-                    "dw_ih": dw_ih, "dw_hh": dw_hh, "db_ih": db_ih, "db_hh": db_hh}
+            return {
+                "y": y,
+                "h_n": h_n,
+                "c_n": c_n,
+                "dx": dx,
+                "dh0": dh0,
+                "dc0": dc0,
+                "dw_ih": dw_ih,
+                "dw_hh": dw_hh,
+                "db_ih": db_ih,
+                "db_hh": db_hh,
+            }
+
     return run
 
 
@@ -246,6 +274,7 @@ def _clear_torch_grads(module, leaves):
 
 def _torch_runner(problem, mode):
     import torch
+
     p = problem
     lstm = p["cell"] == "lstm"
     module = torch_module(p["cell"], p)
@@ -258,12 +287,17 @@ def _torch_runner(problem, mode):
     dh_n = _torch_array(torch, p["dh_n"])[None]
 
     if not grad:
+
         def run():
             with torch.no_grad():
                 y, hn = module(x, hx)
             h_n, c_n = hn if lstm else (hn, None)
-            return {"y": _numpy_of(y), "h_n": _numpy_of(h_n[0]),
-                    "c_n": None if c_n is None else _numpy_of(c_n[0])}
+            return {
+                "y": _numpy_of(y),
+                "h_n": _numpy_of(h_n[0]),
+                "c_n": None if c_n is None else _numpy_of(c_n[0]),
+            }
+
         return run
 
     leaves = [x, h0] + ([c0] if lstm else [])
@@ -273,14 +307,19 @@ def _torch_runner(problem, mode):
         y, hn = module(x, hx)
         h_n, c_n = hn if lstm else (hn, None)
         ((y * dy).sum() + (h_n * dh_n).sum()).backward()
-        return {"y": _numpy_of(y), "h_n": _numpy_of(h_n[0]),
-                "c_n": None if c_n is None else _numpy_of(c_n[0]),
-                "dx": _numpy_of(x.grad), "dh0": _numpy_of(h0.grad[0]),
-                "dc0": _numpy_of(c0.grad[0]) if lstm else None,
-                "dw_ih": _numpy_of(module.weight_ih_l0.grad),
-                "dw_hh": _numpy_of(module.weight_hh_l0.grad),
-                "db_ih": _numpy_of(module.bias_ih_l0.grad),
-                "db_hh": _numpy_of(module.bias_hh_l0.grad)}
+        return {
+            "y": _numpy_of(y),
+            "h_n": _numpy_of(h_n[0]),
+            "c_n": None if c_n is None else _numpy_of(c_n[0]),
+            "dx": _numpy_of(x.grad),
+            "dh0": _numpy_of(h0.grad[0]),
+            "dc0": _numpy_of(c0.grad[0]) if lstm else None,
+            "dw_ih": _numpy_of(module.weight_ih_l0.grad),
+            "dw_hh": _numpy_of(module.weight_hh_l0.grad),
+            "db_ih": _numpy_of(module.bias_ih_l0.grad),
+            "db_hh": _numpy_of(module.bias_hh_l0.grad),
+        }
+
     return run
 
 
@@ -304,6 +343,7 @@ def run_outputs(impl, problem, mode):
 
 # ---------------------------------------------------------------------------------------------
 # Agreement with the numpy reference
+
 
 def tolerances(dtype):
     """``(rtol, atol)`` for outputs (y, h_n, c_n), and ``(rtol, atol)`` for gradients.
@@ -340,7 +380,8 @@ def _compare(what, name, got, ref, rtol, atol):
         raise AgreementError(
             f"{what}: {name} differs from the numpy reference in {int(bad.sum())} of {diff.size} "
             f"elements (rtol={rtol:g}, atol={atol:.3g}); worst at {tuple(int(i) for i in where)}: "
-            f"{float(got[where]):.9g} vs {float(ref[where]):.9g}; max abs diff {diff.max():.3g}")
+            f"{float(got[where]):.9g} vs {float(ref[where]):.9g}; max abs diff {diff.max():.3g}"
+        )
     scale = float(np.abs(ref).max()) if ref.size else 0.0
     return float(diff.max()) / scale if diff.size and scale > 0 else 0.0
 
@@ -371,6 +412,7 @@ def check_agreement(impl, problem, mode, reference=None):
 
 # ---------------------------------------------------------------------------------------------
 # Timing
+
 
 def time_function(fn, repeat=10, warmup=1, budget_s=None, warmup_s=0.05):
     """Times ``fn()`` with time.perf_counter: untimed calls, at least ``warmup`` of them and for
@@ -403,8 +445,13 @@ def time_function(fn, repeat=10, warmup=1, budget_s=None, warmup_s=0.05):
         if budget_s is not None and estimate is None and sum(times) > budget_s:
             break  # no warm-up to estimate from: stop once the budget is spent
     ms = [t * 1e3 for t in times]
-    return {"median_ms": statistics.median(ms), "min_ms": min(ms), "mean_ms": statistics.fmean(ms),
-            "repeat": len(ms), "times_ms": ms}
+    return {
+        "median_ms": statistics.median(ms),
+        "min_ms": min(ms),
+        "mean_ms": statistics.fmean(ms),
+        "repeat": len(ms),
+        "times_ms": ms,
+    }
 
 
 def _names(values, allowed, what):
@@ -415,9 +462,21 @@ def _names(values, allowed, what):
     return values
 
 
-def run_benchmarks(cells=DEFAULT_CELLS, shapes=tuple(SHAPES), modes=MODES, impls=None,
-                   dtype="float32", repeat=20, warmup=1, budget_s=1.0, threads=None, check=True,
-                   seed=0, on_check=None, on_result=None):
+def run_benchmarks(
+    cells=DEFAULT_CELLS,
+    shapes=tuple(SHAPES),
+    modes=MODES,
+    impls=None,
+    dtype="float32",
+    repeat=20,
+    warmup=1,
+    budget_s=1.0,
+    threads=None,
+    check=True,
+    seed=0,
+    on_check=None,
+    on_result=None,
+):
     """Times every (cell, shape, mode, implementation) and returns a list of dicts, one each.
 
     ``impls``: None for every available implementation; a requested one that is not available
@@ -433,8 +492,9 @@ def run_benchmarks(cells=DEFAULT_CELLS, shapes=tuple(SHAPES), modes=MODES, impls
     shapes = _names(shapes, ALL_SHAPES, "shape")
     modes = _names(modes, MODES, "mode")
     available = available_implementations()
-    impls = available if impls is None else [i for i in _names(impls, IMPLEMENTATIONS, "impl")
-                                             if i in available]
+    impls = (
+        available if impls is None else [i for i in _names(impls, IMPLEMENTATIONS, "impl") if i in available]
+    )
     dt = _dtype(dtype)
     n_threads = configure_threads(threads)
 
@@ -449,8 +509,16 @@ def run_benchmarks(cells=DEFAULT_CELLS, shapes=tuple(SHAPES), modes=MODES, impls
                 for mode in modes:
                     worst = check_agreement(impl, problem, mode, reference)
                     if on_check is not None:
-                        on_check({"cell": c, "shape": s, "mode": mode, "impl": impl,
-                                  "dtype": dt.name, "max_rel_diff": worst})
+                        on_check(
+                            {
+                                "cell": c,
+                                "shape": s,
+                                "mode": mode,
+                                "impl": impl,
+                                "dtype": dt.name,
+                                "max_rel_diff": worst,
+                            }
+                        )
             del reference
 
     results = []
@@ -459,11 +527,22 @@ def run_benchmarks(cells=DEFAULT_CELLS, shapes=tuple(SHAPES), modes=MODES, impls
             problem, shape = problems[(c, s)], ALL_SHAPES[s]
             for mode in modes:
                 for impl in impls:
-                    timing = time_function(make_runner(impl, problem, mode), repeat=repeat,
-                                           warmup=warmup, budget_s=budget_s)
-                    result = {"cell": c, "shape": s, "T": shape.T, "B": shape.B, "I": shape.I,
-                              "H": shape.H, "mode": mode, "impl": impl, "dtype": dt.name,
-                              "threads": n_threads, **timing}
+                    timing = time_function(
+                        make_runner(impl, problem, mode), repeat=repeat, warmup=warmup, budget_s=budget_s
+                    )
+                    result = {
+                        "cell": c,
+                        "shape": s,
+                        "T": shape.T,
+                        "B": shape.B,
+                        "I": shape.I,
+                        "H": shape.H,
+                        "mode": mode,
+                        "impl": impl,
+                        "dtype": dt.name,
+                        "threads": n_threads,
+                        **timing,
+                    }
                     results.append(result)
                     if on_result is not None:
                         on_result(result)
@@ -472,6 +551,7 @@ def run_benchmarks(cells=DEFAULT_CELLS, shapes=tuple(SHAPES), modes=MODES, impls
 
 # ---------------------------------------------------------------------------------------------
 # Reporting
+
 
 def summarize(results, stat="median_ms"):
     """One row per (cell, shape, mode) from run_benchmarks' results, in their order.
@@ -495,8 +575,7 @@ def summarize(results, stat="median_ms"):
 
 def table_columns(impls):
     """The columns of format_table for these implementations: (key, title, width, kind)."""
-    cols = [("cell", "cell", 9, "text"), ("shape", "shape", 7, "text"),
-            ("mode", "mode", 17, "text")]
+    cols = [("cell", "cell", 9, "text"), ("shape", "shape", 7, "text"), ("mode", "mode", 17, "text")]
     cols += [(f"{i}_ms", f"{i} ms", 10, "ms") for i in impls]
     if "native" in impls:
         cols += [(f"{i}_over_native", f"{i}/native", 13, "ratio") for i in impls if i != "native"]
@@ -542,14 +621,22 @@ def format_table(rows, impls=IMPLEMENTATIONS, columns=None):
 def environment():
     """What the numbers depend on: versions, native availability and CPU path, threads."""
     import platform
+
     from fastrnn import info
+
     with warnings.catch_warnings():
         # info() asks for the default backend, which warns when the extension is missing;
         # native_available / native_error say the same here.
         warnings.simplefilter("ignore", RuntimeWarning)
         env = dict(info())
-    env.update({"numpy": np.__version__, "torch": torch_version(),
-                "python": platform.python_version(), "machine": platform.machine()})
+    env.update(
+        {
+            "numpy": np.__version__,
+            "torch": torch_version(),
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+        }
+    )
     return env
 
 
@@ -573,14 +660,21 @@ def blas_threads_info():
     Keys: ``threads`` (an int when threadpoolctl reports it, else None), ``source``
     ("threadpoolctl" or "environment") and the BLAS environment variables that are set.
     """
-    info = {"threads": None, "source": "environment",
-            "environment": {k: os.environ[k] for k in _BLAS_ENV if k in os.environ}}
+    info = {
+        "threads": None,
+        "source": "environment",
+        "environment": {k: os.environ[k] for k in _BLAS_ENV if k in os.environ},
+    }
     if threadpoolctl_available():
         import threadpoolctl
+
         pools = [p for p in threadpoolctl.threadpool_info() if p.get("user_api") == "blas"]
         if pools:
-            info.update(threads=max(p["num_threads"] for p in pools), source="threadpoolctl",
-                        libraries=[f"{p.get('internal_api')} {p.get('version')}" for p in pools])
+            info.update(
+                threads=max(p["num_threads"] for p in pools),
+                source="threadpoolctl",
+                libraries=[f"{p.get('internal_api')} {p.get('version')}" for p in pools],
+            )
     return info
 
 
@@ -590,10 +684,10 @@ def describe_blas_threads(info=None):
     if info["threads"] is not None:
         return f"numpy BLAS threads {info['threads']} (threadpoolctl)"
     env = ", ".join(f"{k}={v}" for k, v in info["environment"].items())
-    return ("numpy BLAS threads: not controlled by --threads (threadpoolctl is not installed); "
-            "whatever "
-            + (env if env else "OPENBLAS_NUM_THREADS/OMP_NUM_THREADS (unset: all cores)")
-            + " says")
+    return (
+        "numpy BLAS threads: not controlled by --threads (threadpoolctl is not installed); "
+        "whatever " + (env if env else "OPENBLAS_NUM_THREADS/OMP_NUM_THREADS (unset: all cores)") + " says"
+    )
 
 
 @contextlib.contextmanager
@@ -610,5 +704,6 @@ def limit_blas_threads(threads):
         yield False
         return
     import threadpoolctl
+
     with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
         yield True

@@ -3,10 +3,28 @@
 
 import numpy as np
 
-from .harness import (_OUTPUTS, ALL_SHAPES, CELLS, GATES, MODES, AgreementError, _check_args,
-                      _clear_torch_grads, _compare, _dtype, _names, _numpy_of, _shape,
-                      _torch_array, configure_threads, native_available, summarize,
-                      time_function, tolerances, torch_available)
+from .harness import (
+    _OUTPUTS,
+    ALL_SHAPES,
+    CELLS,
+    GATES,
+    MODES,
+    AgreementError,
+    _check_args,
+    _clear_torch_grads,
+    _compare,
+    _dtype,
+    _names,
+    _numpy_of,
+    _shape,
+    _torch_array,
+    configure_threads,
+    native_available,
+    summarize,
+    time_function,
+    tolerances,
+    torch_available,
+)
 
 LAYER_CELLS = ("lstm", "gru")
 LAYER_SHAPE = "medium"
@@ -16,7 +34,7 @@ LAYER_BIDIRECTIONAL = True
 # -> module -> pad_packed_sequence; native_padded: the native layer on the same padded batch
 # without lengths (what "lengths cost no more than padding" is measured against).
 LAYER_IMPLEMENTATIONS = ("native", "numpy", "torch", "native_padded")
-LENGTHS_TARGET = 1.2         # native with lengths / native padded <= 1.2x
+LENGTHS_TARGET = 1.2  # native with lengths / native padded <= 1.2x
 
 
 def make_lengths(T, B, rng):
@@ -38,8 +56,9 @@ def layer_lengths(shape, seed=0):
 
 def _layer_class(cell):
     from fastrnn import layers
+
     if cell in ("rnn_tanh", "rnn_relu"):
-        return layers.RNN, {"nonlinearity": cell[len("rnn_"):]}
+        return layers.RNN, {"nonlinearity": cell[len("rnn_") :]}
     if cell == "lstm":
         return layers.LSTM, {}
     if cell == "gru":
@@ -47,8 +66,14 @@ def _layer_class(cell):
     raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
 
 
-def make_layer_problem(cell, shape=LAYER_SHAPE, dtype="float32", seed=0,
-                       num_layers=LAYER_NUM_LAYERS, bidirectional=LAYER_BIDIRECTIONAL):
+def make_layer_problem(
+    cell,
+    shape=LAYER_SHAPE,
+    dtype="float32",
+    seed=0,
+    num_layers=LAYER_NUM_LAYERS,
+    bidirectional=LAYER_BIDIRECTIONAL,
+):
     """The arrays of one layer benchmark problem as a dict.
 
     Keys: cell, shape, shape_name, dtype, num_layers, bidirectional, x (T, B, I), lengths (B,),
@@ -68,18 +93,31 @@ def make_layer_problem(cell, shape=LAYER_SHAPE, dtype="float32", seed=0,
         return (scale * rng.standard_normal(dims)).astype(dt)
 
     cls, kwargs = _layer_class(cell)
-    weights = cls(s.I, s.H, num_layers=num_layers, bidirectional=bidirectional, dtype=dt.name,
-                  backend="numpy", seed=seed, **kwargs).state_dict()
+    weights = cls(
+        s.I,
+        s.H,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        dtype=dt.name,
+        backend="numpy",
+        seed=seed,
+        **kwargs,
+    ).state_dict()
     lstm = cell == "lstm"
     return {
-        "cell": cell, "shape": s, "shape_name": shape_name or str(s), "dtype": dt,
-        "num_layers": num_layers, "bidirectional": bidirectional,
-        "lengths": make_lengths(s.T, s.B, rng),   # the first draw: layer_lengths() repeats it
+        "cell": cell,
+        "shape": s,
+        "shape_name": shape_name or str(s),
+        "dtype": dt,
+        "num_layers": num_layers,
+        "bidirectional": bidirectional,
+        "lengths": make_lengths(s.T, s.B, rng),  # the first draw: layer_lengths() repeats it
         "x": normal(s.T, s.B, s.I),
         "h0": normal(LD, s.B, s.H, scale=0.5),
         "c0": normal(LD, s.B, s.H, scale=0.5) if lstm else None,
         "state_dict": weights,
-        "dy": normal(s.T, s.B, D * s.H), "dh_n": normal(LD, s.B, s.H),
+        "dy": normal(s.T, s.B, D * s.H),
+        "dh_n": normal(LD, s.B, s.H),
         "dc_n": normal(LD, s.B, s.H) if lstm else None,
     }
 
@@ -89,8 +127,16 @@ def fastrnn_layer(problem, backend, state_dict=None):
     from ``state_dict`` (e.g. a torch module's, tensors and all) or else the problem's."""
     p, s = problem, problem["shape"]
     cls, kwargs = _layer_class(p["cell"])
-    m = cls(s.I, s.H, num_layers=p["num_layers"], bidirectional=p["bidirectional"],
-            dtype=p["dtype"].name, backend=backend, seed=0, **kwargs)
+    m = cls(
+        s.I,
+        s.H,
+        num_layers=p["num_layers"],
+        bidirectional=p["bidirectional"],
+        dtype=p["dtype"].name,
+        backend=backend,
+        seed=0,
+        **kwargs,
+    )
     m.load_state_dict(p["state_dict"] if state_dict is None else state_dict)
     return m
 
@@ -98,11 +144,12 @@ def fastrnn_layer(problem, backend, state_dict=None):
 def torch_layer_module(problem):
     """The torch.nn.RNN/LSTM/GRU of ``problem`` holding its weights (through load_state_dict)."""
     import torch
+
     p, s = problem, problem["shape"]
     kw = {"num_layers": p["num_layers"], "bidirectional": p["bidirectional"]}
     cell = p["cell"]
     if cell in ("rnn_tanh", "rnn_relu"):
-        module = torch.nn.RNN(s.I, s.H, nonlinearity=cell[len("rnn_"):], **kw)
+        module = torch.nn.RNN(s.I, s.H, nonlinearity=cell[len("rnn_") :], **kw)
     elif cell == "lstm":
         module = torch.nn.LSTM(s.I, s.H, **kw)
     else:
@@ -136,6 +183,7 @@ def _fastrnn_layer_runner(problem, mode, backend, with_lengths, state_dict=None)
 
         def run():
             return outputs(*m(x, hx, lengths=lengths))
+
         return run
 
     m.train()
@@ -147,12 +195,14 @@ def _fastrnn_layer_runner(problem, mode, backend, with_lengths, state_dict=None)
         dh0, dc0 = dhx if lstm else (dhx, None)
         out.update(dx=dx, dh0=dh0, dc0=dc0, grads=m.grads)
         return out
+
     return run
 
 
 def _torch_layer_runner(problem, mode, module=None):
     import torch
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
     p = problem
     T = p["shape"].T
     lstm = p["cell"] == "lstm"
@@ -175,10 +225,12 @@ def _torch_layer_runner(problem, mode, module=None):
         return y, h_n, c_n
 
     if not grad:
+
         def run():
             with torch.no_grad():
                 y, h_n, c_n = forward()
             return {"y": _numpy_of(y), "h_n": _numpy_of(h_n), "c_n": _numpy_of(c_n)}
+
         return run
 
     leaves = [x, h0] + ([c0] if lstm else [])
@@ -190,10 +242,16 @@ def _torch_layer_runner(problem, mode, module=None):
         if lstm:
             loss = loss + (c_n * dc_n).sum()
         loss.backward()
-        return {"y": _numpy_of(y), "h_n": _numpy_of(h_n), "c_n": _numpy_of(c_n),
-                "dx": _numpy_of(x.grad), "dh0": _numpy_of(h0.grad),
-                "dc0": _numpy_of(c0.grad) if lstm else None,
-                "grads": {name: _numpy_of(w.grad) for name, w in module.named_parameters()}}
+        return {
+            "y": _numpy_of(y),
+            "h_n": _numpy_of(h_n),
+            "c_n": _numpy_of(c_n),
+            "dx": _numpy_of(x.grad),
+            "dh0": _numpy_of(h0.grad),
+            "dc0": _numpy_of(c0.grad) if lstm else None,
+            "grads": {name: _numpy_of(w.grad) for name, w in module.named_parameters()},
+        }
+
     return run
 
 
@@ -230,17 +288,21 @@ def check_layer_agreement(impl, problem, mode, reference=None, state_dict=None, 
         reference = layer_reference(problem, padded=padded)
     got = make_layer_runner(impl, problem, mode, state_dict, module)()
     (rtol, atol), (grtol, gatol) = tolerances(problem["dtype"])
-    what = (f"{impl} {problem['num_layers']}-layer "
-            f"{'bidirectional ' if problem['bidirectional'] else ''}{problem['cell']} {mode} "
-            f"{problem['shape_name']} {problem['dtype']}" + ("" if padded else " with lengths"))
+    what = (
+        f"{impl} {problem['num_layers']}-layer "
+        f"{'bidirectional ' if problem['bidirectional'] else ''}{problem['cell']} {mode} "
+        f"{problem['shape_name']} {problem['dtype']}" + ("" if padded else " with lengths")
+    )
     worst = 0.0
     for name in _OUTPUTS:
         worst = max(worst, _compare(what, name, got[name], reference[name], rtol, atol))
     if mode == "forward+backward":
         pairs = [(n, got[n], reference[n]) for n in ("dx", "dh0", "dc0")]
         if set(got["grads"]) != set(reference["grads"]):
-            raise AgreementError(f"{what}: gradients for {sorted(got['grads'])}, the numpy "
-                                 f"reference has {sorted(reference['grads'])}")
+            raise AgreementError(
+                f"{what}: gradients for {sorted(got['grads'])}, the numpy "
+                f"reference has {sorted(reference['grads'])}"
+            )
         pairs += [(f"grad of {n}", got["grads"][n], ref) for n, ref in reference["grads"].items()]
         for name, g, ref in pairs:
             scale = float(np.abs(ref).max()) if ref is not None and ref.size else 1.0
@@ -248,10 +310,23 @@ def check_layer_agreement(impl, problem, mode, reference=None, state_dict=None, 
     return worst
 
 
-def run_layer_benchmarks(cells=LAYER_CELLS, shapes=(LAYER_SHAPE,), modes=MODES, impls=None,
-                         dtype="float32", repeat=20, warmup=1, budget_s=1.0, threads=None,
-                         check=True, seed=0, num_layers=LAYER_NUM_LAYERS,
-                         bidirectional=LAYER_BIDIRECTIONAL, on_check=None, on_result=None):
+def run_layer_benchmarks(
+    cells=LAYER_CELLS,
+    shapes=(LAYER_SHAPE,),
+    modes=MODES,
+    impls=None,
+    dtype="float32",
+    repeat=20,
+    warmup=1,
+    budget_s=1.0,
+    threads=None,
+    check=True,
+    seed=0,
+    num_layers=LAYER_NUM_LAYERS,
+    bidirectional=LAYER_BIDIRECTIONAL,
+    on_check=None,
+    on_result=None,
+):
     """Times the layer problems: each is checked against numpy (with and without lengths), then
     every implementation of LAYER_IMPLEMENTATIONS that is available is timed in every mode.
 
@@ -263,10 +338,17 @@ def run_layer_benchmarks(cells=LAYER_CELLS, shapes=(LAYER_SHAPE,), modes=MODES, 
     cells = _names(cells, CELLS, "cell")
     shapes = _names(shapes, ALL_SHAPES, "shape")
     modes = _names(modes, MODES, "mode")
-    have = {"native": native_available(), "numpy": True, "torch": torch_available(),
-            "native_padded": native_available()}
-    impls = ([i for i in LAYER_IMPLEMENTATIONS if have[i]] if impls is None else
-             [i for i in _names(impls, LAYER_IMPLEMENTATIONS, "impl") if have[i]])
+    have = {
+        "native": native_available(),
+        "numpy": True,
+        "torch": torch_available(),
+        "native_padded": native_available(),
+    }
+    impls = (
+        [i for i in LAYER_IMPLEMENTATIONS if have[i]]
+        if impls is None
+        else [i for i in _names(impls, LAYER_IMPLEMENTATIONS, "impl") if have[i]]
+    )
     dt = _dtype(dtype)
     n_threads = configure_threads(threads)
 
@@ -283,22 +365,40 @@ def run_layer_benchmarks(cells=LAYER_CELLS, shapes=(LAYER_SHAPE,), modes=MODES, 
                     if padded not in refs:
                         refs[padded] = layer_reference(problem, padded, weights)
                     for mode in modes:
-                        worst = check_layer_agreement(impl, problem, mode, refs[padded], weights,
-                                                      module)
+                        worst = check_layer_agreement(impl, problem, mode, refs[padded], weights, module)
                         if on_check is not None:
-                            on_check({"cell": c, "shape": s, "mode": mode, "impl": impl,
-                                      "dtype": dt.name, "max_rel_diff": worst})
+                            on_check(
+                                {
+                                    "cell": c,
+                                    "shape": s,
+                                    "mode": mode,
+                                    "impl": impl,
+                                    "dtype": dt.name,
+                                    "max_rel_diff": worst,
+                                }
+                            )
                 del refs
             shape = ALL_SHAPES[s]
             for mode in modes:
                 for impl in impls:
                     run = make_layer_runner(impl, problem, mode, weights, module)
                     timing = time_function(run, repeat=repeat, warmup=warmup, budget_s=budget_s)
-                    result = {"cell": c, "shape": s, "T": shape.T, "B": shape.B, "I": shape.I,
-                              "H": shape.H, "mode": mode, "impl": impl, "dtype": dt.name,
-                              "threads": n_threads, "num_layers": num_layers,
-                              "bidirectional": bidirectional,
-                              "lengths": [int(v) for v in problem["lengths"]], **timing}
+                    result = {
+                        "cell": c,
+                        "shape": s,
+                        "T": shape.T,
+                        "B": shape.B,
+                        "I": shape.I,
+                        "H": shape.H,
+                        "mode": mode,
+                        "impl": impl,
+                        "dtype": dt.name,
+                        "threads": n_threads,
+                        "num_layers": num_layers,
+                        "bidirectional": bidirectional,
+                        "lengths": [int(v) for v in problem["lengths"]],
+                        **timing,
+                    }
                     results.append(result)
                     if on_result is not None:
                         on_result(result)
@@ -314,21 +414,20 @@ def summarize_layers(results, stat="median_ms"):
         native, padded = row.get("native_ms"), row.get("native_padded_ms")
         ratio = native / padded if native and padded else None
         row["lengths_over_padded"] = ratio
-        row["lengths_status"] = ("n/a" if ratio is None else
-                                 "PASS" if ratio <= LENGTHS_TARGET else "MISS")
+        row["lengths_status"] = "n/a" if ratio is None else "PASS" if ratio <= LENGTHS_TARGET else "MISS"
         row["lengths_text"] = f"<={LENGTHS_TARGET:g}x {row['lengths_status']}"
     return rows
 
 
 def layer_table_columns(impls):
     """The columns of the layer table (see table_columns)."""
-    cols = [("cell", "cell", 9, "text"), ("shape", "shape", 7, "text"),
-            ("mode", "mode", 17, "text")]
+    cols = [("cell", "cell", 9, "text"), ("shape", "shape", 7, "text"), ("mode", "mode", 17, "text")]
     cols += [(f"{i}_ms", f"{i} ms", 10 if i != "native_padded" else 16, "ms") for i in impls]
     if "native" in impls and "native_padded" in impls:
-        cols += [("lengths_over_padded", "lengths/padded", 14, "ratio"),
-                 ("lengths_text", "target", 11, "text")]
+        cols += [
+            ("lengths_over_padded", "lengths/padded", 14, "ratio"),
+            ("lengths_text", "target", 11, "text"),
+        ]
     if "native" in impls:
-        cols += [(f"{i}_over_native", f"{i}/native", 13, "ratio")
-                 for i in ("numpy", "torch") if i in impls]
+        cols += [(f"{i}_over_native", f"{i}/native", 13, "ratio") for i in ("numpy", "torch") if i in impls]
     return cols

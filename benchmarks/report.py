@@ -25,22 +25,29 @@ if __package__ in (None, ""):  # run as a script: import the harness as the pack
 from benchmarks import grid, harness, layers  # noqa: E402
 
 SECTIONS = ("functional", "layers", "grid")
-TITLES = {"functional": "functional: one layer, one direction",
-          "layers": "layers: 2 layers, bidirectional, variable lengths",
-          "grid": "grid: S1-S6"}
+TITLES = {
+    "functional": "functional: one layer, one direction",
+    "layers": "layers: 2 layers, bidirectional, variable lengths",
+    "grid": "grid: S1-S6",
+}
 COLORS = {"native": "#1f77b4", "native_padded": "#9ecae1", "torch": "#d62728", "numpy": "#7f7f7f"}
 
 
 # -------------------------------------------------------------------------------------------------
 # Reading
 
+
 def _order_key(r):
     cells = {c: n for n, c in enumerate(harness.CELLS)}
     shapes = {s: n for n, s in enumerate(harness.ALL_SHAPES)}
     modes = {m: n for n, m in enumerate(harness.MODES)}
     impls = {i: n for n, i in enumerate(layers.LAYER_IMPLEMENTATIONS)}
-    return (cells.get(r["cell"], 99), shapes.get(r["shape"], 99), modes.get(r["mode"], 99),
-            impls.get(r["impl"], 99))
+    return (
+        cells.get(r["cell"], 99),
+        shapes.get(r["shape"], 99),
+        modes.get(r["mode"], 99),
+        impls.get(r["impl"], 99),
+    )
 
 
 def results_from_pytest_benchmark(data, stat="median"):
@@ -65,9 +72,12 @@ def load(path, stat="median"):
         data = json.load(f)
     if "benchmarks" in data:
         return results_from_pytest_benchmark(data, stat), None, "pytest-benchmark"
-    sections = {name: data[name]["results"] for name in SECTIONS
-                if isinstance(data.get(name), dict) and data[name].get("results")}
-    if not sections and data.get("results"):        # a --json file from before the sections
+    sections = {
+        name: data[name]["results"]
+        for name in SECTIONS
+        if isinstance(data.get(name), dict) and data[name].get("results")
+    }
+    if not sections and data.get("results"):  # a --json file from before the sections
         sections = {"functional": data["results"]}
     sgemm = (data.get("grid") or {}).get("sgemm")
     if sgemm and stat == "mean":
@@ -97,14 +107,16 @@ def rows_and_columns(section, results, stat, sgemm_gflops=None):
 # -------------------------------------------------------------------------------------------------
 # The chart
 
+
 def draw_chart(sections, path, stat="median", title=None):
     """A PNG of every section's times, one panel per (section, mode): bars per problem for each
     implementation, log-scale milliseconds. Returns False (with a message) without matplotlib."""
     try:
         import matplotlib
     except ImportError:
-        print("error: --png needs matplotlib, which is not installed: pip install matplotlib",
-              file=sys.stderr)
+        print(
+            "error: --png needs matplotlib, which is not installed: pip install matplotlib", file=sys.stderr
+        )
         return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -120,8 +132,9 @@ def draw_chart(sections, path, stat="median", title=None):
             if rs:
                 panels.append((section, mode, rs))
     widest = max(len({(r["cell"], r["shape"]) for r in rs}) for _, _, rs in panels)
-    fig, axes = plt.subplots(len(panels), 1, squeeze=False,
-                             figsize=(max(8.0, 0.75 * widest + 2), 3.2 * len(panels)))
+    fig, axes = plt.subplots(
+        len(panels), 1, squeeze=False, figsize=(max(8.0, 0.75 * widest + 2), 3.2 * len(panels))
+    )
     for ax, (section, mode, rs) in zip(axes[:, 0], panels):
         problems = list(dict.fromkeys((r["cell"], r["shape"]) for r in rs))
         order = ("native", "native_padded", "torch", "numpy")
@@ -141,14 +154,20 @@ def draw_chart(sections, path, stat="median", title=None):
             native, torch = times.get((cell, shape, "native")), times.get((cell, shape, "torch"))
             if native and torch:
                 top = max(times.get((cell, shape, i)) or 0 for i in impls)
-                ax.annotate(f"{torch / native:.1f}x", (x, top), ha="center",
-                            va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+                ax.annotate(
+                    f"{torch / native:.1f}x",
+                    (x, top),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                )
         ax.set_yscale("log")
         ax.set_xticks(range(len(problems)))
         ax.set_xticklabels([f"{c}\n{s}" for c, s in problems], fontsize=8)
         ax.set_ylabel(f"ms ({stat}, log)")
-        ax.set_title(f"{TITLES[section]} - {mode}   (numbers: torch/native, > 1: native faster)",
-                     fontsize=9)
+        ax.set_title(f"{TITLES[section]} - {mode}   (numbers: torch/native, > 1: native faster)", fontsize=9)
         ax.legend(fontsize=8, loc="upper left", ncol=len(impls))
         ax.grid(axis="y", which="major", alpha=0.3)
         lo = min(r[key] for r in rs)
@@ -164,15 +183,22 @@ def draw_chart(sections, path, stat="median", title=None):
 
 # -------------------------------------------------------------------------------------------------
 
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("json", help="a file written by python -m benchmarks --json or by "
-                                     "pytest --benchmark-json")
-    parser.add_argument("--stat", choices=("median", "min", "mean"), default=None,
-                        help="which statistic to show (default: the one the file was made with, "
-                             "else median; mean only for pytest-benchmark files)")
-    parser.add_argument("--png", metavar="PATH",
-                        help="also draw a chart of native vs torch vs numpy to PATH (matplotlib)")
+    parser.add_argument(
+        "json", help="a file written by python -m benchmarks --json or by pytest --benchmark-json"
+    )
+    parser.add_argument(
+        "--stat",
+        choices=("median", "min", "mean"),
+        default=None,
+        help="which statistic to show (default: the one the file was made with, "
+        "else median; mean only for pytest-benchmark files)",
+    )
+    parser.add_argument(
+        "--png", metavar="PATH", help="also draw a chart of native vs torch vs numpy to PATH (matplotlib)"
+    )
     args = parser.parse_args(argv)
     stat = args.stat
     if stat is None:
@@ -196,15 +222,20 @@ def main(argv=None):
             continue
         print(f"== {TITLES[section]} ==")
         if section == "grid":
-            print(f"sgemm (1 thread, 4096x1024x1024): {gflops:.1f} GFLOP/s" if gflops else
-                  "sgemm: not in this file, the %sgemm targets read n/a")
+            print(
+                f"sgemm (1 thread, 4096x1024x1024): {gflops:.1f} GFLOP/s"
+                if gflops
+                else "sgemm: not in this file, the %sgemm targets read n/a"
+            )
         rows, columns, _ = rows_and_columns(section, results, stat, gflops)
         print(harness.format_table(rows, columns=columns))
         if section == "grid":
             targets = [t for r in rows for t in r["targets"]]
             counts = {k: sum(t["status"] == k for t in targets) for k in ("PASS", "MISS", "n/a")}
-            print(f"targets: {counts['PASS']} PASS, {counts['MISS']} MISS, {counts['n/a']} n/a "
-                  f"of {len(targets)}")
+            print(
+                f"targets: {counts['PASS']} PASS, {counts['MISS']} MISS, {counts['n/a']} n/a "
+                f"of {len(targets)}"
+            )
         print()
     print(f"times in ms ({stat}); x/native > 1: native is faster")
     if args.png:

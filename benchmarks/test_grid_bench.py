@@ -13,16 +13,15 @@ The targets (ratios, % of sgemm) are printed by ``python -m benchmarks --grid`` 
 """
 
 import pytest
-from ._common import impl_params, time_call
 
 from . import grid, harness
+from ._common import impl_params, time_call
 
 
 @pytest.mark.filterwarnings("ignore:Benchmark fixture was not used")  # when the check fails
 @pytest.mark.parametrize("impl", impl_params(harness.IMPLEMENTATIONS))
 @pytest.mark.parametrize("mode", harness.MODES)
-@pytest.mark.parametrize("cell,shape", [pytest.param(c, s, id=f"{c}-{s}")
-                                        for c, s in grid.grid_pairs()])
+@pytest.mark.parametrize("cell,shape", [pytest.param(c, s, id=f"{c}-{s}") for c, s in grid.grid_pairs()])
 def test_grid(benchmark, problem, reference, threads, cell, shape, mode, impl):
     p = problem(cell, shape)
     ref = reference(cell, shape)
@@ -32,8 +31,20 @@ def test_grid(benchmark, problem, reference, threads, cell, shape, mode, impl):
     run = harness.make_runner(impl, p, mode)
     s = p["shape"]
     benchmark.group = f"grid {cell} {mode} {shape}"
-    benchmark.extra_info.update({"section": "grid", "cell": cell, "shape": shape, "mode": mode,
-                                 "impl": impl, "T": s.T, "B": s.B, "I": s.I, "H": s.H,
-                                 "dtype": "float32", "threads": threads,
-                                 "flops": grid.flops(cell, shape, mode)})
+    benchmark.extra_info.update(
+        {
+            "section": "grid",
+            "cell": cell,
+            "shape": shape,
+            "mode": mode,
+            "impl": impl,
+            "T": s.T,
+            "B": s.B,
+            "I": s.I,
+            "H": s.H,
+            "dtype": "float32",
+            "threads": threads,
+            "flops": grid.flops(cell, shape, mode),
+        }
+    )
     time_call(benchmark, run)

@@ -12,9 +12,9 @@ test first checks its implementation against the numpy layer (with lengths; nati
 """
 
 import pytest
-from ._common import impl_params, time_call
 
 from . import harness, layers
+from ._common import impl_params, time_call
 
 
 @pytest.mark.filterwarnings("ignore:Benchmark fixture was not used")  # when the check fails
@@ -24,7 +24,7 @@ from . import harness, layers
 def test_layers(benchmark, layer_problem, layer_reference, layer_torch, threads, cell, mode, impl):
     shape = layers.LAYER_SHAPE
     p = layer_problem(cell, shape)
-    module = layer_torch(cell, shape)                 # None without torch
+    module = layer_torch(cell, shape)  # None without torch
     weights = None if module is None else module.state_dict()
     ref = layer_reference(cell, shape, padded=impl == "native_padded")
 
@@ -33,10 +33,22 @@ def test_layers(benchmark, layer_problem, layer_reference, layer_torch, threads,
     run = layers.make_layer_runner(impl, p, mode, weights, module)
     s = p["shape"]
     benchmark.group = f"layers {cell} {mode} {shape}"
-    benchmark.extra_info.update({"section": "layers", "cell": cell, "shape": shape, "mode": mode,
-                                 "impl": impl, "T": s.T, "B": s.B, "I": s.I, "H": s.H,
-                                 "dtype": "float32", "threads": threads,
-                                 "num_layers": p["num_layers"],
-                                 "bidirectional": p["bidirectional"],
-                                 "lengths": [int(v) for v in p["lengths"]]})
+    benchmark.extra_info.update(
+        {
+            "section": "layers",
+            "cell": cell,
+            "shape": shape,
+            "mode": mode,
+            "impl": impl,
+            "T": s.T,
+            "B": s.B,
+            "I": s.I,
+            "H": s.H,
+            "dtype": "float32",
+            "threads": threads,
+            "num_layers": p["num_layers"],
+            "bidirectional": p["bidirectional"],
+            "lengths": [int(v) for v in p["lengths"]],
+        }
+    )
     time_call(benchmark, run)

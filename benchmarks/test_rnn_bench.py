@@ -13,9 +13,9 @@ The performance grid S1-S6 is in test_grid_bench.py, the layers in test_layers_b
 """
 
 import pytest
-from ._common import impl_params, time_call
 
 from . import harness
+from ._common import impl_params, time_call
 
 
 @pytest.mark.filterwarnings("ignore:Benchmark fixture was not used")  # when the check fails
@@ -32,7 +32,19 @@ def test_rnn(benchmark, problem, reference, threads, cell, shape, mode, impl):
     run = harness.make_runner(impl, p, mode)
     s = p["shape"]
     benchmark.group = f"{cell} {mode} {shape}"
-    benchmark.extra_info.update({"section": "functional", "cell": cell, "shape": shape,
-                                 "mode": mode, "impl": impl, "T": s.T, "B": s.B, "I": s.I,
-                                 "H": s.H, "dtype": "float32", "threads": threads})
+    benchmark.extra_info.update(
+        {
+            "section": "functional",
+            "cell": cell,
+            "shape": shape,
+            "mode": mode,
+            "impl": impl,
+            "T": s.T,
+            "B": s.B,
+            "I": s.I,
+            "H": s.H,
+            "dtype": "float32",
+            "threads": threads,
+        }
+    )
     time_call(benchmark, run)

@@ -32,9 +32,9 @@ import fastrnn as fr
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PLOT = os.path.join(HERE, os.pardir, "docs", "adding_grad_norms.png")
 
-BASELINE_MSE = 1.0 / 6.0   # predicting the constant 1.0: Var(U1 + U2) = 2 * 1/12
-SOLVED_MSE = 0.01          # test MSE below this counts as solved
-IRNN_INPUT_STD = 0.01      # std of the IRNN's input weights
+BASELINE_MSE = 1.0 / 6.0  # predicting the constant 1.0: Var(U1 + U2) = 2 * 1/12
+SOLVED_MSE = 0.01  # test MSE below this counts as solved
+IRNN_INPUT_STD = 0.01  # std of the IRNN's input weights
 
 # The four recurrent cells. lr is Adam's learning rate for each (see examples/README.md):
 # - tanh: PyTorch's default init (U(-1/sqrt(H), 1/sqrt(H))).
@@ -58,6 +58,7 @@ CELLS = {
 # -------------------------------------------------------------------------------------------------
 # Data
 
+
 def make_batch(rng, T, B, dtype=np.float32):
     """x (T, B, 2) time-major and target (B, 1): the sum of the two marked values."""
     if T < 2:
@@ -65,8 +66,8 @@ def make_batch(rng, T, B, dtype=np.float32):
     values = rng.uniform(0.0, 1.0, size=(T, B))
     half = T // 2
     cols = np.arange(B)
-    first = rng.integers(0, half, size=B)          # one marker in the first half
-    second = rng.integers(half, T, size=B)         # one in the second half
+    first = rng.integers(0, half, size=B)  # one marker in the first half
+    second = rng.integers(half, T, size=B)  # one in the second half
     markers = np.zeros((T, B))
     markers[first, cols] = 1.0
     markers[second, cols] = 1.0
@@ -77,6 +78,7 @@ def make_batch(rng, T, B, dtype=np.float32):
 
 # -------------------------------------------------------------------------------------------------
 # Model
+
 
 def make_model(cell, hidden, seed, backend=None):
     """(recurrent layer, Linear head) for one of CELLS, seeded."""
@@ -118,8 +120,8 @@ def evaluate(rnn, head, x, target, chunk=1000):
     try:
         sq = 0.0
         for s in range(0, x.shape[1], chunk):
-            pred, _ = forward(rnn, head, x[:, s:s + chunk])
-            sq += float(np.sum((pred.astype(np.float64) - target[s:s + chunk]) ** 2))
+            pred, _ = forward(rnn, head, x[:, s : s + chunk])
+            sq += float(np.sum((pred.astype(np.float64) - target[s : s + chunk]) ** 2))
         return sq / x.shape[1]
     finally:
         rnn.train()
@@ -155,18 +157,29 @@ def train(cell, T, args, log=print):
                 test = evaluate(rnn, head, x_test, y_test)
             history.append((step, test))
             if args.verbose:
-                recent = float(np.mean(losses[-args.eval_every:]))
-                log(f"  {cell:5s} T={T:4d} step {step:5d}  train {recent:.4f}  test {test:.4f}  "
-                    f"({time.perf_counter() - start:.1f} s)")
+                recent = float(np.mean(losses[-args.eval_every :]))
+                log(
+                    f"  {cell:5s} T={T:4d} step {step:5d}  train {recent:.4f}  test {test:.4f}  "
+                    f"({time.perf_counter() - start:.1f} s)"
+                )
     seconds = time.perf_counter() - start
     test = history[-1][1]
-    return {"cell": cell, "T": T, "lr": lr, "test_mse": test, "solved": test < SOLVED_MSE,
-            "seconds": seconds, "history": history, "final_train_loss": losses[-1],
-            "model": (rnn, head)}
+    return {
+        "cell": cell,
+        "T": T,
+        "lr": lr,
+        "test_mse": test,
+        "solved": test < SOLVED_MSE,
+        "seconds": seconds,
+        "history": history,
+        "final_train_loss": losses[-1],
+        "model": (rnn, head),
+    }
 
 
 # -------------------------------------------------------------------------------------------------
 # Gradient norms through time
+
 
 def grad_norms(rnn, head, T, seed):
     """||dLoss/dh_t|| for t = 0..T-1: ``rnn.dh_norms`` after one backward on a fixed batch of 64."""
@@ -182,31 +195,44 @@ def grad_norms(rnn, head, T, seed):
 def plot(panels, T, path, subtitle=""):
     """Writes the chart: a panel per (title, {cell: norms (T,)}), a curve per cell, log scale."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from fastrnn.diagnostics import plot_grad_norms
 
     colors = {"tanh": "tab:red", "irnn": "tab:orange", "lstm": "tab:blue", "gru": "tab:green"}
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.8), sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.8), sharey=True, squeeze=False)
     for ax, (title, norms) in zip(axes[0], panels):
         cells = list(norms)
-        plot_grad_norms(np.stack([norms[c] for c in cells]),
-                        labels=[CELLS[c]["label"] for c in cells], ax=ax, title=title)
+        plot_grad_norms(
+            np.stack([norms[c] for c in cells]), labels=[CELLS[c]["label"] for c in cells], ax=ax, title=title
+        )
         for line, c in zip(ax.get_lines(), cells):
             line.set_color(colors[c])
             line.set_linewidth(2)
         ax.set_xlim(0, T - 1)
         ax.set_xlabel("time step t  (the loss is taken after t = T-1)")
         ax.axvspan(0, T // 2, color="0.9", zorder=0)
-        ax.text(T // 4, 0.02, "first marker lies here", transform=ax.get_xaxis_transform(),
-                ha="center", va="bottom", fontsize=9, color="0.35")
+        ax.text(
+            T // 4,
+            0.02,
+            "first marker lies here",
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=9,
+            color="0.35",
+        )
         ax.legend(loc="lower right", fontsize=9, framealpha=0.9)
     axes[0][0].set_ylabel("||dLoss / dh_t||  (log scale)")
     for ax in axes[0][1:]:
         ax.set_ylabel("")
-    fig.suptitle(f"Adding problem, T = {T}: how much gradient reaches each time step"
-                 + (f"\n{subtitle}" if subtitle else ""), fontsize=11)
+    fig.suptitle(
+        f"Adding problem, T = {T}: how much gradient reaches each time step"
+        + (f"\n{subtitle}" if subtitle else ""),
+        fontsize=11,
+    )
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -216,28 +242,38 @@ def plot(panels, T, path, subtitle=""):
 # -------------------------------------------------------------------------------------------------
 # Command line
 
+
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--lengths", type=int, nargs="+", default=[50, 100, 200],
-                   help="sequence lengths T")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument("--lengths", type=int, nargs="+", default=[50, 100, 200], help="sequence lengths T")
     p.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
     p.add_argument("--steps", type=int, default=2500, help="training steps per (cell, T)")
     p.add_argument("--hidden", type=int, default=64, help="hidden size")
     p.add_argument("--batch", type=int, default=64, help="batch size")
-    p.add_argument("--lr", type=float, default=None,
-                   help="Adam learning rate for every cell (default: each cell's own, see CELLS)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="Adam learning rate for every cell (default: each cell's own, see CELLS)",
+    )
     p.add_argument("--clip", type=float, default=1.0, help="max gradient norm")
     p.add_argument("--test-size", type=int, default=1000, help="held-out test sequences")
     p.add_argument("--eval-every", type=int, default=500, help="steps between test evaluations")
     p.add_argument("--seed", type=int, default=0, help="seeds the weights, batches and test set")
-    p.add_argument("--backend", default=None, choices=["native", "numpy"],
-                   help="fastrnn backend (default: fastrnn's default, native when built)")
-    p.add_argument("--plot", default=DEFAULT_PLOT,
-                   help="where to write the gradient-norm chart (T=100 if run, else the first "
-                        "length); 'none' to skip")
-    p.add_argument("--quiet", dest="verbose", action="store_false",
-                   help="print only the final table")
+    p.add_argument(
+        "--backend",
+        default=None,
+        choices=["native", "numpy"],
+        help="fastrnn backend (default: fastrnn's default, native when built)",
+    )
+    p.add_argument(
+        "--plot",
+        default=DEFAULT_PLOT,
+        help="where to write the gradient-norm chart (T=100 if run, else the first length); 'none' to skip",
+    )
+    p.add_argument("--quiet", dest="verbose", action="store_false", help="print only the final table")
     args = p.parse_args(argv)
     for name in ("steps", "hidden", "batch", "test_size", "eval_every"):
         if getattr(args, name) < 1:
@@ -248,29 +284,38 @@ def parse_args(argv):
 
 
 def format_table(results):
-    lines = [f"{'cell':<22s}{'T':>5s}{'lr':>9s}{'test MSE':>11s}{'solved':>8s}{'seconds':>9s}",
-             "-" * 64]
+    lines = [f"{'cell':<22s}{'T':>5s}{'lr':>9s}{'test MSE':>11s}{'solved':>8s}{'seconds':>9s}", "-" * 64]
     for r in results:
-        lines.append(f"{CELLS[r['cell']]['label']:<22s}{r['T']:>5d}{r['lr']:>9.0e}"
-                     f"{r['test_mse']:>11.4f}{'yes' if r['solved'] else 'no':>8s}"
-                     f"{r['seconds']:>9.1f}")
+        lines.append(
+            f"{CELLS[r['cell']]['label']:<22s}{r['T']:>5d}{r['lr']:>9.0e}"
+            f"{r['test_mse']:>11.4f}{'yes' if r['solved'] else 'no':>8s}"
+            f"{r['seconds']:>9.1f}"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    info = fr.info()   # the layers get args.backend themselves: the global default is left alone
-    print(f"adding problem: lengths {args.lengths}, cells {args.cells}, steps {args.steps}, "
-          f"hidden {args.hidden}, batch {args.batch}, clip {args.clip}, test set "
-          f"{args.test_size}, seed {args.seed}")
-    print(f"fastrnn {info['version']}, backend {args.backend or info['backend']}, threads "
-          f"{info['num_threads']}; baseline (predict 1.0) MSE = {BASELINE_MSE:.4f}; "
-          f"solved = test MSE < {SOLVED_MSE}")
-    print(f"seeds: weights seed={args.seed} (Linear head {args.seed + 1}); training batches "
-          f"default_rng([{args.seed}, T, 1]); test set default_rng([{args.seed}, T, 2]); "
-          f"gradient-norm batch default_rng([{args.seed}, T, 3])")
-    print("Adam lr: " + ", ".join(f"{c} {args.lr if args.lr is not None else CELLS[c]['lr']:g}"
-                                  for c in args.cells))
+    info = fr.info()  # the layers get args.backend themselves: the global default is left alone
+    print(
+        f"adding problem: lengths {args.lengths}, cells {args.cells}, steps {args.steps}, "
+        f"hidden {args.hidden}, batch {args.batch}, clip {args.clip}, test set "
+        f"{args.test_size}, seed {args.seed}"
+    )
+    print(
+        f"fastrnn {info['version']}, backend {args.backend or info['backend']}, threads "
+        f"{info['num_threads']}; baseline (predict 1.0) MSE = {BASELINE_MSE:.4f}; "
+        f"solved = test MSE < {SOLVED_MSE}"
+    )
+    print(
+        f"seeds: weights seed={args.seed} (Linear head {args.seed + 1}); training batches "
+        f"default_rng([{args.seed}, T, 1]); test set default_rng([{args.seed}, T, 2]); "
+        f"gradient-norm batch default_rng([{args.seed}, T, 3])"
+    )
+    print(
+        "Adam lr: "
+        + ", ".join(f"{c} {args.lr if args.lr is not None else CELLS[c]['lr']:g}" for c in args.cells)
+    )
     sys.stdout.flush()
 
     total = time.perf_counter()
@@ -279,8 +324,10 @@ def main(argv=None):
         for cell in args.cells:
             r = train(cell, T, args)
             results.append(r)
-            print(f"{CELLS[cell]['label']:<22s} T={T:<4d} test MSE {r['test_mse']:.4f}  "
-                  f"{'solved' if r['solved'] else 'not solved'}  ({r['seconds']:.1f} s)")
+            print(
+                f"{CELLS[cell]['label']:<22s} T={T:<4d} test MSE {r['test_mse']:.4f}  "
+                f"{'solved' if r['solved'] else 'not solved'}  ({r['seconds']:.1f} s)"
+            )
             sys.stdout.flush()
 
     print()
@@ -292,15 +339,13 @@ def main(argv=None):
             print("matplotlib not installed: no plot")
         else:
             T = 100 if 100 in args.lengths else args.lengths[0]
-            init = {c: grad_norms(*make_model(c, args.hidden, args.seed, args.backend), T,
-                                  args.seed)
-                    for c in args.cells}
-            trained = {r["cell"]: grad_norms(*r["model"], T, args.seed)
-                       for r in results if r["T"] == T}
-            panels = [("at initialisation", init),
-                      (f"after training ({args.steps} steps)", trained)]
-            plot(panels, T, args.plot, subtitle=f"hidden {args.hidden}, one batch of 64, seed "
-                                                f"{args.seed}")
+            init = {
+                c: grad_norms(*make_model(c, args.hidden, args.seed, args.backend), T, args.seed)
+                for c in args.cells
+            }
+            trained = {r["cell"]: grad_norms(*r["model"], T, args.seed) for r in results if r["T"] == T}
+            panels = [("at initialisation", init), (f"after training ({args.steps} steps)", trained)]
+            plot(panels, T, args.plot, subtitle=f"hidden {args.hidden}, one batch of 64, seed {args.seed}")
             print(f"wrote {args.plot}")
     return results
 

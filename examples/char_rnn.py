@@ -40,24 +40,44 @@ def main(argv=None):
 
     model = fr.Sequential(
         fr.Embedding(V, 64, seed=args.seed),
-        fr.LSTM(64, args.hidden, num_layers=args.layers, dropout=0.1 if args.layers > 1 else 0.0,
-                seed=args.seed + 1),
-        fr.Linear(args.hidden, V, seed=args.seed + 2))
-    fr.init.forget_gate_bias_(model[1], 1.0)   # remember by default early in training
+        fr.LSTM(
+            64,
+            args.hidden,
+            num_layers=args.layers,
+            dropout=0.1 if args.layers > 1 else 0.0,
+            seed=args.seed + 1,
+        ),
+        fr.Linear(args.hidden, V, seed=args.seed + 2),
+    )
+    fr.init.forget_gate_bias_(model[1], 1.0)  # remember by default early in training
     optimizer = fr.optim.Adam(model.parameters(), lr=3e-3)
 
-    result = fr.train(model, train_ids[:-1], train_ids[1:], optimizer=optimizer, bptt=64,
-                      batch_size=32, epochs=1000, max_seconds=60 * args.minutes, clip=1.0,
-                      eval_data=(held[:-1], held[1:]), eval_every=200, checkpoint=args.out,
-                      extra={"vocab": vocab.to_dict()})
-    print(f"{result.steps} steps, {result.positions_per_second:,.0f} characters/s; best held-out "
-          f"loss {result.best_loss:.3f} nats = {result.best_loss / math.log(2):.2f} bits/char "
-          f"(step {result.best_step}, saved in {result.checkpoint})")
+    result = fr.train(
+        model,
+        train_ids[:-1],
+        train_ids[1:],
+        optimizer=optimizer,
+        bptt=64,
+        batch_size=32,
+        epochs=1000,
+        max_seconds=60 * args.minutes,
+        clip=1.0,
+        eval_data=(held[:-1], held[1:]),
+        eval_every=200,
+        checkpoint=args.out,
+        extra={"vocab": vocab.to_dict()},
+    )
+    print(
+        f"{result.steps} steps, {result.positions_per_second:,.0f} characters/s; best held-out "
+        f"loss {result.best_loss:.3f} nats = {result.best_loss / math.log(2):.2f} bits/char "
+        f"(step {result.best_step}, saved in {result.checkpoint})"
+    )
 
     best = fr.load_checkpoint(args.out).model
     for temperature in (0.5, 0.8, 1.0):
-        _, sample = fr.sample(best, "The ", args.sample_length, temperature=temperature,
-                              seed=args.seed, vocab=vocab)
+        _, sample = fr.sample(
+            best, "The ", args.sample_length, temperature=temperature, seed=args.seed, vocab=vocab
+        )
         print(f"\n--- temperature {temperature} ---\nThe {sample}")
     return result
 

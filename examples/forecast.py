@@ -55,40 +55,60 @@ def main(argv=None):
     mean, std = series[:n_train].mean(), series[:n_train].std()
     z = ((series - mean) / std).astype(np.float32)
     ztrain = z[:n_train, None]
-    test = np.arange(n_train, len(series) - 1)      # predict series[t + 1] from series[:t + 1]
+    test = np.arange(n_train, len(series) - 1)  # predict series[t + 1] from series[:t + 1]
     persistence = np.sqrt(np.mean((series[test] - series[test + 1]) ** 2))
-    print(f"Mackey-Glass (tau=17): {len(series)} values, {len(series) - n_train} held out; "
-          f"persistence RMSE {persistence:.5f}")
+    print(
+        f"Mackey-Glass (tau=17): {len(series)} values, {len(series) - n_train} held out; "
+        f"persistence RMSE {persistence:.5f}"
+    )
 
     rng = np.random.default_rng(args.seed)
     starts = rng.integers(n_train, len(series) - max(HORIZONS), size=args.starts)
     print(f"\n{'':45s}free-running RMSE after h steps")
-    print(f"{'cell':9s} {'train s':>8s} {'1-step RMSE':>12s} {'vs persist':>10s}    "
-          + " ".join(f"{'h=' + str(h):>7s}" for h in HORIZONS))
+    print(
+        f"{'cell':9s} {'train s':>8s} {'1-step RMSE':>12s} {'vs persist':>10s}    "
+        + " ".join(f"{'h=' + str(h):>7s}" for h in HORIZONS)
+    )
     runs = {}
     for cell in args.cells.split(","):
         model = make_model(cell, args.hidden, args.seed)
         t0 = time.perf_counter()
-        fr.train(model, ztrain[:-1], ztrain[1:], optimizer=fr.optim.Adam(model.parameters(),
-                 lr=1e-2), epochs=args.epochs, bptt=50, batch_size=16, progress=False)
+        fr.train(
+            model,
+            ztrain[:-1],
+            ztrain[1:],
+            optimizer=fr.optim.Adam(model.parameters(), lr=1e-2),
+            epochs=args.epochs,
+            bptt=50,
+            batch_size=16,
+            progress=False,
+        )
         seconds = time.perf_counter() - t0
         model.eval()
-        pred = model(z[:-1, None, None])[:, 0, 0] * std + mean   # one pass over the whole series
+        pred = model(z[:-1, None, None])[:, 0, 0] * std + mean  # one pass over the whole series
         one_step = np.sqrt(np.mean((pred[test] - series[test + 1]) ** 2))
-        errors = np.array([free_run(model, z[:s], max(HORIZONS)) * std + mean - series[s:s + max(
-            HORIZONS)] for s in starts])
+        errors = np.array(
+            [
+                free_run(model, z[:s], max(HORIZONS)) * std + mean - series[s : s + max(HORIZONS)]
+                for s in starts
+            ]
+        )
         at = [np.sqrt(np.mean(errors[:, h - 1] ** 2)) for h in HORIZONS]
         runs[cell] = (model, at)
-        print(f"{cell:9s} {seconds:8.1f} {one_step:12.5f} {persistence / one_step:9.1f}x    "
-              + " ".join(f"{e:7.4f}" for e in at))
+        print(
+            f"{cell:9s} {seconds:8.1f} {one_step:12.5f} {persistence / one_step:9.1f}x    "
+            + " ".join(f"{e:7.4f}" for e in at)
+        )
 
     if args.plot:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+
         s = int(starts[0])
         fig, ax = plt.subplots(figsize=(8, 3.5))
-        ax.plot(range(s - 100, s + 100), series[s - 100:s + 100], "k", lw=2, label="Mackey-Glass")
+        ax.plot(range(s - 100, s + 100), series[s - 100 : s + 100], "k", lw=2, label="Mackey-Glass")
         for cell, (model, _) in runs.items():
             ax.plot(range(s, s + 100), free_run(model, z[:s], 100) * std + mean, "--", label=cell)
         ax.axvline(s, color="grey", lw=0.8)

@@ -58,9 +58,14 @@ def capacity_row(N, alpha, trials, networks, noise, seed, mode, backend=None):
         sweeps.append(result.iterations)
         converged.append(result.converged)
     overlap = np.concatenate(overlaps)
-    return (P, float(np.mean(overlap >= RETRIEVED)), float(np.mean(overlap == 1.0)),
-            float(overlap.mean()), float(np.concatenate(sweeps).mean()),
-            float(np.concatenate(converged).mean()))
+    return (
+        P,
+        float(np.mean(overlap >= RETRIEVED)),
+        float(np.mean(overlap == 1.0)),
+        float(overlap.mean()),
+        float(np.concatenate(sweeps).mean()),
+        float(np.concatenate(converged).mean()),
+    )
 
 
 def time_backends(N, alpha, trials, noise, seed, mode, repeat=3):
@@ -85,22 +90,40 @@ def time_backends(N, alpha, trials, noise, seed, mode, repeat=3):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--units", type=int, default=500, help="N, the number of units (default 500)")
-    p.add_argument("--alphas", type=float, nargs="+", default=list(DEFAULT_ALPHAS),
-                   help="loads P/N to test (default 0.02 .. 0.30)")
-    p.add_argument("--trials", type=int, default=500,
-                   help="corrupted copies recalled per load (default 500)")
-    p.add_argument("--networks", type=int, default=5,
-                   help="independent networks (random pattern sets) per load (default 5)")
-    p.add_argument("--noise", type=float, default=0.1,
-                   help="fraction of units flipped in each copy (default 0.1)")
+    p.add_argument(
+        "--alphas",
+        type=float,
+        nargs="+",
+        default=list(DEFAULT_ALPHAS),
+        help="loads P/N to test (default 0.02 .. 0.30)",
+    )
+    p.add_argument("--trials", type=int, default=500, help="corrupted copies recalled per load (default 500)")
+    p.add_argument(
+        "--networks",
+        type=int,
+        default=5,
+        help="independent networks (random pattern sets) per load (default 5)",
+    )
+    p.add_argument(
+        "--noise", type=float, default=0.1, help="fraction of units flipped in each copy (default 0.1)"
+    )
     p.add_argument("--mode", choices=fr.hopfield.MODES, default="async", help="update mode")
-    p.add_argument("--backend", choices=["native", "numpy"], default=None,
-                   help="backend for the capacity table (default: fastrnn's default)")
-    p.add_argument("--timing-trials", type=int, default=200,
-                   help="states recalled by each backend in the timing (default 200; 0 skips it)")
+    p.add_argument(
+        "--backend",
+        choices=["native", "numpy"],
+        default=None,
+        help="backend for the capacity table (default: fastrnn's default)",
+    )
+    p.add_argument(
+        "--timing-trials",
+        type=int,
+        default=200,
+        help="states recalled by each backend in the timing (default 200; 0 skips it)",
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if min(args.units, args.trials, args.networks) < 1 or args.timing_trials < 0:
@@ -113,33 +136,37 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     N = args.units
-    print(f"Hopfield network, N = {N} units, {args.mode} recall of {args.trials} copies per load "
-          f"({args.networks} networks) with {args.noise:.0%} of the units flipped "
-          f"(backend {args.backend or fr.get_backend()})")
+    print(
+        f"Hopfield network, N = {N} units, {args.mode} recall of {args.trials} copies per load "
+        f"({args.networks} networks) with {args.noise:.0%} of the units flipped "
+        f"(backend {args.backend or fr.get_backend()})"
+    )
     print(f"retrieved: overlap m >= {RETRIEVED}; exact: every unit right; theory: alpha_c ~ 0.138\n")
-    header = f"{'alpha':>6} {'P':>5} {'retrieved':>10} {'exact':>7} {'mean m':>7} {'sweeps':>7} " \
-             f"{'converged':>10}"
+    header = (
+        f"{'alpha':>6} {'P':>5} {'retrieved':>10} {'exact':>7} {'mean m':>7} {'sweeps':>7} {'converged':>10}"
+    )
     print(header)
     print("-" * len(header))
     rows = []
     for i, alpha in enumerate(args.alphas):
         P, retrieved, exact, overlap, sweeps, converged = capacity_row(
-            N, alpha, args.trials, args.networks, args.noise, args.seed + i, args.mode,
-            args.backend)
+            N, alpha, args.trials, args.networks, args.noise, args.seed + i, args.mode, args.backend
+        )
         rows.append((alpha, P, retrieved, exact, overlap))
-        print(f"{alpha:6.3f} {P:5d} {retrieved:10.1%} {exact:7.1%} {overlap:7.3f} {sweeps:7.1f} "
-              f"{converged:10.1%}")
+        print(
+            f"{alpha:6.3f} {P:5d} {retrieved:10.1%} {exact:7.1%} {overlap:7.3f} {sweeps:7.1f} "
+            f"{converged:10.1%}"
+        )
     if args.timing_trials:
         alpha = 0.1
-        times, agree = time_backends(N, alpha, args.timing_trials, args.noise, args.seed,
-                                     args.mode)
-        print(f"\n{args.mode} recall of {args.timing_trials} states, N = {N}, alpha = {alpha} "
-              f"(best of 3 runs):")
+        times, agree = time_backends(N, alpha, args.timing_trials, args.noise, args.seed, args.mode)
+        print(
+            f"\n{args.mode} recall of {args.timing_trials} states, N = {N}, alpha = {alpha} (best of 3 runs):"
+        )
         for backend, seconds in times.items():
             print(f"  {backend:>6}: {seconds * 1e3:9.1f} ms")
         if "native" in times:
-            print(f"  native is {times['numpy'] / times['native']:.0f}x faster; identical results: "
-                  f"{agree}")
+            print(f"  native is {times['numpy'] / times['native']:.0f}x faster; identical results: {agree}")
     return rows
 
 

@@ -9,9 +9,10 @@ import sys
 import warnings
 
 import pytest
-from helpers import NATIVE, NATIVE_REASON, backend_params
 
 import fastrnn
+
+from helpers import NATIVE, NATIVE_REASON, backend_params
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -21,6 +22,7 @@ if str(ROOT) not in sys.path:
 # -------------------------------------------------------------------------------------------------
 # Session setup
 
+
 def _settle_default_backend():
     # Without the native build, the first get_backend() warns once (RuntimeWarning) and pyproject
     # turns warnings into errors. Consume exactly that warning here, once, so that tests relying on the
@@ -28,8 +30,9 @@ def _settle_default_backend():
     if NATIVE:
         return
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="fastrnn: native extension not importable",
-                                category=RuntimeWarning)
+        warnings.filterwarnings(
+            "ignore", message="fastrnn: native extension not importable", category=RuntimeWarning
+        )
         fastrnn.get_backend()
 
 
@@ -70,12 +73,11 @@ def restore_backend():
     fastrnn.set_backend(before)
 
 
-
 @pytest.fixture
 def split_everything(restore_threads):
     """Parallel grain 0: the kernels split even tiny problems over the thread team."""
     from fastrnn import _native
+
     _native.set_parallel_grain(0.0)
     yield
     _native.set_parallel_grain(1.0)
-

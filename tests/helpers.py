@@ -16,8 +16,13 @@ DTYPES = (np.float32, np.float64)
 BACKENDS = ("numpy", "native")
 
 # The cells as tests parametrise them: (cell, with projection). "lstm_proj" is an LSTM with w_hr.
-CELL_VARIANTS = {"rnn_tanh": ("rnn_tanh", False), "rnn_relu": ("rnn_relu", False),
-                 "lstm": ("lstm", False), "lstm_proj": ("lstm", True), "gru": ("gru", False)}
+CELL_VARIANTS = {
+    "rnn_tanh": ("rnn_tanh", False),
+    "rnn_relu": ("rnn_relu", False),
+    "lstm": ("lstm", False),
+    "lstm_proj": ("lstm", True),
+    "gru": ("gru", False),
+}
 
 OUTPUTS = ("y", "h_n", "c_n")
 GRADS = ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh", "dw_hr")
@@ -36,9 +41,9 @@ def backend_params():
     return [pytest.param("numpy", id="numpy"), pytest.param("native", id="native", marks=pytest.mark.native)]
 
 
-
 # -------------------------------------------------------------------------------------------------
 # Problem generators
+
 
 def make_problem(cell, T, B, I, H, P=None, dtype=np.float64, bias=True, seed=0):
     """Random arguments for functional.forward (a dict keyed like INPUTS).
@@ -103,9 +108,21 @@ def make_lengths(T, B, seed=2, low=0):
 def run(problem, cell, backend, lengths=None, reverse=False, upstream=(None, None, None)):
     """forward + backward; returns a dict with OUTPUTS and GRADS (None where the API gives None)."""
     p = problem
-    y, h_n, c_n, cache = F.forward(cell, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"],
-                                   p["b_hh"], p["w_hr"], lengths=lengths, reverse=reverse,
-                                   training=True, backend=backend)
+    y, h_n, c_n, cache = F.forward(
+        cell,
+        p["x"],
+        p["h0"],
+        p["c0"],
+        p["w_ih"],
+        p["w_hh"],
+        p["b_ih"],
+        p["b_hh"],
+        p["w_hr"],
+        lengths=lengths,
+        reverse=reverse,
+        training=True,
+        backend=backend,
+    )
     grads = F.backward(cache, *upstream)
     assert len(grads) == len(GRADS)
     return dict(zip(OUTPUTS, (y, h_n, c_n)), **dict(zip(GRADS, grads)))
@@ -113,6 +130,7 @@ def run(problem, cell, backend, lengths=None, reverse=False, upstream=(None, Non
 
 # -------------------------------------------------------------------------------------------------
 # Comparisons
+
 
 def tolerance(dtype):
     """(rtol, atol relative to the array's scale) for ``dtype``."""
@@ -145,7 +163,8 @@ def assert_close(actual, expected, name="", rtol=None, atol_rel=None):
         raise AssertionError(
             f"{name}: {int(bad.sum())}/{bad.size} elements differ (rtol={rtol}, atol={atol:.3g}); "
             f"worst at {tuple(int(j) for j in i)}: {act64[i]!r} vs {exp64[i]!r}, max abs err "
-            f"{err.max():.3g}, scale {scale:.3g}")
+            f"{err.max():.3g}, scale {scale:.3g}"
+        )
 
 
 def assert_results_close(actual, expected, names=OUTPUTS + GRADS, **kw):
@@ -165,4 +184,3 @@ def fd_grad(f, a, eps=1e-6):
         a[i] = old
         g[i] = (up - down) / (2 * eps)
     return g
-

@@ -7,8 +7,18 @@ import pytest
 import fastrnn
 from fastrnn import functional as F
 
-from helpers import (CELL_VARIANTS, DTYPES, GRADS, OUTPUTS, assert_close, assert_results_close,
-                      make_lengths, make_upstream, make_variant, run)
+from helpers import (
+    CELL_VARIANTS,
+    DTYPES,
+    GRADS,
+    OUTPUTS,
+    assert_close,
+    assert_results_close,
+    make_lengths,
+    make_upstream,
+    make_variant,
+    run,
+)
 
 pytestmark = pytest.mark.native
 
@@ -71,8 +81,9 @@ def test_native_matches_numpy_medium(variant, dtype, mode):
     compare(variant, (6, 16, 64, 96), dtype, True, with_lengths, reverse, seed=5)
 
 
-@pytest.mark.parametrize("shape", [(6, 16, 64, 96), (5, 3, 17, 33), (3, 9, 8, 130)],
-                         ids=["medium", "odd", "wide"])
+@pytest.mark.parametrize(
+    "shape", [(6, 16, 64, 96), (5, 3, 17, 33), (3, 9, 8, 130)], ids=["medium", "odd", "wide"]
+)
 @pytest.mark.parametrize("variant", ["rnn_tanh", "lstm", "lstm_proj", "gru"])
 def test_thread_counts_agree(variant, shape, restore_threads):
     # The static work split must not change results beyond rounding: 1 thread vs 2 threads.
@@ -95,8 +106,9 @@ def test_native_cache_runs_backward_on_native(variant):
     cell, problem = make_variant(variant, 3, 2, 4, 5, np.float64, seed=7)
     p = problem
     up = make_upstream(problem, 3)
-    *_, cache = F.forward(cell, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
-                          backend="native")
+    *_, cache = F.forward(
+        cell, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], backend="native"
+    )
     with fastrnn.use_backend("numpy"):
         grads = F.backward(cache, *up)
     expected = run(problem, cell, "native", upstream=up)

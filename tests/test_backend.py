@@ -25,8 +25,9 @@ def available_backends():
 def cache_backend(backend=None):
     """Which backend a forward() with ``backend`` ran on (as recorded in its cache)."""
     p = make_problem("gru", 2, 1, 2, 3, seed=41)
-    *_, cache = F.forward("gru", p["x"], p["h0"], None, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
-                          backend=backend)
+    *_, cache = F.forward(
+        "gru", p["x"], p["h0"], None, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], backend=backend
+    )
     return cache.backend
 
 
@@ -148,6 +149,7 @@ def test_native_unavailable_is_a_clear_error(restore_backend):
 # ------------------------------------------------------------------------------------------------
 # info() and threads
 
+
 def test_info():
     info = fastrnn.info()
     for key in ("version", "backend", "cpu_paths", "num_threads"):
@@ -188,6 +190,7 @@ def test_num_threads_default_is_positive():
 def test_many_threads_still_correct(restore_threads):
     # More threads than cores or than work (H=3): idle workers must not corrupt results.
     from helpers import assert_results_close, make_lengths, make_upstream, run
+
     p = make_problem("lstm", 3, 2, 4, 3, seed=42)
     up = make_upstream(p, 3)
     lengths = make_lengths(3, 2)
@@ -199,13 +202,13 @@ def test_many_threads_still_correct(restore_threads):
 # ------------------------------------------------------------------------------------------------
 # Environment variables, checked in a fresh interpreter (they are read once per process).
 
+
 def run_python(code, **env):
     full = dict(os.environ)
     for k in ("FASTRNN_BACKEND", "FASTRNN_NUM_THREADS"):
         full.pop(k, None)
     full.update(env)
-    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=120)
 
 
 PROBE = """

@@ -7,8 +7,16 @@ import pytest
 import fastrnn
 from fastrnn import functional as F
 
-from helpers import (CELL_VARIANTS, GATES, assert_results_close, make_lengths, make_problem,
-                      make_upstream, make_variant, run)
+from helpers import (
+    CELL_VARIANTS,
+    GATES,
+    assert_results_close,
+    make_lengths,
+    make_problem,
+    make_upstream,
+    make_variant,
+    run,
+)
 
 T, B, I, H, P = 3, 2, 4, 5, 3
 
@@ -20,8 +28,18 @@ def good_kwargs(cell="lstm", proj=False, dtype=np.float64):
 
 def call_forward(kw, backend):
     kw = dict(kw)
-    return F.forward(kw.pop("cell"), kw.pop("x"), kw.pop("h0"), kw.pop("c0"), kw.pop("w_ih"),
-                     kw.pop("w_hh"), kw.pop("b_ih"), kw.pop("b_hh"), backend=backend, **kw)
+    return F.forward(
+        kw.pop("cell"),
+        kw.pop("x"),
+        kw.pop("h0"),
+        kw.pop("c0"),
+        kw.pop("w_ih"),
+        kw.pop("w_hh"),
+        kw.pop("b_ih"),
+        kw.pop("b_hh"),
+        backend=backend,
+        **kw,
+    )
 
 
 f32 = np.float32
@@ -41,19 +59,22 @@ FORWARD_CASES = [
     ("x_complex", "lstm", False, {"x": lambda k: k["x"].astype(np.complex128)}, TypeError, "x"),
     ("x_bool", "lstm", False, {"x": lambda k: k["x"] > 0}, TypeError, "x"),
     ("w_ih_wrong_I", "lstm", False, {"w_ih": lambda k: np.zeros((G4 * H, I + 1))}, ValueError, "w_ih"),
-    ("w_ih_rows_not_G_multiple", "lstm", False, {"w_ih": lambda k: np.zeros((G4 * H + 1, I))},
-     ValueError, "w_ih"),
-    ("w_ih_gru_rows_not_3_multiple", "gru", False, {"w_ih": lambda k: np.zeros((16, I))},
-     ValueError, "w_ih"),
+    (
+        "w_ih_rows_not_G_multiple",
+        "lstm",
+        False,
+        {"w_ih": lambda k: np.zeros((G4 * H + 1, I))},
+        ValueError,
+        "w_ih",
+    ),
+    ("w_ih_gru_rows_not_3_multiple", "gru", False, {"w_ih": lambda k: np.zeros((16, I))}, ValueError, "w_ih"),
     ("w_ih_no_rows", "lstm", False, {"w_ih": lambda k: np.zeros((0, I))}, ValueError, "w_ih"),
     ("w_ih_1d", "lstm", False, {"w_ih": lambda k: k["w_ih"].ravel()}, ValueError, "w_ih"),
     ("w_ih_int", "lstm", False, {"w_ih": lambda k: k["w_ih"].astype(np.int32)}, TypeError, "w_ih"),
     ("w_hh_wrong_cols", "lstm", False, {"w_hh": lambda k: np.zeros((G4 * H, H + 1))}, ValueError, "w_hh"),
-    ("w_hh_wrong_rows", "lstm", False, {"w_hh": lambda k: np.zeros((G4 * (H + 1), H))},
-     ValueError, "w_hh"),
+    ("w_hh_wrong_rows", "lstm", False, {"w_hh": lambda k: np.zeros((G4 * (H + 1), H))}, ValueError, "w_hh"),
     ("w_hh_transposed", "lstm", False, {"w_hh": lambda k: k["w_hh"].T}, ValueError, "w_hh"),
-    ("w_hh_complex", "lstm", False, {"w_hh": lambda k: k["w_hh"].astype(np.complex64)},
-     TypeError, "w_hh"),
+    ("w_hh_complex", "lstm", False, {"w_hh": lambda k: k["w_hh"].astype(np.complex64)}, TypeError, "w_hh"),
     ("w_hh_not_P_with_proj", "lstm", True, {"w_hh": lambda k: np.zeros((G4 * H, H))}, ValueError, "w_hh"),
     ("b_ih_wrong_length", "lstm", False, {"b_ih": lambda k: np.zeros(G4 * H + 1)}, ValueError, "b_ih"),
     ("b_ih_2d", "lstm", False, {"b_ih": lambda k: k["b_ih"][None]}, ValueError, "b_ih"),
@@ -87,8 +108,9 @@ FORWARD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("cell, proj, edits, exc, match",
-                         [pytest.param(*c[1:], id=c[0]) for c in FORWARD_CASES])
+@pytest.mark.parametrize(
+    "cell, proj, edits, exc, match", [pytest.param(*c[1:], id=c[0]) for c in FORWARD_CASES]
+)
 def test_forward_rejects(backend, cell, proj, edits, exc, match):
     kw = good_kwargs(cell, proj)
     call_forward(kw, backend)  # the unedited arguments are valid
@@ -119,8 +141,9 @@ def test_forward_rejects_float32_x_with_float64_weights(backend):
         call_forward(kw, backend)
 
 
-@pytest.mark.parametrize("name, exc", [("gpu", ValueError), ("Native ", ValueError), (1, TypeError),
-                                       (True, TypeError)])
+@pytest.mark.parametrize(
+    "name, exc", [("gpu", ValueError), ("Native ", ValueError), (1, TypeError), (True, TypeError)]
+)
 def test_forward_rejects_unknown_backend(name, exc):
     with pytest.raises(exc, match="backend"):
         call_forward(good_kwargs("rnn_tanh"), name)
@@ -128,6 +151,7 @@ def test_forward_rejects_unknown_backend(name, exc):
 
 # ------------------------------------------------------------------------------------------------
 # backward()
+
 
 def make_cache(backend, cell="lstm", proj=False, dtype=np.float64):
     kw = good_kwargs(cell, proj, dtype)
@@ -145,8 +169,9 @@ def test_backward_rejects_missing_cache(backend):
         F.backward(cache, None, None)
 
 
-@pytest.mark.parametrize("obj", [object(), "cache", {"cell": "lstm"}, (1, 2)],
-                         ids=["object", "str", "dict", "tuple"])
+@pytest.mark.parametrize(
+    "obj", [object(), "cache", {"cell": "lstm"}, (1, 2)], ids=["object", "str", "dict", "tuple"]
+)
 def test_backward_rejects_non_cache(obj):
     with pytest.raises(TypeError, match="cache"):
         F.backward(obj, None, None)
@@ -162,17 +187,16 @@ BACKWARD_CASES = [
     ("dh_n_wrong_shape", "lstm", False, dict(dh_n=lambda d: np.zeros((B, H + 1), d)), ValueError, "dh_n"),
     ("dh_n_float16", "gru", False, dict(dh_n=lambda d: np.zeros((B, H), np.float16)), TypeError, "dh_n"),
     ("dc_n_wrong_shape", "lstm", False, dict(dc_n=lambda d: np.zeros((B + 1, H), d)), ValueError, "dc_n"),
-    ("dc_n_P_not_H_with_proj", "lstm", True, dict(dc_n=lambda d: np.zeros((B, P), d)),
-     ValueError, "dc_n"),
-    ("dc_n_complex", "lstm", False, dict(dc_n=lambda d: np.zeros((B, H), np.complex128)),
-     TypeError, "dc_n"),
+    ("dc_n_P_not_H_with_proj", "lstm", True, dict(dc_n=lambda d: np.zeros((B, P), d)), ValueError, "dc_n"),
+    ("dc_n_complex", "lstm", False, dict(dc_n=lambda d: np.zeros((B, H), np.complex128)), TypeError, "dc_n"),
     ("dc_n_for_gru", "gru", False, dict(dc_n=lambda d: np.zeros((B, H), d)), ValueError, "dc_n"),
     ("dc_n_for_rnn", "rnn_relu", False, dict(dc_n=lambda d: np.zeros((B, H), d)), ValueError, "dc_n"),
 ]
 
 
-@pytest.mark.parametrize("cell, proj, given, exc, match",
-                         [pytest.param(*c[1:], id=c[0]) for c in BACKWARD_CASES])
+@pytest.mark.parametrize(
+    "cell, proj, given, exc, match", [pytest.param(*c[1:], id=c[0]) for c in BACKWARD_CASES]
+)
 def test_backward_rejects(backend, cell, proj, given, exc, match):
     _, cache = make_cache(backend, cell, proj)
     args = {name: make(np.float64) for name, make in given.items()}
@@ -184,18 +208,30 @@ def test_backward_rejects(backend, cell, proj, given, exc, match):
 # ------------------------------------------------------------------------------------------------
 # Threads and backend names
 
-@pytest.mark.parametrize("n, exc", [(0, ValueError), (-2, ValueError), ("2", TypeError),
-                                    (2.0, TypeError), (True, TypeError), (None, TypeError)],
-                         ids=["zero", "negative", "str", "float", "bool", "none"])
+
+@pytest.mark.parametrize(
+    "n, exc",
+    [
+        (0, ValueError),
+        (-2, ValueError),
+        ("2", TypeError),
+        (2.0, TypeError),
+        (True, TypeError),
+        (None, TypeError),
+    ],
+    ids=["zero", "negative", "str", "float", "bool", "none"],
+)
 def test_set_num_threads_rejects(n, exc, restore_threads):
     with pytest.raises(exc, match="n must"):
         fastrnn.set_num_threads(n)
     assert fastrnn.get_num_threads() == restore_threads  # unchanged by the rejected call
 
 
-@pytest.mark.parametrize("name, exc", [("gpu", ValueError), ("", ValueError), (None, TypeError),
-                                       (b"numpy", TypeError)],
-                         ids=["gpu", "empty", "none", "bytes"])
+@pytest.mark.parametrize(
+    "name, exc",
+    [("gpu", ValueError), ("", ValueError), (None, TypeError), (b"numpy", TypeError)],
+    ids=["gpu", "empty", "none", "bytes"],
+)
 def test_backend_names_rejected(name, exc, restore_backend):
     with pytest.raises(exc, match="backend"):
         fastrnn.set_backend(name)
@@ -226,8 +262,20 @@ def test_inputs_not_modified(backend, variant, reverse):
     up_before = [None if u is None else u.copy() for u in up]
     res = run(p, cell, backend, lengths, reverse, up)
     # Backward twice from one cache: the cache is reusable and nothing the caller holds changes.
-    *_, cache = F.forward(cell, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
-                          p["w_hr"], lengths=lengths, reverse=reverse, backend=backend)
+    *_, cache = F.forward(
+        cell,
+        p["x"],
+        p["h0"],
+        p["c0"],
+        p["w_ih"],
+        p["w_hh"],
+        p["b_ih"],
+        p["b_hh"],
+        p["w_hr"],
+        lengths=lengths,
+        reverse=reverse,
+        backend=backend,
+    )
     F.backward(cache, *up)
     for k, v in p.items():
         if v is None:
@@ -298,8 +346,7 @@ def test_batch_slice_of_x(backend):
     cell, p = make_variant("lstm", 4, 6, 5, 3, np.float64, seed=33)
     x = p["x"]
     q = dict(p, x=x[:, ::2], h0=p["h0"][::2], c0=p["c0"][::2])
-    expected = run({k: None if v is None else np.ascontiguousarray(v) for k, v in q.items()},
-                   cell, backend)
+    expected = run({k: None if v is None else np.ascontiguousarray(v) for k, v in q.items()}, cell, backend)
     assert_results_close(run(q, cell, backend), expected)
 
 
@@ -308,17 +355,28 @@ def test_lengths_integer_dtypes(backend, ldtype):
     # Any integer dtype of lengths means the same lengths.
     cell, p, lengths, up = full_problem("gru")
     expected = run(p, cell, backend, lengths, False, up)
-    assert_results_close(run(p, cell, backend, lengths.astype(ldtype), False, up), expected,
-                         rtol=0, atol_rel=0)
+    assert_results_close(
+        run(p, cell, backend, lengths.astype(ldtype), False, up), expected, rtol=0, atol_rel=0
+    )
 
 
 def test_big_endian_float_arrays_are_accepted():
     # Byte order is storage, not a dtype choice: '>f8' is float64 and gives the same result.
     from helpers import make_problem
+
     p = make_problem("gru", 3, 2, 4, 5, seed=3)
-    y_native_order = fastrnn.functional.forward("gru", p["x"], None, None, p["w_ih"], p["w_hh"],
-                                                None, None, training=False)[0]
-    y_swapped = fastrnn.functional.forward("gru", p["x"].astype(">f8"), None, None,
-                                           p["w_ih"].astype(">f8"), p["w_hh"].astype(">f8"),
-                                           None, None, training=False)[0]
+    y_native_order = fastrnn.functional.forward(
+        "gru", p["x"], None, None, p["w_ih"], p["w_hh"], None, None, training=False
+    )[0]
+    y_swapped = fastrnn.functional.forward(
+        "gru",
+        p["x"].astype(">f8"),
+        None,
+        None,
+        p["w_ih"].astype(">f8"),
+        p["w_hh"].astype(">f8"),
+        None,
+        None,
+        training=False,
+    )[0]
     np.testing.assert_array_equal(y_native_order, y_swapped)

@@ -90,8 +90,13 @@ def test_grid_targets_follow_the_issue():
 
 
 def test_evaluate_targets_rates_each_value():
-    row = {"cell": "gru", "shape": "S4", "mode": "forward+backward", "native_gflops": 90.0,
-           "torch_over_native": 1.2}
+    row = {
+        "cell": "gru",
+        "shape": "S4",
+        "mode": "forward+backward",
+        "native_gflops": 90.0,
+        "torch_over_native": 1.2,
+    }
     grid.evaluate_targets(row, sgemm_gflops=100.0)
     assert [(t["kind"], t["status"]) for t in row["targets"]] == [("sgemm", "PASS"), ("torch", "MISS")]
     assert row["targets"][0]["value"] == pytest.approx(0.9)
@@ -125,11 +130,12 @@ def test_a_disagreeing_implementation_stops_the_run():
 
 @needs_native
 def test_grid_rows_hold_ratios_of_the_measured_times():
-    results = grid.run_grid(cells=["lstm"], shapes=["S1"], impls=["native", "numpy"], repeat=1,
-                             budget_s=0.01)
+    results = grid.run_grid(cells=["lstm"], shapes=["S1"], impls=["native", "numpy"], repeat=1, budget_s=0.01)
     rows = grid.summarize_grid(results, sgemm_gflops=None)
     assert [(r["cell"], r["shape"], r["mode"]) for r in rows] == [
-        ("lstm", "S1", "forward"), ("lstm", "S1", "forward+backward")]
+        ("lstm", "S1", "forward"),
+        ("lstm", "S1", "forward+backward"),
+    ]
     for r in rows:
         assert r["numpy_over_native"] == pytest.approx(r["numpy_ms"] / r["native_ms"])
         assert r["native_gflops"] == pytest.approx(r["flops"] / (r["native_ms"] * 1e6))
@@ -142,22 +148,48 @@ def test_grid_rows_hold_ratios_of_the_measured_times():
 def test_command_line_grid_writes_its_json(tmp_path):
     path = tmp_path / "grid.json"
     run = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--grid", "--cells", "rnn_tanh",
-         "--shapes", "S1", "--no-torch", "--repeat", "1", "--budget", "0.01", "--json", str(path)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--grid",
+            "--cells",
+            "rnn_tanh",
+            "--shapes",
+            "S1",
+            "--no-torch",
+            "--repeat",
+            "1",
+            "--budget",
+            "0.01",
+            "--json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert run.returncode == 0, run.stderr
     assert "targets:" in run.stdout and "rnn_tanh   S1" in run.stdout
     saved = json.loads(path.read_text())
     grid = saved["grid"]
     assert [(r["cell"], r["mode"]) for r in grid["rows"]] == [
-        ("rnn_tanh", "forward"), ("rnn_tanh", "forward+backward")]
+        ("rnn_tanh", "forward"),
+        ("rnn_tanh", "forward+backward"),
+    ]
     assert sum(grid["target_counts"].values()) == len(grid["targets"]) == 2
     assert all(np.isfinite(r["native_ms"]) and r["native_ms"] > 0 for r in grid["rows"])
 
 
 def test_command_line_refuses_an_unknown_cell():
-    run = subprocess.run([sys.executable, "-m", "benchmarks", "--cells", "nope"],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--cells", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert run.returncode == 2
     assert "unknown cell 'nope'" in run.stderr
 
@@ -165,13 +197,19 @@ def test_command_line_refuses_an_unknown_cell():
 # ---------------------------------------------------------------------------------------------
 # python -m fastrnn bench: the short user command (no grid, no targets), in the package
 
+
 def test_fastrnn_bench_checks_then_times_each_cell_and_mode(capsys):
     from fastrnn.__main__ import main
+
     assert main(["bench", "--cells", "rnn_tanh,gru", "--repeat", "1", "--no-torch"]) == 0
     out = capsys.readouterr().out
     rows = [line.split() for line in out.splitlines() if line.startswith(("rnn_tanh ", "gru "))]
-    assert [r[:2] for r in rows] == [["rnn_tanh", "forward"], ["rnn_tanh", "forward+backward"],
-                                     ["gru", "forward"], ["gru", "forward+backward"]]
+    assert [r[:2] for r in rows] == [
+        ["rnn_tanh", "forward"],
+        ["rnn_tanh", "forward+backward"],
+        ["gru", "forward"],
+        ["gru", "forward+backward"],
+    ]
     assert "torch ms" not in out and "PASS" not in out and "MISS" not in out  # no project targets
     if native_available():
         assert out.startswith("ok: native agrees with numpy")
@@ -183,6 +221,7 @@ def test_fastrnn_bench_checks_then_times_each_cell_and_mode(capsys):
 @needs_native
 def test_fastrnn_bench_stops_on_a_disagreement(monkeypatch, capsys):
     from fastrnn import _bench
+
     monkeypatch.setitem(_bench.TOLERANCE, "float32", -1.0)  # every difference (even 0) is too large
     assert _bench.run(cells=["lstm"], repeat=1, use_torch=False) == 1
     out = capsys.readouterr().out
@@ -190,17 +229,22 @@ def test_fastrnn_bench_stops_on_a_disagreement(monkeypatch, capsys):
 
 
 def test_fastrnn_bench_refuses_an_unknown_cell():
-    run = subprocess.run([sys.executable, "-m", "fastrnn", "bench", "--cells", "nope"],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "fastrnn", "bench", "--cells", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2 and "unknown cell 'nope'" in run.stderr
 
 
 def test_info_imports_neither_the_bench_code_nor_torch():
-    code = ("import sys\nfrom fastrnn.__main__ import main\nassert main(['info']) == 0\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('benchmarks', 'torch')"
-            " or m == 'fastrnn._bench'))")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=ROOT)
+    code = (
+        "import sys\nfrom fastrnn.__main__ import main\nassert main(['info']) == 0\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('benchmarks', 'torch')"
+        " or m == 'fastrnn._bench'))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[-1] == "[]"
     assert "version " in run.stdout and "torch " in run.stdout

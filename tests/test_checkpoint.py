@@ -25,12 +25,22 @@ V = 7  # vocabulary of the token models
 # -------------------------------------------------------------------------------------------------
 # Models and a deterministic training step
 
+
 def _make(kind, dtype):
     if kind == "rnn":
         return fastrnn.RNN(3, 5, num_layers=2, nonlinearity="relu", dtype=dtype, seed=1)
     if kind == "lstm":
-        return fastrnn.LSTM(3, 6, num_layers=2, proj_size=2, bidirectional=True, dropout=0.3,
-                            batch_first=True, dtype=dtype, seed=2)
+        return fastrnn.LSTM(
+            3,
+            6,
+            num_layers=2,
+            proj_size=2,
+            bidirectional=True,
+            dropout=0.3,
+            batch_first=True,
+            dtype=dtype,
+            seed=2,
+        )
     if kind == "gru":
         return fastrnn.GRU(3, 4, bias=False, bidirectional=True, dtype=dtype, backend="numpy", seed=3)
     if kind == "linear":
@@ -38,14 +48,19 @@ def _make(kind, dtype):
     if kind == "embedding":
         return fastrnn.Embedding(V, 3, dtype=dtype, seed=5)
     if kind == "seq":
-        return fastrnn.Sequential(fastrnn.Embedding(V, 3, dtype=dtype, seed=6),
-                                  fastrnn.LSTM(3, 5, num_layers=2, dropout=0.25, dtype=dtype, seed=7),
-                                  fastrnn.Linear(5, V, dtype=dtype, seed=8))
+        return fastrnn.Sequential(
+            fastrnn.Embedding(V, 3, dtype=dtype, seed=6),
+            fastrnn.LSTM(3, 5, num_layers=2, dropout=0.25, dtype=dtype, seed=7),
+            fastrnn.Linear(5, V, dtype=dtype, seed=8),
+        )
     if kind == "nested":
         return fastrnn.Sequential(
             fastrnn.Sequential(fastrnn.Embedding(V, 4, dtype=dtype, seed=9)),
-            fastrnn.Sequential(fastrnn.GRU(4, 3, dtype=dtype, seed=10),
-                               fastrnn.Linear(3, V, bias=False, dtype=dtype, seed=11)))
+            fastrnn.Sequential(
+                fastrnn.GRU(4, 3, dtype=dtype, seed=10),
+                fastrnn.Linear(3, V, bias=False, dtype=dtype, seed=11),
+            ),
+        )
     raise AssertionError(kind)
 
 
@@ -95,6 +110,7 @@ def _assert_same_weights(a, b):
 # -------------------------------------------------------------------------------------------------
 # Round trips
 
+
 @pytest.mark.parametrize("opt_name", [None, "sgd", "adam"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", KINDS)
@@ -103,8 +119,13 @@ def test_round_trip_and_continued_training(tmp_path, kind, dtype, opt_name):
     opt = _make_optimizer(opt_name, model)
     for t in range(2):
         _step(model, kind, dtype, t, opt)
-    extra = {"vocab": "abcdefg", "step": 2, "best_loss": 1.25, "worst": float("inf"),
-             "nested": [1, None, True, {"é": "ü"}]}
+    extra = {
+        "vocab": "abcdefg",
+        "step": 2,
+        "best_loss": 1.25,
+        "worst": float("inf"),
+        "nested": [1, None, True, {"é": "ü"}],
+    }
     path = tmp_path / "model.ckpt"
     assert save_checkpoint(path, model, opt, extra=extra) == os.fspath(path)
     assert sorted(os.listdir(tmp_path)) == ["model.ckpt"]  # no temporary file left behind
@@ -119,10 +140,10 @@ def test_round_trip_and_continued_training(tmp_path, kind, dtype, opt_name):
         assert opt2 is None
         opt, opt2 = fastrnn.optim.SGD(model, lr=0.1), fastrnn.optim.SGD(model2, lr=0.1)
     else:
-        assert type(opt2) is type(opt) and opt2.state_dict()["hyperparams"] == \
-            opt.state_dict()["hyperparams"]
+        assert type(opt2) is type(opt) and opt2.state_dict()["hyperparams"] == opt.state_dict()["hyperparams"]
         assert len(opt2.params) == len(model2.parameters()) and all(
-            p.data is q.data for p, q in zip(opt2.params, model2.parameters()))
+            p.data is q.data for p, q in zip(opt2.params, model2.parameters())
+        )
 
     # Continue both: bitwise the same trajectory (optimizer state, dropout generators included).
     for t in range(2, 5):
@@ -184,6 +205,7 @@ def test_save_rejects_what_it_cannot_store(tmp_path):
 
 # -------------------------------------------------------------------------------------------------
 # Malformed and malicious files
+
 
 @pytest.fixture
 def good(tmp_path):
@@ -251,8 +273,10 @@ def test_missing_header(good):
     _refused(_write(path, None, arrays), "no header")
 
 
-@pytest.mark.parametrize("raw, words", [(b"{not json", "JSON"), (b"\xff\xfe\x00", "UTF-8"),
-                                        (b"[1, 2]", "object"), (b"[" * 100000, "JSON")])
+@pytest.mark.parametrize(
+    "raw, words",
+    [(b"{not json", "JSON"), (b"\xff\xfe\x00", "UTF-8"), (b"[1, 2]", "object"), (b"[" * 100000, "JSON")],
+)
 def test_header_not_json(good, raw, words):
     path, _, arrays = good
     _refused(_write(path, None, arrays, raw=raw), words)
@@ -265,9 +289,15 @@ def test_header_of_wrong_type(good):
     _refused(_write(path, None, arrays), "uint8")
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("version", 2, "version"), ("version", True, "version"), ("version", "1", "version"),
-    ("format", "pytorch", "format")])
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("version", 2, "version"),
+        ("version", True, "version"),
+        ("version", "1", "version"),
+        ("format", "pytorch", "format"),
+    ],
+)
 def test_unknown_format_or_version(good, field, value, words):
     path, header, arrays = good
     header[field] = value
@@ -293,12 +323,23 @@ def test_unknown_optimizer_type(good):
     _refused(_write(path, header, arrays), "unknown optimizer type")
 
 
-@pytest.mark.parametrize("arg, value, words", [
-    ("hidden_size", "5", "hidden_size"), ("hidden_size", 5.0, "hidden_size"),
-    ("hidden_size", True, "hidden_size"), ("num_layers", -1, "num_layers"),
-    ("dropout", 2.0, "dropout"), ("dropout", "0.1", "dropout"), ("bias", 1, "bias"),
-    ("dtype", "int32", "dtype"), ("dtype", "object", "dtype"), ("backend", "cuda", "backend"),
-    ("seed", -3, "seed"), ("proj_size", 5, "proj_size")])
+@pytest.mark.parametrize(
+    "arg, value, words",
+    [
+        ("hidden_size", "5", "hidden_size"),
+        ("hidden_size", 5.0, "hidden_size"),
+        ("hidden_size", True, "hidden_size"),
+        ("num_layers", -1, "num_layers"),
+        ("dropout", 2.0, "dropout"),
+        ("dropout", "0.1", "dropout"),
+        ("bias", 1, "bias"),
+        ("dtype", "int32", "dtype"),
+        ("dtype", "object", "dtype"),
+        ("backend", "cuda", "backend"),
+        ("seed", -3, "seed"),
+        ("proj_size", 5, "proj_size"),
+    ],
+)
 def test_bad_constructor_args(good, arg, value, words):
     path, header, arrays = good
     header["model"]["layers"][1]["args"][arg] = value
@@ -442,8 +483,9 @@ def test_pickled_object_array_is_never_unpickled(good, tmp_path):
         _Boom.marker = None
 
 
-@pytest.mark.parametrize("arg, value", [("hidden_size", 2 ** 40), ("num_layers", 2 ** 62),
-                                        ("input_size", 10 ** 300)])
+@pytest.mark.parametrize(
+    "arg, value", [("hidden_size", 2**40), ("num_layers", 2**62), ("input_size", 10**300)]
+)
 def test_absurd_sizes_in_config_are_refused_before_allocating(good, arg, value):
     path, header, arrays = good
     header["model"]["layers"][1]["args"][arg] = value
@@ -452,7 +494,7 @@ def test_absurd_sizes_in_config_are_refused_before_allocating(good, arg, value):
 
 def test_absurd_array_shape_in_header(good):
     path, header, arrays = good
-    header["arrays"]["model/0.weight"]["shape"] = [2 ** 40, 2 ** 40]
+    header["arrays"]["model/0.weight"]["shape"] = [2**40, 2**40]
     _refused(_write(path, header, arrays), "model/0.weight")
     header["arrays"]["model/0.weight"]["shape"] = [2] * 1000
     _refused(_write(path, header, arrays), "shape")
@@ -464,7 +506,8 @@ def test_absurd_shape_in_npy_header(good):
     path, header, arrays = good
     buf = io.BytesIO()
     np.lib.format.write_array_header_1_0(
-        buf, {"descr": "<f4", "fortran_order": False, "shape": (2 ** 20, 2 ** 20)})
+        buf, {"descr": "<f4", "fortran_order": False, "shape": (2**20, 2**20)}
+    )
     fake = buf.getvalue() + b"\0" * 16
 
     def with_huge_member(name):
@@ -475,7 +518,7 @@ def test_absurd_shape_in_npy_header(good):
 
     _refused(with_huge_member("model/huge"), "unexpected", "model/huge")
     # Listed in the header with the huge shape: more bytes than the member holds.
-    header["arrays"]["model/huge"] = {"shape": [2 ** 20, 2 ** 20], "dtype": "float32"}
+    header["arrays"]["model/huge"] = {"shape": [2**20, 2**20], "dtype": "float32"}
     _refused(with_huge_member("model/huge"), "model/huge", "bytes")
     # Listed with a small shape, but the .npy header disagrees.
     header["arrays"]["model/huge"] = {"shape": [4], "dtype": "float32"}
@@ -502,11 +545,16 @@ def test_compressed_and_duplicated_members(good, tmp_path):
 
 def test_weight_count_matches_layers():
     """The size guard's formula equals what the layers really allocate."""
-    layers = [fastrnn.LSTM(3, 6, num_layers=3, proj_size=2, bidirectional=True),
-              fastrnn.LSTM(2, 4, bias=False), fastrnn.GRU(5, 3, num_layers=2, bidirectional=True),
-              fastrnn.RNN(1, 2, num_layers=4, bias=False), fastrnn.Linear(4, 3, bias=False),
-              fastrnn.Embedding(9, 2)]
+    layers = [
+        fastrnn.LSTM(3, 6, num_layers=3, proj_size=2, bidirectional=True),
+        fastrnn.LSTM(2, 4, bias=False),
+        fastrnn.GRU(5, 3, num_layers=2, bidirectional=True),
+        fastrnn.RNN(1, 2, num_layers=4, bias=False),
+        fastrnn.Linear(4, 3, bias=False),
+        fastrnn.Embedding(9, 2),
+    ]
     for layer in layers:
         spec = ckpt._model_spec(layer, "model", 0)
-        assert ckpt_format._weight_count(spec["type"], spec["args"]) == \
-            sum(v.size for v in layer.state_dict().values()), layer
+        assert ckpt_format._weight_count(spec["type"], spec["args"]) == sum(
+            v.size for v in layer.state_dict().values()
+        ), layer

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn.clip import clip_grad_norm, clip_grad_value
 from fastrnn import Parameter
+from fastrnn.clip import clip_grad_norm, clip_grad_value
 
 SHAPES = [(4, 3), (5,), (2, 3, 2)]
 
@@ -34,6 +34,7 @@ def to_torch(torch, params):
 # -------------------------------------------------------------------------------------------------
 # By hand
 
+
 def test_clip_grad_norm_by_hand():
     p = Parameter("a", np.zeros(2))
     q = Parameter("b", np.zeros(1))
@@ -53,8 +54,9 @@ def test_clip_grad_norm_by_hand():
     np.testing.assert_array_equal(p.grad, before)
 
 
-@pytest.mark.parametrize("norm_type, expected", [(1, 7.0), (2, 5.0), (math.inf, 4.0), ("inf", 4.0),
-                                                 (3, (27 + 64) ** (1 / 3))])
+@pytest.mark.parametrize(
+    "norm_type, expected", [(1, 7.0), (2, 5.0), (math.inf, 4.0), ("inf", 4.0), (3, (27 + 64) ** (1 / 3))]
+)
 def test_norm_types_by_hand(norm_type, expected):
     p = Parameter("a", np.zeros(2))
     q = Parameter("b", np.zeros(1))
@@ -78,7 +80,7 @@ def test_grad_none_ignored_and_empty():
     ps = make_params()
     ps[1].grad = None
     total = clip_grad_norm(ps, 1e9)
-    expected = math.sqrt(sum(float(np.sum(p.grad ** 2)) for p in ps if p.grad is not None))
+    expected = math.sqrt(sum(float(np.sum(p.grad**2)) for p in ps if p.grad is not None))
     assert total == pytest.approx(expected, rel=1e-14)
     clip_grad_value(ps, 0.1)
     assert ps[1].grad is None
@@ -99,14 +101,16 @@ def test_in_place_dtype_and_layer(dtype):
     assert total == pytest.approx(10.0 * math.sqrt(n), rel=1e-6)
     for p, g in zip(m.parameters(), grads):
         assert p.grad is g and g.dtype == dtype
-    assert math.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads)) == \
-        pytest.approx(1.0, rel=1e-5)
+    assert math.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads)) == pytest.approx(
+        1.0, rel=1e-5
+    )
     clip_grad_value(m.parameters()[0], 0.01)  # one Parameter works too
     assert np.all(np.abs(grads[0]) <= dtype(0.01))
 
 
 # -------------------------------------------------------------------------------------------------
 # Against torch.nn.utils
+
 
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, math.inf, 3.0])
 @pytest.mark.parametrize("max_norm", [0.5, 1e6], ids=["clips", "no_clip"])
@@ -171,6 +175,7 @@ def test_clip_grad_value_matches_torch(clip_value):
 
 # -------------------------------------------------------------------------------------------------
 # Bad input
+
 
 def test_bad_arguments():
     ps = make_params()

@@ -24,9 +24,36 @@ def in_tmp(tmp_path, monkeypatch):
 
 def test_train_text_then_generate(in_tmp, capsys):
     (in_tmp / "t.txt").write_text(TEXT, encoding="utf-8")
-    assert main(["train-text", "t.txt", "--hidden", "16", "--embed", "8", "--bptt", "10",
-                 "--batch-size", "4", "--epochs", "2", "--eval-every", "10", "--lr", "0.02",
-                 "--out", "m.npz", "--sample-length", "40", "--no-progress", "--prime", "the "]) == 0
+    assert (
+        main(
+            [
+                "train-text",
+                "t.txt",
+                "--hidden",
+                "16",
+                "--embed",
+                "8",
+                "--bptt",
+                "10",
+                "--batch-size",
+                "4",
+                "--epochs",
+                "2",
+                "--eval-every",
+                "10",
+                "--lr",
+                "0.02",
+                "--out",
+                "m.npz",
+                "--sample-length",
+                "40",
+                "--no-progress",
+                "--prime",
+                "the ",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"{len(TEXT):,} characters, 14 distinct" in out
     assert "best held-out loss" in out and "saved to m.npz" in out
@@ -47,13 +74,29 @@ def test_train_text_then_generate(in_tmp, capsys):
 def test_generate_errors(in_tmp, capsys):
     with pytest.raises(SystemExit, match="No such file"):
         main(["generate", "missing.npz"])
-    fr.save_checkpoint("plain.npz", fr.Sequential(fr.Embedding(3, 2), fr.LSTM(2, 2),
-                                                  fr.Linear(2, 3)))
+    fr.save_checkpoint("plain.npz", fr.Sequential(fr.Embedding(3, 2), fr.LSTM(2, 2), fr.Linear(2, 3)))
     with pytest.raises(SystemExit, match="holds no vocabulary: was it written by train-text"):
         main(["generate", "plain.npz"])
     (in_tmp / "t.txt").write_text("abcabc", encoding="utf-8")
-    main(["train-text", "t.txt", "--hidden", "4", "--embed", "2", "--batch-size", "1",
-          "--max-steps", "1", "--no-progress", "--out", "m.npz", "--val-fraction", "0.3"])
+    main(
+        [
+            "train-text",
+            "t.txt",
+            "--hidden",
+            "4",
+            "--embed",
+            "2",
+            "--batch-size",
+            "1",
+            "--max-steps",
+            "1",
+            "--no-progress",
+            "--out",
+            "m.npz",
+            "--val-fraction",
+            "0.3",
+        ]
+    )
     capsys.readouterr()
     with pytest.raises(SystemExit, match="--prime uses characters the model never saw: 'xz'"):
         main(["generate", "m.npz", "--prime", "zax"])
@@ -77,8 +120,23 @@ def test_train_text_errors(in_tmp):
 
 
 def test_forecast_default_series_beats_persistence(in_tmp, capsys):
-    assert main(["forecast", "--length", "800", "--epochs", "60", "--hidden", "16",
-                 "--no-progress", "--out", "f.npz"]) == 0
+    assert (
+        main(
+            [
+                "forecast",
+                "--length",
+                "800",
+                "--epochs",
+                "60",
+                "--hidden",
+                "16",
+                "--no-progress",
+                "--out",
+                "f.npz",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "series: Mackey-Glass (tau=17): 800 values, last 160 for testing" in out
     line = next(x for x in out.splitlines() if x.startswith("one-step-ahead test RMSE"))
@@ -92,8 +150,24 @@ def test_forecast_csv(in_tmp, capsys):
     t = np.arange(300)
     rows = "\n".join(f"{i},{np.sin(0.3 * i):.6f}" for i in t)
     (in_tmp / "s.csv").write_text("t,value\n" + rows + "\n", encoding="utf-8")
-    assert main(["forecast", "s.csv", "--column", "value", "--epochs", "30", "--hidden", "8",
-                 "--batch-size", "4", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "forecast",
+                "s.csv",
+                "--column",
+                "value",
+                "--epochs",
+                "30",
+                "--hidden",
+                "8",
+                "--batch-size",
+                "4",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "series: value: 300 values, last 60 for testing" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no column 'price'; columns: t, value"):
         main(["forecast", "s.csv", "--column", "price"])
@@ -102,8 +176,7 @@ def test_forecast_csv(in_tmp, capsys):
 
 
 def test_demo_runs(in_tmp, capsys):
-    assert main(["demo", "--seconds", "1", "--hidden", "16", "--sample-length", "20",
-                 "--out", "d.npz"]) == 0
+    assert main(["demo", "--seconds", "1", "--hidden", "16", "--sample-length", "20", "--out", "d.npz"]) == 0
     out = capsys.readouterr().out
     assert "held-out loss before training: " in out
     assert "held-out loss after" in out and "Sample (temperature 0.7, prime 'The '):\nThe " in out
@@ -122,10 +195,18 @@ def test_help(command, capsys):
     assert "usage: python -m fastrnn " + command in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [
-    ["train-text", "--hidden", "0"], ["train-text", "--dropout", "1"],
-    ["train-text", "--val-fraction", "1.5"], ["generate", "x.npz", "--temperature", "-1"],
-    ["forecast", "--lr", "nan"], ["demo", "--seconds", "0"], ["train-text", "--cell", "tcn"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train-text", "--hidden", "0"],
+        ["train-text", "--dropout", "1"],
+        ["train-text", "--val-fraction", "1.5"],
+        ["generate", "x.npz", "--temperature", "-1"],
+        ["forecast", "--lr", "nan"],
+        ["demo", "--seconds", "0"],
+        ["train-text", "--cell", "tcn"],
+    ],
+)
 def test_bad_options_are_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -135,11 +216,30 @@ def test_bad_options_are_usage_errors(argv, capsys):
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_on_train_text_keeps_the_best_checkpoint(tmp_path):
     (tmp_path / "t.txt").write_text(TEXT * 5, encoding="utf-8")
-    cmd = [sys.executable, "-m", "fastrnn", "train-text", "t.txt", "--hidden", "16", "--embed", "8",
-           "--bptt", "10", "--batch-size", "4", "--epochs", "1000", "--eval-every", "5",
-           "--out", "m.npz", "--sample-length", "10"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "fastrnn",
+        "train-text",
+        "t.txt",
+        "--hidden",
+        "16",
+        "--embed",
+        "8",
+        "--bptt",
+        "10",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "1000",
+        "--eval-every",
+        "5",
+        "--out",
+        "m.npz",
+        "--sample-length",
+        "10",
+    ]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         for line in proc.stderr:  # wait for the first evaluation (and so a checkpoint)
@@ -158,11 +258,49 @@ def test_ctrl_c_on_train_text_keeps_the_best_checkpoint(tmp_path):
 
 def test_commands_on_the_numpy_backend(in_tmp, capsys, restore_backend):
     (in_tmp / "t.txt").write_text(TEXT, encoding="utf-8")
-    assert main(["train-text", "t.txt", "--hidden", "8", "--embed", "4", "--bptt", "10",
-                 "--batch-size", "4", "--max-steps", "3", "--backend", "numpy", "--no-progress",
-                 "--out", "m.npz", "--sample-length", "5"]) == 0
+    assert (
+        main(
+            [
+                "train-text",
+                "t.txt",
+                "--hidden",
+                "8",
+                "--embed",
+                "4",
+                "--bptt",
+                "10",
+                "--batch-size",
+                "4",
+                "--max-steps",
+                "3",
+                "--backend",
+                "numpy",
+                "--no-progress",
+                "--out",
+                "m.npz",
+                "--sample-length",
+                "5",
+            ]
+        )
+        == 0
+    )
     assert fr.get_backend() == "numpy"
     assert main(["generate", "m.npz", "--length", "5", "--seed", "0", "--backend", "numpy"]) == 0
-    assert main(["forecast", "--length", "300", "--epochs", "2", "--hidden", "4", "--backend",
-                 "numpy", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "forecast",
+                "--length",
+                "300",
+                "--epochs",
+                "2",
+                "--hidden",
+                "4",
+                "--backend",
+                "numpy",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "one-step-ahead test RMSE" in capsys.readouterr().out

@@ -25,8 +25,12 @@ def weights(cell, dtype=np.float64, bias=True, seed=0, I=I, H=H):
     rng = np.random.default_rng(seed)
     G, k = GATES[cell], 1.0 / np.sqrt(H)
     u = lambda *s: rng.uniform(-k, k, size=s).astype(dtype)  # noqa: E731
-    return {"w_ih": u(G * H, I), "w_hh": u(G * H, H),
-            "b_ih": u(G * H) if bias else None, "b_hh": u(G * H) if bias else None}
+    return {
+        "w_ih": u(G * H, I),
+        "w_hh": u(G * H, H),
+        "b_ih": u(G * H) if bias else None,
+        "b_hh": u(G * H) if bias else None,
+    }
 
 
 def inputs(cell, dtype=np.float64, seed=5, D=1):
@@ -38,8 +42,19 @@ def inputs(cell, dtype=np.float64, seed=5, D=1):
 
 
 def fastrnn_forward(cell, x, h0, c0, w, reverse=False):
-    y, h_n, c_n, _ = F.forward(cell, x, h0, c0, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"],
-                               reverse=reverse, training=False, backend="numpy")
+    y, h_n, c_n, _ = F.forward(
+        cell,
+        x,
+        h0,
+        c0,
+        w["w_ih"],
+        w["w_hh"],
+        w["b_ih"],
+        w["b_hh"],
+        reverse=reverse,
+        training=False,
+        backend="numpy",
+    )
     return y, h_n, c_n
 
 
@@ -59,6 +74,7 @@ def sigmoid(a):
 
 # -------------------------------------------------------------------------------------------------
 # The ONNX and Keras equations, written from their specifications with their own gate names.
+
 
 def onnx_eval(op, X, W, R, Bias, h0, c0=None, activation="Tanh"):
     """ONNX RNN/LSTM/GRU (linear_before_reset=1), every direction: returns Y (T, D, B, H), Y_h, Y_c.
@@ -115,7 +131,7 @@ def keras_eval(layer, x, kernel, recurrent_kernel, bias, h0, c0=None, activation
             h = np.tanh(a) if activation == "tanh" else np.maximum(a, 0)
         elif layer == "LSTM":
             z = xt @ kernel + h @ recurrent_kernel + (0 if bias is None else bias)
-            z0, z1, z2, z3 = (z[:, k * U:(k + 1) * U] for k in range(4))
+            z0, z1, z2, z3 = (z[:, k * U : (k + 1) * U] for k in range(4))
             i, f = sigmoid(z0), sigmoid(z1)
             c = f * c + i * np.tanh(z2)
             o = sigmoid(z3)
@@ -123,9 +139,9 @@ def keras_eval(layer, x, kernel, recurrent_kernel, bias, h0, c0=None, activation
         else:
             input_bias, recurrent_bias = (0, 0) if bias is None else (bias[0], bias[1])
             matrix_x = xt @ kernel + input_bias
-            x_z, x_r, x_h = matrix_x[:, :U], matrix_x[:, U:2 * U], matrix_x[:, 2 * U:]
+            x_z, x_r, x_h = matrix_x[:, :U], matrix_x[:, U : 2 * U], matrix_x[:, 2 * U :]
             matrix_inner = h @ recurrent_kernel + recurrent_bias
-            rec_z, rec_r, rec_h = matrix_inner[:, :U], matrix_inner[:, U:2 * U], matrix_inner[:, 2 * U:]
+            rec_z, rec_r, rec_h = matrix_inner[:, :U], matrix_inner[:, U : 2 * U], matrix_inner[:, 2 * U :]
             z = sigmoid(x_z + rec_z)
             r = sigmoid(x_r + rec_r)
             hh = np.tanh(x_h + r * rec_h)
@@ -142,14 +158,16 @@ KERAS_ACT = {"rnn_tanh": "tanh", "rnn_relu": "relu", "lstm": "tanh", "gru": "tan
 # -------------------------------------------------------------------------------------------------
 # Round trips
 
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("cell", CELLS)
 def test_onnx_round_trip(cell, bias, bidirectional, dtype):
     G = GATES[cell]
-    dirs = [weights(cell, dtype, bias, seed=1)] + ([weights(cell, dtype, bias, seed=2)]
-                                                   if bidirectional else [])
+    dirs = [weights(cell, dtype, bias, seed=1)] + (
+        [weights(cell, dtype, bias, seed=2)] if bidirectional else []
+    )
     D = len(dirs)
     onnx = C.to_onnx(cell, *dirs)
     assert onnx["op_type"] == {"rnn_tanh": "RNN", "rnn_relu": "RNN", "lstm": "LSTM", "gru": "GRU"}[cell]
@@ -165,8 +183,14 @@ def test_onnx_round_trip(cell, bias, bidirectional, dtype):
     assert attrs.get("linear_before_reset") == (1 if cell == "gru" else None)
     if G == 1:
         assert attrs["activations"] == [ONNX_ACT[cell]] * D
-    back = C.from_onnx(cell, onnx["W"], onnx["R"], onnx["B"], linear_before_reset=LBR.get(cell),
-                       activations=attrs.get("activations"))
+    back = C.from_onnx(
+        cell,
+        onnx["W"],
+        onnx["R"],
+        onnx["B"],
+        linear_before_reset=LBR.get(cell),
+        activations=attrs.get("activations"),
+    )
     assert len(back) == D
     for got, want in zip(back, dirs):
         assert sorted(got) == ["b_hh", "b_ih", "w_hh", "w_ih"]
@@ -223,8 +247,11 @@ def test_state_dict_round_trips(cell, bias):
         onnx = C.state_dict_to_onnx(cell, sd, layer=layer)
         assert onnx["attributes"]["direction"] == "bidirectional"
         assert onnx["W"].shape[2] == (I if layer == 0 else 2 * H)
-        back.update(C.onnx_to_state_dict(cell, onnx["W"], onnx["R"], onnx["B"], layer=layer,
-                                         linear_before_reset=LBR.get(cell)))
+        back.update(
+            C.onnx_to_state_dict(
+                cell, onnx["W"], onnx["R"], onnx["B"], layer=layer, linear_before_reset=LBR.get(cell)
+            )
+        )
     assert sorted(back) == sorted(sd)
     for k in sd:
         assert_same(back[k], sd[k])
@@ -233,8 +260,16 @@ def test_state_dict_round_trips(cell, bias):
     for layer in range(2):
         for reverse in (False, True):
             keras = C.state_dict_to_keras(cell, sd, layer=layer, reverse=reverse)
-            back.update(C.keras_to_state_dict(cell, keras["kernel"], keras["recurrent_kernel"],
-                                              keras["bias"], layer=layer, reverse=reverse))
+            back.update(
+                C.keras_to_state_dict(
+                    cell,
+                    keras["kernel"],
+                    keras["recurrent_kernel"],
+                    keras["bias"],
+                    layer=layer,
+                    reverse=reverse,
+                )
+            )
     assert sorted(back) == sorted(sd)
     for k in sd:
         if bias and cell != "gru" and k.startswith("bias_ih"):
@@ -246,8 +281,11 @@ def test_state_dict_round_trips(cell, bias):
 
 
 def test_unidirectional_state_dict_and_single_bias():
-    sd = {"weight_ih_l0": weights("gru")["w_ih"], "weight_hh_l0": weights("gru")["w_hh"],
-          "bias_hh_l0": weights("gru")["b_hh"]}
+    sd = {
+        "weight_ih_l0": weights("gru")["w_ih"],
+        "weight_hh_l0": weights("gru")["w_hh"],
+        "bias_hh_l0": weights("gru")["b_hh"],
+    }
     onnx = C.state_dict_to_onnx("gru", sd)
     assert onnx["attributes"]["direction"] == "forward" and onnx["W"].shape[0] == 1
     back = C.onnx_to_state_dict("gru", onnx["W"], onnx["R"], onnx["B"], linear_before_reset=1)
@@ -258,14 +296,16 @@ def test_unidirectional_state_dict_and_single_bias():
 # -------------------------------------------------------------------------------------------------
 # Semantics: the converted weights compute the same function under ONNX's and Keras's equations.
 
+
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("cell", CELLS)
 def test_onnx_equations_match_fastrnn(cell, bias):
     fwd, rev = weights(cell, bias=bias, seed=20), weights(cell, bias=bias, seed=21)
     x, h0, c0 = inputs(cell, D=2)
     onnx = C.to_onnx(cell, fwd, rev)
-    Y, Y_h, Y_c = onnx_eval(onnx["op_type"], x, onnx["W"], onnx["R"], onnx["B"], h0, c0,
-                            activation=ONNX_ACT[cell])
+    Y, Y_h, Y_c = onnx_eval(
+        onnx["op_type"], x, onnx["W"], onnx["R"], onnx["B"], h0, c0, activation=ONNX_ACT[cell]
+    )
     for d, (w, reverse) in enumerate(((fwd, False), (rev, True))):
         y, h_n, c_n = fastrnn_forward(cell, x, h0[d], None if c0 is None else c0[d], w, reverse)
         assert_close(Y[:, d], y, f"Y[:, {d}]")
@@ -284,8 +324,9 @@ def test_onnx_weights_run_in_fastrnn(cell):
     Bias = rng.uniform(-0.4, 0.4, (D, 2 * G * H))
     P = np.zeros((D, 3 * H)) if cell == "lstm" else None
     x, h0, c0 = inputs(cell, D=D)
-    Y, Y_h, Y_c = onnx_eval({1: "RNN", 4: "LSTM", 3: "GRU"}[G], x, W, R, Bias, h0, c0,
-                            activation=ONNX_ACT[cell])
+    Y, Y_h, Y_c = onnx_eval(
+        {1: "RNN", 4: "LSTM", 3: "GRU"}[G], x, W, R, Bias, h0, c0, activation=ONNX_ACT[cell]
+    )
     dirs = C.from_onnx(cell, W, R, Bias, P, linear_before_reset=LBR.get(cell))
     for d, w in enumerate(dirs):
         y, h_n, c_n = fastrnn_forward(cell, x, h0[d], None if c0 is None else c0[d], w, d == 1)
@@ -301,8 +342,16 @@ def test_keras_equations_match_fastrnn(cell, bias):
     w = weights(cell, bias=bias, seed=40)
     x, h0, c0 = inputs(cell)
     keras = C.to_keras(cell, **w)
-    yk, hk, ck = keras_eval(KERAS_LAYER[cell], x, keras["kernel"], keras["recurrent_kernel"],
-                            keras["bias"], h0[0], None if c0 is None else c0[0], KERAS_ACT[cell])
+    yk, hk, ck = keras_eval(
+        KERAS_LAYER[cell],
+        x,
+        keras["kernel"],
+        keras["recurrent_kernel"],
+        keras["bias"],
+        h0[0],
+        None if c0 is None else c0[0],
+        KERAS_ACT[cell],
+    )
     y, h_n, c_n = fastrnn_forward(cell, x, h0[0], None if c0 is None else c0[0], w)
     assert_close(yk, y, "y")
     assert_close(hk, h_n, "h")
@@ -312,11 +361,13 @@ def test_keras_equations_match_fastrnn(cell, bias):
     rng = np.random.default_rng(41)
     G = GATES[cell]
     kernel, rk = rng.uniform(-0.4, 0.4, (I, G * H)), rng.uniform(-0.4, 0.4, (H, G * H))
-    kb = (None if not bias else rng.uniform(-0.4, 0.4, (2, G * H) if cell == "gru" else (G * H,)))
-    yk, hk, ck = keras_eval(KERAS_LAYER[cell], x, kernel, rk, kb, h0[0],
-                            None if c0 is None else c0[0], KERAS_ACT[cell])
-    y, h_n, c_n = fastrnn_forward(cell, x, h0[0], None if c0 is None else c0[0],
-                                  C.from_keras(cell, kernel, rk, kb))
+    kb = None if not bias else rng.uniform(-0.4, 0.4, (2, G * H) if cell == "gru" else (G * H,))
+    yk, hk, ck = keras_eval(
+        KERAS_LAYER[cell], x, kernel, rk, kb, h0[0], None if c0 is None else c0[0], KERAS_ACT[cell]
+    )
+    y, h_n, c_n = fastrnn_forward(
+        cell, x, h0[0], None if c0 is None else c0[0], C.from_keras(cell, kernel, rk, kb)
+    )
     assert_close(y, yk, "y from keras")
     assert_close(h_n, hk, "h from keras")
     if cell == "lstm":
@@ -326,6 +377,7 @@ def test_keras_equations_match_fastrnn(cell, bias):
 # -------------------------------------------------------------------------------------------------
 # onnxruntime (skips cleanly without onnx/onnxruntime)
 
+
 def _ort_session(nodes, inputs_, outputs, initializers):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
@@ -333,10 +385,12 @@ def _ort_session(nodes, inputs_, outputs, initializers):
 
     flt = TensorProto.FLOAT
     graph = helper.make_graph(
-        nodes, "fastrnn_convert_test",
+        nodes,
+        "fastrnn_convert_test",
         [helper.make_tensor_value_info(n, flt, s) for n, s in inputs_],
         [helper.make_tensor_value_info(n, flt, [None] * rank) for n, rank in outputs],
-        [numpy_helper.from_array(np.ascontiguousarray(v, np.float32), n) for n, v in initializers.items()])
+        [numpy_helper.from_array(np.ascontiguousarray(v, np.float32), n) for n, v in initializers.items()],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     model.ir_version = 7
     onnx.checker.check_model(model)
@@ -409,8 +463,11 @@ def test_onnxruntime_runs_a_fastrnn_layer_stack(kind):
         for k in ("W", "R", "B"):
             init[f"{k}{layer}"] = conv[k]
         outs = [f"Y{layer}", f"Y_h{layer}"]
-        nodes.append(helper.make_node(conv["op_type"], [layer_in, f"W{layer}", f"R{layer}", f"B{layer}"],
-                                      outs, **conv["attributes"]))
+        nodes.append(
+            helper.make_node(
+                conv["op_type"], [layer_in, f"W{layer}", f"R{layer}", f"B{layer}"], outs, **conv["attributes"]
+            )
+        )
         # (T, D, B, H) -> (T, B, D, H) -> (T, B, D*H): the next layer's input, as PyTorch stacks.
         nodes.append(helper.make_node("Transpose", [f"Y{layer}"], [f"Yt{layer}"], perm=[0, 2, 1, 3]))
         nodes.append(helper.make_node("Reshape", [f"Yt{layer}", "shape"], [f"X{layer + 1}"]))
@@ -426,6 +483,7 @@ def test_onnxruntime_runs_a_fastrnn_layer_stack(kind):
 # -------------------------------------------------------------------------------------------------
 # Rejected variants
 
+
 def test_onnx_gru_linear_before_reset_0_is_rejected():
     conv = C.to_onnx("gru", weights("gru"))
     with pytest.raises(ValueError, match="linear_before_reset=0.*reset gate before"):
@@ -435,8 +493,7 @@ def test_onnx_gru_linear_before_reset_0_is_rejected():
     with pytest.raises(ValueError, match="linear_before_reset"):
         C.onnx_to_state_dict("gru", conv["W"], conv["R"], conv["B"], linear_before_reset=0)
     with pytest.raises(ValueError, match="GRU attribute"):
-        C.from_onnx("lstm", *(C.to_onnx("lstm", weights("lstm"))[k] for k in "WRB"),
-                    linear_before_reset=1)
+        C.from_onnx("lstm", *(C.to_onnx("lstm", weights("lstm"))[k] for k in "WRB"), linear_before_reset=1)
 
 
 def test_keras_gru_reset_after_false_is_rejected():
@@ -530,64 +587,143 @@ BAD = [
     ("cell_unknown_keras", lambda: C.from_keras("gru_v1", *_keras().values()), ValueError, "cell"),
     ("to_onnx_not_dict", lambda: C.to_onnx("lstm", list(_lstm().values())), TypeError, "forward"),
     ("to_onnx_missing_key", lambda: C.to_onnx("lstm", {"w_ih": _lstm()["w_ih"]}), ValueError, "w_hh"),
-    ("to_onnx_unknown_key", lambda: C.to_onnx("lstm", {**_lstm(), "weight": 1}), ValueError,
-     "unexpected"),
-    ("w_ih_rows", lambda: C.to_onnx("lstm", {**_lstm(), "w_ih": np.zeros((4 * H + 1, I))}),
-     ValueError, r"forward\.w_ih must have shape \(4\*H, I\)"),
+    ("to_onnx_unknown_key", lambda: C.to_onnx("lstm", {**_lstm(), "weight": 1}), ValueError, "unexpected"),
+    (
+        "w_ih_rows",
+        lambda: C.to_onnx("lstm", {**_lstm(), "w_ih": np.zeros((4 * H + 1, I))}),
+        ValueError,
+        r"forward\.w_ih must have shape \(4\*H, I\)",
+    ),
     ("w_ih_1d", lambda: C.to_onnx("lstm", {**_lstm(), "w_ih": np.zeros(4 * H)}), ValueError, "w_ih"),
-    ("w_hh_shape", lambda: C.to_onnx("lstm", {**_lstm(), "w_hh": np.zeros((4 * H, H + 1))}),
-     ValueError, r"forward\.w_hh must have shape \(G\*H=24, H=6\)"),
-    ("b_ih_shape", lambda: C.to_onnx("lstm", {**_lstm(), "b_ih": np.zeros(4 * H + 1)}),
-     ValueError, r"forward\.b_ih must have shape \(G\*H=24,\)"),
-    ("reverse_shape", lambda: C.to_onnx("lstm", _lstm(), weights("lstm", H=H + 1)), ValueError,
-     "reverse"),
-    ("reverse_dtype", lambda: C.to_onnx("lstm", _lstm(), weights("lstm", f32)), TypeError,
-     "reverse.w_ih"),
-    ("w_ih_int", lambda: C.to_keras("lstm", **{**_lstm(), "w_ih": np.zeros((4 * H, I), int)}),
-     TypeError, "w_ih must have dtype float32 or float64"),
-    ("w_hh_float16", lambda: C.to_keras("lstm", **{**_lstm(), "w_hh": np.zeros((4 * H, H), np.float16)}),
-     TypeError, "w_hh"),
-    ("mixed_dtypes", lambda: C.to_keras("lstm", **{**_lstm(), "b_hh": _lstm()["b_hh"].astype(f32)}),
-     TypeError, "b_hh has dtype float32"),
+    (
+        "w_hh_shape",
+        lambda: C.to_onnx("lstm", {**_lstm(), "w_hh": np.zeros((4 * H, H + 1))}),
+        ValueError,
+        r"forward\.w_hh must have shape \(G\*H=24, H=6\)",
+    ),
+    (
+        "b_ih_shape",
+        lambda: C.to_onnx("lstm", {**_lstm(), "b_ih": np.zeros(4 * H + 1)}),
+        ValueError,
+        r"forward\.b_ih must have shape \(G\*H=24,\)",
+    ),
+    ("reverse_shape", lambda: C.to_onnx("lstm", _lstm(), weights("lstm", H=H + 1)), ValueError, "reverse"),
+    ("reverse_dtype", lambda: C.to_onnx("lstm", _lstm(), weights("lstm", f32)), TypeError, "reverse.w_ih"),
+    (
+        "w_ih_int",
+        lambda: C.to_keras("lstm", **{**_lstm(), "w_ih": np.zeros((4 * H, I), int)}),
+        TypeError,
+        "w_ih must have dtype float32 or float64",
+    ),
+    (
+        "w_hh_float16",
+        lambda: C.to_keras("lstm", **{**_lstm(), "w_hh": np.zeros((4 * H, H), np.float16)}),
+        TypeError,
+        "w_hh",
+    ),
+    (
+        "mixed_dtypes",
+        lambda: C.to_keras("lstm", **{**_lstm(), "b_hh": _lstm()["b_hh"].astype(f32)}),
+        TypeError,
+        "b_hh has dtype float32",
+    ),
     ("w_ih_none", lambda: C.to_keras("lstm", None, _lstm()["w_hh"]), TypeError, "w_ih"),
-    ("W_2d", lambda: C.from_onnx("lstm", _onnx()["W"][0], _onnx()["R"]), ValueError,
-     r"W must have shape \(num_directions"),
-    ("W_3_directions", lambda: C.from_onnx("lstm", np.zeros((3, 4 * H, I)), np.zeros((3, 4 * H, H))),
-     ValueError, "W must have shape"),
-    ("W_rows", lambda: C.from_onnx("gru", np.zeros((1, 3 * H + 1, I)), np.zeros((1, 3 * H + 1, H)),
-                                   linear_before_reset=1), ValueError, r"3\*H"),
-    ("R_shape", lambda: C.from_onnx("lstm", _onnx()["W"], _onnx()["R"][:, :, :-1]), ValueError,
-     r"R must have shape \(num_directions=1, G\*H=24, H=6\)"),
-    ("B_shape", lambda: C.from_onnx("lstm", _onnx()["W"], _onnx()["R"], _onnx()["B"][:, :-1]),
-     ValueError, r"B must have shape \(num_directions=1, 2\*G\*H=48\)"),
-    ("B_dtype", lambda: C.from_onnx("lstm", _onnx()["W"], _onnx()["R"], _onnx()["B"].astype(f32)),
-     TypeError, "B has dtype float32"),
+    (
+        "W_2d",
+        lambda: C.from_onnx("lstm", _onnx()["W"][0], _onnx()["R"]),
+        ValueError,
+        r"W must have shape \(num_directions",
+    ),
+    (
+        "W_3_directions",
+        lambda: C.from_onnx("lstm", np.zeros((3, 4 * H, I)), np.zeros((3, 4 * H, H))),
+        ValueError,
+        "W must have shape",
+    ),
+    (
+        "W_rows",
+        lambda: C.from_onnx(
+            "gru", np.zeros((1, 3 * H + 1, I)), np.zeros((1, 3 * H + 1, H)), linear_before_reset=1
+        ),
+        ValueError,
+        r"3\*H",
+    ),
+    (
+        "R_shape",
+        lambda: C.from_onnx("lstm", _onnx()["W"], _onnx()["R"][:, :, :-1]),
+        ValueError,
+        r"R must have shape \(num_directions=1, G\*H=24, H=6\)",
+    ),
+    (
+        "B_shape",
+        lambda: C.from_onnx("lstm", _onnx()["W"], _onnx()["R"], _onnx()["B"][:, :-1]),
+        ValueError,
+        r"B must have shape \(num_directions=1, 2\*G\*H=48\)",
+    ),
+    (
+        "B_dtype",
+        lambda: C.from_onnx("lstm", _onnx()["W"], _onnx()["R"], _onnx()["B"].astype(f32)),
+        TypeError,
+        "B has dtype float32",
+    ),
     ("W_int", lambda: C.from_onnx("lstm", _onnx()["W"].astype(int), _onnx()["R"]), TypeError, "W"),
-    ("kernel_shape", lambda: C.from_keras("lstm", _keras()["kernel"].T, _keras()["recurrent_kernel"]),
-     ValueError, r"kernel must have shape \(I, 4\*H\)"),
-    ("recurrent_kernel_shape", lambda: C.from_keras("lstm", _keras()["kernel"],
-                                                    _keras()["recurrent_kernel"].T),
-     ValueError, r"recurrent_kernel must have shape \(H=6, G\*H=24\)"),
-    ("keras_bias_shape", lambda: C.from_keras("lstm", *list(_keras().values())[:2],
-                                              np.zeros((2, 4 * H))),
-     ValueError, r"bias must have shape \(G\*H=24,\)"),
-    ("keras_gru_bias_shape", lambda: C.from_keras("gru", np.zeros((I, 3 * H)), np.zeros((H, 3 * H)),
-                                                  np.zeros((3, 3 * H))),
-     ValueError, r"bias must have shape \(rows=2, 3\*H=18\)"),
-    ("keras_bias_dtype", lambda: C.from_keras("lstm", *list(_keras().values())[:2],
-                                              _keras()["bias"].astype(f32)), TypeError, "bias"),
-    ("kernel_complex", lambda: C.from_keras("lstm", _keras()["kernel"].astype(complex),
-                                            _keras()["recurrent_kernel"]), TypeError, "kernel"),
-    ("state_dict_missing", lambda: C.state_dict_to_onnx("lstm", {"weight_ih_l0": np.zeros((4, 1))}),
-     ValueError, "weight_hh_l0"),
-    ("state_dict_layer", lambda: C.state_dict_to_keras("lstm", {}, layer=1), ValueError,
-     "weight_ih_l1"),
+    (
+        "kernel_shape",
+        lambda: C.from_keras("lstm", _keras()["kernel"].T, _keras()["recurrent_kernel"]),
+        ValueError,
+        r"kernel must have shape \(I, 4\*H\)",
+    ),
+    (
+        "recurrent_kernel_shape",
+        lambda: C.from_keras("lstm", _keras()["kernel"], _keras()["recurrent_kernel"].T),
+        ValueError,
+        r"recurrent_kernel must have shape \(H=6, G\*H=24\)",
+    ),
+    (
+        "keras_bias_shape",
+        lambda: C.from_keras("lstm", *list(_keras().values())[:2], np.zeros((2, 4 * H))),
+        ValueError,
+        r"bias must have shape \(G\*H=24,\)",
+    ),
+    (
+        "keras_gru_bias_shape",
+        lambda: C.from_keras("gru", np.zeros((I, 3 * H)), np.zeros((H, 3 * H)), np.zeros((3, 3 * H))),
+        ValueError,
+        r"bias must have shape \(rows=2, 3\*H=18\)",
+    ),
+    (
+        "keras_bias_dtype",
+        lambda: C.from_keras("lstm", *list(_keras().values())[:2], _keras()["bias"].astype(f32)),
+        TypeError,
+        "bias",
+    ),
+    (
+        "kernel_complex",
+        lambda: C.from_keras("lstm", _keras()["kernel"].astype(complex), _keras()["recurrent_kernel"]),
+        TypeError,
+        "kernel",
+    ),
+    (
+        "state_dict_missing",
+        lambda: C.state_dict_to_onnx("lstm", {"weight_ih_l0": np.zeros((4, 1))}),
+        ValueError,
+        "weight_hh_l0",
+    ),
+    ("state_dict_layer", lambda: C.state_dict_to_keras("lstm", {}, layer=1), ValueError, "weight_ih_l1"),
     ("state_dict_not_mapping", lambda: C.state_dict_to_onnx("lstm", [1, 2]), TypeError, "state_dict"),
     ("layer_negative", lambda: C.state_dict_to_onnx("lstm", {}, layer=-1), ValueError, "layer"),
-    ("layer_float", lambda: C.onnx_to_state_dict("lstm", _onnx()["W"], _onnx()["R"], layer=1.0),
-     ValueError, "layer"),
-    ("reverse_not_bool", lambda: C.keras_to_state_dict("lstm", *_keras().values(), reverse="yes"),
-     TypeError, "reverse"),
+    (
+        "layer_float",
+        lambda: C.onnx_to_state_dict("lstm", _onnx()["W"], _onnx()["R"], layer=1.0),
+        ValueError,
+        "layer",
+    ),
+    (
+        "reverse_not_bool",
+        lambda: C.keras_to_state_dict("lstm", *_keras().values(), reverse="yes"),
+        TypeError,
+        "reverse",
+    ),
 ]
 
 
@@ -623,8 +759,10 @@ def test_inputs_untouched_and_outputs_fresh(cell):
         for out in list(onnx.values())[:3] + list(keras.values()):
             assert not np.shares_memory(out, v)
     assert onnx["B"].dtype == np.float64 and keras["bias"].dtype == np.float64
-    assert_same(C.from_onnx(cell, **{k: onnx[k] for k in "WRB"},
-                            linear_before_reset=LBR.get(cell))[0]["b_hh"], keep["b_hh"].astype("<f8"))
+    assert_same(
+        C.from_onnx(cell, **{k: onnx[k] for k in "WRB"}, linear_before_reset=LBR.get(cell))[0]["b_hh"],
+        keep["b_hh"].astype("<f8"),
+    )
 
     ro_onnx = _readonly({k: onnx[k] for k in "WRB"})
     ro_keras = _readonly(keras)

@@ -3,8 +3,15 @@ the reference, so that a machine without AVX-512 or AVX2 gets the same results a
 
 import pytest
 
-from helpers import (CELL_VARIANTS, DTYPES, assert_results_close, make_lengths, make_upstream,
-                      make_variant, run)
+from helpers import (
+    CELL_VARIANTS,
+    DTYPES,
+    assert_results_close,
+    make_lengths,
+    make_upstream,
+    make_variant,
+    run,
+)
 
 pytestmark = pytest.mark.native
 
@@ -14,6 +21,7 @@ PATHS = ["avx512", "avx2", "portable"]
 @pytest.fixture(params=PATHS)
 def cpu_path(request):
     from fastrnn import _native
+
     if request.param not in _native.compiled_paths():
         pytest.skip(f"{request.param} is not compiled into this build")
     before = _native.active_path()
@@ -28,6 +36,7 @@ def cpu_path(request):
 
 def test_unknown_path_is_refused():
     from fastrnn import _native
+
     before = _native.active_path()
     with pytest.raises(ValueError, match="sse9"):
         _native.set_cpu_path("sse9")

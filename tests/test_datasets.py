@@ -8,6 +8,7 @@ from fastrnn import datasets
 
 def test_python_docs_text_is_the_pydoc_topics():
     from pydoc_data.topics import topics
+
     text = datasets.python_docs_text()
     assert len(text) > 100_000 and topics["assert"].strip() in text
 
@@ -25,14 +26,17 @@ def test_mackey_glass_is_the_chaotic_series():
     assert abs(datasets.mackey_glass(200, tau=2.0)[-1] - 1.0) < 1e-3
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"n": 0}, "n must be an int >= 1"),
-    ({"n": 2.5}, "n must be an int >= 1"),
-    ({"n": 5, "sample_every": 0}, "sample_every must be an int >= 1"),
-    ({"n": 5, "discard": -1}, "discard must be an int >= 0"),
-    ({"n": 5, "tau": 0}, "tau must be a finite number > 0"),
-    ({"n": 5, "dt": float("nan")}, "dt must be a finite number > 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n": 0}, "n must be an int >= 1"),
+        ({"n": 2.5}, "n must be an int >= 1"),
+        ({"n": 5, "sample_every": 0}, "sample_every must be an int >= 1"),
+        ({"n": 5, "discard": -1}, "discard must be an int >= 0"),
+        ({"n": 5, "tau": 0}, "tau must be a finite number > 0"),
+        ({"n": 5, "dt": float("nan")}, "dt must be a finite number > 0"),
+    ],
+)
 def test_mackey_glass_rejects(kwargs, match):
     with pytest.raises(ValueError, match=match):
         datasets.mackey_glass(**kwargs)
@@ -60,16 +64,19 @@ def test_read_csv_column_without_header(tmp_path):
     assert values.tolist() == [1.0, 2.0, 3.0] and name == "column 0"
 
 
-@pytest.mark.parametrize("text, column, match", [
-    ("a,b\n1,2\n3,x\n", None, r"line 3: column 1 holds 'x', not a finite number"),
-    ("a,b\n1,2\n3\n", None, r"line 3: column 1 holds nothing"),
-    ("a,b\n1,nan\n", "b", r"line 2: column 1 holds 'nan'"),
-    ("a,b\n1,2\n", "c", r"no column 'c'; columns: a, b"),
-    ("1,2\n", "c", r"no column 'c' \(the file has no header\)"),
-    ("a,b\n1,2\n", 5, r"column index 5 out of range: the file has 2 columns"),
-    ("\n\n", None, "no data rows"),
-    ("a,b\n", None, "a header but no data rows"),
-])
+@pytest.mark.parametrize(
+    "text, column, match",
+    [
+        ("a,b\n1,2\n3,x\n", None, r"line 3: column 1 holds 'x', not a finite number"),
+        ("a,b\n1,2\n3\n", None, r"line 3: column 1 holds nothing"),
+        ("a,b\n1,nan\n", "b", r"line 2: column 1 holds 'nan'"),
+        ("a,b\n1,2\n", "c", r"no column 'c'; columns: a, b"),
+        ("1,2\n", "c", r"no column 'c' \(the file has no header\)"),
+        ("a,b\n1,2\n", 5, r"column index 5 out of range: the file has 2 columns"),
+        ("\n\n", None, "no data rows"),
+        ("a,b\n", None, "a header but no data rows"),
+    ],
+)
 def test_read_csv_column_rejects(tmp_path, text, column, match):
     with pytest.raises(ValueError, match=match):
         datasets.read_csv_column(write(tmp_path, text), column)

@@ -11,8 +11,20 @@ from helpers import CELL_VARIANTS, make_lengths, make_upstream, make_variant
 
 def norms(problem, cell, backend, lengths=None, reverse=False, upstream=(None, None, None)):
     p = problem
-    *_, cache = F.forward(cell, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
-                          p["w_hr"], lengths=lengths, reverse=reverse, backend=backend)
+    *_, cache = F.forward(
+        cell,
+        p["x"],
+        p["h0"],
+        p["c0"],
+        p["w_ih"],
+        p["w_hh"],
+        p["b_ih"],
+        p["b_hh"],
+        p["w_hr"],
+        lengths=lengths,
+        reverse=reverse,
+        backend=backend,
+    )
     assert cache.dh_norms is None
     F.backward(cache, *upstream)
     return cache.dh_norms
@@ -54,6 +66,7 @@ def test_layer_norms_per_layer_and_direction(backend):
 def test_plot_grad_norms(tmp_path):
     pytest.importorskip("matplotlib")
     from fastrnn.diagnostics import plot_grad_norms
+
     path = tmp_path / "norms.png"
     ax = plot_grad_norms(np.array([[1.0, 0.5, 0.25], [1.0, 2.0, 4.0]]), labels=["a", "b"], path=path)
     assert path.stat().st_size > 0 and len(ax.get_lines()) == 2

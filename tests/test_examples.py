@@ -18,8 +18,22 @@ def load_example(name):
     return module
 
 
-TINY = ["--lengths", "12", "--steps", "6", "--hidden", "8", "--batch", "4", "--eval-every", "3",
-        "--test-size", "32", "--seed", "3"]
+TINY = [
+    "--lengths",
+    "12",
+    "--steps",
+    "6",
+    "--hidden",
+    "8",
+    "--batch",
+    "4",
+    "--eval-every",
+    "3",
+    "--test-size",
+    "32",
+    "--seed",
+    "3",
+]
 
 
 @pytest.mark.parametrize("backend", [None, "numpy"])
@@ -36,12 +50,14 @@ def test_adding_problem_smoke(capsys, backend):
     assert "test MSE" in out and "solved" in out and "seconds" in out
     for r in results:
         label = adding.CELLS[r["cell"]]["label"]
-        assert any(line.startswith(label) and f"{r['test_mse']:.4f}" in line
-                   for line in out.splitlines()), label
+        assert any(line.startswith(label) and f"{r['test_mse']:.4f}" in line for line in out.splitlines()), (
+            label
+        )
 
 
 def test_adding_problem_data():
     import numpy as np
+
     adding = load_example("adding_problem")
     x, target = adding.make_batch(np.random.default_rng(0), 10, 200)
     assert x.shape == (10, 200, 2) and target.shape == (200, 1) and x.dtype == np.float32
@@ -65,8 +81,19 @@ def test_char_rnn_smoke(tmp_path, capsys):
     char_rnn = load_example("char_rnn")
     text = tmp_path / "t.txt"
     text.write_text("The cat sat on the mat. " * 50, encoding="utf-8")
-    result = char_rnn.main([str(text), "--minutes", "0.005", "--hidden", "8", "--sample-length",
-                            "20", "--out", str(tmp_path / "c.npz")])
+    result = char_rnn.main(
+        [
+            str(text),
+            "--minutes",
+            "0.005",
+            "--hidden",
+            "8",
+            "--sample-length",
+            "20",
+            "--out",
+            str(tmp_path / "c.npz"),
+        ]
+    )
     out = capsys.readouterr().out
     assert result.steps >= 1 and math.isfinite(result.best_loss)
     assert "1,200 characters, 12 distinct" in out
@@ -78,11 +105,13 @@ def test_forecast_smoke(tmp_path, capsys):
     plot = []
     try:
         import matplotlib  # noqa: F401
+
         plot = ["--plot", str(tmp_path / "f.png")]
     except ImportError:
         pass
-    runs = forecast.main(["--length", "600", "--epochs", "2", "--hidden", "8", "--starts", "2",
-                          "--cells", "lstm,gru"] + plot)
+    runs = forecast.main(
+        ["--length", "600", "--epochs", "2", "--hidden", "8", "--starts", "2", "--cells", "lstm,gru"] + plot
+    )
     out = capsys.readouterr().out
     assert set(runs) == {"lstm", "gru"}
     for cell, (_, errors) in runs.items():

@@ -20,9 +20,11 @@ def _backends():
 
 def char_model(kind="lstm", V=7, E=5, H=8, num_layers=2, dtype=np.float32, seed=0, **kw):
     dt = np.dtype(dtype).name
-    return fr.Sequential(fr.Embedding(V, E, dtype=dt, seed=seed),
-                         LAYERS[kind](E, H, num_layers=num_layers, dtype=dt, seed=seed + 1, **kw),
-                         fr.Linear(H, V, dtype=dt, seed=seed + 2))
+    return fr.Sequential(
+        fr.Embedding(V, E, dtype=dt, seed=seed),
+        LAYERS[kind](E, H, num_layers=num_layers, dtype=dt, seed=seed + 1, **kw),
+        fr.Linear(H, V, dtype=dt, seed=seed + 2),
+    )
 
 
 def close(a, b, dtype):
@@ -32,13 +34,14 @@ def close(a, b, dtype):
 # -------------------------------------------------------------------------------------------------
 # Stepper agrees with the full forward
 
+
 @pytest.mark.parametrize("backend", _backends())
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_step_by_step_equals_full_forward(kind, dtype, backend):
     with fr.use_backend(backend):
         m = char_model(kind, dtype=dtype).eval()
-        tokens = np.random.default_rng(1).integers(0, 7, size=(12, 3))   # (T, B)
+        tokens = np.random.default_rng(1).integers(0, 7, size=(12, 3))  # (T, B)
         full = m(tokens)
         s = Stepper(m, batch_size=3)
         steps = np.stack([s.step(tokens[t]) for t in range(12)])
@@ -54,7 +57,7 @@ def test_step_by_step_equals_full_forward(kind, dtype, backend):
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_prime_then_step_equals_full_forward(kind):
     m = char_model(kind, dtype=np.float64)
-    tokens = np.random.default_rng(2).integers(0, 7, size=20)         # unbatched (T,)
+    tokens = np.random.default_rng(2).integers(0, 7, size=20)  # unbatched (T,)
     full = m.eval()(tokens)
     s = Stepper(m)
     last = s.prime(tokens[:8])
@@ -85,10 +88,11 @@ def test_single_layer_features_and_projection():
 
 
 def test_batch_first_prime():
-    m = fr.Sequential(fr.Embedding(7, 5, seed=0), fr.GRU(5, 8, batch_first=True, seed=1),
-                      fr.Linear(8, 7, seed=2)).eval()
-    tok = np.random.default_rng(3).integers(0, 7, size=(2, 10))       # (B, T)
-    full = m(tok)                                                      # (B, T, V)
+    m = fr.Sequential(
+        fr.Embedding(7, 5, seed=0), fr.GRU(5, 8, batch_first=True, seed=1), fr.Linear(8, 7, seed=2)
+    ).eval()
+    tok = np.random.default_rng(3).integers(0, 7, size=(2, 10))  # (B, T)
+    full = m(tok)  # (B, T, V)
     s = Stepper(m, batch_size=2)
     close(s.prime(tok[:, :6]), full[:, 5], np.float32)
     close(s.step(tok[:, 6]), full[:, 6], np.float32)
@@ -139,6 +143,7 @@ def test_stepper_puts_model_in_eval_and_keeps_no_cache():
 # -------------------------------------------------------------------------------------------------
 # Sampling
 
+
 def test_greedy_equals_argmax_of_full_forward_replay():
     m = char_model("lstm", V=11, H=16, seed=3)
     prime = np.array([1, 4, 2, 9])
@@ -146,7 +151,7 @@ def test_greedy_equals_argmax_of_full_forward_replay():
     assert ids.dtype == np.int64 and ids.shape == (25,)
     seq = np.concatenate([prime, ids[:-1]])
     logits = m.eval()(seq)
-    np.testing.assert_array_equal(ids, logits[len(prime) - 1:].argmax(axis=-1))
+    np.testing.assert_array_equal(ids, logits[len(prime) - 1 :].argmax(axis=-1))
     # top_k=1 is greedy at any temperature
     np.testing.assert_array_equal(sample(m, prime, 25, temperature=1.7, top_k=1, seed=5), ids)
 
@@ -174,8 +179,8 @@ def test_temperature_concentrates_distribution():
     assert counts[0.25][0] > counts[1.0][0] > counts[4.0][0]
     p1 = np.exp(logits - logits.max())
     p1 /= p1.sum()
-    np.testing.assert_allclose(counts[1.0], p1, atol=0.03)   # ~5 sigma at n=4000
-    assert counts[4.0].min() > 0.1                          # nearly flat at high temperature
+    np.testing.assert_allclose(counts[1.0], p1, atol=0.03)  # ~5 sigma at n=4000
+    assert counts[4.0].min() > 0.1  # nearly flat at high temperature
     assert counts[0.25][0] > 0.95
 
 
@@ -186,7 +191,7 @@ def test_top_k_filters_and_softmax_is_stable():
     assert draws == {0, 1}
     draws = {next_token(logits, 1.0, None, rng) for _ in range(300)}
     assert draws == {0, 1, 2}
-    assert next_token(logits, 1.0, 100, rng) in (0, 1, 2)              # top_k > V: all allowed
+    assert next_token(logits, 1.0, 100, rng) in (0, 1, 2)  # top_k > V: all allowed
     with pytest.raises(ValueError, match="non-finite"):
         next_token(np.array([0.0, np.nan]), 1.0, None, rng)
 
@@ -236,6 +241,7 @@ def test_sample_with_vocab_and_decode_function():
 # -------------------------------------------------------------------------------------------------
 # CharVocab
 
+
 def test_char_vocab_round_trip():
     text = "hello, wörld!\n"
     v = CharVocab.from_text(text)
@@ -271,6 +277,7 @@ def test_char_vocab_bad_input():
 # -------------------------------------------------------------------------------------------------
 # End to end: learn "abc" repeated, then sample continues it
 
+
 def test_train_then_sample_continues_pattern():
     text = "abcd" * 12
     v = CharVocab.from_text(text)
@@ -296,10 +303,10 @@ def test_sample_restores_training_mode_and_accepts_stepper():
     m = char_model(seed=8)
     assert m.training
     a = sample(m, [1, 2], 6, seed=3)
-    assert m.training and m[1].training        # put back in training mode
+    assert m.training and m[1].training  # put back in training mode
     s = Stepper(m)
     s.reset(2)
-    b = sample(s, [1, 2], 6, seed=3)           # a Stepper is reset to batch size 1 and used
+    b = sample(s, [1, 2], 6, seed=3)  # a Stepper is reset to batch size 1 and used
     np.testing.assert_array_equal(a, b)
     assert s.batch_size == 1 and not m.training
 

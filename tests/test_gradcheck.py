@@ -22,8 +22,9 @@ def forward_args(cell, p):
 
 
 def loss(cell, p, lengths, reverse, up):
-    y, h_n, c_n, cache = F.forward(*forward_args(cell, p), lengths=lengths, reverse=reverse,
-                                   training=False, backend="numpy")
+    y, h_n, c_n, cache = F.forward(
+        *forward_args(cell, p), lengths=lengths, reverse=reverse, training=False, backend="numpy"
+    )
     assert cache is None
     dy, dh_n, dc_n = up
     total = np.sum(y * dy) + np.sum(h_n * dh_n)
@@ -68,7 +69,8 @@ def test_backward_matches_finite_differences(variant, with_lengths, reverse, bia
         err = np.abs(analytic[gname] - numeric)
         limit = ATOL + RTOL * np.abs(numeric).max() + RTOL * np.abs(numeric)
         assert np.all(err <= limit), (
-            f"{gname}: max error {err.max():.3g}\nanalytic\n{analytic[gname]}\nnumeric\n{numeric}")
+            f"{gname}: max error {err.max():.3g}\nanalytic\n{analytic[gname]}\nnumeric\n{numeric}"
+        )
         checked += 1
     # x, h0, w_ih, w_hh always; plus c0 (lstm), biases, w_hr (projection).
     expected = 4 + (cell == "lstm") + 2 * bias + (variant == "lstm_proj")

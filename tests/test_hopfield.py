@@ -8,10 +8,10 @@ import threading
 import numpy as np
 import pytest
 
-from helpers import NATIVE, backend_params
-
 import fastrnn as fr
 from fastrnn import hopfield as hf
+
+from helpers import NATIVE, backend_params
 
 native = pytest.mark.native
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -49,11 +49,20 @@ def assert_same(a, b):
 # -------------------------------------------------------------------------------------------------
 # Native == numpy, bit for bit
 
+
 @native
 @pytest.mark.parametrize("mode", hf.MODES)
-@pytest.mark.parametrize("N, P, B, noise", [(1, 1, 3, 0.0), (2, 1, 4, 0.5), (7, 2, 5, 0.3),
-                                            (64, 6, 20, 0.2), (100, 25, 30, 0.15),
-                                            (150, 60, 12, 0.3)])
+@pytest.mark.parametrize(
+    "N, P, B, noise",
+    [
+        (1, 1, 3, 0.0),
+        (2, 1, 4, 0.5),
+        (7, 2, 5, 0.3),
+        (64, 6, 20, 0.2),
+        (100, 25, 30, 0.15),
+        (150, 60, 12, 0.3),
+    ],
+)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_backends_agree_exactly(mode, N, P, B, noise, seed):
     patterns = random_patterns(P, N, seed)
@@ -74,8 +83,10 @@ def test_backends_agree_on_random_states_with_cycles(mode):
     states = random_patterns(B, N, 8)
     numpy_net, native_net = both(N, patterns)
     for max_iters in (1, 2, 5, 17):
-        assert_same(numpy_net.recall(states, mode=mode, max_iters=max_iters, seed=3),
-                    native_net.recall(states, mode=mode, max_iters=max_iters, seed=3))
+        assert_same(
+            numpy_net.recall(states, mode=mode, max_iters=max_iters, seed=3),
+            native_net.recall(states, mode=mode, max_iters=max_iters, seed=3),
+        )
     result = native_net.recall(states, mode=mode, max_iters=50, seed=3)
     if mode == "async":
         assert result.converged.all()  # energy descent: async always converges
@@ -100,14 +111,14 @@ def test_large_weights_agree(magnitude):
     native_net.load_state_dict(state)
     states = random_patterns(10, N, 1)
     for mode in hf.MODES:
-        assert_same(numpy_net.recall(states, mode=mode, seed=5),
-                    native_net.recall(states, mode=mode, seed=5))
+        assert_same(numpy_net.recall(states, mode=mode, seed=5), native_net.recall(states, mode=mode, seed=5))
     np.testing.assert_array_equal(numpy_net.energy(states), native_net.energy(states))
 
 
 @native
 def test_every_cpu_path_agrees():
     from fastrnn import _native
+
     N, P = 96, 20
     patterns = random_patterns(P, N, 3)
     states = corrupt(patterns, 0.25, 4)
@@ -123,8 +134,10 @@ def test_every_cpu_path_agrees():
                 continue
             assert _native.active_path() == path
             assert_same(net.recall(states, seed=1), expected)
-            assert_same(net.recall(states, mode="sync", seed=1),
-                        fr.Hopfield(N, patterns, backend="numpy").recall(states, mode="sync"))
+            assert_same(
+                net.recall(states, mode="sync", seed=1),
+                fr.Hopfield(N, patterns, backend="numpy").recall(states, mode="sync"),
+            )
             ran.append(path)
     finally:
         _native.set_cpu_path(before)
@@ -151,6 +164,7 @@ def test_result_independent_of_batch_and_chunks(backend):
 
 # -------------------------------------------------------------------------------------------------
 # The network's behaviour (each backend)
+
 
 @pytest.mark.parametrize("backend", backend_params())
 @pytest.mark.parametrize("mode", hf.MODES)
@@ -328,12 +342,12 @@ def test_default_backend_follows_use_backend():
     b = net.recall(corrupt(patterns, 0.25, 82), seed=0)
     assert_same(a, b)
     assert repr(net) == "Hopfield(num_units=12, num_patterns=2)"
-    assert (repr(fr.Hopfield(3, backend="numpy"))
-            == "Hopfield(num_units=3, num_patterns=0, backend='numpy')")
+    assert repr(fr.Hopfield(3, backend="numpy")) == "Hopfield(num_units=3, num_patterns=0, backend='numpy')"
 
 
 # -------------------------------------------------------------------------------------------------
 # Weights and state_dict
+
 
 def test_weights_are_exact_hebbian_counts():
     N = 25
@@ -377,19 +391,22 @@ def test_state_dict_round_trip():
     np.testing.assert_array_equal(c.weights, a.weights)
 
 
-@pytest.mark.parametrize("change, error, match", [
-    (lambda sd: sd.pop("num_patterns"), ValueError, "missing keys"),
-    (lambda sd: sd.update(extra=1), ValueError, "unexpected keys"),
-    (lambda sd: sd.update(weight=np.zeros((3, 3), np.int32)), ValueError, "shape"),
-    (lambda sd: sd["weight"].__setitem__((0, 0), 2), ValueError, "zero diagonal"),
-    (lambda sd: sd["weight"].__setitem__((0, 1), 99), ValueError, "symmetric"),
-    (lambda sd: sd.update(weight=sd["weight"] + 0.5), ValueError, "integers"),
-    (lambda sd: sd.update(weight=sd["weight"] * 2.0**40), ValueError, "lie in"),
-    (lambda sd: sd.update(weight=sd["weight"].astype(bool)), TypeError, "real numbers"),
-    (lambda sd: sd.update(num_patterns=-1), ValueError, "num_patterns"),
-    (lambda sd: sd.update(num_patterns=1.5), ValueError, "num_patterns"),
-    (lambda sd: sd.update(num_patterns=[1, 2]), ValueError, "num_patterns"),
-])
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        (lambda sd: sd.pop("num_patterns"), ValueError, "missing keys"),
+        (lambda sd: sd.update(extra=1), ValueError, "unexpected keys"),
+        (lambda sd: sd.update(weight=np.zeros((3, 3), np.int32)), ValueError, "shape"),
+        (lambda sd: sd["weight"].__setitem__((0, 0), 2), ValueError, "zero diagonal"),
+        (lambda sd: sd["weight"].__setitem__((0, 1), 99), ValueError, "symmetric"),
+        (lambda sd: sd.update(weight=sd["weight"] + 0.5), ValueError, "integers"),
+        (lambda sd: sd.update(weight=sd["weight"] * 2.0**40), ValueError, "lie in"),
+        (lambda sd: sd.update(weight=sd["weight"].astype(bool)), TypeError, "real numbers"),
+        (lambda sd: sd.update(num_patterns=-1), ValueError, "num_patterns"),
+        (lambda sd: sd.update(num_patterns=1.5), ValueError, "num_patterns"),
+        (lambda sd: sd.update(num_patterns=[1, 2]), ValueError, "num_patterns"),
+    ],
+)
 def test_load_state_dict_rejects(change, error, match):
     N = 6
     net = fr.Hopfield(N, random_patterns(3, N, 111))
@@ -407,22 +424,26 @@ def test_load_state_dict_rejects(change, error, match):
 # -------------------------------------------------------------------------------------------------
 # Bad input
 
+
 @pytest.mark.parametrize("backend", backend_params())
-@pytest.mark.parametrize("states, error, match", [
-    (np.ones(7), ValueError, r"shape \(N=8,\) or \(B, N=8\), got \(7,\)"),
-    (np.ones((2, 9)), ValueError, "shape"),
-    (np.ones((2, 2, 8)), ValueError, "shape"),
-    (np.float64(1.0), ValueError, "shape"),
-    (np.array([1, -1, 0, 1, 1, 1, 1, 1]), ValueError, r"only \+1 and -1.*got 0 at index 2"),
-    (np.array([[1] * 8, [1, 1, 1, 2, 1, 1, 1, 1]]), ValueError, r"got 2 at index \(1, 3\)"),
-    (np.array([1, -1, 0.5, 1, 1, 1, 1, 1]), ValueError, "only"),
-    (np.array([1, -1, np.nan, 1, 1, 1, 1, 1]), ValueError, "only"),
-    (np.ones(8, dtype=bool), TypeError, "dtype bool"),
-    (np.ones(8, dtype=np.uint8), TypeError, "signed integers or floats"),
-    (np.ones(8, dtype=complex), TypeError, "dtype complex128"),
-    (["a"] * 8, TypeError, "dtype"),
-    (None, TypeError, "dtype object"),
-])
+@pytest.mark.parametrize(
+    "states, error, match",
+    [
+        (np.ones(7), ValueError, r"shape \(N=8,\) or \(B, N=8\), got \(7,\)"),
+        (np.ones((2, 9)), ValueError, "shape"),
+        (np.ones((2, 2, 8)), ValueError, "shape"),
+        (np.float64(1.0), ValueError, "shape"),
+        (np.array([1, -1, 0, 1, 1, 1, 1, 1]), ValueError, r"only \+1 and -1.*got 0 at index 2"),
+        (np.array([[1] * 8, [1, 1, 1, 2, 1, 1, 1, 1]]), ValueError, r"got 2 at index \(1, 3\)"),
+        (np.array([1, -1, 0.5, 1, 1, 1, 1, 1]), ValueError, "only"),
+        (np.array([1, -1, np.nan, 1, 1, 1, 1, 1]), ValueError, "only"),
+        (np.ones(8, dtype=bool), TypeError, "dtype bool"),
+        (np.ones(8, dtype=np.uint8), TypeError, "signed integers or floats"),
+        (np.ones(8, dtype=complex), TypeError, "dtype complex128"),
+        (["a"] * 8, TypeError, "dtype"),
+        (None, TypeError, "dtype object"),
+    ],
+)
 def test_bad_states(backend, states, error, match):
     net = fr.Hopfield(8, random_patterns(2, 8, 121), backend=backend)
     with pytest.raises(error, match=match):
@@ -435,19 +456,22 @@ def test_bad_states(backend, states, error, match):
 
 
 @pytest.mark.parametrize("backend", backend_params())
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"mode": "parallel"}, ValueError, "mode must be one of"),
-    ({"mode": "ASYNC"}, ValueError, "mode must be one of"),
-    ({"mode": 1}, TypeError, "mode must be a string"),
-    ({"max_iters": 0}, ValueError, "max_iters must be >= 1"),
-    ({"max_iters": -3}, ValueError, "max_iters must be >= 1"),
-    ({"max_iters": 2.5}, TypeError, "max_iters must be an int"),
-    ({"max_iters": True}, TypeError, "max_iters must be an int"),
-    ({"max_iters": None}, TypeError, "max_iters must be an int"),
-    ({"max_iters": 2**70}, ValueError, "max_iters must be < 2\\*\\*63"),
-    ({"seed": -1}, ValueError, "seed must be >= 0"),
-    ({"seed": "x"}, TypeError, "seed must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"mode": "parallel"}, ValueError, "mode must be one of"),
+        ({"mode": "ASYNC"}, ValueError, "mode must be one of"),
+        ({"mode": 1}, TypeError, "mode must be a string"),
+        ({"max_iters": 0}, ValueError, "max_iters must be >= 1"),
+        ({"max_iters": -3}, ValueError, "max_iters must be >= 1"),
+        ({"max_iters": 2.5}, TypeError, "max_iters must be an int"),
+        ({"max_iters": True}, TypeError, "max_iters must be an int"),
+        ({"max_iters": None}, TypeError, "max_iters must be an int"),
+        ({"max_iters": 2**70}, ValueError, "max_iters must be < 2\\*\\*63"),
+        ({"seed": -1}, ValueError, "seed must be >= 0"),
+        ({"seed": "x"}, TypeError, "seed must be"),
+    ],
+)
 def test_bad_recall_arguments(backend, kwargs, error, match):
     net = fr.Hopfield(8, random_patterns(2, 8, 131), backend=backend)
     with pytest.raises(error, match=match):
@@ -487,6 +511,7 @@ def test_huge_broadcast_view_is_a_memory_error():
 @native
 def test_native_entry_point_checks_everything():
     from fastrnn import _native
+
     N = 5
     w = fr.Hopfield(N, random_patterns(2, N, 141)).state_dict()["weight"]
     s = random_patterns(3, N, 142)
@@ -541,12 +566,24 @@ def test_native_entry_point_checks_everything():
 # -------------------------------------------------------------------------------------------------
 # The example
 
+
 def test_example_runs_tiny(capsys):
     spec = importlib.util.spec_from_file_location("hopfield_example", EXAMPLE)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    rows = example.main(["--units", "60", "--trials", "20", "--alphas", "0.05", "0.3",
-                         "--timing-trials", "5" if NATIVE else "0"])
+    rows = example.main(
+        [
+            "--units",
+            "60",
+            "--trials",
+            "20",
+            "--alphas",
+            "0.05",
+            "0.3",
+            "--timing-trials",
+            "5" if NATIVE else "0",
+        ]
+    )
     out = capsys.readouterr().out
     assert "retrieved" in out and "0.050" in out and "0.300" in out
     assert len(rows) == 2

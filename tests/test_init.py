@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import init
-from fastrnn import Parameter
+from fastrnn import Parameter, init
 
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 
@@ -27,6 +26,7 @@ def assert_orthonormal(block, tol):
 
 # -------------------------------------------------------------------------------------------------
 # uniform_: PyTorch's default
+
 
 @pytest.mark.parametrize("cls", [fastrnn.RNN, fastrnn.LSTM, fastrnn.GRU])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -61,6 +61,7 @@ def test_uniform_bounds_arrays_and_seeds():
 # -------------------------------------------------------------------------------------------------
 # orthogonal_
 
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cls, gates", [(fastrnn.RNN, 1), (fastrnn.LSTM, 4), (fastrnn.GRU, 3)])
 def test_orthogonal_per_gate_block(cls, gates, dtype):
@@ -74,10 +75,10 @@ def test_orthogonal_per_gate_block(cls, gates, dtype):
         if p.name.startswith("weight_hh"):
             assert p.data.shape == (gates * H, H)
             for k in range(gates):
-                assert_orthonormal(p.data[k * H:(k + 1) * H], TOL[dtype])
+                assert_orthonormal(p.data[k * H : (k + 1) * H], TOL[dtype])
             # Different gates get different matrices.
             if gates > 1:
-                assert not np.allclose(p.data[:H], p.data[H:2 * H])
+                assert not np.allclose(p.data[:H], p.data[H : 2 * H])
         else:  # which="hh": everything else untouched
             np.testing.assert_array_equal(p.data, before[p.name])
 
@@ -88,8 +89,8 @@ def test_orthogonal_which_gain_and_projection():
     init.orthogonal_(m, gain=2.0, seed=1, which="all")
     sd = m.state_dict()
     for k in range(4):
-        assert_orthonormal(sd["weight_ih_l0"][k * H:(k + 1) * H] / 2.0, 1e-12)  # (6, 4): columns
-        assert_orthonormal(sd["weight_hh_l0"][k * H:(k + 1) * H] / 2.0, 1e-12)  # (6, 3): columns
+        assert_orthonormal(sd["weight_ih_l0"][k * H : (k + 1) * H] / 2.0, 1e-12)  # (6, 4): columns
+        assert_orthonormal(sd["weight_hh_l0"][k * H : (k + 1) * H] / 2.0, 1e-12)  # (6, 3): columns
     assert_orthonormal(sd["weight_hr_l0"] / 2.0, 1e-12)  # (3, 6): rows
     m2 = fastrnn.LSTM(4, H, proj_size=P, dtype="float64", seed=0)
     before = snapshot(m2)
@@ -149,6 +150,7 @@ def test_seeds_are_reproducible_and_generators_are_shared():
 # -------------------------------------------------------------------------------------------------
 # identity_ (IRNN)
 
+
 def test_identity_irnn():
     m = fastrnn.RNN(3, 5, nonlinearity="relu", num_layers=2, dtype="float64", seed=0)
     before = snapshot(m)
@@ -174,7 +176,7 @@ def test_identity_scale_gates_and_arrays():
     init.identity_(m, scale=0.5)
     w = m.state_dict()["weight_hh_l0"]
     for k in range(3):
-        np.testing.assert_array_equal(w[3 * k:3 * (k + 1)], 0.5 * np.eye(3, dtype=np.float32))
+        np.testing.assert_array_equal(w[3 * k : 3 * (k + 1)], 0.5 * np.eye(3, dtype=np.float32))
     a = np.ones((4, 4), np.float32)
     init.identity_(a, scale=2.0)
     np.testing.assert_array_equal(a, 2 * np.eye(4))
@@ -183,12 +185,13 @@ def test_identity_scale_gates_and_arrays():
 # -------------------------------------------------------------------------------------------------
 # Xavier / Glorot
 
+
 def test_xavier_uniform_bounds_and_statistics():
     a = np.zeros((200, 300))
     init.xavier_uniform_(a, gain=1.5, seed=0)
     bound = 1.5 * np.sqrt(6.0 / 500)
     assert np.abs(a).max() <= bound and np.abs(a).max() > 0.99 * bound
-    assert a.var() == pytest.approx(bound ** 2 / 3, rel=0.02)
+    assert a.var() == pytest.approx(bound**2 / 3, rel=0.02)
     # Per gate block for a layer: fan_out = H, not 4H.
     H, I = 8, 5
     m = fastrnn.LSTM(I, H, dtype="float64", seed=0)
@@ -226,6 +229,7 @@ def test_xavier_normal_statistics():
 # -------------------------------------------------------------------------------------------------
 # Forget-gate bias
 
+
 def test_forget_gate_bias_slices():
     H = 4
     m = fastrnn.LSTM(3, H, num_layers=2, bidirectional=True, dtype="float64", seed=0)
@@ -233,20 +237,20 @@ def test_forget_gate_bias_slices():
     init.forget_gate_bias_(m, 1.0)
     for name, b in m.state_dict().items():
         if name.startswith("bias_ih"):
-            np.testing.assert_array_equal(b[H:2 * H], 1.0)
+            np.testing.assert_array_equal(b[H : 2 * H], 1.0)
         elif name.startswith("bias_hh"):
-            np.testing.assert_array_equal(b[H:2 * H], 0.0)
+            np.testing.assert_array_equal(b[H : 2 * H], 0.0)
         if name.startswith("bias"):
             np.testing.assert_array_equal(b[:H], before[name][:H])
-            np.testing.assert_array_equal(b[2 * H:], before[name][2 * H:])
+            np.testing.assert_array_equal(b[2 * H :], before[name][2 * H :])
         else:
             np.testing.assert_array_equal(b, before[name])
     # The option on the other initialisers.
     m2 = fastrnn.LSTM(3, H, dtype="float32", seed=0)
     init.orthogonal_(m2, seed=0, forget_bias=2.0)
-    np.testing.assert_array_equal(m2.state_dict()["bias_ih_l0"][H:2 * H], 2.0)
+    np.testing.assert_array_equal(m2.state_dict()["bias_ih_l0"][H : 2 * H], 2.0)
     init.uniform_(m2, seed=0, forget_bias=1.0)
-    np.testing.assert_array_equal(m2.state_dict()["bias_ih_l0"][H:2 * H], 1.0)
+    np.testing.assert_array_equal(m2.state_dict()["bias_ih_l0"][H : 2 * H], 1.0)
     # A single bias array.
     b = np.zeros(4 * H)
     init.forget_gate_bias_(b, 3.0)
@@ -274,6 +278,7 @@ def test_forget_gate_bias_errors():
 
 # -------------------------------------------------------------------------------------------------
 # Bad input
+
 
 def test_bad_input():
     with pytest.raises(TypeError, match="float32 or float64"):
@@ -305,6 +310,7 @@ def test_bad_input():
 # -------------------------------------------------------------------------------------------------
 # Containers (fastrnn.Sequential or anything iterable with parameters())
 
+
 class _Chain:
     """A minimal container: iterable over its layers, parameters() with prefixed names."""
 
@@ -315,8 +321,11 @@ class _Chain:
         return iter(self.layers)
 
     def parameters(self):
-        return [Parameter(f"{i}.{p.name}", p.data, p.grad)
-                for i, layer in enumerate(self.layers) for p in layer.parameters()]
+        return [
+            Parameter(f"{i}.{p.name}", p.data, p.grad)
+            for i, layer in enumerate(self.layers)
+            for p in layer.parameters()
+        ]
 
 
 def _check_container(chain, rnn, lstm):
@@ -325,8 +334,8 @@ def _check_container(chain, rnn, lstm):
     init.orthogonal_(chain, seed=0, forget_bias=1.0)
     assert_orthonormal(rnn.state_dict()["weight_hh_l0"], 1e-12)
     for k in range(4):
-        assert_orthonormal(lstm.state_dict()["weight_hh_l0"][k * H:(k + 1) * H], 1e-12)
-    np.testing.assert_array_equal(lstm.state_dict()["bias_ih_l0"][H:2 * H], 1.0)
+        assert_orthonormal(lstm.state_dict()["weight_hh_l0"][k * H : (k + 1) * H], 1e-12)
+    np.testing.assert_array_equal(lstm.state_dict()["bias_ih_l0"][H : 2 * H], 1.0)
     np.testing.assert_array_equal(rnn.state_dict()["bias_ih_l0"], rnn_before["bias_ih_l0"])
     init.identity_(chain)
     np.testing.assert_array_equal(rnn.state_dict()["weight_hh_l0"], np.eye(rnn.hidden_size))
@@ -334,7 +343,7 @@ def _check_container(chain, rnn, lstm):
     assert np.abs(lstm.state_dict()["weight_ih_l0"]).max() <= 1 / np.sqrt(H)
     assert not np.array_equal(lstm.state_dict()["weight_ih_l0"], lstm_before["weight_ih_l0"])
     init.forget_gate_bias_(chain, 2.0)
-    np.testing.assert_array_equal(lstm.state_dict()["bias_ih_l0"][H:2 * H], 2.0)
+    np.testing.assert_array_equal(lstm.state_dict()["bias_ih_l0"][H : 2 * H], 2.0)
     with pytest.raises(ValueError, match="holds none"):
         init.forget_gate_bias_(_Chain(fastrnn.GRU(2, 2)), 1.0)
 

@@ -22,10 +22,29 @@ TOL = {"float32": 1e-4, "float64": 1e-10}
 T, B, I, H = 5, 3, 4, 6
 
 
-def make_layer(variant, num_layers=1, bidirectional=False, batch_first=False, bias=True,
-               dtype="float64", dropout=0.0, backend=None, seed=0, input_size=I, hidden_size=H):
-    kw = dict(num_layers=num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
-              bidirectional=bidirectional, dtype=dtype, backend=backend, seed=seed)
+def make_layer(
+    variant,
+    num_layers=1,
+    bidirectional=False,
+    batch_first=False,
+    bias=True,
+    dtype="float64",
+    dropout=0.0,
+    backend=None,
+    seed=0,
+    input_size=I,
+    hidden_size=H,
+):
+    kw = dict(
+        num_layers=num_layers,
+        bias=bias,
+        batch_first=batch_first,
+        dropout=dropout,
+        bidirectional=bidirectional,
+        dtype=dtype,
+        backend=backend,
+        seed=seed,
+    )
     if variant.startswith("rnn_"):
         return fr.RNN(input_size, hidden_size, nonlinearity=variant[4:], **kw)
     if variant == "gru":
@@ -80,12 +99,14 @@ def assert_close(actual, expected, tol):
         a, e = np.asarray(actual[k], np.float64), np.asarray(expected[k], np.float64)
         assert a.shape == e.shape, f"{k}: shape {a.shape} != {e.shape}"
         err = np.linalg.norm(a - e)
-        assert err <= tol * max(np.linalg.norm(e), 1e-30), \
+        assert err <= tol * max(np.linalg.norm(e), 1e-30), (
             f"{k}: normwise error {err:.3g} vs norm {np.linalg.norm(e):.3g} (tol {tol})"
+        )
 
 
 # -------------------------------------------------------------------------------------------------
 # torch parity
+
 
 def torch_twin(m):
     """The torch module with m's configuration and torch's own (seeded) initial weights, which are
@@ -93,8 +114,13 @@ def torch_twin(m):
     torch = pytest.importorskip("torch")
     dtype = {"float32": torch.float32, "float64": torch.float64}[m.dtype.name]
     torch.manual_seed(0)
-    kw = dict(num_layers=m.num_layers, bias=m.bias, batch_first=m.batch_first,
-              bidirectional=m.bidirectional, dtype=dtype)
+    kw = dict(
+        num_layers=m.num_layers,
+        bias=m.bias,
+        batch_first=m.batch_first,
+        bidirectional=m.bidirectional,
+        dtype=dtype,
+    )
     if isinstance(m, fr.RNN):
         t = torch.nn.RNN(m.input_size, m.hidden_size, nonlinearity=m.nonlinearity, **kw)
     elif isinstance(m, fr.GRU):
@@ -108,13 +134,13 @@ def torch_twin(m):
 def run_torch(t, x, hx, lengths, dy, dh_n):
     torch = pytest.importorskip("torch")
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
     leaf = lambda a: torch.tensor(a, requires_grad=True)  # noqa: E731
     xt = leaf(x)
     hxt = tuple(leaf(s) for s in hx) if isinstance(hx, tuple) else leaf(hx)
     inp = xt
     if lengths is not None:
-        inp = pack_padded_sequence(xt, torch.tensor(lengths), batch_first=t.batch_first,
-                                   enforce_sorted=False)
+        inp = pack_padded_sequence(xt, torch.tensor(lengths), batch_first=t.batch_first, enforce_sorted=False)
     y, h_n = t(inp, hxt)
     if lengths is not None:
         steps = x.shape[1 if t.batch_first else 0]
@@ -126,8 +152,7 @@ def run_torch(t, x, hx, lengths, dy, dh_n):
     np_ = lambda v: v.detach().numpy()  # noqa: E731
     out = {"y": np_(y), "dx": np_(xt.grad)}
     out.update(_states("h_n", tuple(np_(s) for s in h_n) if isinstance(h_n, tuple) else np_(h_n)))
-    out.update(_states("dhx", tuple(np_(s.grad) for s in hxt) if isinstance(hxt, tuple)
-                       else np_(hxt.grad)))
+    out.update(_states("dhx", tuple(np_(s.grad) for s in hxt) if isinstance(hxt, tuple) else np_(hxt.grad)))
     out.update({"grad_" + k: np_(p.grad) for k, p in t.named_parameters()})
     return out
 
@@ -142,15 +167,16 @@ def torch_one_thread():
 
 
 # The full grid over every axis; only torch-side cost, a few ms per case.
-PARITY_GRID = list(itertools.product(VARIANTS, (1, 2, 3), (False, True), (False, True), (False, True),
-                                     (True, False), DTYPES))
+PARITY_GRID = list(
+    itertools.product(VARIANTS, (1, 2, 3), (False, True), (False, True), (False, True), (True, False), DTYPES)
+)
 
 
 @pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN:UserWarning")
-@pytest.mark.parametrize("variant,num_layers,bidirectional,batch_first,lengths,bias,dtype",
-                         PARITY_GRID)
-def test_torch_parity(torch_one_thread, variant, num_layers, bidirectional, batch_first, lengths,
-                      bias, dtype):
+@pytest.mark.parametrize("variant,num_layers,bidirectional,batch_first,lengths,bias,dtype", PARITY_GRID)
+def test_torch_parity(
+    torch_one_thread, variant, num_layers, bidirectional, batch_first, lengths, bias, dtype
+):
     m = make_layer(variant, num_layers, bidirectional, batch_first, bias, dtype)
     data = make_data(m, lengths)
     t = torch_twin(m)  # loads torch's weights into m
@@ -191,8 +217,16 @@ BACKEND_GRID = list(itertools.product(VARIANTS, (1, 2), (False, True), (False, T
 def test_native_matches_numpy(variant, num_layers, bidirectional, lengths, dtype):
     results = []
     for backend in ("numpy", "native"):
-        m = make_layer(variant, num_layers, bidirectional, batch_first=lengths, dtype=dtype,
-                       dropout=0.4 if num_layers > 1 else 0.0, backend=backend, seed=7)
+        m = make_layer(
+            variant,
+            num_layers,
+            bidirectional,
+            batch_first=lengths,
+            dtype=dtype,
+            dropout=0.4 if num_layers > 1 else 0.0,
+            backend=backend,
+            seed=7,
+        )
         results.append(run_fastrnn(m, *make_data(m, lengths)))
     assert_close(results[1], results[0], TOL[dtype])
 
@@ -230,6 +264,7 @@ def test_dropout_only_in_training_and_seeded():
 
 # -------------------------------------------------------------------------------------------------
 # Layer plumbing
+
 
 def test_state_dict_round_trip_through_torch():
     torch = pytest.importorskip("torch")
@@ -284,8 +319,14 @@ def test_unbatched_matches_batch_of_one():
     dx1, (dh1, dc1) = m.backward(dy[:, 0], (dh[:, 0], dc[:, 0]))
     y, (h, c) = m(x[:, :1], (h0[:, :1], c0[:, :1]))
     dx, (dhx, dcx) = m.backward(dy[:, :1], (dh[:, :1], dc[:, :1]))
-    for a, b in [(y1, y[:, 0]), (h1, h[:, 0]), (c1, c[:, 0]), (dx1, dx[:, 0]), (dh1, dhx[:, 0]),
-                 (dc1, dcx[:, 0])]:
+    for a, b in [
+        (y1, y[:, 0]),
+        (h1, h[:, 0]),
+        (c1, c[:, 0]),
+        (dx1, dx[:, 0]),
+        (dh1, dhx[:, 0]),
+        (dc1, dcx[:, 0]),
+    ]:
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
@@ -309,12 +350,18 @@ def test_length_zero_keeps_h0():
 
 def test_repr():
     assert repr(fr.LSTM(10, 20)) == "LSTM(10, 20)"
-    assert repr(fr.LSTM(10, 20, num_layers=2, bias=False, batch_first=True, dropout=0.5,
-                        bidirectional=True, proj_size=5)) == (
+    assert repr(
+        fr.LSTM(
+            10, 20, num_layers=2, bias=False, batch_first=True, dropout=0.5, bidirectional=True, proj_size=5
+        )
+    ) == (
         "LSTM(10, 20, proj_size=5, num_layers=2, bias=False, batch_first=True, dropout=0.5, "
-        "bidirectional=True)")
-    assert repr(fr.RNN(3, 4, nonlinearity="relu", dtype="float64")) == \
-        "RNN(3, 4, nonlinearity='relu', dtype='float64')"
+        "bidirectional=True)"
+    )
+    assert (
+        repr(fr.RNN(3, 4, nonlinearity="relu", dtype="float64"))
+        == "RNN(3, 4, nonlinearity='relu', dtype='float64')"
+    )
     assert repr(fr.GRU(3, 4, backend="numpy")) == "GRU(3, 4, backend='numpy')"
     assert "weight_ih_l0" in repr(fr.GRU(3, 4).parameters()[0])
 
@@ -322,22 +369,26 @@ def test_repr():
 # -------------------------------------------------------------------------------------------------
 # Bad input
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    (dict(input_size=0), ValueError, "input_size"),
-    (dict(hidden_size=2.0), TypeError, "hidden_size"),
-    (dict(num_layers=0), ValueError, "num_layers"),
-    (dict(bias=1), TypeError, "bias"),
-    (dict(batch_first="yes"), TypeError, "batch_first"),
-    (dict(dropout=1.5), ValueError, "dropout"),
-    (dict(dropout="0.1"), TypeError, "dropout"),
-    (dict(bidirectional=None), TypeError, "bidirectional"),
-    (dict(proj_size=6), ValueError, "proj_size"),
-    (dict(proj_size=-1), ValueError, "proj_size"),
-    (dict(dtype="float16"), TypeError, "dtype"),
-    (dict(dtype="int64"), TypeError, "dtype"),
-    (dict(backend="cuda"), ValueError, "backend"),
-    (dict(seed=1.5), TypeError, "seed"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(input_size=0), ValueError, "input_size"),
+        (dict(hidden_size=2.0), TypeError, "hidden_size"),
+        (dict(num_layers=0), ValueError, "num_layers"),
+        (dict(bias=1), TypeError, "bias"),
+        (dict(batch_first="yes"), TypeError, "batch_first"),
+        (dict(dropout=1.5), ValueError, "dropout"),
+        (dict(dropout="0.1"), TypeError, "dropout"),
+        (dict(bidirectional=None), TypeError, "bidirectional"),
+        (dict(proj_size=6), ValueError, "proj_size"),
+        (dict(proj_size=-1), ValueError, "proj_size"),
+        (dict(dtype="float16"), TypeError, "dtype"),
+        (dict(dtype="int64"), TypeError, "dtype"),
+        (dict(backend="cuda"), ValueError, "backend"),
+        (dict(seed=1.5), TypeError, "seed"),
+    ],
+)
 def test_bad_constructor_arguments(kwargs, error, match):
     args = dict(input_size=I, hidden_size=H) | kwargs
     with pytest.raises(error, match=match):

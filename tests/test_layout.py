@@ -34,7 +34,7 @@ def _imports(tree, name, is_package, modules):
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = here.split(".")
-                base = base[:len(base) - (node.level - 1)]
+                base = base[: len(base) - (node.level - 1)]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module
@@ -50,21 +50,31 @@ def upward_imports(source, name, is_package=False, modules=None):
     modules = _modules() if modules is None else modules
     parts = name.split(".")
     above = {".".join(parts[:k]) for k in range(1, len(parts))}  # a package's own name is not above it
-    return [(line, target) for line, target, _ in _imports(ast.parse(source), name, is_package, modules)
-            if target in above]
+    return [
+        (line, target)
+        for line, target, _ in _imports(ast.parse(source), name, is_package, modules)
+        if target in above
+    ]
 
 
 def test_the_checker_sees_an_import_of_the_package_root():
     modules = _modules()
     assert upward_imports("from . import __version__\n", "fastrnn._backend", modules=modules) == [
-        (1, "fastrnn")]
+        (1, "fastrnn")
+    ]
     assert upward_imports("def f():\n    import fastrnn\n", "fastrnn.layers", modules=modules) == [
-        (2, "fastrnn")]
-    assert upward_imports("from fastrnn import info\n", "fastrnn.x", modules=modules) == [
-        (1, "fastrnn")]
+        (2, "fastrnn")
+    ]
+    assert upward_imports("from fastrnn import info\n", "fastrnn.x", modules=modules) == [(1, "fastrnn")]
     # A sibling module is not the root, even when imported through it.
-    assert upward_imports("from . import _backend, functional as F\nfrom fastrnn import _checks\n",
-                          "fastrnn.layers", modules=modules) == []
+    assert (
+        upward_imports(
+            "from . import _backend, functional as F\nfrom fastrnn import _checks\n",
+            "fastrnn.layers",
+            modules=modules,
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize("name", sorted(_modules()))
@@ -72,8 +82,10 @@ def test_no_module_imports_the_package_root_or_above(name):
     modules = _modules()
     path, is_package = modules[name]
     found = upward_imports(path.read_text(encoding="utf-8"), name, is_package, modules)
-    assert not found, (f"{path.name} imports {', '.join(f'{t} (line {line})' for line, t in found)}: "
-                       "import the module that defines the name instead")
+    assert not found, (
+        f"{path.name} imports {', '.join(f'{t} (line {line})' for line, t in found)}: "
+        "import the module that defines the name instead"
+    )
 
 
 def test_module_level_imports_form_no_cycle():
@@ -82,16 +94,18 @@ def test_module_level_imports_form_no_cycle():
     for name, (path, is_package) in modules.items():
         if is_package:
             continue  # the root re-exports everything: it sits above the graph
-        graph[name] = {t for _, t, top in _imports(ast.parse(path.read_text(encoding="utf-8")), name,
-                                                   is_package, modules)
-                       if top and t in modules and not modules[t][1] and t != name}
+        graph[name] = {
+            t
+            for _, t, top in _imports(ast.parse(path.read_text(encoding="utf-8")), name, is_package, modules)
+            if top and t in modules and not modules[t][1] and t != name
+        }
     state = {}
 
     def visit(node, trail):
         state[node] = "open"
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "open":
-                cycle = trail[trail.index(nxt):] + [nxt]
+                cycle = trail[trail.index(nxt) :] + [nxt]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt, trail + [nxt])

@@ -16,6 +16,7 @@ DTYPES = (np.float32, np.float64)
 # -------------------------------------------------------------------------------------------------
 # Linear
 
+
 @pytest.fixture(params=backend_params())
 def on_backend(request):
     """Runs the test with Linear's products on each backend."""
@@ -106,22 +107,41 @@ def test_linear_misaligned_input(on_backend):
 
 
 @pytest.mark.native
-@pytest.mark.parametrize("args, exc, match", [
-    (lambda: ([[1.0]], np.ones((1, 1), np.float32), np.ones((1, 1), np.float32)), TypeError,
-     "a must be a NumPy array"),
-    (lambda: (np.ones((2, 3), np.int32),) * 3, TypeError, "float32 or float64"),
-    (lambda: (np.ones((2, 3), np.float32), np.ones((3, 2)), np.ones((2, 2), np.float32)), TypeError,
-     "the same dtype"),
-    (lambda: (np.ones((2, 3)), np.ones((3, 2)), np.ones(4)), ValueError, "must be 2-D"),
-    (lambda: (np.ones((2, 3)), np.ones((2, 2)), np.ones((2, 2))), ValueError,
-     r"b must have shape \(K=3, N\)"),
-    (lambda: (np.ones((2, 3)), np.ones((3, 2)), np.ones((2, 3))), ValueError,
-     r"out must have shape \(2, 2\)"),
-    (lambda: (np.ones((2, 3)), np.ones((3, 2)), np.ones((2, 2)).T), ValueError,
-     "out must be C-contiguous"),
-])
+@pytest.mark.parametrize(
+    "args, exc, match",
+    [
+        (
+            lambda: ([[1.0]], np.ones((1, 1), np.float32), np.ones((1, 1), np.float32)),
+            TypeError,
+            "a must be a NumPy array",
+        ),
+        (lambda: (np.ones((2, 3), np.int32),) * 3, TypeError, "float32 or float64"),
+        (
+            lambda: (np.ones((2, 3), np.float32), np.ones((3, 2)), np.ones((2, 2), np.float32)),
+            TypeError,
+            "the same dtype",
+        ),
+        (lambda: (np.ones((2, 3)), np.ones((3, 2)), np.ones(4)), ValueError, "must be 2-D"),
+        (
+            lambda: (np.ones((2, 3)), np.ones((2, 2)), np.ones((2, 2))),
+            ValueError,
+            r"b must have shape \(K=3, N\)",
+        ),
+        (
+            lambda: (np.ones((2, 3)), np.ones((3, 2)), np.ones((2, 3))),
+            ValueError,
+            r"out must have shape \(2, 2\)",
+        ),
+        (
+            lambda: (np.ones((2, 3)), np.ones((3, 2)), np.ones((2, 2)).T),
+            ValueError,
+            "out must be C-contiguous",
+        ),
+    ],
+)
 def test_native_matmul_rejects(args, exc, match):
     from fastrnn import _native
+
     with pytest.raises(exc, match=match):
         _native.matmul(*args(), False)
 
@@ -129,6 +149,7 @@ def test_native_matmul_rejects(args, exc, match):
 @pytest.mark.native
 def test_native_matmul_rejects_overlap_and_read_only():
     from fastrnn import _native
+
     buf = np.ones((4, 4))
     with pytest.raises(ValueError, match="out must not share memory with a or b"):
         _native.matmul(buf[1:3, :3], np.ones((3, 4)), buf[2:], False)  # row 2 is in both
@@ -176,8 +197,10 @@ def test_linear_modes():
 
 def test_linear_repr():
     assert repr(Linear(3, 4)) == "Linear(in_features=3, out_features=4, bias=True)"
-    assert repr(Linear(3, 4, bias=False, dtype="float64")) == \
-        "Linear(in_features=3, out_features=4, bias=False, dtype='float64')"
+    assert (
+        repr(Linear(3, 4, bias=False, dtype="float64"))
+        == "Linear(in_features=3, out_features=4, bias=False, dtype='float64')"
+    )
 
 
 def test_linear_state_dict_round_trip():
@@ -193,14 +216,18 @@ def test_linear_state_dict_round_trip():
     assert c.state_dict()["weight"].dtype == np.float64
 
 
-@pytest.mark.parametrize("bad, exc, match", [
-    (lambda sd: {"weight": sd["weight"]}, ValueError, "missing keys"),
-    (lambda sd: dict(sd, extra=np.zeros(1)), ValueError, "unexpected keys"),
-    (lambda sd: dict(sd, bias=np.zeros(5)), ValueError, "bias must have shape"),
-    (lambda sd: dict(sd, weight=sd["weight"].T), ValueError, "weight must have shape"),
-    (lambda sd: dict(sd, bias=np.zeros(4, bool)), TypeError, "real numbers"),
-    (lambda sd: list(sd.values()), TypeError, "mapping"),
-], ids=["missing", "unexpected", "bias_shape", "weight_transposed", "bool", "not_mapping"])
+@pytest.mark.parametrize(
+    "bad, exc, match",
+    [
+        (lambda sd: {"weight": sd["weight"]}, ValueError, "missing keys"),
+        (lambda sd: dict(sd, extra=np.zeros(1)), ValueError, "unexpected keys"),
+        (lambda sd: dict(sd, bias=np.zeros(5)), ValueError, "bias must have shape"),
+        (lambda sd: dict(sd, weight=sd["weight"].T), ValueError, "weight must have shape"),
+        (lambda sd: dict(sd, bias=np.zeros(4, bool)), TypeError, "real numbers"),
+        (lambda sd: list(sd.values()), TypeError, "mapping"),
+    ],
+    ids=["missing", "unexpected", "bias_shape", "weight_transposed", "bool", "not_mapping"],
+)
 def test_linear_load_state_dict_rejects(bad, exc, match):
     lin = Linear(3, 4, seed=0)
     before = lin.state_dict()
@@ -210,14 +237,18 @@ def test_linear_load_state_dict_rejects(bad, exc, match):
         np.testing.assert_array_equal(v, before[k])  # unchanged
 
 
-@pytest.mark.parametrize("x, exc, match", [
-    (np.zeros((2, 4), np.float32), ValueError, r"x must have shape \(\.\.\., in_features=3\)"),
-    (np.zeros((), np.float32), ValueError, "x must have shape"),
-    (np.zeros((2, 3), np.float64), TypeError, "x must have the layer's dtype float32"),
-    (np.zeros((2, 3), np.int64), TypeError, "x must have the layer's dtype"),
-    (np.zeros((2, 3), np.float16), TypeError, "x must have the layer's dtype"),
-    (np.zeros((2, 3), bool), TypeError, "x must have the layer's dtype"),
-], ids=["wrong_in", "scalar", "float64", "int", "float16", "bool"])
+@pytest.mark.parametrize(
+    "x, exc, match",
+    [
+        (np.zeros((2, 4), np.float32), ValueError, r"x must have shape \(\.\.\., in_features=3\)"),
+        (np.zeros((), np.float32), ValueError, "x must have shape"),
+        (np.zeros((2, 3), np.float64), TypeError, "x must have the layer's dtype float32"),
+        (np.zeros((2, 3), np.int64), TypeError, "x must have the layer's dtype"),
+        (np.zeros((2, 3), np.float16), TypeError, "x must have the layer's dtype"),
+        (np.zeros((2, 3), bool), TypeError, "x must have the layer's dtype"),
+    ],
+    ids=["wrong_in", "scalar", "float64", "int", "float16", "bool"],
+)
 def test_linear_bad_input(x, exc, match):
     with pytest.raises(exc, match=match):
         Linear(3, 5)(x)
@@ -232,16 +263,19 @@ def test_linear_bad_dy():
         lin.backward(np.zeros((4, 2, 5), np.float64))
 
 
-@pytest.mark.parametrize("kwargs, exc, match", [
-    (dict(in_features=0, out_features=2), ValueError, "in_features"),
-    (dict(in_features=2, out_features=-1), ValueError, "out_features"),
-    (dict(in_features=2.0, out_features=2), TypeError, "in_features"),
-    (dict(in_features=2, out_features=2, bias="no"), TypeError, "bias"),
-    (dict(in_features=2, out_features=2, dtype="float16"), TypeError, "dtype"),
-    (dict(in_features=2, out_features=2, dtype="nope"), TypeError, "dtype"),
-    (dict(in_features=2, out_features=2, seed=-1), ValueError, "seed"),
-    (dict(in_features=2, out_features=2, seed=1.5), TypeError, "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(in_features=0, out_features=2), ValueError, "in_features"),
+        (dict(in_features=2, out_features=-1), ValueError, "out_features"),
+        (dict(in_features=2.0, out_features=2), TypeError, "in_features"),
+        (dict(in_features=2, out_features=2, bias="no"), TypeError, "bias"),
+        (dict(in_features=2, out_features=2, dtype="float16"), TypeError, "dtype"),
+        (dict(in_features=2, out_features=2, dtype="nope"), TypeError, "dtype"),
+        (dict(in_features=2, out_features=2, seed=-1), ValueError, "seed"),
+        (dict(in_features=2, out_features=2, seed=1.5), TypeError, "seed"),
+    ],
+)
 def test_linear_bad_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         Linear(**kwargs)
@@ -270,6 +304,7 @@ def test_linear_matches_torch(dtype):
 # -------------------------------------------------------------------------------------------------
 # Embedding
 
+
 def test_embedding_gradcheck():
     rng = np.random.default_rng(5)
     emb = Embedding(6, 3, dtype="float64", seed=0)
@@ -291,8 +326,13 @@ def test_embedding_gradcheck():
 def test_embedding_lookup_and_shapes(dtype):
     emb = Embedding(10, 4, dtype=dtype, seed=1)
     W = emb.state_dict()["weight"]
-    for idx in (np.array(3), np.arange(10), np.array([[1, 2], [3, 9]], np.uint8), [4, 4, 0],
-                np.zeros((2, 0), np.int32)):
+    for idx in (
+        np.array(3),
+        np.arange(10),
+        np.array([[1, 2], [3, 9]], np.uint8),
+        [4, 4, 0],
+        np.zeros((2, 0), np.int32),
+    ):
         y = emb(idx)
         assert y.dtype == dtype and y.shape == np.shape(idx) + (4,)
         np.testing.assert_array_equal(y, W[np.asarray(idx, np.intp)])
@@ -338,13 +378,17 @@ def test_embedding_state_dict_round_trip():
         b.load_state_dict({})
 
 
-@pytest.mark.parametrize("idx, exc, match", [
-    (np.array([0.0, 1.0]), TypeError, "indices must be an integer array"),
-    (np.array([True, False]), TypeError, "indices must be an integer array"),
-    (np.array([0, 5]), ValueError, r"indices must be in \[0, num_embeddings=5\), got 5"),
-    (np.array([[0, -1]]), ValueError, "got -1"),
-    (np.array(["a"]), TypeError, "indices"),
-], ids=["float", "bool", "too_big", "negative", "str"])
+@pytest.mark.parametrize(
+    "idx, exc, match",
+    [
+        (np.array([0.0, 1.0]), TypeError, "indices must be an integer array"),
+        (np.array([True, False]), TypeError, "indices must be an integer array"),
+        (np.array([0, 5]), ValueError, r"indices must be in \[0, num_embeddings=5\), got 5"),
+        (np.array([[0, -1]]), ValueError, "got -1"),
+        (np.array(["a"]), TypeError, "indices"),
+    ],
+    ids=["float", "bool", "too_big", "negative", "str"],
+)
 def test_embedding_bad_input(idx, exc, match):
     with pytest.raises(exc, match=match):
         Embedding(5, 2)(idx)

@@ -21,6 +21,7 @@ def problem(dtype=np.float64, T=4, B=3, V=5, seed=0):
 # -------------------------------------------------------------------------------------------------
 # cross_entropy
 
+
 @pytest.mark.parametrize("mode", ["plain", "mask", "ignore_index", "both"])
 def test_cross_entropy_gradcheck(mode):
     logits, targets = problem()
@@ -71,8 +72,7 @@ def test_cross_entropy_matches_torch(dtype, mode):
         targets[drop] = 99  # masked positions may hold anything
         t_targets[drop] = -100  # torch's default ignore_index
     lt = torch.from_numpy(logits.copy()).requires_grad_()
-    ref = torch.nn.functional.cross_entropy(lt.reshape(-1, 7), torch.from_numpy(t_targets).reshape(-1),
-                                            **kw)
+    ref = torch.nn.functional.cross_entropy(lt.reshape(-1, 7), torch.from_numpy(t_targets).reshape(-1), **kw)
     ref.backward()
     loss, grad = losses.cross_entropy(logits, targets, mask, **kw)
     np.testing.assert_allclose(loss, ref.item(), rtol=1e-5 if dtype == np.float32 else 1e-12)
@@ -94,9 +94,11 @@ def test_cross_entropy_stable_for_huge_logits():
 
 def test_cross_entropy_all_masked_and_empty():
     logits, targets = problem()
-    for loss, grad in (losses.cross_entropy(logits, targets, np.zeros(targets.shape, bool)),
-                       losses.cross_entropy(logits, np.full(targets.shape, -1), ignore_index=-1),
-                       losses.cross_entropy(np.zeros((0, 2, 5)), np.zeros((0, 2), np.int64))):
+    for loss, grad in (
+        losses.cross_entropy(logits, targets, np.zeros(targets.shape, bool)),
+        losses.cross_entropy(logits, np.full(targets.shape, -1), ignore_index=-1),
+        losses.cross_entropy(np.zeros((0, 2, 5)), np.zeros((0, 2), np.int64)),
+    ):
         assert loss == 0.0 and grad.shape in (logits.shape, (0, 2, 5)) and not grad.any()
 
 
@@ -114,24 +116,27 @@ def test_cross_entropy_shapes_and_inputs_untouched():
     np.testing.assert_array_equal(targets, before[1])
 
 
-@pytest.mark.parametrize("args, kwargs, exc, match", [
-    (lambda l, t: (l, t.astype(np.float64)), {}, TypeError, "targets must be an integer array"),
-    (lambda l, t: (l, t > 0), {}, TypeError, "targets must be an integer array"),
-    (lambda l, t: (l.astype(np.int64), t), {}, TypeError, "logits"),
-    (lambda l, t: (l.astype(np.float16), t), {}, TypeError, "logits"),
-    (lambda l, t: (l, t[:-1]), {}, ValueError, r"targets must have shape \(4, 3\)"),
-    (lambda l, t: (l, t[..., None]), {}, ValueError, "targets must have shape"),
-    (lambda l, t: (l[..., :0], t), {}, ValueError, "V >= 1"),
-    (lambda l, t: (np.float64(1.0), np.array(0)), {}, ValueError, "logits must have shape"),
-    (lambda l, t: (l, np.where(t == 0, 5, t)), {}, ValueError, r"targets must be in \[0, V=5\)"),
-    (lambda l, t: (l, np.where(t == 0, -1, t)), {}, ValueError, "got -1"),
-    (lambda l, t: (l, np.where(t == 0, -1, t)), {"ignore_index": -2}, ValueError, "got -1"),
-    (lambda l, t: (l, t, np.ones((3, 4), bool)), {}, ValueError, "mask must have the shape"),
-    (lambda l, t: (l, t, np.full(t.shape, 2)), {}, ValueError, "mask must hold only 0 and 1"),
-    (lambda l, t: (l, t, np.full(t.shape, "a")), {}, TypeError, "mask"),
-    (lambda l, t: (l, t), {"ignore_index": 1.0}, TypeError, "ignore_index"),
-    (lambda l, t: (l, t), {"ignore_index": True}, TypeError, "ignore_index"),
-])
+@pytest.mark.parametrize(
+    "args, kwargs, exc, match",
+    [
+        (lambda l, t: (l, t.astype(np.float64)), {}, TypeError, "targets must be an integer array"),
+        (lambda l, t: (l, t > 0), {}, TypeError, "targets must be an integer array"),
+        (lambda l, t: (l.astype(np.int64), t), {}, TypeError, "logits"),
+        (lambda l, t: (l.astype(np.float16), t), {}, TypeError, "logits"),
+        (lambda l, t: (l, t[:-1]), {}, ValueError, r"targets must have shape \(4, 3\)"),
+        (lambda l, t: (l, t[..., None]), {}, ValueError, "targets must have shape"),
+        (lambda l, t: (l[..., :0], t), {}, ValueError, "V >= 1"),
+        (lambda l, t: (np.float64(1.0), np.array(0)), {}, ValueError, "logits must have shape"),
+        (lambda l, t: (l, np.where(t == 0, 5, t)), {}, ValueError, r"targets must be in \[0, V=5\)"),
+        (lambda l, t: (l, np.where(t == 0, -1, t)), {}, ValueError, "got -1"),
+        (lambda l, t: (l, np.where(t == 0, -1, t)), {"ignore_index": -2}, ValueError, "got -1"),
+        (lambda l, t: (l, t, np.ones((3, 4), bool)), {}, ValueError, "mask must have the shape"),
+        (lambda l, t: (l, t, np.full(t.shape, 2)), {}, ValueError, "mask must hold only 0 and 1"),
+        (lambda l, t: (l, t, np.full(t.shape, "a")), {}, TypeError, "mask"),
+        (lambda l, t: (l, t), {"ignore_index": 1.0}, TypeError, "ignore_index"),
+        (lambda l, t: (l, t), {"ignore_index": True}, TypeError, "ignore_index"),
+    ],
+)
 def test_cross_entropy_bad_input(args, kwargs, exc, match):
     logits, targets = problem()
     with pytest.raises(exc, match=match):
@@ -151,14 +156,14 @@ def test_cross_entropy_out_of_range_allowed_where_not_counted():
 # -------------------------------------------------------------------------------------------------
 # mse
 
+
 def test_mse_gradcheck_and_formula():
     rng = np.random.default_rng(5)
     pred, target = rng.standard_normal((4, 3, 2)), rng.standard_normal((4, 3, 2))
     loss, grad = losses.mse(pred, target)
     assert isinstance(loss, float)
     np.testing.assert_allclose(loss, np.mean((pred - target) ** 2), rtol=1e-14)
-    assert_close(grad, fd_grad(lambda: losses.mse(pred, target)[0], pred), "dpred", rtol=1e-6,
-                 atol_rel=1e-7)
+    assert_close(grad, fd_grad(lambda: losses.mse(pred, target)[0], pred), "dpred", rtol=1e-6, atol_rel=1e-7)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -184,14 +189,17 @@ def test_mse_empty_and_untouched():
     assert pred.tolist() == [1, 1, 1] and target.tolist() == [0, 0, 0]
 
 
-@pytest.mark.parametrize("pred, target, exc, match", [
-    (np.zeros((2, 3)), np.zeros((3, 2)), ValueError, r"target must have the shape of pred \(2, 3\)"),
-    (np.zeros((2, 3)), np.zeros(3), ValueError, "target must have the shape"),
-    (np.zeros(3, np.float32), np.zeros(3), TypeError, "target has dtype float64 but pred"),
-    (np.zeros(3, np.int64), np.zeros(3, np.int64), TypeError, "pred"),
-    (np.zeros(3), np.zeros(3, np.int64), TypeError, "target"),
-    (np.zeros(3), None, TypeError, "target"),
-])
+@pytest.mark.parametrize(
+    "pred, target, exc, match",
+    [
+        (np.zeros((2, 3)), np.zeros((3, 2)), ValueError, r"target must have the shape of pred \(2, 3\)"),
+        (np.zeros((2, 3)), np.zeros(3), ValueError, "target must have the shape"),
+        (np.zeros(3, np.float32), np.zeros(3), TypeError, "target has dtype float64 but pred"),
+        (np.zeros(3, np.int64), np.zeros(3, np.int64), TypeError, "pred"),
+        (np.zeros(3), np.zeros(3, np.int64), TypeError, "target"),
+        (np.zeros(3), None, TypeError, "target"),
+    ],
+)
 def test_mse_bad_input(pred, target, exc, match):
     with pytest.raises(exc, match=match):
         losses.mse(pred, target)

@@ -47,12 +47,15 @@ def signature_arguments(doc, name):
 
 def _native():
     from fastrnn import _native
+
     return {name: obj for name, obj in vars(_native).items() if not name.startswith("_")}
 
 
 def test_signature_parser_reads_pybind11_signatures():
-    assert signature_arguments("f(a: object, b: typing.SupportsInt | typing.SupportsIndex) -> None",
-                               "f") == ["a", "b"]
+    assert signature_arguments("f(a: object, b: typing.SupportsInt | typing.SupportsIndex) -> None", "f") == [
+        "a",
+        "b",
+    ]
     assert signature_arguments("g() -> list[str]\n\nText.", "g") == []
     assert signature_arguments("h(x: dict[str, int], y: bool) -> tuple", "h") == ["x", "y"]
 

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import optim
+from fastrnn import Parameter, optim
 from fastrnn.clip import clip_grad_norm
-from fastrnn import Parameter
 
 SHAPES = [(4, 3), (4,), (2, 2, 2)]
 
@@ -40,6 +39,7 @@ def run_steps(opt, params, grads):
 # -------------------------------------------------------------------------------------------------
 # Hand-computed updates (scalar arithmetic written out in the test, 2-3 steps)
 
+
 def one(value, grads):
     """A single 2-element parameter and the per-step gradients."""
     return Parameter("w", np.array(value, np.float64)), [np.array(g, np.float64) for g in grads]
@@ -64,8 +64,7 @@ def test_sgd_plain_by_hand():
 
 def test_sgd_momentum_by_hand():
     # buf1 = g1 = [1, 2]; buf2 = 0.9 * buf1 + g2 = [1.4, 0.8]; buf3 = 0.9 * buf2 + g3 = [1.26, 0.72]
-    out = hand_run(optim.SGD, dict(lr=0.1, momentum=0.9), [1.0, -2.0],
-                   [[1.0, 2.0], [0.5, -1.0], [0.0, 0.0]])
+    out = hand_run(optim.SGD, dict(lr=0.1, momentum=0.9), [1.0, -2.0], [[1.0, 2.0], [0.5, -1.0], [0.0, 0.0]])
     np.testing.assert_allclose(out[0], [0.9, -2.2], rtol=1e-14)
     np.testing.assert_allclose(out[1], [0.76, -2.28], rtol=1e-14)
     np.testing.assert_allclose(out[2], [0.634, -2.352], rtol=1e-14)
@@ -74,24 +73,30 @@ def test_sgd_momentum_by_hand():
 def test_sgd_nesterov_weight_decay_dampening_by_hand():
     # Nesterov: g' = g + m * buf. Step 1: g = [1, 2] + 0.1 * [1, -2] = [1.1, 1.8]; buf = g;
     # update = g + 0.9 * buf = [2.09, 3.42]; w = [1, -2] - 0.1 * update = [0.791, -2.342].
-    out = hand_run(optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1),
-                   [1.0, -2.0], [[1.0, 2.0], [0.0, 0.0]])
+    out = hand_run(
+        optim.SGD,
+        dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1),
+        [1.0, -2.0],
+        [[1.0, 2.0], [0.0, 0.0]],
+    )
     np.testing.assert_allclose(out[0], [0.791, -2.342], rtol=1e-14)
     # Step 2: g = 0.1 * w1 = [0.0791, -0.2342]; buf = 0.9 * [1.1, 1.8] + g = [1.0691, 1.3858];
     # update = g + 0.9 * buf = [1.04129, 1.01302]; w = w1 - 0.1 * update.
     np.testing.assert_allclose(out[1], [0.791 - 0.104129, -2.342 - 0.101302], rtol=1e-14)
     # Dampening scales the gradient added to the buffer after the first step (not the first one).
-    out = hand_run(optim.SGD, dict(lr=1.0, momentum=0.5, dampening=0.5), [0.0, 0.0],
-                   [[1.0, 2.0], [1.0, 2.0]])
+    out = hand_run(optim.SGD, dict(lr=1.0, momentum=0.5, dampening=0.5), [0.0, 0.0], [[1.0, 2.0], [1.0, 2.0]])
     np.testing.assert_allclose(out[0], [-1.0, -2.0], rtol=1e-15)
     np.testing.assert_allclose(out[1], [-2.0, -4.0], rtol=1e-15)  # buf = 0.5 * g + 0.5 * g = g
 
 
 def test_adagrad_by_hand():
     lr, eps, decay = 0.5, 1e-10, 0.1
-    out = hand_run(optim.Adagrad, dict(lr=lr, lr_decay=decay, eps=eps,
-                                       initial_accumulator_value=1.0),
-                   [1.0, -1.0], [[3.0, 0.0], [4.0, -1.0]])
+    out = hand_run(
+        optim.Adagrad,
+        dict(lr=lr, lr_decay=decay, eps=eps, initial_accumulator_value=1.0),
+        [1.0, -1.0],
+        [[3.0, 0.0], [4.0, -1.0]],
+    )
     # step 1: sum = 1 + g^2 = [10, 1]; w -= 0.5 * g / (sqrt(sum) + eps)
     w1 = [1.0 - lr * 3.0 / (math.sqrt(10.0) + eps), -1.0]
     np.testing.assert_allclose(out[0], w1, rtol=1e-14)
@@ -103,13 +108,11 @@ def test_adagrad_by_hand():
 
 def test_rmsprop_by_hand():
     lr, a, eps = 0.01, 0.9, 1e-8
-    out = hand_run(optim.RMSprop, dict(lr=lr, alpha=a, eps=eps), [1.0, 2.0],
-                   [[1.0, -2.0], [2.0, 2.0]])
+    out = hand_run(optim.RMSprop, dict(lr=lr, alpha=a, eps=eps), [1.0, 2.0], [[1.0, -2.0], [2.0, 2.0]])
     sq1 = [(1 - a) * 1.0, (1 - a) * 4.0]
     w1 = [1.0 - lr * 1.0 / (math.sqrt(sq1[0]) + eps), 2.0 + lr * 2.0 / (math.sqrt(sq1[1]) + eps)]
     np.testing.assert_allclose(out[0], w1, rtol=1e-14)
-    np.testing.assert_allclose(out[0], [1.0 - lr / math.sqrt(0.1), 2.0 + lr / math.sqrt(0.1)],
-                               rtol=1e-7)
+    np.testing.assert_allclose(out[0], [1.0 - lr / math.sqrt(0.1), 2.0 + lr / math.sqrt(0.1)], rtol=1e-7)
     sq2 = [a * sq1[0] + (1 - a) * 4.0, a * sq1[1] + (1 - a) * 4.0]
     w2 = [w1[0] - lr * 2.0 / (math.sqrt(sq2[0]) + eps), w1[1] - lr * 2.0 / (math.sqrt(sq2[1]) + eps)]
     np.testing.assert_allclose(out[1], w2, rtol=1e-14)
@@ -117,8 +120,12 @@ def test_rmsprop_by_hand():
 
 def test_rmsprop_centered_momentum_by_hand():
     lr, a, eps, mom = 0.01, 0.5, 1e-8, 0.9
-    out = hand_run(optim.RMSprop, dict(lr=lr, alpha=a, eps=eps, momentum=mom, centered=True),
-                   [0.0, 0.0], [[2.0, -2.0], [1.0, 1.0]])
+    out = hand_run(
+        optim.RMSprop,
+        dict(lr=lr, alpha=a, eps=eps, momentum=mom, centered=True),
+        [0.0, 0.0],
+        [[2.0, -2.0], [1.0, 1.0]],
+    )
     # step 1: sq = 0.5 * g^2 = [2, 2]; ga = 0.5 * g = [1, -1]; avg = sqrt(2 - 1) + eps
     buf1 = [2.0 / (1.0 + eps), -2.0 / (1.0 + eps)]
     w1 = [-lr * buf1[0], -lr * buf1[1]]
@@ -141,8 +148,8 @@ def _adam_scalar(w, grads, lr, b1, b2, eps, wd=0.0, decoupled=False, amsgrad=Fal
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
         vmax = max(vmax, v)
-        vhat = (vmax if amsgrad else v) / (1 - b2 ** t)
-        mhat = m / (1 - b1 ** t)
+        vhat = (vmax if amsgrad else v) / (1 - b2**t)
+        mhat = m / (1 - b1**t)
         # Bias-corrected form; PyTorch folds the corrections into the step size and eps placement:
         # w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps), which is the same expression.
         w = w - lr * mhat / (math.sqrt(vhat) + eps)
@@ -156,22 +163,34 @@ def test_adam_first_step_is_lr_times_sign():
     np.testing.assert_allclose(out[0], [0.9, 1.1], rtol=1e-7)
 
 
-@pytest.mark.parametrize("cls, kw", [
-    (optim.Adam, dict(lr=0.1, betas=(0.8, 0.9), eps=1e-6)),
-    (optim.Adam, dict(lr=0.1, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.2)),
-    (optim.Adam, dict(lr=0.1, betas=(0.8, 0.9), eps=1e-6, amsgrad=True)),
-    (optim.AdamW, dict(lr=0.1, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.2)),
-    (optim.AdamW, dict(lr=0.1, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.2, amsgrad=True)),
-], ids=["adam", "adam_wd", "adam_amsgrad", "adamw", "adamw_amsgrad"])
+@pytest.mark.parametrize(
+    "cls, kw",
+    [
+        (optim.Adam, dict(lr=0.1, betas=(0.8, 0.9), eps=1e-6)),
+        (optim.Adam, dict(lr=0.1, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.2)),
+        (optim.Adam, dict(lr=0.1, betas=(0.8, 0.9), eps=1e-6, amsgrad=True)),
+        (optim.AdamW, dict(lr=0.1, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.2)),
+        (optim.AdamW, dict(lr=0.1, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.2, amsgrad=True)),
+    ],
+    ids=["adam", "adam_wd", "adam_amsgrad", "adamw", "adamw_amsgrad"],
+)
 def test_adam_by_hand(cls, kw):
     # Gradients that shrink, so AMSGrad's max differs from v.
     g = [[2.0, -1.0], [0.1, 0.5], [0.05, -3.0]]
     out = hand_run(cls, kw, [1.0, -1.0], g)
     b1, b2 = kw["betas"]
     for j in range(2):
-        ref = _adam_scalar([1.0, -1.0][j], [s[j] for s in g], kw["lr"], b1, b2, kw["eps"],
-                           wd=kw.get("weight_decay", 0.0), decoupled=cls is optim.AdamW,
-                           amsgrad=kw.get("amsgrad", False))
+        ref = _adam_scalar(
+            [1.0, -1.0][j],
+            [s[j] for s in g],
+            kw["lr"],
+            b1,
+            b2,
+            kw["eps"],
+            wd=kw.get("weight_decay", 0.0),
+            decoupled=cls is optim.AdamW,
+            amsgrad=kw.get("amsgrad", False),
+        )
         np.testing.assert_allclose([o[j] for o in out], ref, rtol=1e-13)
 
 
@@ -193,8 +212,7 @@ TORCH_CASES = [
     ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True)),
     ("SGD", dict(lr=0.1, momentum=0.8, nesterov=True, weight_decay=0.05)),
     ("Adagrad", dict(lr=0.1)),
-    ("Adagrad", dict(lr=0.1, lr_decay=0.05, weight_decay=0.05, initial_accumulator_value=0.3,
-                     eps=1e-6)),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.05, weight_decay=0.05, initial_accumulator_value=0.3, eps=1e-6)),
     ("RMSprop", dict(lr=0.01)),
     ("RMSprop", dict(lr=0.01, alpha=0.9, eps=1e-6, weight_decay=0.05)),
     ("RMSprop", dict(lr=0.01, momentum=0.9)),
@@ -235,19 +253,26 @@ def test_matches_torch_optim(name, kw):
         opt.step()
         topt.step()
         for p, t in zip(params, tparams):
-            np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-10, atol=1e-14,
-                                       err_msg=f"{name} {kw} step {step} {p.name}")
+            np.testing.assert_allclose(
+                p.data,
+                t.detach().numpy(),
+                rtol=1e-10,
+                atol=1e-14,
+                err_msg=f"{name} {kw} step {step} {p.name}",
+            )
 
 
 # -------------------------------------------------------------------------------------------------
 # State: round trips, in-place updates, dtypes
 
-ALL = [(optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
-       (optim.SGD, dict(lr=0.1)),
-       (optim.Adagrad, dict(lr=0.1, lr_decay=0.01)),
-       (optim.RMSprop, dict(lr=0.01, momentum=0.9, centered=True)),
-       (optim.Adam, dict(lr=0.01, amsgrad=True)),
-       (optim.AdamW, dict(lr=0.01))]
+ALL = [
+    (optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
+    (optim.SGD, dict(lr=0.1)),
+    (optim.Adagrad, dict(lr=0.1, lr_decay=0.01)),
+    (optim.RMSprop, dict(lr=0.01, momentum=0.9, centered=True)),
+    (optim.Adam, dict(lr=0.01, amsgrad=True)),
+    (optim.AdamW, dict(lr=0.01)),
+]
 ALL_IDS = ["sgd_nesterov", "sgd", "adagrad", "rmsprop_centered_momentum", "adam_amsgrad", "adamw"]
 
 
@@ -283,8 +308,13 @@ def test_state_dict_contents_adam():
     assert opt.state_dict()["state"] == [{}, {}, {}]
     run_steps(opt, params, grad_sequence(2))
     sd = opt.state_dict()
-    assert sd["hyperparams"] == {"lr": 0.01, "betas": [0.9, 0.999], "eps": 1e-8,
-                                 "weight_decay": 0.0, "amsgrad": True}
+    assert sd["hyperparams"] == {
+        "lr": 0.01,
+        "betas": [0.9, 0.999],
+        "eps": 1e-8,
+        "weight_decay": 0.0,
+        "amsgrad": True,
+    }
     assert sorted(sd["state"][0]) == ["exp_avg", "exp_avg_sq", "max_exp_avg_sq", "step"]
     assert sd["state"][0]["step"] == 2
     assert sd["state"][0]["exp_avg"].shape == SHAPES[0]
@@ -321,8 +351,7 @@ def test_grad_none_is_skipped_and_state_does_not_advance():
     opt = optim.Adam(params, lr=0.1)
     before = params[1].data.copy()
     params[1].grad = None
-    run_steps(opt, params, [[g if i != 1 else None for i, g in enumerate(gs)]
-                            for gs in grad_sequence(2)])
+    run_steps(opt, params, [[g if i != 1 else None for i, g in enumerate(gs)] for gs in grad_sequence(2)])
     np.testing.assert_array_equal(params[1].data, before)
     assert opt.state[1] == {} and opt.state[0]["step"] == 2
 
@@ -375,20 +404,24 @@ BAD_HYPER = [
 ]
 
 
-@pytest.mark.parametrize("cls, kw, match", BAD_HYPER,
-                         ids=[f"{c.__name__}-{m}-{i}" for i, (c, _, m) in enumerate(BAD_HYPER)])
+@pytest.mark.parametrize(
+    "cls, kw, match", BAD_HYPER, ids=[f"{c.__name__}-{m}-{i}" for i, (c, _, m) in enumerate(BAD_HYPER)]
+)
 def test_bad_hyperparameters_raise_value_error(cls, kw, match):
     with pytest.raises(ValueError, match=match):
         cls(make_params(), **kw)
 
 
-@pytest.mark.parametrize("cls, kw, match", [
-    (optim.SGD, dict(lr="0.1"), "lr"),
-    (optim.Adam, dict(betas=0.9), "betas"),
-    (optim.Adam, dict(amsgrad=1), "amsgrad"),
-    (optim.RMSprop, dict(centered="yes"), "centered"),
-    (optim.SGD, dict(nesterov=None), "nesterov"),
-])
+@pytest.mark.parametrize(
+    "cls, kw, match",
+    [
+        (optim.SGD, dict(lr="0.1"), "lr"),
+        (optim.Adam, dict(betas=0.9), "betas"),
+        (optim.Adam, dict(amsgrad=1), "amsgrad"),
+        (optim.RMSprop, dict(centered="yes"), "centered"),
+        (optim.SGD, dict(nesterov=None), "nesterov"),
+    ],
+)
 def test_bad_hyperparameter_types_raise_type_error(cls, kw, match):
     with pytest.raises(TypeError, match=match):
         cls(make_params(), **kw)
@@ -427,8 +460,11 @@ def test_load_state_dict_checks():
     good = opt.state_dict()
 
     def broken(**change):
-        sd = {"optimizer": good["optimizer"], "hyperparams": dict(good["hyperparams"]),
-              "state": [dict(e) for e in good["state"]]}
+        sd = {
+            "optimizer": good["optimizer"],
+            "hyperparams": dict(good["hyperparams"]),
+            "state": [dict(e) for e in good["state"]],
+        }
         for k, v in change.items():
             sd[k] = v
         return sd
@@ -479,6 +515,7 @@ def test_load_state_dict_casts_to_param_dtype_and_accepts_0d_step():
 
 # -------------------------------------------------------------------------------------------------
 # End to end: Adam + clip_grad_norm trains a small LSTM
+
 
 def test_adam_with_clipping_trains_an_lstm():
     rng = np.random.default_rng(7)

@@ -23,6 +23,9 @@ def test_readme_example_runs(code):
     with contextlib.redirect_stdout(out):
         exec(compile(code, str(README), "exec"), {"__name__": "readme"})
     # Each `print(...)  # expected` line must print what its comment says.
-    expected = [line.split("#", 1)[1].strip() for line in code.splitlines()
-                if line.startswith("print(") and "#" in line]
+    expected = [
+        line.split("#", 1)[1].strip()
+        for line in code.splitlines()
+        if line.startswith("print(") and "#" in line
+    ]
     assert out.getvalue().splitlines() == expected

@@ -11,14 +11,14 @@ import pytest
 
 from fastrnn import functional as F
 
-from helpers import (CELL_VARIANTS, DTYPES, assert_close, make_problem, make_upstream,
-                      make_variant, run)
+from helpers import CELL_VARIANTS, DTYPES, assert_close, make_problem, make_upstream, make_variant, run
 
 pytestmark = pytest.mark.native
 
 
 def _native():
     from fastrnn import _native
+
     return _native
 
 
@@ -29,6 +29,7 @@ def rss_bytes():
 
 # -------------------------------------------------------------------------------------------------
 # Sizes
+
 
 def _huge_time_broadcast(T, B, I, dtype=np.float32):
     """A (T, B, I) x that takes no memory: one value repeated through stride-0 axes."""
@@ -42,8 +43,9 @@ def test_absurd_T_raises_memory_error_before_allocating(backend):
     before = rss_bytes()
     start = time.perf_counter()
     with pytest.raises(MemoryError, match="fastrnn: forward would need"):
-        F.forward("lstm", x, None, None, np.zeros((8, 3), f), np.zeros((8, 2), f), None, None,
-                  backend=backend)
+        F.forward(
+            "lstm", x, None, None, np.zeros((8, 3), f), np.zeros((8, 2), f), None, None, backend=backend
+        )
     assert time.perf_counter() - start < 5
     assert rss_bytes() - before < 64 << 20
 
@@ -55,23 +57,48 @@ def test_native_absurd_sizes_raise_memory_error_before_allocating():
     # T = 2**40 steps through a stride-0 view: 4 TiB for x alone.
     x = _huge_time_broadcast(2**40, 2, 3)
     with pytest.raises(MemoryError, match="fastrnn: forward would need"):
-        N.forward("rnn_tanh", x, np.zeros((2, 2), f), None, np.zeros((2, 3), f), np.zeros((2, 2), f),
-                  None, None, None, None, False, True)
+        N.forward(
+            "rnn_tanh",
+            x,
+            np.zeros((2, 2), f),
+            None,
+            np.zeros((2, 3), f),
+            np.zeros((2, 2), f),
+            None,
+            None,
+            None,
+            None,
+            False,
+            True,
+        )
     # H = 2**28 hidden units (stride-0 weights): W_hh alone is 2**58 values.
     H = 2**28
     w_ih = np.broadcast_to(np.zeros((1, 3), f), (4 * H, 3))
     w_hh = np.broadcast_to(np.zeros((1, 1), f), (4 * H, H))
     state = np.broadcast_to(np.zeros((1, 1), f), (1, H))
     with pytest.raises(MemoryError, match="fastrnn: forward would need"):
-        N.forward("lstm", np.zeros((1, 1, 3), f), state, state, w_ih, w_hh, None, None, None, None,
-                  False, True)
+        N.forward(
+            "lstm", np.zeros((1, 1, 3), f), state, state, w_ih, w_hh, None, None, None, None, False, True
+        )
     # T * B * P overflows 64 bits: x is empty (I = 0), h0 a stride-0 view.
     T = B = 2**30
     x = np.zeros((T, B, 0), f)
     h0 = np.broadcast_to(np.zeros((1, 16), f), (B, 16))
     with pytest.raises(MemoryError, match="2\\*\\*63"):
-        N.forward("rnn_tanh", x, h0, None, np.zeros((16, 0), f), np.zeros((16, 16), f), None, None,
-                  None, None, False, True)
+        N.forward(
+            "rnn_tanh",
+            x,
+            h0,
+            None,
+            np.zeros((16, 0), f),
+            np.zeros((16, 16), f),
+            None,
+            None,
+            None,
+            None,
+            False,
+            True,
+        )
     with pytest.raises(MemoryError, match="2\\*\\*63"):
         F.forward("rnn_tanh", x, h0, None, np.zeros((16, 0), f), np.zeros((16, 16), f), None, None)
     assert rss_bytes() - before < 64 << 20
@@ -85,10 +112,19 @@ def test_empty_batch_with_huge_T_returns_at_once(variant, backend):
     x = np.zeros((2**40, 0, 3), np.float32)
     P = p["w_hh"].shape[1]
     start = time.perf_counter()
-    y, h_n, c_n, cache = F.forward(cell, x, np.zeros((0, P), np.float32),
-                                   None if p["c0"] is None else np.zeros((0, 4), np.float32),
-                                   p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], p["w_hr"],
-                                   lengths=np.zeros(0, np.int64), backend=backend)
+    y, h_n, c_n, cache = F.forward(
+        cell,
+        x,
+        np.zeros((0, P), np.float32),
+        None if p["c0"] is None else np.zeros((0, 4), np.float32),
+        p["w_ih"],
+        p["w_hh"],
+        p["b_ih"],
+        p["b_hh"],
+        p["w_hr"],
+        lengths=np.zeros(0, np.int64),
+        backend=backend,
+    )
     grads = F.backward(cache, None, None, None)
     assert time.perf_counter() - start < 5
     assert y.shape == (2**40, 0, P) and h_n.shape == (0, P)
@@ -103,18 +139,31 @@ def test_empty_batch_with_huge_T_returns_at_once(variant, backend):
 def test_native_empty_batch_direct():
     N = _native()
     f = np.float64
-    y, h_n, c_n, cache = N.forward("gru", np.zeros((2**40, 0, 2), f), np.zeros((0, 3), f), None,
-                                   np.ones((9, 2), f), np.ones((9, 3), f), np.ones(9, f),
-                                   None, None, None, True, True)
+    y, h_n, c_n, cache = N.forward(
+        "gru",
+        np.zeros((2**40, 0, 2), f),
+        np.zeros((0, 3), f),
+        None,
+        np.ones((9, 2), f),
+        np.ones((9, 3), f),
+        np.ones(9, f),
+        None,
+        None,
+        None,
+        True,
+        True,
+    )
     dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, dh_norms = N.backward(
-        cache, np.zeros((2**40, 0, 3), f), np.zeros((0, 3), f), None)
+        cache, np.zeros((2**40, 0, 3), f), np.zeros((0, 3), f), None
+    )
     assert dx.shape == (2**40, 0, 2) and not dw_ih.any() and not dw_hh.any() and not db_ih.any()
     assert dh_norms.shape == (2**40,) and dh_norms.strides == (0,) and dh_norms[-1] == 0
     assert db_hh is None and dw_hr is None and dc0 is None
 
 
-@pytest.mark.skipif(os.environ.get("FASTRNN_BIG_TESTS") != "1",
-                    reason="needs ~9 GB and ~30 s; FASTRNN_BIG_TESTS=1 runs it")
+@pytest.mark.skipif(
+    os.environ.get("FASTRNN_BIG_TESTS") != "1", reason="needs ~9 GB and ~30 s; FASTRNN_BIG_TESTS=1 runs it"
+)
 def test_indices_past_2_to_the_31():
     # T*B*G*H = 2147532800 > 2**31 gate values (the input projection, 8.6 GB of float32): every
     # index into it must be 64-bit. x is empty (I = 0) and the state tiny (P = 1) to keep it at that.
@@ -125,8 +174,9 @@ def test_indices_past_2_to_the_31():
     args = (p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], p["w_hr"])
     y, h, c, _ = F.forward("lstm", x, *args, training=False, backend="native")
     sel = [0, B // 2, B - 1]
-    ref = F.forward("lstm", x[:, sel], *(a[sel] if a.shape[0] == B else a for a in args),
-                    training=False, backend="numpy")
+    ref = F.forward(
+        "lstm", x[:, sel], *(a[sel] if a.shape[0] == B else a for a in args), training=False, backend="numpy"
+    )
     for name, a, r in zip(("y", "h_n", "c_n"), (y[:, sel], h[sel], c[sel]), ref[:3]):
         assert_close(a, r, name)
 
@@ -154,6 +204,7 @@ def test_long_sequence_T_100000(variant):
 
 # -------------------------------------------------------------------------------------------------
 # NaN and Inf: the same non-finite positions as the reference, NaN where it has NaN.
+
 
 def _poison(p, where, value):
     p = {k: None if v is None else v.copy() for k, v in p.items()}
@@ -184,8 +235,9 @@ def test_non_finite_inputs_propagate_like_the_reference(variant, where, value, d
             continue
         a = native[name]
         np.testing.assert_array_equal(np.isnan(a), np.isnan(r), err_msg=f"NaN positions of {name}")
-        np.testing.assert_array_equal(np.isfinite(a), np.isfinite(r),
-                                      err_msg=f"non-finite positions of {name}")
+        np.testing.assert_array_equal(
+            np.isfinite(a), np.isfinite(r), err_msg=f"non-finite positions of {name}"
+        )
         finite = np.isfinite(r)
         assert_close(np.where(finite, a, 0), np.where(finite, r, 0), name)
 
@@ -236,12 +288,15 @@ def _denormals_work():
     return bool(tiny32 != 0 and tiny64 != 0 and np.float32(1e-38) / np.float32(16) != 0)
 
 
-@pytest.mark.skipif(not np.__name__ or __import__("platform").machine() not in ("x86_64", "AMD64"),
-                    reason="rounding-mode constants are x86's")
+@pytest.mark.skipif(
+    not np.__name__ or __import__("platform").machine() not in ("x86_64", "AMD64"),
+    reason="rounding-mode constants are x86's",
+)
 @pytest.mark.parametrize("mode", list(FE_MODES))
 @pytest.mark.parametrize("threads", [1, 2])
 def test_floating_point_environment_is_unchanged(mode, threads, restore_threads):
     import fastrnn
+
     N = _native()
     lib = _libm()
     fastrnn.set_num_threads(threads)

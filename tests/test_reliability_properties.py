@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 
 from fastrnn import functional as F
 
-from helpers import (CELL_VARIANTS, GATES, GRADS, OUTPUTS, assert_close, make_problem, run,
-                      tolerance)
+from helpers import CELL_VARIANTS, GATES, GRADS, OUTPUTS, assert_close, make_problem, run, tolerance
 
 pytestmark = pytest.mark.native
 
@@ -25,11 +24,14 @@ _EXAMPLES = os.environ.get("FASTRNN_HYPOTHESIS_EXAMPLES")
 def _settings(examples):
     # (No "explain" phase: it imports a module that warns, which the strict config turns into an
     # error that hides the real failure.)
-    return settings(max_examples=int(_EXAMPLES) if _EXAMPLES else examples, deadline=None,
-                    derandomize=not _EXAMPLES, database=None,
-                    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
+    return settings(
+        max_examples=int(_EXAMPLES) if _EXAMPLES else examples,
+        deadline=None,
+        derandomize=not _EXAMPLES,
+        database=None,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
 
 
 SETTINGS = _settings(80)
@@ -37,6 +39,7 @@ SETTINGS = _settings(80)
 
 # -------------------------------------------------------------------------------------------------
 # Layouts: the same values in a differently laid-out array (the API copies what is not C-contiguous).
+
 
 def relayout(a, how):
     if a is None or how == "c":
@@ -126,6 +129,7 @@ def assert_sums_close(actual, expected, rows):
 # -------------------------------------------------------------------------------------------------
 # One argument broken: both backends raise ValueError/TypeError (the same type).
 
+
 def _bad_values(draw, name, a, dtype):
     """A replacement for argument ``name`` (current value ``a``) that must be rejected."""
     kinds = ["dtype", "ndim", "shape"]
@@ -137,8 +141,7 @@ def _bad_values(draw, name, a, dtype):
         return None
     if kind == "dtype":
         other = np.float32 if dtype == np.float64 else np.float64
-        bad = draw(st.sampled_from([np.int64, np.complex128, np.bool_, np.float16, object, "U3",
-                                    other]))
+        bad = draw(st.sampled_from([np.int64, np.complex128, np.bool_, np.float16, object, "U3", other]))
         if name == "x" and bad is other:
             bad = np.int32  # for x, the other float dtype is valid: it sets the dtype
         return np.zeros(shape, dtype=bad)
@@ -158,8 +161,9 @@ def _bad_values(draw, name, a, dtype):
 def test_one_bad_argument_raises(case, data):
     cell, problem, lengths, reverse = case
     dtype = problem["x"].dtype.newbyteorder("=")
-    names = ["x", "w_ih", "w_hh", "h0"] + [n for n in ("c0", "b_ih", "b_hh", "w_hr")
-                                           if problem[n] is not None]
+    names = ["x", "w_ih", "w_hh", "h0"] + [
+        n for n in ("c0", "b_ih", "b_hh", "w_hr") if problem[n] is not None
+    ]
     name = data.draw(st.sampled_from(names + ["lengths", "cell", "reverse"]))
     args = dict(problem, lengths=lengths, reverse=reverse, cell=cell)
     if name == "lengths":
@@ -179,9 +183,20 @@ def test_one_bad_argument_raises(case, data):
     errors = {}
     for backend in ("numpy", "native"):
         with pytest.raises((ValueError, TypeError)) as info:
-            F.forward(args["cell"], args["x"], args["h0"], args["c0"], args["w_ih"], args["w_hh"],
-                      args["b_ih"], args["b_hh"], args["w_hr"], lengths=args["lengths"],
-                      reverse=args["reverse"], backend=backend)
+            F.forward(
+                args["cell"],
+                args["x"],
+                args["h0"],
+                args["c0"],
+                args["w_ih"],
+                args["w_hh"],
+                args["b_ih"],
+                args["b_hh"],
+                args["w_hr"],
+                lengths=args["lengths"],
+                reverse=args["reverse"],
+                backend=backend,
+            )
         errors[backend] = info.type
     assert errors["numpy"] is errors["native"]
 
@@ -193,9 +208,20 @@ def test_bad_backward_upstream_raises(case, data):
     dtype = problem["x"].dtype.newbyteorder("=")
     T, B = problem["x"].shape[:2]
     p = problem
-    _, _, _, cache = F.forward(cell, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"],
-                               p["b_hh"], p["w_hr"], lengths=lengths, reverse=reverse,
-                               backend="native")
+    _, _, _, cache = F.forward(
+        cell,
+        p["x"],
+        p["h0"],
+        p["c0"],
+        p["w_ih"],
+        p["w_hh"],
+        p["b_ih"],
+        p["b_hh"],
+        p["w_hr"],
+        lengths=lengths,
+        reverse=reverse,
+        backend="native",
+    )
     up = list(_upstream(cell, problem, T, B, 0))
     k = data.draw(st.integers(0, 2 if cell == "lstm" else 1))
     up[k] = _bad_values(data.draw, ("dy", "dh_n", "dc_n")[k], up[k], dtype)
@@ -207,13 +233,16 @@ def test_bad_backward_upstream_raises(case, data):
 # -------------------------------------------------------------------------------------------------
 # fastrnn._native called directly with arbitrary arguments: an exception or a result, never a crash.
 
+
 def _native():
     from fastrnn import _native
+
     return _native
 
 
-ANY_DTYPE = st.sampled_from([np.float32, np.float64, np.int64, np.int32, np.uint64, np.bool_,
-                             np.complex64, np.float16, object])
+ANY_DTYPE = st.sampled_from(
+    [np.float32, np.float64, np.int64, np.int32, np.uint64, np.bool_, np.complex64, np.float16, object]
+)
 
 
 @st.composite
@@ -248,8 +277,7 @@ def test_native_forward_arbitrary_arguments_never_crash(data):
     T, B, I = (data.draw(st.integers(0, 3)) for _ in range(3))
     H = data.draw(st.integers(1, 3))
     c = cell if cell != "bad" else "lstm"
-    args = make_problem(c, T, B, I, H, 1 if c == "lstm" and data.draw(st.booleans()) else None,
-                        dtype)
+    args = make_problem(c, T, B, I, H, 1 if c == "lstm" and data.draw(st.booleans()) else None, dtype)
     args["lengths"] = None
     for name in names:
         if data.draw(st.integers(0, 3)) == 0:
@@ -261,8 +289,7 @@ def test_native_forward_arbitrary_arguments_never_crash(data):
     y, h_n, c_n, cache = out
     # A forward that was accepted has a usable cache.
     try:
-        N.backward(cache, data.draw(anything(dtype)), data.draw(anything(dtype)),
-                   data.draw(anything(dtype)))
+        N.backward(cache, data.draw(anything(dtype)), data.draw(anything(dtype)), data.draw(anything(dtype)))
     except (ValueError, TypeError, MemoryError):
         pass
     N.backward(cache, np.ones_like(y), np.ones_like(h_n), None if c_n is None else np.ones_like(c_n))
@@ -297,8 +324,12 @@ def test_native_rejects_mixed_and_odd_dtypes():
         args[8] = lengths
         with pytest.raises(TypeError, match="lengths"):
             N.forward("rnn_tanh", *args, False, True)
-    for lengths in (np.array([2**64 - 1, 1], np.uint64), np.array([2**63, 1], np.uint64),
-                    np.array([3, 1]), np.array([-1, 1])):
+    for lengths in (
+        np.array([2**64 - 1, 1], np.uint64),
+        np.array([2**63, 1], np.uint64),
+        np.array([3, 1]),
+        np.array([-1, 1]),
+    ):
         args = list(base)
         args[8] = lengths
         with pytest.raises(ValueError, match="lengths"):
@@ -317,4 +348,3 @@ def test_native_parallel_grain_is_checked(value):
     N = _native()
     with pytest.raises(ValueError):
         N.set_parallel_grain(value)
-

@@ -19,7 +19,6 @@ from fastrnn import functional as F
 from helpers import GATES, make_problem, make_upstream
 
 
-
 def _under_asan():
     try:
         with open("/proc/self/maps") as f:
@@ -30,8 +29,10 @@ def _under_asan():
 
 # AddressSanitizer (.ci/sanitize) keeps freed memory in quarantine and adds shadow memory: resident
 # sizes say nothing there.
-pytestmark = [pytest.mark.native,
-              pytest.mark.skipif(_under_asan(), reason="memory sizes are meaningless under ASan")]
+pytestmark = [
+    pytest.mark.native,
+    pytest.mark.skipif(_under_asan(), reason="memory sizes are meaningless under ASan"),
+]
 
 PAGE = 4096
 
@@ -57,8 +58,19 @@ def settled_rss():
 
 
 def _forward(p, cell, **kw):
-    return F.forward(cell, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
-                     p["w_hr"], backend="native", **kw)
+    return F.forward(
+        cell,
+        p["x"],
+        p["h0"],
+        p["c0"],
+        p["w_ih"],
+        p["w_hh"],
+        p["b_ih"],
+        p["b_hh"],
+        p["w_hr"],
+        backend="native",
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -82,17 +94,18 @@ def test_ten_thousand_calls_leave_memory_flat(cell):
 
 def test_bad_calls_do_not_leak():
     from fastrnn import _native as N
+
     p = make_problem("lstm", 5, 3, 4, 8, dtype=np.float64)
     bad_h0 = np.zeros((3, 9))
 
     def calls(n):
         for _ in range(n):
             with pytest.raises(ValueError):
-                N.forward("lstm", p["x"], bad_h0, p["c0"], p["w_ih"], p["w_hh"], None, None, None,
-                          None, False, True)
+                N.forward(
+                    "lstm", p["x"], bad_h0, p["c0"], p["w_ih"], p["w_hh"], None, None, None, None, False, True
+                )
             with pytest.raises(TypeError):
-                F.forward("lstm", p["x"].astype(np.float32), None, None, p["w_ih"], p["w_hh"], None,
-                          None)
+                F.forward("lstm", p["x"].astype(np.float32), None, None, p["w_ih"], p["w_hh"], None, None)
 
     calls(500)
     before = settled_rss()
@@ -144,7 +157,7 @@ def peak_formula_bytes(cell, T, B, I, H, P, itemsize, lengths=False):
     G = GATES[cell]
     saved = P + G * H + (2 * H if cell == "lstm" else 0) + (H if cell == "gru" or P != H else 0)
     saved += I if lengths else 0
-    forward_peak = P + saved + G * H                              # y + cache + input projection
+    forward_peak = P + saved + G * H  # y + cache + input projection
     backward_peak = P + saved + I + G * H * (2 if cell == "gru" else 1) + (P if P != H else 0)
     return itemsize * T * B * max(forward_peak, backward_peak)
 
@@ -166,31 +179,37 @@ def _peak():
     raise AssertionError("no VmHWM")
 
 
-@pytest.mark.parametrize("cell,proj", [("lstm", False), ("lstm", True), ("gru", False),
-                                       ("rnn_tanh", False)])
+@pytest.mark.parametrize("cell,proj", [("lstm", False), ("lstm", True), ("gru", False), ("rnn_tanh", False)])
 def test_peak_memory_within_formula(cell, proj):
     # Measured in a fresh interpreter: in this one, what earlier tests allocated and freed moves
     # glibc's mmap threshold, and freed-but-resident heap pages would count as part of the peak.
     T, B, I, H = 300, 32, 64, 256
     P = 128 if proj else None
     formula = peak_formula_bytes(cell, T, B, I, H, P or H, 4)
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "from test_reliability_resources import _peak_in_child; "
-            "print(_peak_in_child(sys.argv[2], int(sys.argv[3])))")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from test_reliability_resources import _peak_in_child; "
+        "print(_peak_in_child(sys.argv[2], int(sys.argv[3])))"
+    )
     # Weight gradients, packed weights and per-step buffers are small next to the T*B terms. The
     # measurement sees the whole process, so a stray allocation elsewhere gets a second chance.
     peaks = []
     for _ in range(2):
-        out = subprocess.run([sys.executable, "-c", code, str(pathlib.Path(__file__).parent), cell,
-                              str(P or 0)], capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(pathlib.Path(__file__).parent), cell, str(P or 0)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if out.returncode == 5:
             pytest.skip("cannot reset the peak RSS (/proc/self/clear_refs)")
         assert out.returncode == 0, out.stderr
         peaks.append(int(out.stdout.split()[-1]))
         if peaks[-1] <= 1.2 * formula + (8 << 20):
             return
-    raise AssertionError(f"peak {[round(x / 2**20, 1) for x in peaks]} MiB > 1.2 x formula "
-                         f"{formula / 2**20:.1f} MiB + 8 MiB")
+    raise AssertionError(
+        f"peak {[round(x / 2**20, 1) for x in peaks]} MiB > 1.2 x formula {formula / 2**20:.1f} MiB + 8 MiB"
+    )
 
 
 def _peak_in_child(cell, P):
@@ -210,8 +229,9 @@ def _measure_peak(p, cell, dy, dh, dc):
     # VmHWM can miss a peak that was freed without an unmap; a sampler thread (the GIL is released
     # during the kernels) watches the resident size too.
     samples, stop = [], threading.Event()
-    sampler = threading.Thread(target=lambda: [samples.append(rss()) or time.sleep(0.0005)
-                                               for _ in iter(stop.is_set, True)])
+    sampler = threading.Thread(
+        target=lambda: [samples.append(rss()) or time.sleep(0.0005) for _ in iter(stop.is_set, True)]
+    )
     sampler.start()
     try:
         y, h, c, cache = _forward(p, cell)
@@ -228,13 +248,14 @@ def test_blocks_kept_for_the_next_call_stay_bounded():
     # The native allocator keeps released blocks of 64 KiB - 8 MiB for the next call, at most
     # 32 MiB of them: calls on many different sizes must not make it hold more.
     rng = np.random.default_rng(0)
-    w = {k: rng.standard_normal(s).astype(np.float32) * 0.1
-         for k, s in (("w_ih", (512, 32)), ("w_hh", (512, 128)))}
+    w = {
+        k: rng.standard_normal(s).astype(np.float32) * 0.1
+        for k, s in (("w_ih", (512, 32)), ("w_hh", (512, 128)))
+    }
 
     def call(T, B):
         x = rng.standard_normal((T, B, 32)).astype(np.float32)
-        y, h, c, cache = F.forward("lstm", x, None, None, w["w_ih"], w["w_hh"], None, None,
-                                   backend="native")
+        y, h, c, cache = F.forward("lstm", x, None, None, w["w_ih"], w["w_hh"], None, None, backend="native")
         F.backward(cache, np.ones_like(y), None, None)
 
     call(400, 8)

@@ -49,6 +49,7 @@ def in_threads(n, fn):
 # -------------------------------------------------------------------------------------------------
 # Concurrency
 
+
 @pytest.mark.parametrize("team", [1, 2], ids=["team1", "team2"])
 def test_eight_threads_shared_and_separate_inputs_match_serial(team, restore_threads):
     fastrnn.set_num_threads(team)
@@ -80,6 +81,7 @@ def test_eight_threads_shared_and_separate_inputs_match_serial(team, restore_thr
 def test_eight_threads_on_layers_match_serial():
     x = np.random.default_rng(0).standard_normal((9, 4, 6)).astype(np.float32)
     lengths = np.array([9, 3, 7, 1])
+
     # Separate layers (one per thread), forward + backward.
     def make(i):
         return fastrnn.LSTM(6, 8, num_layers=2, bidirectional=True, seed=i)
@@ -109,6 +111,7 @@ def test_eight_threads_on_layers_match_serial():
 # -------------------------------------------------------------------------------------------------
 # The GIL is released while a kernel runs: a Python thread makes progress during the call.
 
+
 @functools.lru_cache(maxsize=None)
 def _long_problem(target_seconds=0.25):
     """An LSTM problem whose native forward takes about target_seconds (calibrated once)."""
@@ -126,6 +129,7 @@ def _long_problem(target_seconds=0.25):
 @pytest.mark.parametrize("phase", ["forward", "backward"])
 def test_gil_is_released_during_kernels(phase):
     from fastrnn import functional as F
+
     cell, p, _ = _long_problem()
     args = (cell, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], p["w_hr"])
     cache = F.forward(*args, backend="native")[3] if phase == "backward" else None
@@ -161,12 +165,14 @@ def test_two_native_calls_overlap_in_time(restore_threads):
     # stamps) and its own native call ran while A's kernel was in flight. Were the GIL kept through a
     # kernel, nothing of B could run inside A's call but for a switch interval at either end.
     from fastrnn import functional as F
+
     fastrnn.set_num_threads(1)
     cell, p, _ = _long_problem()
     args = (cell, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], p["w_hr"])
     small = make_variant("gru", 20, 2, 8, 16, np.float32)
-    small_args = (small[0],) + tuple(small[1][k] for k in ("x", "h0", "c0", "w_ih", "w_hh", "b_ih",
-                                                           "b_hh", "w_hr"))
+    small_args = (small[0],) + tuple(
+        small[1][k] for k in ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr")
+    )
     a_window, b_calls, a_done = [], [], threading.Event()
 
     def body(i):
@@ -182,7 +188,7 @@ def test_two_native_calls_overlap_in_time(restore_threads):
                 b_calls.append((begin, time.perf_counter()))
 
     in_threads(2, body)
-    (a0, a1), = a_window
+    ((a0, a1),) = a_window
     margin = min(0.05, (a1 - a0) / 4)
     inside = [(b0, b1) for b0, b1 in b_calls if a0 + margin < b0 and b1 < a1 - margin]
     assert inside, (a1 - a0, len(b_calls))
@@ -190,6 +196,7 @@ def test_two_native_calls_overlap_in_time(restore_threads):
 
 # -------------------------------------------------------------------------------------------------
 # Determinism
+
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("variant", list(CELL_VARIANTS))
@@ -216,8 +223,7 @@ def test_bitwise_identical_layers_for_any_thread_count(split_everything):
     first = None
     for n in (1, 2, 3):
         fastrnn.set_num_threads(n)
-        layer = fastrnn.LSTM(9, 24, num_layers=2, bidirectional=True, proj_size=7, dtype="float64",
-                             seed=4)
+        layer = fastrnn.LSTM(9, 24, num_layers=2, bidirectional=True, proj_size=7, dtype="float64", seed=4)
         y, (h, c) = layer(x, lengths=lengths)
         dx, (dh, dc) = layer.backward(np.cos(y))
         out = [y, h, c, dx, dh, dc] + [layer.grads[k] for k in sorted(layer.grads)]
@@ -281,9 +287,9 @@ def test_forked_child_gets_its_own_thread_team(split_everything):
     if pid == 0:  # the child: report through the exit code only
         ok = False
         try:
-            ok = (fastrnn.get_num_threads() == 2
-                  and all(np.array_equal(v, expected[k]) for k, v in run(p, cell, "native").items()
-                          if v is not None))
+            ok = fastrnn.get_num_threads() == 2 and all(
+                np.array_equal(v, expected[k]) for k, v in run(p, cell, "native").items() if v is not None
+            )
         finally:
             os._exit(0 if ok else 3)
     wait_for_child(pid, "a native call")

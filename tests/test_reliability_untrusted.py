@@ -43,21 +43,24 @@ def _replace(layer, name, value):
     return d
 
 
-@pytest.mark.parametrize("value,error,match", [
-    (np.zeros((16, 4)), ValueError, "shape"),                         # wrong shape
-    (np.zeros((4, 16)), ValueError, "shape"),                         # transposed
-    (np.zeros(16 * 3), ValueError, "shape"),                          # flattened
-    (np.zeros((16, 3), dtype=object), TypeError, "dtype"),            # object array
-    (np.full((16, 3), "1.0"), TypeError, "dtype"),                    # strings
-    (np.zeros((16, 3), dtype=np.complex64), TypeError, "dtype"),      # complex
-    (np.zeros((16, 3), dtype=bool), TypeError, "dtype"),              # bool
-    (np.zeros((16, 3), dtype="V8"), TypeError, "dtype"),              # raw bytes
-    (b"\x80\x04\x95", TypeError, "dtype"),                            # bytes (e.g. a pickle)
-    ("weights.npy", TypeError, "dtype"),                              # a path, not loaded
-    (None, TypeError, "dtype"),
-    ({"a": 1}, TypeError, "dtype"),
-    ([[1.0, 2.0], [3.0]], ValueError, None),                          # ragged (numpy's message)
-])
+@pytest.mark.parametrize(
+    "value,error,match",
+    [
+        (np.zeros((16, 4)), ValueError, "shape"),  # wrong shape
+        (np.zeros((4, 16)), ValueError, "shape"),  # transposed
+        (np.zeros(16 * 3), ValueError, "shape"),  # flattened
+        (np.zeros((16, 3), dtype=object), TypeError, "dtype"),  # object array
+        (np.full((16, 3), "1.0"), TypeError, "dtype"),  # strings
+        (np.zeros((16, 3), dtype=np.complex64), TypeError, "dtype"),  # complex
+        (np.zeros((16, 3), dtype=bool), TypeError, "dtype"),  # bool
+        (np.zeros((16, 3), dtype="V8"), TypeError, "dtype"),  # raw bytes
+        (b"\x80\x04\x95", TypeError, "dtype"),  # bytes (e.g. a pickle)
+        ("weights.npy", TypeError, "dtype"),  # a path, not loaded
+        (None, TypeError, "dtype"),
+        ({"a": 1}, TypeError, "dtype"),
+        ([[1.0, 2.0], [3.0]], ValueError, None),  # ragged (numpy's message)
+    ],
+)
 def test_malformed_values_raise_clearly_and_change_nothing(value, error, match):
     layer = _layer()
     before = _snapshot(layer)
@@ -72,8 +75,12 @@ def test_malformed_values_raise_clearly_and_change_nothing(value, error, match):
 def test_pickled_object_in_a_state_dict_is_not_unpickled(marker):
     layer = _layer()
     payload = pickle.dumps(_Boom())
-    for value in (payload, np.frombuffer(payload, np.uint8), np.array([payload]),
-                  np.array([_Boom()], dtype=object)):
+    for value in (
+        payload,
+        np.frombuffer(payload, np.uint8),
+        np.array([payload]),
+        np.array([_Boom()], dtype=object),
+    ):
         with pytest.raises((TypeError, ValueError)):
             layer.load_state_dict(_replace(layer, "bias_hh_l0", value))
     assert not marker.exists()
@@ -116,6 +123,7 @@ def test_non_finite_and_integer_values_load_as_given():
 # -------------------------------------------------------------------------------------------------
 # Files: numpy.savez / numpy.load (fastrnn's own checkpoints are a later issue).
 
+
 def test_npz_round_trip(tmp_path):
     layer, other = _layer(), fastrnn.LSTM(3, 4, seed=1)
     np.savez(tmp_path / "w.npz", **layer.state_dict())
@@ -139,7 +147,7 @@ def test_truncated_npz_is_an_error(tmp_path, cut):
     np.savez(buf, **_layer().state_dict())
     data = buf.getvalue()
     path = tmp_path / "cut.npz"
-    path.write_bytes(data[:cut] if cut > 0 else data[:len(data) + cut])
+    path.write_bytes(data[:cut] if cut > 0 else data[: len(data) + cut])
     # (An open file handle: numpy.load leaves the file it opened itself unclosed when it fails.)
     with open(path, "rb") as fh, pytest.raises((ValueError, OSError, EOFError, zipfile.BadZipFile)):
         with np.load(fh) as f:

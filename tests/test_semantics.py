@@ -7,15 +7,37 @@ import pytest
 
 from fastrnn import functional as F
 
-from helpers import (CELL_VARIANTS, DTYPES, GRADS, INPUTS, OUTPUTS, assert_close,
-                      assert_results_close, make_lengths, make_upstream, make_variant, run)
+from helpers import (
+    CELL_VARIANTS,
+    DTYPES,
+    GRADS,
+    INPUTS,
+    OUTPUTS,
+    assert_close,
+    assert_results_close,
+    make_lengths,
+    make_upstream,
+    make_variant,
+    run,
+)
 
 VARIANTS = list(CELL_VARIANTS)
 
 
 def forward(p, cell, backend, **kw):
-    return F.forward(cell, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
-                     p["w_hr"], backend=backend, **kw)
+    return F.forward(
+        cell,
+        p["x"],
+        p["h0"],
+        p["c0"],
+        p["w_ih"],
+        p["w_hh"],
+        p["b_ih"],
+        p["b_hh"],
+        p["w_hr"],
+        backend=backend,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
@@ -80,16 +102,26 @@ def test_lengths_mean_each_sequence_runs_alone(backend, variant, dtype, reverse)
     dy, dh_n, dc_n = up
     sums = {g: None for g in ("dw_ih", "dw_hh", "db_ih", "db_hh", "dw_hr")}
     for b, L in enumerate(lengths):
-        one = dict(p, x=p["x"][:L, b:b + 1], h0=p["h0"][b:b + 1],
-                   c0=None if p["c0"] is None else p["c0"][b:b + 1])
-        alone = run(one, cell, backend, None, reverse,
-                    (dy[:L, b:b + 1], dh_n[b:b + 1], None if dc_n is None else dc_n[b:b + 1]))
-        assert_close(batch["y"][:L, b:b + 1], alone["y"], f"y[:, {b}]")
+        one = dict(
+            p,
+            x=p["x"][:L, b : b + 1],
+            h0=p["h0"][b : b + 1],
+            c0=None if p["c0"] is None else p["c0"][b : b + 1],
+        )
+        alone = run(
+            one,
+            cell,
+            backend,
+            None,
+            reverse,
+            (dy[:L, b : b + 1], dh_n[b : b + 1], None if dc_n is None else dc_n[b : b + 1]),
+        )
+        assert_close(batch["y"][:L, b : b + 1], alone["y"], f"y[:, {b}]")
         assert np.all(batch["y"][L:, b] == 0), f"y past length {L} of sequence {b}"
         for name in ("h_n", "c_n", "dh0", "dc0"):
             if batch[name] is not None:
-                assert_close(batch[name][b:b + 1], alone[name], f"{name}[{b}]")
-        assert_close(batch["dx"][:L, b:b + 1], alone["dx"], f"dx[:, {b}]")
+                assert_close(batch[name][b : b + 1], alone[name], f"{name}[{b}]")
+        assert_close(batch["dx"][:L, b : b + 1], alone["dx"], f"dx[:, {b}]")
         assert np.all(batch["dx"][L:, b] == 0), f"dx past length {L} of sequence {b}"
         for g in sums:
             if alone[g] is not None:
@@ -156,16 +188,14 @@ def test_all_lengths_zero(backend, variant):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_none_states_are_zeros(backend, variant):
     cell, p = make_variant(variant, 3, 2, 4, 5, seed=58)
-    zeros = dict(p, h0=np.zeros_like(p["h0"]),
-                 c0=None if p["c0"] is None else np.zeros_like(p["c0"]))
+    zeros = dict(p, h0=np.zeros_like(p["h0"]), c0=None if p["c0"] is None else np.zeros_like(p["c0"]))
     nones = dict(p, h0=None, c0=None)
     up = make_upstream(p, 3)
     expected = run(zeros, cell, backend, upstream=up)
     assert_results_close(run(nones, cell, backend, upstream=up), expected, rtol=0, atol_rel=0)
     # dy/dh_n/dc_n None are zeros too.
     zero_up = tuple(None if u is None else np.zeros_like(u) for u in up)
-    assert_results_close(run(p, cell, backend), run(p, cell, backend, upstream=zero_up),
-                         rtol=0, atol_rel=0)
+    assert_results_close(run(p, cell, backend), run(p, cell, backend, upstream=zero_up), rtol=0, atol_rel=0)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -16,9 +16,11 @@ V, E, H, T, B = 7, 4, 5, 6, 3
 
 
 def make_model(backend=None, dtype="float64", seed=0):
-    return Sequential(Embedding(V, E, dtype=dtype, seed=seed),
-                      fr.LSTM(E, H, dtype=dtype, backend=backend, seed=seed + 1),
-                      Linear(H, V, dtype=dtype, seed=seed + 2))
+    return Sequential(
+        Embedding(V, E, dtype=dtype, seed=seed),
+        fr.LSTM(E, H, dtype=dtype, backend=backend, seed=seed + 1),
+        Linear(H, V, dtype=dtype, seed=seed + 2),
+    )
 
 
 def make_data(seed=0):
@@ -65,8 +67,7 @@ def test_whole_model_gradcheck(backend):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_native_and_numpy_backends_agree(dtype):
     tokens, targets, mask = make_data(1)
-    results = [loss_and_grads(make_model(b, dtype), tokens, targets, mask)
-               for b in ("numpy", "native")]
+    results = [loss_and_grads(make_model(b, dtype), tokens, targets, mask) for b in ("numpy", "native")]
     (loss_np, y_np, _, g_np), (loss_nat, y_nat, _, g_nat) = results
     assert_close(y_nat, y_np, "logits")
     np.testing.assert_allclose(loss_nat, loss_np, rtol=1e-5 if dtype == "float32" else 1e-12)
@@ -89,8 +90,7 @@ def test_matches_torch(backend):
     h, _ = parts[1](parts[0](torch.from_numpy(tokens)))
     out = parts[2](h)
     t_targets = np.where(mask, targets, -100)
-    ref = torch.nn.functional.cross_entropy(out.reshape(-1, V),
-                                            torch.from_numpy(t_targets).reshape(-1))
+    ref = torch.nn.functional.cross_entropy(out.reshape(-1, V), torch.from_numpy(t_targets).reshape(-1))
     ref.backward()
     assert_close(logits, out.detach().numpy(), "logits")
     np.testing.assert_allclose(loss, ref.item(), rtol=1e-12)
@@ -102,8 +102,15 @@ def test_matches_torch(backend):
 
 def test_names_and_shared_parameters():
     model = make_model()
-    names = ["0.weight", "1.weight_ih_l0", "1.weight_hh_l0", "1.bias_ih_l0", "1.bias_hh_l0",
-             "2.weight", "2.bias"]
+    names = [
+        "0.weight",
+        "1.weight_ih_l0",
+        "1.weight_hh_l0",
+        "1.bias_ih_l0",
+        "1.bias_hh_l0",
+        "2.weight",
+        "2.bias",
+    ]
     assert [p.name for p in model.parameters()] == names
     assert list(model.state_dict()) == names and list(model.grads) == names
     assert model.parameters()[0] is model.parameters()[0]  # stable objects for optimizers
@@ -122,8 +129,11 @@ def test_names_and_shared_parameters():
 
 def test_chains_single_state_layers_and_returns_dx():
     rng = np.random.default_rng(3)
-    model = Sequential(Linear(3, 4, dtype="float64", seed=0), fr.GRU(4, 5, dtype="float64", seed=1),
-                       fr.RNN(5, 2, dtype="float64", seed=2))
+    model = Sequential(
+        Linear(3, 4, dtype="float64", seed=0),
+        fr.GRU(4, 5, dtype="float64", seed=1),
+        fr.RNN(5, 2, dtype="float64", seed=2),
+    )
     x = rng.standard_normal((T, B, 3))
     y = model(x)
     y_ref, _ = model[2](model[1](model[0](x))[0])
@@ -198,11 +208,13 @@ def test_container_protocol_and_repr():
         model[3]
     with pytest.raises(TypeError, match="integers or slices"):
         model["0"]
-    assert repr(model) == ("Sequential(\n  (0): Embedding(7, 4)\n  (1): LSTM(4, 5)\n"
-                           "  (2): Linear(in_features=5, out_features=7, bias=True)\n)")
-    assert repr(Sequential(Sequential(Linear(1, 1)))) == \
-        ("Sequential(\n  (0): Sequential(\n"
-         "    (0): Linear(in_features=1, out_features=1, bias=True)\n  )\n)")
+    assert repr(model) == (
+        "Sequential(\n  (0): Embedding(7, 4)\n  (1): LSTM(4, 5)\n"
+        "  (2): Linear(in_features=5, out_features=7, bias=True)\n)"
+    )
+    assert repr(Sequential(Sequential(Linear(1, 1)))) == (
+        "Sequential(\n  (0): Sequential(\n    (0): Linear(in_features=1, out_features=1, bias=True)\n  )\n)"
+    )
     assert repr(Sequential()) == "Sequential()"
 
 
@@ -230,13 +242,18 @@ def test_public_names():
 
 # -- carrying state: forward_with_state ------------------------------------------------------------
 
+
 def stacked_model(backend=None, dtype="float64"):
     """Embedding -> (GRU -> RNN nested in a Sequential) -> LSTM -> Linear: three recurrent layers."""
-    return Sequential(Embedding(V, E, dtype=dtype, seed=0),
-                      Sequential(fr.GRU(E, H, dtype=dtype, backend=backend, seed=1),
-                                 fr.RNN(H, H, num_layers=2, dtype=dtype, backend=backend, seed=2)),
-                      fr.LSTM(H, H, dtype=dtype, backend=backend, seed=3),
-                      Linear(H, V, dtype=dtype, seed=4))
+    return Sequential(
+        Embedding(V, E, dtype=dtype, seed=0),
+        Sequential(
+            fr.GRU(E, H, dtype=dtype, backend=backend, seed=1),
+            fr.RNN(H, H, num_layers=2, dtype=dtype, backend=backend, seed=2),
+        ),
+        fr.LSTM(H, H, dtype=dtype, backend=backend, seed=3),
+        Linear(H, V, dtype=dtype, seed=4),
+    )
 
 
 @pytest.mark.parametrize("backend", backend_params())
@@ -270,11 +287,14 @@ def test_forward_with_state_passes_lengths_and_partial_hx():
     np.testing.assert_array_equal(model(x, [None, h0], lengths), ref_y)
 
 
-@pytest.mark.parametrize("hx, match", [
-    ([None], r"one state per recurrent layer \(2\), got list of length 1"),
-    ((None, None, None), r"\(2\), got tuple of length 3"),
-    (np.zeros((1, B, H)), r"got ndarray"),
-])
+@pytest.mark.parametrize(
+    "hx, match",
+    [
+        ([None], r"one state per recurrent layer \(2\), got list of length 1"),
+        ((None, None, None), r"\(2\), got tuple of length 3"),
+        (np.zeros((1, B, H)), r"got ndarray"),
+    ],
+)
 def test_forward_with_state_rejects_bad_hx(hx, match):
     model = Sequential(fr.GRU(3, H, seed=0), fr.GRU(H, 2, seed=1))
     with pytest.raises(ValueError, match=match):
@@ -295,4 +315,5 @@ def test_is_recurrent_tells_the_recurrent_layers_apart():
 
     class MyLSTM(fr.LSTM):
         pass
+
     assert fr.is_recurrent(MyLSTM(3, 4))

@@ -9,8 +9,15 @@ import pytest
 
 import fastrnn
 
-from helpers import (CELL_VARIANTS, DTYPES, assert_results_close, make_lengths, make_upstream,
-                      make_variant, run)
+from helpers import (
+    CELL_VARIANTS,
+    DTYPES,
+    assert_results_close,
+    make_lengths,
+    make_upstream,
+    make_variant,
+    run,
+)
 
 pytestmark = pytest.mark.native
 
@@ -24,8 +31,7 @@ def run_with_threads(n, problem, cell, lengths, reverse, up):
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("variant", list(CELL_VARIANTS))
-def test_split_loops_match_reference_and_each_other(variant, dtype, with_lengths, reverse,
-                                                    split_everything):
+def test_split_loops_match_reference_and_each_other(variant, dtype, with_lengths, reverse, split_everything):
     # H=37: 3 panels of 16 (float32) or 5 of 8 (float64), the last one partial.
     T, B, I, H = 6, 5, 11, 37
     cell, problem = make_variant(variant, T, B, I, H, dtype, seed=11)
@@ -66,6 +72,7 @@ def test_more_threads_than_panels(split_everything):
 
 # -- the two directions of a bidirectional layer side by side ----------------------------------------
 
+
 def bidirectional_run(cell, threads, dtype="float32", lengths=None):
     fastrnn.set_num_threads(threads)
     cls = {"lstm": fastrnn.LSTM, "gru": fastrnn.GRU, "rnn": fastrnn.RNN}[cell]
@@ -74,8 +81,14 @@ def bidirectional_run(cell, threads, dtype="float32", lengths=None):
     out, state = layer(x, lengths=lengths)
     dx, dstate = layer.backward(np.ones_like(out))
     flat = lambda s: list(s) if isinstance(s, tuple) else [s]  # noqa: E731
-    return [out] + flat(state) + [dx] + flat(dstate) + [g.copy() for g in layer.grads.values()] + [
-        layer.dh_norms]
+    return (
+        [out]
+        + flat(state)
+        + [dx]
+        + flat(dstate)
+        + [g.copy() for g in layer.grads.values()]
+        + [layer.dh_norms]
+    )
 
 
 @pytest.mark.native
@@ -92,6 +105,7 @@ def test_bidirectional_side_by_side_is_bitwise_the_serial_result(cell, with_leng
 @pytest.mark.native
 def test_bidirectional_side_by_side_respects_use_backend(restore_threads, monkeypatch):
     from fastrnn import _backend
+
     fastrnn.set_num_threads(2)
     calls = []
     real = _backend.run_pair
@@ -115,6 +129,7 @@ def test_bidirectional_side_by_side_errors_reach_the_caller(restore_threads):
 
     def boom():
         raise ValueError("second failed")
+
     fastrnn.set_num_threads(2)
     with pytest.raises(ValueError, match="second failed"):
         _backend.run_pair(lambda: 1, boom, 1)

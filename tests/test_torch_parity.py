@@ -5,15 +5,15 @@ and pad_packed_sequence; reverse is the second half of a bidirectional torch lay
 import numpy as np
 import pytest
 
-from helpers import (CELL_VARIANTS, DTYPES, backend_params, make_lengths, make_problem, make_upstream,
-                      run)
+from helpers import CELL_VARIANTS, DTYPES, backend_params, make_lengths, make_problem, make_upstream, run
 
 torch = pytest.importorskip("torch")
 
 # Torch's notice that its oneDNN path lacks projections (it falls back to its plain kernels) is
 # not ours to fix; pyproject's filterwarnings=error would otherwise fail the lstm_proj cases.
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:LSTM with projections is not supported with oneDNN:UserWarning")
+    "ignore:LSTM with projections is not supported with oneDNN:UserWarning"
+)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -52,8 +52,13 @@ def torch_reference(cell, p, lengths, reverse, up):
     bias = p["b_ih"] is not None
     layer = torch_layer(cell, I, H, P, bias, reverse, dt)
     sfx = "_l0_reverse" if reverse else "_l0"
-    names = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh",
-             "w_hr": "weight_hr"}
+    names = {
+        "w_ih": "weight_ih",
+        "w_hh": "weight_hh",
+        "b_ih": "bias_ih",
+        "b_hh": "bias_hh",
+        "w_hr": "weight_hr",
+    }
     params = dict(layer.named_parameters())
     with torch.no_grad():
         for ours, theirs in names.items():
@@ -74,13 +79,12 @@ def torch_reference(cell, p, lengths, reverse, up):
         hx = (h0, c0)
     inp = x
     if lengths is not None:
-        inp = torch.nn.utils.rnn.pack_padded_sequence(x, torch.from_numpy(lengths),
-                                                      enforce_sorted=False)
+        inp = torch.nn.utils.rnn.pack_padded_sequence(x, torch.from_numpy(lengths), enforce_sorted=False)
     out, hn = layer(inp, hx)
     if lengths is not None:
         out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=T)
     h_n, c_n = hn if cell == "lstm" else (hn, None)
-    y = out[..., d * P:(d + 1) * P]
+    y = out[..., d * P : (d + 1) * P]
     dy, dh_n, dc_n = up
     loss = (y * torch.from_numpy(dy)).sum() + (h_n[d] * torch.from_numpy(dh_n)).sum()
     if cell == "lstm":
@@ -93,11 +97,16 @@ def torch_reference(cell, p, lengths, reverse, up):
         return params[names[ours] + sfx].grad.numpy()
 
     return {
-        "y": y.detach().numpy(), "h_n": h_n[d].detach().numpy(),
+        "y": y.detach().numpy(),
+        "h_n": h_n[d].detach().numpy(),
         "c_n": None if cell != "lstm" else c_n[d].detach().numpy(),
-        "dx": x.grad.numpy(), "dh0": h0.grad[d].numpy(),
+        "dx": x.grad.numpy(),
+        "dh0": h0.grad[d].numpy(),
         "dc0": None if cell != "lstm" else c0.grad[d].numpy(),
-        "dw_ih": grad("w_ih"), "dw_hh": grad("w_hh"), "db_ih": grad("b_ih"), "db_hh": grad("b_hh"),
+        "dw_ih": grad("w_ih"),
+        "dw_hh": grad("w_hh"),
+        "db_ih": grad("b_ih"),
+        "db_hh": grad("b_hh"),
         "dw_hr": grad("w_hr"),
     }
 
@@ -115,8 +124,12 @@ def compare(actual, expected):
         np.testing.assert_allclose(act, exp, rtol=rtol, atol=atol_rel * scale, err_msg=name)
 
 
-MODES = {"plain": (False, False), "lengths": (True, False), "reverse": (False, True),
-         "lengths_reverse": (True, True)}
+MODES = {
+    "plain": (False, False),
+    "lengths": (True, False),
+    "reverse": (False, True),
+    "lengths_reverse": (True, True),
+}
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -137,9 +150,12 @@ def test_matches_torch(backend, variant, dtype, bias, mode):
 
 
 OTHER_SHAPES = [(1, 1, 1, 1), (7, 1, 5, 3), (3, 6, 17, 33)]
-OTHER_CASES = [pytest.param(v, s, id="{}-T{}B{}I{}H{}".format(v, *s))
-               for v in CELL_VARIANTS for s in OTHER_SHAPES
-               if not (v == "lstm_proj" and s[3] == 1)]  # torch needs proj_size < hidden_size
+OTHER_CASES = [
+    pytest.param(v, s, id="{}-T{}B{}I{}H{}".format(v, *s))
+    for v in CELL_VARIANTS
+    for s in OTHER_SHAPES
+    if not (v == "lstm_proj" and s[3] == 1)
+]  # torch needs proj_size < hidden_size
 
 
 @pytest.mark.parametrize("variant, shape", OTHER_CASES)

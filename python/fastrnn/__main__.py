@@ -11,6 +11,7 @@ from ._version import __version__
 
 def _csv(choices, what):
     """An argparse type: a comma-separated list (repeatable flags add up), each in ``choices``."""
+
     def parse(text):
         values = [v.strip() for v in text.split(",") if v.strip()]
         if not values:
@@ -18,8 +19,10 @@ def _csv(choices, what):
         for v in values:
             if v not in choices:
                 raise argparse.ArgumentTypeError(
-                    f"unknown {what[:-1]} {v!r}; choose from {', '.join(choices)}")
+                    f"unknown {what[:-1]} {v!r}; choose from {', '.join(choices)}"
+                )
         return values
+
     return parse
 
 
@@ -35,38 +38,59 @@ def _flatten(lists, default):
 def _parser():
     parser = argparse.ArgumentParser(
         prog="python -m fastrnn",
-        description="fastrnn: fast CPU RNN, LSTM and GRU (C++ forward and BPTT kernels behind a "
-                    "NumPy API).")
+        description="fastrnn: fast CPU RNN, LSTM and GRU (C++ forward and BPTT kernels behind a NumPy API).",
+    )
     parser.add_argument("--version", action="version", version=f"fastrnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     sub.add_parser(
-        "info", help="show version, backend, compiled CPU paths and thread count",
-        description="Prints fastrnn.info(), one key per line.")
+        "info",
+        help="show version, backend, compiled CPU paths and thread count",
+        description="Prints fastrnn.info(), one key per line.",
+    )
 
     bench = sub.add_parser(
-        "bench", help="time native vs numpy vs PyTorch",
+        "bench",
+        help="time native vs numpy vs PyTorch",
         description="Times native (the C++ kernels, if built), numpy (the reference backend) and "
-                    "torch (torch.nn.RNN/LSTM/GRU with the same weights, if installed) on one "
-                    "layer, one direction, forward and forward+backward. Every implementation is "
-                    "first checked against numpy's outputs and gradients; a disagreement stops the "
-                    "run before anything is timed. The project's performance grid with its "
-                    "targets is in the repository's benchmarks/ (python -m benchmarks).",
-        epilog="example: python -m fastrnn bench --cells lstm,gru --threads 1")
-    bench.add_argument("--cells", type=_csv(CELLS, "cells"), action="append", metavar="LIST",
-                       help=f"comma-separated cells from {', '.join(CELLS)} "
-                            "(default: rnn_tanh,lstm,gru)")
-    bench.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                       help="floating-point type (default: float32)")
-    bench.add_argument("--repeat", type=positive_int, default=10, metavar="N",
-                       help="timed calls per entry after one warm-up (default: 10)")
-    bench.add_argument("--threads", type=positive_int, metavar="N",
-                       help="threads for the native kernels and for torch (default: "
-                            "fastrnn.get_num_threads())")
+        "torch (torch.nn.RNN/LSTM/GRU with the same weights, if installed) on one "
+        "layer, one direction, forward and forward+backward. Every implementation is "
+        "first checked against numpy's outputs and gradients; a disagreement stops the "
+        "run before anything is timed. The project's performance grid with its "
+        "targets is in the repository's benchmarks/ (python -m benchmarks).",
+        epilog="example: python -m fastrnn bench --cells lstm,gru --threads 1",
+    )
+    bench.add_argument(
+        "--cells",
+        type=_csv(CELLS, "cells"),
+        action="append",
+        metavar="LIST",
+        help=f"comma-separated cells from {', '.join(CELLS)} (default: rnn_tanh,lstm,gru)",
+    )
+    bench.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="floating-point type (default: float32)",
+    )
+    bench.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=10,
+        metavar="N",
+        help="timed calls per entry after one warm-up (default: 10)",
+    )
+    bench.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="threads for the native kernels and for torch (default: fastrnn.get_num_threads())",
+    )
     bench.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
 
     from .commands import add_commands
+
     add_commands(sub)
     return parser
 
@@ -74,6 +98,7 @@ def _parser():
 def _torch_version():
     """torch's version when it is installed, read from its metadata (importing torch is slow)."""
     from importlib import metadata
+
     try:
         return metadata.version("torch")
     except metadata.PackageNotFoundError:
@@ -87,13 +112,18 @@ def _info():
     import numpy as np
 
     from ._backend import info
+
     with warnings.catch_warnings():
         # info() asks for the default backend, which warns when the extension is missing;
         # native_available / native_error say the same here.
         warnings.simplefilter("ignore", RuntimeWarning)
         env = dict(info())
-    env.update(numpy=np.__version__, torch=_torch_version(), python=platform.python_version(),
-               machine=platform.machine())
+    env.update(
+        numpy=np.__version__,
+        torch=_torch_version(),
+        python=platform.python_version(),
+        machine=platform.machine(),
+    )
     width = max(len(k) for k in env)
     for key, value in env.items():
         if isinstance(value, (list, tuple)):
@@ -107,10 +137,15 @@ def _info():
 def _bench(args):
     from . import _bench
     from ._backend import set_num_threads
+
     if args.threads is not None:
         set_num_threads(args.threads)
-    return _bench.run(cells=_flatten(args.cells, _bench.DEFAULT_CELLS), dtype=args.dtype,
-                      repeat=args.repeat, use_torch=not args.no_torch)
+    return _bench.run(
+        cells=_flatten(args.cells, _bench.DEFAULT_CELLS),
+        dtype=args.dtype,
+        repeat=args.repeat,
+        use_torch=not args.no_torch,
+    )
 
 
 def main(argv=None):

@@ -56,8 +56,11 @@ def _default_name():
     with _lock:
         if not _global["warned"]:
             _global["warned"] = True
-            warnings.warn(f"fastrnn: native extension not importable ({_NATIVE_ERROR}); "
-                          "using the slow numpy backend", RuntimeWarning, stacklevel=4)
+            warnings.warn(
+                f"fastrnn: native extension not importable ({_NATIVE_ERROR}); using the slow numpy backend",
+                RuntimeWarning,
+                stacklevel=4,
+            )
     return "numpy"
 
 
@@ -97,6 +100,7 @@ def module(name=None):
 
 # ---------------------------------------------------------------------------------------------
 # Threads (the native backend's thread team; the numpy backend uses whatever NumPy uses).
+
 
 def _threads_from_env():
     env = os.environ.get("FASTRNN_NUM_THREADS")
@@ -158,6 +162,7 @@ _helper = {"pool": None, "pid": None}
 def _helper_pool():
     if _helper["pool"] is None or _helper["pid"] != os.getpid():  # a forked child starts its own
         from concurrent.futures import ThreadPoolExecutor
+
         _helper["pool"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastrnn-pair")
         _helper["pid"] = os.getpid()
     return _helper["pool"]

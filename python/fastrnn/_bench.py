@@ -35,25 +35,34 @@ def _problem(cell, dtype, seed):
     T, B, I, H, G = SHAPE["T"], SHAPE["B"], SHAPE["I"], SHAPE["H"], GATES[cell]
     rng = np.random.default_rng(seed)
     k = 1.0 / math.sqrt(H)  # PyTorch's initialisation range
-    p = {"x": rng.standard_normal((T, B, I)), "h0": 0.5 * rng.standard_normal((B, H)),
-         "c0": 0.5 * rng.standard_normal((B, H)) if cell == "lstm" else None,
-         "w_ih": rng.uniform(-k, k, (G * H, I)), "w_hh": rng.uniform(-k, k, (G * H, H)),
-         "b_ih": rng.uniform(-k, k, G * H), "b_hh": rng.uniform(-k, k, G * H),
-         "dy": rng.standard_normal((T, B, H)), "dh_n": rng.standard_normal((B, H))}
+    p = {
+        "x": rng.standard_normal((T, B, I)),
+        "h0": 0.5 * rng.standard_normal((B, H)),
+        "c0": 0.5 * rng.standard_normal((B, H)) if cell == "lstm" else None,
+        "w_ih": rng.uniform(-k, k, (G * H, I)),
+        "w_hh": rng.uniform(-k, k, (G * H, H)),
+        "b_ih": rng.uniform(-k, k, G * H),
+        "b_hh": rng.uniform(-k, k, G * H),
+        "dy": rng.standard_normal((T, B, H)),
+        "dh_n": rng.standard_normal((B, H)),
+    }
     return {key: None if a is None else a.astype(dtype) for key, a in p.items()}
 
 
 def _fastrnn_runner(cell, p, mode, backend):
     args = (cell, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
     if mode == "forward":
+
         def run():
             y, h_n, c_n, _ = functional.forward(*args, training=False, backend=backend)
             return [y, h_n, c_n]
     else:
+
         def run():
             y, h_n, c_n, cache = functional.forward(*args, training=True, backend=backend)
             grads = functional.backward(cache, p["dy"], p["dh_n"], None)
             return [y, h_n, c_n] + list(grads[:7])  # dx dh0 dc0 dw_ih dw_hh db_ih db_hh
+
     return run
 
 
@@ -61,7 +70,7 @@ def _torch_runner(torch, cell, p, mode):
     I, H = SHAPE["I"], SHAPE["H"]
     lstm = cell == "lstm"
     if cell.startswith("rnn_"):
-        module = torch.nn.RNN(I, H, nonlinearity=cell[len("rnn_"):])
+        module = torch.nn.RNN(I, H, nonlinearity=cell[len("rnn_") :])
     else:
         module = (torch.nn.LSTM if lstm else torch.nn.GRU)(I, H)
     module = module.to(dtype=getattr(torch, p["x"].dtype.name))
@@ -70,8 +79,12 @@ def _torch_runner(torch, cell, p, mode):
         return torch.from_numpy(np.array(a))  # a writable copy: from_numpy never warns
 
     with torch.no_grad():
-        for name, key in (("weight_ih_l0", "w_ih"), ("weight_hh_l0", "w_hh"),
-                          ("bias_ih_l0", "b_ih"), ("bias_hh_l0", "b_hh")):
+        for name, key in (
+            ("weight_ih_l0", "w_ih"),
+            ("weight_hh_l0", "w_hh"),
+            ("bias_ih_l0", "b_ih"),
+            ("bias_hh_l0", "b_hh"),
+        ):
             getattr(module, name).copy_(tensor(p[key]))
     grad = mode == "forward+backward"
     x = tensor(p["x"]).requires_grad_(grad)
@@ -94,9 +107,15 @@ def _torch_runner(torch, cell, p, mode):
         if not grad:
             return out
         ((y * dy).sum() + (h_n * dh_n).sum()).backward()
-        return out + [numpy(x.grad), numpy(h0.grad[0]), None if c0 is None else numpy(c0.grad[0])] + [
-            numpy(getattr(module, name).grad)
-            for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")]
+        return (
+            out
+            + [numpy(x.grad), numpy(h0.grad[0]), None if c0 is None else numpy(c0.grad[0])]
+            + [
+                numpy(getattr(module, name).grad)
+                for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+            ]
+        )
+
     return run
 
 
@@ -135,8 +154,13 @@ def run(cells=DEFAULT_CELLS, dtype="float32", repeat=10, use_torch=True, seed=0,
         p = _problem(cell, dtype, seed)
         for mode in MODES:
             runners[cell, mode] = {
-                impl: (_torch_runner(torch, cell, p, mode) if impl == "torch"
-                       else _fastrnn_runner(cell, p, mode, impl)) for impl in impls}
+                impl: (
+                    _torch_runner(torch, cell, p, mode)
+                    if impl == "torch"
+                    else _fastrnn_runner(cell, p, mode, impl)
+                )
+                for impl in impls
+            }
     others = [i for i in impls if i != "numpy"]
     worst = 0.0
     for (cell, mode), by_impl in runners.items():
@@ -144,13 +168,17 @@ def run(cells=DEFAULT_CELLS, dtype="float32", repeat=10, use_torch=True, seed=0,
         for impl in others:
             diff = _largest_difference(by_impl[impl](), ref)
             if not diff <= TOLERANCE[dtype]:
-                out(f"error: {impl} disagrees with numpy on {cell} {mode}: largest difference "
-                    f"{diff:.1e} of the array's max (tolerance {TOLERANCE[dtype]:g}); not timing")
+                out(
+                    f"error: {impl} disagrees with numpy on {cell} {mode}: largest difference "
+                    f"{diff:.1e} of the array's max (tolerance {TOLERANCE[dtype]:g}); not timing"
+                )
                 return 1
             worst = max(worst, diff)
     if others:
-        out(f"ok: {', '.join(others)} agree{'s' if len(others) == 1 else ''} with numpy on every "
-            f"output and gradient (largest difference {worst:.1e} of the array's max)")
+        out(
+            f"ok: {', '.join(others)} agree{'s' if len(others) == 1 else ''} with numpy on every "
+            f"output and gradient (largest difference {worst:.1e} of the array's max)"
+        )
     shape = " ".join(f"{k}={v}" for k, v in SHAPE.items())
     out(f"shape {shape}  dtype {dtype}  threads {_backend.get_num_threads()}  median of {repeat} calls")
     ratios = [i for i in ("numpy", "torch") if i in impls and "native" in impls]
@@ -165,6 +193,8 @@ def run(cells=DEFAULT_CELLS, dtype="float32", repeat=10, use_torch=True, seed=0,
         out(line)
     if "native" not in impls:
         out("native: unavailable (the extension is not built); only numpy and torch were timed")
-    out("x/native > 1: native is faster. The project's grid with its targets: benchmarks/ in the "
-        "repository (python -m benchmarks).")
+    out(
+        "x/native > 1: native is faster. The project's grid with its targets: benchmarks/ in the "
+        "repository (python -m benchmarks)."
+    )
     return 0

@@ -19,54 +19,78 @@ FORMAT = "fastrnn.checkpoint"
 VERSION = 1
 HEADER_KEY = "__fastrnn_checkpoint__"
 
-MAX_HEADER_BYTES = 64 << 20   # a header is a few KiB, plus whatever ``extra`` holds
-MAX_DEPTH = 32                # nesting of Sequentials
+MAX_HEADER_BYTES = 64 << 20  # a header is a few KiB, plus whatever ``extra`` holds
+MAX_DEPTH = 32  # nesting of Sequentials
 _MAX_NDIM = 32
 
 # The only layer and optimizer types a checkpoint may name. Names from the file are looked up here and
 # nowhere else: nothing is ever imported or evaluated.
 LAYERS = {"RNN": RNN, "LSTM": LSTM, "GRU": GRU, "Linear": Linear, "Embedding": Embedding}
-OPTIMIZERS = {cls.__name__: cls for cls in (_optim.SGD, _optim.Adagrad, _optim.RMSprop,
-                                             _optim.Adam, _optim.AdamW)}
+OPTIMIZERS = {
+    cls.__name__: cls for cls in (_optim.SGD, _optim.Adagrad, _optim.RMSprop, _optim.Adam, _optim.AdamW)
+}
 
 # Constructor arguments per layer type, in the constructor's order, with the JSON type each must have.
-_INT, _BOOL, _NUM, _STR, _DTYPE, _OPT_STR, _OPT_INT = ("int", "bool", "number", "str", "dtype",
-                                                        "str or null", "int or null")
-_RECURRENT_TAIL = [("bias", _BOOL), ("batch_first", _BOOL), ("dropout", _NUM),
-                   ("bidirectional", _BOOL)]
+_INT, _BOOL, _NUM, _STR, _DTYPE, _OPT_STR, _OPT_INT = (
+    "int",
+    "bool",
+    "number",
+    "str",
+    "dtype",
+    "str or null",
+    "int or null",
+)
+_RECURRENT_TAIL = [("bias", _BOOL), ("batch_first", _BOOL), ("dropout", _NUM), ("bidirectional", _BOOL)]
 ARGS = {
-    "RNN": [("input_size", _INT), ("hidden_size", _INT), ("num_layers", _INT),
-            ("nonlinearity", _STR)] + _RECURRENT_TAIL
-           + [("dtype", _DTYPE), ("backend", _OPT_STR), ("seed", _OPT_INT)],
-    "GRU": [("input_size", _INT), ("hidden_size", _INT), ("num_layers", _INT)] + _RECURRENT_TAIL
-           + [("dtype", _DTYPE), ("backend", _OPT_STR), ("seed", _OPT_INT)],
-    "LSTM": [("input_size", _INT), ("hidden_size", _INT), ("num_layers", _INT)] + _RECURRENT_TAIL
-            + [("proj_size", _INT), ("dtype", _DTYPE), ("backend", _OPT_STR), ("seed", _OPT_INT)],
-    "Linear": [("in_features", _INT), ("out_features", _INT), ("bias", _BOOL), ("dtype", _DTYPE),
-               ("seed", _OPT_INT)],
-    "Embedding": [("num_embeddings", _INT), ("embedding_dim", _INT), ("dtype", _DTYPE),
-                  ("seed", _OPT_INT)],
+    "RNN": [("input_size", _INT), ("hidden_size", _INT), ("num_layers", _INT), ("nonlinearity", _STR)]
+    + _RECURRENT_TAIL
+    + [("dtype", _DTYPE), ("backend", _OPT_STR), ("seed", _OPT_INT)],
+    "GRU": [("input_size", _INT), ("hidden_size", _INT), ("num_layers", _INT)]
+    + _RECURRENT_TAIL
+    + [("dtype", _DTYPE), ("backend", _OPT_STR), ("seed", _OPT_INT)],
+    "LSTM": [("input_size", _INT), ("hidden_size", _INT), ("num_layers", _INT)]
+    + _RECURRENT_TAIL
+    + [("proj_size", _INT), ("dtype", _DTYPE), ("backend", _OPT_STR), ("seed", _OPT_INT)],
+    "Linear": [
+        ("in_features", _INT),
+        ("out_features", _INT),
+        ("bias", _BOOL),
+        ("dtype", _DTYPE),
+        ("seed", _OPT_INT),
+    ],
+    "Embedding": [("num_embeddings", _INT), ("embedding_dim", _INT), ("dtype", _DTYPE), ("seed", _OPT_INT)],
 }
 DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 _RNG_MAX = {"state": 1 << 128, "inc": 1 << 128}
 
 # What malformed bytes can make numpy / zipfile / json raise while parsing.
-BAD_DATA = (ValueError, TypeError, KeyError, EOFError, OSError, zipfile.BadZipFile, zlib.error,
-             struct.error, RecursionError, SyntaxError, OverflowError, UnicodeError)
+BAD_DATA = (
+    ValueError,
+    TypeError,
+    KeyError,
+    EOFError,
+    OSError,
+    zipfile.BadZipFile,
+    zlib.error,
+    struct.error,
+    RecursionError,
+    SyntaxError,
+    OverflowError,
+    UnicodeError,
+)
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that is malformed, inconsistent or not a fastrnn checkpoint."""
 
 
-
 def fail(message):
     raise CheckpointError(f"checkpoint: {message}")
 
 
-
 # -------------------------------------------------------------------------------------------------
 # Loading: the archive and the header
+
 
 def archive_members(npz, file_size):
     """{key: ZipInfo} of the archive, checked: .npy members, stored uncompressed, no duplicates, all
@@ -87,8 +111,10 @@ def archive_members(npz, file_size):
         total += info.compress_size
         members[key] = info
     if total > file_size:
-        fail(f"the archive's members claim {total} bytes, more than the file's {file_size} "
-              f"(truncated or corrupt)")
+        fail(
+            f"the archive's members claim {total} bytes, more than the file's {file_size} "
+            f"(truncated or corrupt)"
+        )
     return members
 
 
@@ -165,18 +191,22 @@ def check_arrays(npz, members, listed):
         if not isinstance(entry, dict) or set(entry) != {"shape", "dtype"}:
             fail(f"header entry for array {key!r} must be an object with 'shape' and 'dtype'")
         shape, dtype = entry["shape"], entry["dtype"]
-        if not isinstance(shape, list) or len(shape) > _MAX_NDIM or any(
-                isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in shape):
-            fail(f"array {key!r}: shape must be a list of at most {_MAX_NDIM} ints >= 0, "
-                  f"got {shape!r}")
+        if (
+            not isinstance(shape, list)
+            or len(shape) > _MAX_NDIM
+            or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in shape)
+        ):
+            fail(f"array {key!r}: shape must be a list of at most {_MAX_NDIM} ints >= 0, got {shape!r}")
         if not isinstance(dtype, str) or dtype not in DTYPES:
             fail(f"array {key!r}: dtype must be 'float32' or 'float64', got {dtype!r}")
         shape, dtype = tuple(shape), DTYPES[dtype]
         nbytes = math.prod(shape) * dtype.itemsize
         info = members[key]
         if nbytes > info.file_size:
-            fail(f"array {key!r}: the header's shape {shape} needs {nbytes} bytes but the archive "
-                  f"holds {info.file_size} (absurd size, or truncated)")
+            fail(
+                f"array {key!r}: the header's shape {shape} needs {nbytes} bytes but the archive "
+                f"holds {info.file_size} (absurd size, or truncated)"
+            )
         got_shape, got_dtype, offset = _npy_header(npz, key, info)
         if got_dtype != dtype:
             fail(f"array {key!r} has dtype {got_dtype}, the header says {dtype.name}")
@@ -191,30 +221,45 @@ def check_arrays(npz, members, listed):
 # -------------------------------------------------------------------------------------------------
 # Loading: the model
 
+
 def _check_value(where, name, kind, value):
-    ok = {_INT: isinstance(value, int) and not isinstance(value, bool) and value >= 0,
-          _BOOL: isinstance(value, bool),
-          _NUM: isinstance(value, (int, float)) and not isinstance(value, bool),
-          _STR: isinstance(value, str),
-          _DTYPE: isinstance(value, str) and value in DTYPES,
-          _OPT_STR: value is None or isinstance(value, str),
-          _OPT_INT: value is None or (isinstance(value, int) and not isinstance(value, bool))}[kind]
+    ok = {
+        _INT: isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+        _BOOL: isinstance(value, bool),
+        _NUM: isinstance(value, (int, float)) and not isinstance(value, bool),
+        _STR: isinstance(value, str),
+        _DTYPE: isinstance(value, str) and value in DTYPES,
+        _OPT_STR: value is None or isinstance(value, str),
+        _OPT_INT: value is None or (isinstance(value, int) and not isinstance(value, bool)),
+    }[kind]
     if not ok:
-        detail = "an int >= 0" if kind == _INT else "'float32' or 'float64'" if kind == _DTYPE else \
-            f"a {kind}"
+        detail = (
+            "an int >= 0" if kind == _INT else "'float32' or 'float64'" if kind == _DTYPE else f"a {kind}"
+        )
         fail(f"{where}: argument {name} must be {detail}, got {value!r}")
 
 
 def _check_rng(where, rng):
     if rng is None:
         return
-    ok = (isinstance(rng, dict) and set(rng) == {"bit_generator", "state", "has_uint32", "uinteger"}
-          and rng["bit_generator"] == "PCG64" and isinstance(rng["state"], dict)
-          and set(rng["state"]) == {"state", "inc"})
-    ints = [] if not ok else [(rng["state"]["state"], 1 << 128), (rng["state"]["inc"], 1 << 128),
-                              (rng["has_uint32"], 2), (rng["uinteger"], 1 << 32)]
-    if not ok or any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < hi
-                     for v, hi in ints):
+    ok = (
+        isinstance(rng, dict)
+        and set(rng) == {"bit_generator", "state", "has_uint32", "uinteger"}
+        and rng["bit_generator"] == "PCG64"
+        and isinstance(rng["state"], dict)
+        and set(rng["state"]) == {"state", "inc"}
+    )
+    ints = (
+        []
+        if not ok
+        else [
+            (rng["state"]["state"], 1 << 128),
+            (rng["state"]["inc"], 1 << 128),
+            (rng["has_uint32"], 2),
+            (rng["uinteger"], 1 << 32),
+        ]
+    )
+    if not ok or any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < hi for v, hi in ints):
         fail(f"{where}: 'rng' must be a PCG64 generator state")
 
 
@@ -228,28 +273,33 @@ def check_spec(spec, where, prefix, depth):
     kind = spec.get("type")
     if kind == "Sequential":
         if set(spec) != {"type", "training", "layers"}:
-            fail(f"{where} (Sequential) must have keys ['layers', 'training', 'type'], "
-                  f"got {sorted(spec)}")
+            fail(f"{where} (Sequential) must have keys ['layers', 'training', 'type'], got {sorted(spec)}")
         if not isinstance(spec["training"], bool):
             fail(f"{where}: 'training' must be a bool")
         if not isinstance(spec["layers"], list):
             fail(f"{where}: 'layers' must be a list")
-        return [leaf for i, s in enumerate(spec["layers"])
-                for leaf in check_spec(s, f"{where}.layers[{i}]", f"{prefix}{i}.", depth + 1)]
+        return [
+            leaf
+            for i, s in enumerate(spec["layers"])
+            for leaf in check_spec(s, f"{where}.layers[{i}]", f"{prefix}{i}.", depth + 1)
+        ]
     if not isinstance(kind, str) or kind not in LAYERS:
         fail(f"{where}: unknown layer type {kind!r} (allowed: {', '.join(LAYERS)}, Sequential)")
-    if not set(spec) <= {"type", "training", "args", "rng"} or not {"type", "training", "args"} <= \
-            set(spec):
-        fail(f"{where} ({kind}) must have keys 'type', 'training', 'args' and optionally 'rng', "
-              f"got {sorted(spec)}")
+    if not set(spec) <= {"type", "training", "args", "rng"} or not {"type", "training", "args"} <= set(spec):
+        fail(
+            f"{where} ({kind}) must have keys 'type', 'training', 'args' and optionally 'rng', "
+            f"got {sorted(spec)}"
+        )
     if not isinstance(spec["training"], bool):
         fail(f"{where}: 'training' must be a bool")
     _check_rng(where, spec.get("rng"))
     args = spec["args"]
     names = [n for n, _ in ARGS[kind]]
     if not isinstance(args, dict) or set(args) != set(names):
-        fail(f"{where} ({kind}): args must have exactly the keys {names}, got "
-              f"{sorted(args) if isinstance(args, dict) else type(args).__name__}")
+        fail(
+            f"{where} ({kind}): args must have exactly the keys {names}, got "
+            f"{sorted(args) if isinstance(args, dict) else type(args).__name__}"
+        )
     for name, typ in ARGS[kind]:
         _check_value(f"{where} ({kind})", name, typ, args[name])
     return [(where, kind, args, prefix, _weight_count(kind, args) * DTYPES[args["dtype"]].itemsize)]
@@ -272,6 +322,7 @@ def _weight_count(kind, a):
 # -------------------------------------------------------------------------------------------------
 # Loading: the optimizer
 
+
 def check_optimizer_spec(spec, arrays, n_params):
     """Checks the optimizer description against the arrays; returns (class, hyperparams, state
     entries as {"ints": {...}, "arrays": [...]})."""
@@ -292,11 +343,16 @@ def check_optimizer_spec(spec, arrays, n_params):
         if not isinstance(entry, dict) or set(entry) != {"ints", "arrays"}:
             fail(f"optimizer state[{i}] must be an object with keys 'ints' and 'arrays'")
         ints, names = entry["ints"], entry["arrays"]
-        if not isinstance(ints, dict) or any(isinstance(v, bool) or not isinstance(v, int) or v < 0
-                                             for v in ints.values()):
+        if not isinstance(ints, dict) or any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in ints.values()
+        ):
             fail(f"optimizer state[{i}]: 'ints' must map names to ints >= 0")
-        if not isinstance(names, list) or any(not isinstance(n, str) for n in names) \
-                or len(set(names)) != len(names) or set(names) & set(ints):
+        if (
+            not isinstance(names, list)
+            or any(not isinstance(n, str) for n in names)
+            or len(set(names)) != len(names)
+            or set(names) & set(ints)
+        ):
             fail(f"optimizer state[{i}]: 'arrays' must be a list of distinct names")
         for name in names:
             key = f"optim/{i}/{name}"

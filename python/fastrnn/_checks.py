@@ -16,6 +16,7 @@ _DTYPE_NAMES = {dt.name: dt for dt in DTYPES}
 # -------------------------------------------------------------------------------------------------
 # Scalars
 
+
 def flag(name, v):
     """``v`` (a bool or numpy bool) as a bool."""
     if not isinstance(v, (bool, np.bool_)):
@@ -29,8 +30,7 @@ def integer(name, v, low=None, *, allow_none=False, kind="an int"):
     if v is None and allow_none:
         return None
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{name} must be {kind}{' or None' if allow_none else ''}, "
-                        f"got {type(v).__name__}")
+        raise TypeError(f"{name} must be {kind}{' or None' if allow_none else ''}, got {type(v).__name__}")
     if low is not None and v < low:
         raise ValueError(f"{name} must be >= {low}, got {v}")
     return int(v)
@@ -42,8 +42,7 @@ def real(name, v, *, kind="a real number", finite=False, allow_none=False):
     if v is None and allow_none:
         return None
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{name} must be {kind}{' or None' if allow_none else ''}, "
-                        f"got {type(v).__name__}")
+        raise TypeError(f"{name} must be {kind}{' or None' if allow_none else ''}, got {type(v).__name__}")
     value = float(v)
     if finite and not np.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
@@ -80,12 +79,12 @@ def generator(value):
         return value
     if value is None:
         return np.random.default_rng()
-    return np.random.default_rng(integer("seed", value, 0,
-                                         kind="None, an int or a numpy.random.Generator"))
+    return np.random.default_rng(integer("seed", value, 0, kind="None, an int or a numpy.random.Generator"))
 
 
 # -------------------------------------------------------------------------------------------------
 # Arrays
+
 
 def is_tensor(a):
     """Whether ``a`` looks like a torch tensor (checked without importing torch)."""
@@ -112,8 +111,10 @@ def float_array(name, a, dtype=None):
     if arr.dtype not in DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
     if dtype is not None and arr.dtype != dtype:
-        raise TypeError(f"{name} has dtype {arr.dtype} but the other arrays have dtype {dtype}: "
-                        "all arrays must share one dtype")
+        raise TypeError(
+            f"{name} has dtype {arr.dtype} but the other arrays have dtype {dtype}: "
+            "all arrays must share one dtype"
+        )
     return arr
 
 
@@ -139,13 +140,13 @@ def shaped(name, a, shape, names, dtype):
     arr = float_array(name, a, dtype)
     if arr.shape != tuple(shape):
         want = ", ".join(f"{n}={v}" for n, v in zip(names, shape))
-        raise ValueError(f"{name} must have shape ({want}{',' if len(shape) == 1 else ''}), "
-                         f"got {arr.shape}")
+        raise ValueError(f"{name} must have shape ({want}{',' if len(shape) == 1 else ''}), got {arr.shape}")
     return arr
 
 
 # -------------------------------------------------------------------------------------------------
 # Memory
+
 
 @functools.lru_cache(maxsize=1)  # read once: every forward/backward asks
 def machine_memory():
@@ -174,5 +175,6 @@ def check_memory(nbytes, what):
         return
     have = machine_memory()
     if have and nbytes > have:
-        raise MemoryError(f"fastrnn: {what} would need {nbytes} bytes, more than this machine's "
-                          f"memory ({have} bytes)")
+        raise MemoryError(
+            f"fastrnn: {what} would need {nbytes} bytes, more than this machine's memory ({have} bytes)"
+        )

@@ -66,8 +66,7 @@ class Module:
         for name, p in self._params.items():
             arr = _checks.state_array(name, state_dict[name])
             if arr.shape != p.data.shape:
-                raise ValueError(f"load_state_dict: {name} must have shape {p.data.shape}, "
-                                 f"got {arr.shape}")
+                raise ValueError(f"load_state_dict: {name} must have shape {p.data.shape}, got {arr.shape}")
             arrays[name] = arr
         for name, arr in arrays.items():
             self._params[name].data[...] = arr
@@ -85,7 +84,9 @@ class Module:
         """The cache of the last training-mode forward, or a RuntimeError saying why there is none."""
         if self._cache is None:
             if self._last_forward == "eval":
-                raise RuntimeError("backward() after a forward in eval mode: eval keeps no cache; "
-                                   "call train() and run forward again")
+                raise RuntimeError(
+                    "backward() after a forward in eval mode: eval keeps no cache; "
+                    "call train() and run forward again"
+                )
             raise RuntimeError("backward() called before any training-mode forward")
         return self._cache

@@ -32,7 +32,14 @@ def forward(
 def backward(
     cache: Cache, dy: ArrayLike, dh_n: ArrayLike, dc_n: ArrayLike | None
 ) -> tuple[
-    _Float, _Float, _Float | None, _Float, _Float, _Float | None, _Float | None, _Float | None,
+    _Float,
+    _Float,
+    _Float | None,
+    _Float,
+    _Float,
+    _Float | None,
+    _Float | None,
+    _Float | None,
     NDArray[np.float64],
 ]:
     """(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, dh_norms)."""

@@ -27,11 +27,13 @@ def _step_order(T, reverse):
 # One cell step. gi = W_ih x_t + b_ih and gh = W_hh h_{t-1} + b_hh, both (B, G*H).
 # Each returns the new (h, c) and what its backward needs.
 
+
 def _rnn_step(act):
     def step(gi, gh, h, c, w_hr):
         a = gi + gh
         h_new = np.tanh(a) if act == "tanh" else np.maximum(a, 0)
         return h_new, None, {"h_new": h_new}
+
     return step
 
 
@@ -59,11 +61,13 @@ def _gru_step(gi, gh, h, c, w_hr):
 # Returns (dgi, dgh, dh_prev_direct, dc_prev, dw_hr): the gradients w.r.t. gi and gh, the part of
 # dh_{t-1} that does not go through W_hh, dc_{t-1}, and this step's share of dW_hr.
 
+
 def _rnn_step_backward(act):
     def step_backward(s, dh, dc, h_prev, w_hr):
         h_new = s["h_new"]
         da = dh * (1 - h_new * h_new) if act == "tanh" else dh * (h_new > 0)
         return da, da, 0, None, None
+
     return step_backward
 
 
@@ -93,14 +97,18 @@ def _gru_step_backward(s, dh, dc, h_prev, w_hr):
     return dgi, dgh, dh * z, None, None
 
 
-_STEP = {"rnn_tanh": _rnn_step("tanh"), "rnn_relu": _rnn_step("relu"),
-         "lstm": _lstm_step, "gru": _gru_step}
-_STEP_BACKWARD = {"rnn_tanh": _rnn_step_backward("tanh"), "rnn_relu": _rnn_step_backward("relu"),
-                  "lstm": _lstm_step_backward, "gru": _gru_step_backward}
+_STEP = {"rnn_tanh": _rnn_step("tanh"), "rnn_relu": _rnn_step("relu"), "lstm": _lstm_step, "gru": _gru_step}
+_STEP_BACKWARD = {
+    "rnn_tanh": _rnn_step_backward("tanh"),
+    "rnn_relu": _rnn_step_backward("relu"),
+    "lstm": _lstm_step_backward,
+    "gru": _gru_step_backward,
+}
 
 
 # ---------------------------------------------------------------------------------------------
 # The time loops.
+
 
 def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training):
     """Returns (y, h_n, c_n, saved); saved is None unless training."""
@@ -131,8 +139,16 @@ def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, tra
             c[rows] = c_new
     saved = None
     if training:
-        saved = {"cell": cell, "x": x, "w_ih": w_ih, "w_hh": w_hh, "w_hr": w_hr, "steps": steps,
-                 "has_b_ih": b_ih is not None, "has_b_hh": b_hh is not None}
+        saved = {
+            "cell": cell,
+            "x": x,
+            "w_ih": w_ih,
+            "w_hh": w_hh,
+            "w_hr": w_hr,
+            "steps": steps,
+            "has_b_ih": b_ih is not None,
+            "has_b_hh": b_hh is not None,
+        }
     return y, h, c, saved
 
 
@@ -165,13 +181,22 @@ def backward(saved, dy, dh_n, dc_n):
         dh[rows] = dh_prev + dgh @ w_hh
         if dc is not None:
             dc[rows] = dc_prev
-    return (dx, dh, dc, dw_ih, dw_hh,
-            db_ih if saved["has_b_ih"] else None, db_hh if saved["has_b_hh"] else None, dw_hr,
-            dh_norms)
+    return (
+        dx,
+        dh,
+        dc,
+        dw_ih,
+        dw_hh,
+        db_ih if saved["has_b_ih"] else None,
+        db_hh if saved["has_b_hh"] else None,
+        dw_hr,
+        dh_norms,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # The matrix product of the non-recurrent layers (Linear), the same call as _native.matmul.
+
 
 def matmul(a, b, out, accumulate):
     """out = a @ b, or out += a @ b when accumulate (out (M, N) is written in place)."""

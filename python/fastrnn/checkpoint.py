@@ -60,14 +60,37 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._checkpoint_format import (ARGS, BAD_DATA, DTYPES, FORMAT, HEADER_KEY, LAYERS, MAX_DEPTH,
-                                 MAX_HEADER_BYTES, OPTIMIZERS, VERSION, CheckpointError, archive_members,
-                                 check_arrays, check_optimizer_spec, check_spec, fail, read,
-                                 read_header)
+from ._checkpoint_format import (
+    ARGS,
+    BAD_DATA,
+    DTYPES,
+    FORMAT,
+    HEADER_KEY,
+    LAYERS,
+    MAX_DEPTH,
+    MAX_HEADER_BYTES,
+    OPTIMIZERS,
+    VERSION,
+    CheckpointError,
+    archive_members,
+    check_arrays,
+    check_optimizer_spec,
+    check_spec,
+    fail,
+    read,
+    read_header,
+)
 from .sequential import Sequential
 
-__all__ = ["save_checkpoint", "load_checkpoint", "Checkpoint", "CheckpointError", "FORMAT", "VERSION",
-           "HEADER_KEY"]
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "Checkpoint",
+    "CheckpointError",
+    "FORMAT",
+    "VERSION",
+    "HEADER_KEY",
+]
 
 
 class Checkpoint(NamedTuple):
@@ -75,27 +98,34 @@ class Checkpoint(NamedTuple):
 
     model: the rebuilt layer or Sequential. optimizer: the rebuilt optimizer over
     ``model.parameters()`` (or None when none was saved). extra: the saved JSON value (or None)."""
+
     model: Any
     optimizer: Any
     extra: Any
 
 
-
 # -------------------------------------------------------------------------------------------------
 # Saving
+
 
 def _model_spec(model, where, depth):
     """The header's description of ``model`` (type, constructor arguments, mode, generator state)."""
     if depth > MAX_DEPTH:
         raise ValueError(f"save_checkpoint: Sequentials nested deeper than {MAX_DEPTH}")
     if type(model) is Sequential:
-        return {"type": "Sequential", "training": bool(model.training),
-                "layers": [_model_spec(layer, f"{where}.layers[{i}]", depth + 1)
-                           for i, layer in enumerate(model)]}
+        return {
+            "type": "Sequential",
+            "training": bool(model.training),
+            "layers": [
+                _model_spec(layer, f"{where}.layers[{i}]", depth + 1) for i, layer in enumerate(model)
+            ],
+        }
     kind = type(model).__name__
     if LAYERS.get(kind) is not type(model):
-        raise TypeError(f"save_checkpoint: {where} is a {type(model).__name__}; checkpoints hold only "
-                        f"{', '.join(LAYERS)} and Sequential (exact types, not subclasses)")
+        raise TypeError(
+            f"save_checkpoint: {where} is a {type(model).__name__}; checkpoints hold only "
+            f"{', '.join(LAYERS)} and Sequential (exact types, not subclasses)"
+        )
     args = {}
     for name, _ in ARGS[kind]:
         value = getattr(model, name)
@@ -112,22 +142,29 @@ def _model_spec(model, where, depth):
     rng = getattr(model, "_rng", None)
     state = getattr(getattr(rng, "bit_generator", None), "state", None)
     if isinstance(state, dict) and state.get("bit_generator") == "PCG64":
-        spec["rng"] = {"bit_generator": "PCG64",
-                       "state": {k: int(state["state"][k]) for k in ("state", "inc")},
-                       "has_uint32": int(state["has_uint32"]), "uinteger": int(state["uinteger"])}
+        spec["rng"] = {
+            "bit_generator": "PCG64",
+            "state": {k: int(state["state"][k]) for k in ("state", "inc")},
+            "has_uint32": int(state["has_uint32"]),
+            "uinteger": int(state["uinteger"]),
+        }
     return spec
 
 
 def _optimizer_spec(optimizer, model, arrays):
     kind = type(optimizer).__name__
     if OPTIMIZERS.get(kind) is not type(optimizer):
-        raise TypeError(f"save_checkpoint: optimizer is a {type(optimizer).__name__}; checkpoints hold "
-                        f"only {', '.join(OPTIMIZERS)} (exact types)")
+        raise TypeError(
+            f"save_checkpoint: optimizer is a {type(optimizer).__name__}; checkpoints hold "
+            f"only {', '.join(OPTIMIZERS)} (exact types)"
+        )
     params = model.parameters()
     if len(optimizer.params) != len(params) or any(
-            p.data is not q.data for p, q in zip(optimizer.params, params)):
-        raise ValueError("save_checkpoint: the optimizer must be over exactly model.parameters(), in "
-                         "that order")
+        p.data is not q.data for p, q in zip(optimizer.params, params)
+    ):
+        raise ValueError(
+            "save_checkpoint: the optimizer must be over exactly model.parameters(), in that order"
+        )
     sd = optimizer.state_dict()
     state = []
     for i, (entry, p) in enumerate(zip(sd["state"], params)):
@@ -135,8 +172,10 @@ def _optimizer_spec(optimizer, model, arrays):
         for name, value in entry.items():
             if isinstance(value, np.ndarray):
                 if value.dtype != p.data.dtype or value.shape != p.data.shape:
-                    raise ValueError(f"save_checkpoint: optimizer state {i}/{name} does not match its "
-                                     f"parameter's shape and dtype")
+                    raise ValueError(
+                        f"save_checkpoint: optimizer state {i}/{name} does not match its "
+                        f"parameter's shape and dtype"
+                    )
                 arrays[f"optim/{i}/{name}"] = np.ascontiguousarray(value)
                 names.append(name)
             else:
@@ -158,17 +197,24 @@ def save_checkpoint(path, model, optimizer=None, extra=None):
             raise TypeError(f"save_checkpoint: weight {name} has dtype {value.dtype}")
         arrays[f"model/{name}"] = np.ascontiguousarray(value)
     opt_spec = None if optimizer is None else _optimizer_spec(optimizer, model, arrays)
-    header = {"format": FORMAT, "version": VERSION, "model": spec,
-              "arrays": {k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in arrays.items()},
-              "optimizer": opt_spec, "extra": extra}
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": spec,
+        "arrays": {k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in arrays.items()},
+        "optimizer": opt_spec,
+        "extra": extra,
+    }
     try:
         text = json.dumps(header, ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError) as e:
         raise TypeError(f"save_checkpoint: extra must be JSON-serialisable: {e}") from None
     raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     if raw.size > MAX_HEADER_BYTES:
-        raise ValueError(f"save_checkpoint: the header is {raw.size} bytes, more than the "
-                         f"{MAX_HEADER_BYTES} a checkpoint may hold (is extra too large?)")
+        raise ValueError(
+            f"save_checkpoint: the header is {raw.size} bytes, more than the "
+            f"{MAX_HEADER_BYTES} a checkpoint may hold (is extra too large?)"
+        )
     members = {HEADER_KEY: raw, **arrays}
     _write_atomically(path, members)
     return path
@@ -180,8 +226,7 @@ def _write_atomically(path, members):
     while True:  # a fresh name; created with the usual permissions (0666 minus the umask)
         tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                         0o666)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
             break
         except FileExistsError:
             continue
@@ -212,6 +257,7 @@ def _write_atomically(path, members):
 # -------------------------------------------------------------------------------------------------
 # Loading: building what the checked file describes
 
+
 def _build(spec, where):
     """Builds the model a checked description asks for, turning the layers' own argument errors into
     CheckpointErrors."""
@@ -239,8 +285,10 @@ def _build_optimizer(npz, cls, hyper, state, model, arrays):
             key = f"optim/{i}/{name}"
             shape, dtype = arrays[key]
             if shape != p.data.shape or dtype != p.data.dtype:
-                fail(f"array {key!r} has shape {shape} and dtype {dtype.name}, but its parameter "
-                      f"{p.name} has shape {p.data.shape} and dtype {p.data.dtype}")
+                fail(
+                    f"array {key!r} has shape {shape} and dtype {dtype.name}, but its parameter "
+                    f"{p.name} has shape {p.data.shape} and dtype {p.data.dtype}"
+                )
             new[name] = read(npz, key)
         entries.append(new)
     try:
@@ -253,6 +301,7 @@ def _build_optimizer(npz, cls, hyper, state, model, arrays):
 
 # -------------------------------------------------------------------------------------------------
 # Loading
+
 
 def load_checkpoint(path):
     """Loads a checkpoint written by ``save_checkpoint``; returns ``Checkpoint(model, optimizer,
@@ -289,12 +338,17 @@ def _load(npz, file_size):
     leaves = check_spec(header["model"], "model", "model/", 0)
     model_keys = [k for k in arrays if k.startswith("model/")]
     for where, kind, args, prefix, expected in leaves:
-        stored = sum(math.prod(arrays[k][0]) * arrays[k][1].itemsize for k in model_keys
-                     if k.startswith(prefix) and "." not in k[len(prefix):])
+        stored = sum(
+            math.prod(arrays[k][0]) * arrays[k][1].itemsize
+            for k in model_keys
+            if k.startswith(prefix) and "." not in k[len(prefix) :]
+        )
         if expected != stored:
-            fail(f"{where} ({kind}): its configuration {args} needs {expected} bytes of weights but "
-                  f"the file holds {stored} for it (absurd sizes, or arrays that do not belong to "
-                  f"this model)")
+            fail(
+                f"{where} ({kind}): its configuration {args} needs {expected} bytes of weights but "
+                f"the file holds {stored} for it (absurd sizes, or arrays that do not belong to "
+                f"this model)"
+            )
     opt = None
     if header["optimizer"] is not None:
         opt = check_optimizer_spec(header["optimizer"], arrays, len(model_keys))
@@ -310,9 +364,11 @@ def _load(npz, file_size):
         fail(f"weights do not match the model: missing {missing}, unexpected {unexpected}")
     for key, (shape, dtype) in want.items():
         if arrays[key] != (shape, dtype):
-            fail(f"array {key!r} has shape {arrays[key][0]} and dtype {arrays[key][1].name}, the "
-                  f"model needs {shape} and {dtype.name}")
-    weights = {key[len("model/"):]: read(npz, key) for key in want}
+            fail(
+                f"array {key!r} has shape {arrays[key][0]} and dtype {arrays[key][1].name}, the "
+                f"model needs {shape} and {dtype.name}"
+            )
+    weights = {key[len("model/") :]: read(npz, key) for key in want}
     try:
         model.load_state_dict(weights)
     except (TypeError, ValueError) as e:

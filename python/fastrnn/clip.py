@@ -21,19 +21,24 @@ def _grads(parameters):
     elif hasattr(parameters, "grad"):
         parameters = [parameters]
     elif isinstance(parameters, np.ndarray) or not hasattr(parameters, "__iter__"):
-        raise TypeError("parameters must be a model with parameters(), a Parameter or an iterable "
-                        f"of Parameters, got {type(parameters).__name__}")
+        raise TypeError(
+            "parameters must be a model with parameters(), a Parameter or an iterable "
+            f"of Parameters, got {type(parameters).__name__}"
+        )
     grads = []
     for i, p in enumerate(parameters):
         if not hasattr(p, "grad"):
-            raise TypeError(f"parameters[{i}] has no .grad (expected a fastrnn.Parameter), got "
-                            f"{type(p).__name__}")
+            raise TypeError(
+                f"parameters[{i}] has no .grad (expected a fastrnn.Parameter), got {type(p).__name__}"
+            )
         g = p.grad
         if g is None:
             continue
         if not isinstance(g, np.ndarray) or g.dtype.kind != "f":
-            raise TypeError(f"parameters[{i}].grad must be a floating-point NumPy array, got "
-                            f"{getattr(g, 'dtype', type(g).__name__)}")
+            raise TypeError(
+                f"parameters[{i}].grad must be a floating-point NumPy array, got "
+                f"{getattr(g, 'dtype', type(g).__name__)}"
+            )
         grads.append(g)
     return grads
 
@@ -67,7 +72,7 @@ def _vector_norm(a, p):
         return float(a.sum())
     if p == 2:
         return float(np.sqrt(np.dot(a, a)))
-    return float(np.sum(a ** p) ** (1.0 / p))
+    return float(np.sum(a**p) ** (1.0 / p))
 
 
 def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
@@ -92,8 +97,10 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
         norms = np.array([_vector_norm(g.astype(np.float64, copy=False), p) for g in grads])
         total = _vector_norm(norms, p)
     if error_if_nonfinite and not math.isfinite(total):
-        raise RuntimeError(f"the total norm of order {p} of the gradients is non-finite ({total}), "
-                           "so it cannot be clipped; pass error_if_nonfinite=False to clip anyway")
+        raise RuntimeError(
+            f"the total norm of order {p} of the gradients is non-finite ({total}), "
+            "so it cannot be clipped; pass error_if_nonfinite=False to clip anyway"
+        )
     coef = max_norm / (total + 1e-6)
     if math.isnan(coef) or coef < 1.0:
         with np.errstate(invalid="ignore", over="ignore"):

@@ -50,13 +50,21 @@ of Keras's ``Bidirectional`` wrapper (``go_backwards=True``, outputs re-reversed
 
 import numpy as np
 
+from ._cells import CELLS, GATES
 from ._checks import flag
 from ._checks import float_array as _array
 from ._checks import shaped as _shaped
-from ._cells import CELLS, GATES
 
-__all__ = ["to_onnx", "from_onnx", "state_dict_to_onnx", "onnx_to_state_dict",
-           "to_keras", "from_keras", "state_dict_to_keras", "keras_to_state_dict"]
+__all__ = [
+    "to_onnx",
+    "from_onnx",
+    "state_dict_to_onnx",
+    "onnx_to_state_dict",
+    "to_keras",
+    "from_keras",
+    "state_dict_to_keras",
+    "keras_to_state_dict",
+]
 
 
 # Gate permutations: ORDER[k] is the PyTorch gate index stored at the format's gate position k.
@@ -65,13 +73,18 @@ __all__ = ["to_onnx", "from_onnx", "state_dict_to_onnx", "onnx_to_state_dict",
 _ONNX_ORDER = {"rnn_tanh": (0,), "rnn_relu": (0,), "lstm": (0, 3, 1, 2), "gru": (1, 0, 2)}
 _KERAS_ORDER = {"rnn_tanh": (0,), "rnn_relu": (0,), "lstm": (0, 1, 2, 3), "gru": (1, 0, 2)}
 _ONNX_OP = {"rnn_tanh": "RNN", "rnn_relu": "RNN", "lstm": "LSTM", "gru": "GRU"}
-_ONNX_ACTIVATIONS = {"rnn_tanh": ("Tanh",), "rnn_relu": ("Relu",), "lstm": ("Sigmoid", "Tanh", "Tanh"),
-                     "gru": ("Sigmoid", "Tanh")}
+_ONNX_ACTIVATIONS = {
+    "rnn_tanh": ("Tanh",),
+    "rnn_relu": ("Relu",),
+    "lstm": ("Sigmoid", "Tanh", "Tanh"),
+    "gru": ("Sigmoid", "Tanh"),
+}
 _DIRECTION_KEYS = ("w_ih", "w_hh", "b_ih", "b_hh", "w_hr")
 
 
 # -------------------------------------------------------------------------------------------------
 # Validation helpers
+
 
 def _cell(cell):
     if not isinstance(cell, str) or cell not in GATES:
@@ -121,19 +134,24 @@ def _direction(cell, G, name, d, dtype=None):
     w_ih, H, I = _matrix(f"{name}w_ih", d["w_ih"], G, cell, dtype=dtype)
     dtype = w_ih.dtype
     w_hh = _shaped(f"{name}w_hh", d["w_hh"], (G * H, H), ("G*H", "H"), dtype)
-    b_ih, b_hh = (None if d.get(k) is None else
-                  _shaped(f"{name}{k}", d[k], (G * H,), ("G*H",), dtype) for k in ("b_ih", "b_hh"))
+    b_ih, b_hh = (
+        None if d.get(k) is None else _shaped(f"{name}{k}", d[k], (G * H,), ("G*H",), dtype)
+        for k in ("b_ih", "b_hh")
+    )
     return w_ih, w_hh, b_ih, b_hh, H, I
 
 
 def _no_projection(w_hr, fmt):
     if w_hr is not None:
-        raise ValueError(f"an LSTM with a projection (w_hr, proj_size > 0) cannot be converted to "
-                         f"{fmt}: {fmt}'s LSTM has no projection")
+        raise ValueError(
+            f"an LSTM with a projection (w_hr, proj_size > 0) cannot be converted to "
+            f"{fmt}: {fmt}'s LSTM has no projection"
+        )
 
 
 # -------------------------------------------------------------------------------------------------
 # ONNX
+
 
 def to_onnx(cell, forward, reverse=None):
     """ONNX RNN/LSTM/GRU weights for one layer from fastrnn's (PyTorch-layout) weights.
@@ -152,19 +170,24 @@ def to_onnx(cell, forward, reverse=None):
     parts = []
     for label, d in dirs:
         if not isinstance(d, dict):
-            raise TypeError(f"{label} must be a dict with keys w_ih, w_hh[, b_ih, b_hh], "
-                            f"got {type(d).__name__}")
+            raise TypeError(
+                f"{label} must be a dict with keys w_ih, w_hh[, b_ih, b_hh], got {type(d).__name__}"
+            )
         unknown = sorted(set(d) - set(_DIRECTION_KEYS))
         missing = [k for k in ("w_ih", "w_hh") if k not in d]
         if unknown or missing:
-            raise ValueError(f"{label} must have keys w_ih, w_hh and optionally b_ih, b_hh; "
-                             f"missing {missing}, unexpected {unknown}")
+            raise ValueError(
+                f"{label} must have keys w_ih, w_hh and optionally b_ih, b_hh; "
+                f"missing {missing}, unexpected {unknown}"
+            )
         _no_projection(d.get("w_hr"), "ONNX")
         parts.append(_direction(cell, G, f"{label}.", d, parts[0][0].dtype if parts else None))
     H, I = parts[0][4:]
     if len(parts) == 2 and parts[1][4:] != (H, I):
-        raise ValueError(f"reverse weights are for H={parts[1][4]}, I={parts[1][5]} but forward "
-                         f"weights are for H={H}, I={I}")
+        raise ValueError(
+            f"reverse weights are for H={parts[1][4]}, I={parts[1][5]} but forward "
+            f"weights are for H={H}, I={I}"
+        )
     dtype = parts[0][0].dtype
     order = _ONNX_ORDER[cell]
     W = np.stack([_permute(p[0], order, G) for p in parts])  # np.stack: new arrays
@@ -172,8 +195,12 @@ def to_onnx(cell, forward, reverse=None):
     B = None
     if any(p[2] is not None or p[3] is not None for p in parts):
         zeros = np.zeros(G * H, dtype)
-        B = np.stack([np.concatenate([_permute(zeros if b is None else b, order, G)
-                                      for b in (p[2], p[3])]) for p in parts])
+        B = np.stack(
+            [
+                np.concatenate([_permute(zeros if b is None else b, order, G) for b in (p[2], p[3])])
+                for p in parts
+            ]
+        )
     attributes = {"hidden_size": H, "direction": "forward" if len(parts) == 1 else "bidirectional"}
     if G == 1:
         attributes["activations"] = list(_ONNX_ACTIVATIONS[cell]) * len(parts)
@@ -185,36 +212,45 @@ def to_onnx(cell, forward, reverse=None):
 def _onnx_attributes(cell, D, linear_before_reset, activations, clip, input_forget):
     if cell == "gru":
         if linear_before_reset is None:
-            raise ValueError("from_onnx for a GRU needs linear_before_reset= (the node's attribute; "
-                             "ONNX's default is 0): only linear_before_reset=1 maps to PyTorch's GRU")
+            raise ValueError(
+                "from_onnx for a GRU needs linear_before_reset= (the node's attribute; "
+                "ONNX's default is 0): only linear_before_reset=1 maps to PyTorch's GRU"
+            )
         if linear_before_reset != 1:
             raise ValueError(
                 f"ONNX GRU with linear_before_reset={linear_before_reset!r} cannot be converted: "
                 "it applies the reset gate before the recurrent product, tanh(W x + R (r * h) + ...), "
                 "while PyTorch's (and fastrnn's) GRU computes tanh(W x + b_in + r * (R h + b_hn)), "
-                "which is ONNX's linear_before_reset=1; no weights make the two equal")
+                "which is ONNX's linear_before_reset=1; no weights make the two equal"
+            )
     elif linear_before_reset not in (None, 0):
-        raise ValueError(f"linear_before_reset is a GRU attribute; got {linear_before_reset!r} for "
-                         f"cell {cell!r}")
+        raise ValueError(
+            f"linear_before_reset is a GRU attribute; got {linear_before_reset!r} for cell {cell!r}"
+        )
     if activations is not None:
         got = [a.decode() if isinstance(a, bytes) else a for a in activations]
         want = list(_ONNX_ACTIVATIONS[cell]) * D
         if got != want:
-            raise ValueError(f"ONNX activations {got} do not match cell {cell!r}: fastrnn's "
-                             f"{cell!r} is ONNX {_ONNX_OP[cell]} with activations {want}")
+            raise ValueError(
+                f"ONNX activations {got} do not match cell {cell!r}: fastrnn's "
+                f"{cell!r} is ONNX {_ONNX_OP[cell]} with activations {want}"
+            )
     if clip is not None:
-        raise ValueError(f"ONNX clip={clip!r} cannot be converted: PyTorch's cells do not clip "
-                         "their pre-activations")
+        raise ValueError(
+            f"ONNX clip={clip!r} cannot be converted: PyTorch's cells do not clip their pre-activations"
+        )
     if input_forget not in (0, None):
         if cell != "lstm":
-            raise ValueError(f"input_forget is an LSTM attribute; got {input_forget!r} for cell "
-                             f"{cell!r}")
-        raise ValueError("ONNX LSTM with input_forget=1 (coupled input and forget gates) cannot be "
-                         "converted: PyTorch's LSTM has independent gates")
+            raise ValueError(f"input_forget is an LSTM attribute; got {input_forget!r} for cell {cell!r}")
+        raise ValueError(
+            "ONNX LSTM with input_forget=1 (coupled input and forget gates) cannot be "
+            "converted: PyTorch's LSTM has independent gates"
+        )
 
 
-def from_onnx(cell, W, R, B=None, P=None, *, linear_before_reset=None, activations=None,
-              clip=None, input_forget=0):
+def from_onnx(
+    cell, W, R, B=None, P=None, *, linear_before_reset=None, activations=None, clip=None, input_forget=0
+):
     """fastrnn (PyTorch-layout) weights from an ONNX RNN/LSTM/GRU node's weight tensors.
 
     ``W`` (D, G*H, I), ``R`` (D, G*H, H), ``B`` (D, 2*G*H) or None, and for ``lstm`` the peepholes
@@ -232,8 +268,10 @@ def from_onnx(cell, W, R, B=None, P=None, *, linear_before_reset=None, activatio
     W = _array("W", W)
     dtype = W.dtype
     if W.ndim != 3 or W.shape[0] not in (1, 2) or W.shape[1] == 0 or W.shape[1] % G:
-        raise ValueError(f"W must have shape (num_directions in (1, 2), {G}*H, I) with H >= 1 for "
-                         f"cell {cell!r}, got {W.shape}")
+        raise ValueError(
+            f"W must have shape (num_directions in (1, 2), {G}*H, I) with H >= 1 for "
+            f"cell {cell!r}, got {W.shape}"
+        )
     D, GH, I = W.shape
     H = GH // G
     R = _shaped("R", R, (D, GH, H), ("num_directions", "G*H", "H"), dtype)
@@ -244,14 +282,20 @@ def from_onnx(cell, W, R, B=None, P=None, *, linear_before_reset=None, activatio
             raise ValueError(f"P (peepholes) is an LSTM input; got P for cell {cell!r}")
         P = _shaped("P", P, (D, 3 * H), ("num_directions", "3*H"), dtype)
         if np.any(P != 0):
-            raise ValueError("ONNX LSTM with nonzero peepholes P cannot be converted: PyTorch's "
-                             "(and fastrnn's) LSTM has no peephole connections")
+            raise ValueError(
+                "ONNX LSTM with nonzero peepholes P cannot be converted: PyTorch's "
+                "(and fastrnn's) LSTM has no peephole connections"
+            )
     _onnx_attributes(cell, D, linear_before_reset, activations, clip, input_forget)
     back = _inverse(_ONNX_ORDER[cell])
     out = []
     for d in range(D):
-        entry = {"w_ih": _new(_permute(W[d], back, G), dtype),
-                 "w_hh": _new(_permute(R[d], back, G), dtype), "b_ih": None, "b_hh": None}
+        entry = {
+            "w_ih": _new(_permute(W[d], back, G), dtype),
+            "w_hh": _new(_permute(R[d], back, G), dtype),
+            "b_ih": None,
+            "b_hh": None,
+        }
         if B is not None:
             entry["b_ih"] = _new(_permute(B[d, :GH], back, G), dtype)
             entry["b_hh"] = _new(_permute(B[d, GH:], back, G), dtype)
@@ -261,19 +305,25 @@ def from_onnx(cell, W, R, B=None, P=None, *, linear_before_reset=None, activatio
 
 def _names(layer, reverse):
     s = f"_l{layer}" + ("_reverse" if reverse else "")
-    return {"w_ih": "weight_ih" + s, "w_hh": "weight_hh" + s, "b_ih": "bias_ih" + s,
-            "b_hh": "bias_hh" + s, "w_hr": "weight_hr" + s}
+    return {
+        "w_ih": "weight_ih" + s,
+        "w_hh": "weight_hh" + s,
+        "b_ih": "bias_ih" + s,
+        "b_hh": "bias_hh" + s,
+        "w_hr": "weight_hr" + s,
+    }
 
 
 def _from_state_dict(state_dict, layer, reverse):
     if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
-        raise TypeError(f"state_dict must be a mapping of names to arrays, got "
-                        f"{type(state_dict).__name__}")
+        raise TypeError(f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
     names = _names(layer, reverse)
     for k in ("w_ih", "w_hh"):
         if names[k] not in state_dict:
-            raise ValueError(f"state_dict has no {names[k]!r} (layer {layer}"
-                             f"{', reverse' if reverse else ''}); its keys are {sorted(state_dict)}")
+            raise ValueError(
+                f"state_dict has no {names[k]!r} (layer {layer}"
+                f"{', reverse' if reverse else ''}); its keys are {sorted(state_dict)}"
+            )
     return {k: state_dict[n] if n in state_dict else None for k, n in names.items()}
 
 
@@ -285,19 +335,38 @@ def state_dict_to_onnx(cell, state_dict, layer=0):
     layer = _layer(layer)
     _cell(cell)
     forward = _from_state_dict(state_dict, layer, False)
-    reverse = (_from_state_dict(state_dict, layer, True)
-               if _names(layer, True)["w_ih"] in state_dict else None)
+    reverse = _from_state_dict(state_dict, layer, True) if _names(layer, True)["w_ih"] in state_dict else None
     return to_onnx(cell, forward, reverse)
 
 
-def onnx_to_state_dict(cell, W, R, B=None, P=None, *, layer=0, linear_before_reset=None,
-                       activations=None, clip=None, input_forget=0):
+def onnx_to_state_dict(
+    cell,
+    W,
+    R,
+    B=None,
+    P=None,
+    *,
+    layer=0,
+    linear_before_reset=None,
+    activations=None,
+    clip=None,
+    input_forget=0,
+):
     """from_onnx() as ``state_dict`` entries for layer ``layer`` (``weight_ih_l{layer}``, ...,
     ``..._reverse`` when D == 2); bias entries are left out when ``B`` is None. Merge the dicts of
     every layer and pass them to ``load_state_dict``."""
     layer = _layer(layer)
-    dirs = from_onnx(cell, W, R, B, P, linear_before_reset=linear_before_reset,
-                     activations=activations, clip=clip, input_forget=input_forget)
+    dirs = from_onnx(
+        cell,
+        W,
+        R,
+        B,
+        P,
+        linear_before_reset=linear_before_reset,
+        activations=activations,
+        clip=clip,
+        input_forget=input_forget,
+    )
     out = {}
     for d, weights in enumerate(dirs):
         names = _names(layer, d == 1)
@@ -307,6 +376,7 @@ def onnx_to_state_dict(cell, W, R, B=None, P=None, *, layer=0, linear_before_res
 
 # -------------------------------------------------------------------------------------------------
 # Keras
+
 
 def to_keras(cell, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None):
     """Keras SimpleRNN/LSTM/GRU weights for one direction from fastrnn's (PyTorch-layout) weights.
@@ -320,7 +390,8 @@ def to_keras(cell, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None):
     G = _cell(cell)
     _no_projection(w_hr, "Keras")
     w_ih, w_hh, b_ih, b_hh, H, _ = _direction(
-        cell, G, "", {"w_ih": w_ih, "w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh})
+        cell, G, "", {"w_ih": w_ih, "w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh}
+    )
     dtype = w_ih.dtype
     order = _KERAS_ORDER[cell]
     bias = None
@@ -332,9 +403,11 @@ def to_keras(cell, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None):
             bias = np.stack([_permute(b_ih, order, G), _permute(b_hh, order, G)])
         else:
             bias = _permute(b_ih + b_hh, order, G)
-    return {"kernel": _new(_permute(w_ih, order, G).T, dtype),
-            "recurrent_kernel": _new(_permute(w_hh, order, G).T, dtype),
-            "bias": None if bias is None else _new(bias, dtype)}
+    return {
+        "kernel": _new(_permute(w_ih, order, G).T, dtype),
+        "recurrent_kernel": _new(_permute(w_hh, order, G).T, dtype),
+        "bias": None if bias is None else _new(bias, dtype),
+    }
 
 
 def from_keras(cell, kernel, recurrent_kernel, bias=None, *, reset_after=True):
@@ -354,17 +427,21 @@ def from_keras(cell, kernel, recurrent_kernel, bias=None, *, reset_after=True):
         raise ValueError(_RESET_BEFORE)
     kernel, H, _ = _matrix("kernel", kernel, G, cell, transposed=True)
     dtype = kernel.dtype
-    recurrent_kernel = _shaped("recurrent_kernel", recurrent_kernel, (H, G * H), ("H", "G*H"),
-                               dtype)
+    recurrent_kernel = _shaped("recurrent_kernel", recurrent_kernel, (H, G * H), ("H", "G*H"), dtype)
     back = _inverse(_KERAS_ORDER[cell])
-    out = {"w_ih": _new(_permute(kernel.T, back, G), dtype),
-           "w_hh": _new(_permute(recurrent_kernel.T, back, G), dtype), "b_ih": None, "b_hh": None}
+    out = {
+        "w_ih": _new(_permute(kernel.T, back, G), dtype),
+        "w_hh": _new(_permute(recurrent_kernel.T, back, G), dtype),
+        "b_ih": None,
+        "b_hh": None,
+    }
     if bias is not None:
         bias = _array("bias", bias, dtype)
         if cell == "gru":
             if bias.shape == (G * H,):
-                raise ValueError(_RESET_BEFORE + f" (bias has shape {bias.shape}, (3*H,) is the "
-                                 "reset_after=False layout)")
+                raise ValueError(
+                    _RESET_BEFORE + f" (bias has shape {bias.shape}, (3*H,) is the reset_after=False layout)"
+                )
             bias = _shaped("bias", bias, (2, G * H), ("rows", "3*H"), dtype)
             out["b_ih"] = _new(_permute(bias[0], back, G), dtype)
             out["b_hh"] = _new(_permute(bias[1], back, G), dtype)
@@ -379,7 +456,8 @@ _RESET_BEFORE = (
     "Keras GRU with reset_after=False cannot be converted: it applies the reset gate before the "
     "recurrent product, tanh(x W_h + (r * h) U_h + b_h), while PyTorch's (and fastrnn's) GRU computes "
     "tanh(W_in x + b_in + r * (W_hn h + b_hn)), which is Keras's reset_after=True (the default in "
-    "TensorFlow 2's Keras and Keras 3; bias shape (2, 3*H))")
+    "TensorFlow 2's Keras and Keras 3; bias shape (2, 3*H))"
+)
 
 
 def state_dict_to_keras(cell, state_dict, layer=0, reverse=False):
@@ -392,8 +470,9 @@ def state_dict_to_keras(cell, state_dict, layer=0, reverse=False):
     return to_keras(cell, **_from_state_dict(state_dict, layer, reverse))
 
 
-def keras_to_state_dict(cell, kernel, recurrent_kernel, bias=None, *, layer=0, reverse=False,
-                        reset_after=True):
+def keras_to_state_dict(
+    cell, kernel, recurrent_kernel, bias=None, *, layer=0, reverse=False, reset_after=True
+):
     """from_keras() as ``state_dict`` entries for layer ``layer`` (``weight_ih_l{layer}``, ...,
     with ``_reverse`` when ``reverse``); bias entries are left out when ``bias`` is None."""
     layer = _layer(layer)

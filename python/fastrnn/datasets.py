@@ -26,8 +26,9 @@ def python_docs_text():
     return "\n\n".join(topics[k].strip() for k in sorted(topics))
 
 
-def mackey_glass(n, tau=17.0, beta=0.2, gamma=0.1, exponent=10.0, dt=0.1, sample_every=10,
-                 x0=1.2, discard=500):
+def mackey_glass(
+    n, tau=17.0, beta=0.2, gamma=0.1, exponent=10.0, dt=0.1, sample_every=10, x0=1.2, discard=500
+):
     """``n`` samples of dx/dt = beta x(t - tau) / (1 + x(t - tau)^exponent) - gamma x(t), integrated
     with 4th-order Runge-Kutta at step ``dt`` (the delayed term held at its grid values, averaged at
     half steps) from the constant history x0 and sampled every ``sample_every`` steps (every 1.0 time
@@ -41,10 +42,10 @@ def mackey_glass(n, tau=17.0, beta=0.2, gamma=0.1, exponent=10.0, dt=0.1, sample
             raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
     lag = max(1, int(round(tau / dt)))
     steps = (n + discard) * sample_every
-    x = [float(x0)] * (lag + 1) + [0.0] * steps     # Python floats: ~10x faster here than numpy's
+    x = [float(x0)] * (lag + 1) + [0.0] * steps  # Python floats: ~10x faster here than numpy's
 
     def f(xt, xd):
-        return beta * xd / (1.0 + xd ** exponent) - gamma * xt
+        return beta * xd / (1.0 + xd**exponent) - gamma * xt
 
     for i in range(lag, lag + steps):
         d0, d1 = x[i - lag], x[i - lag + 1]
@@ -54,7 +55,7 @@ def mackey_glass(n, tau=17.0, beta=0.2, gamma=0.1, exponent=10.0, dt=0.1, sample
         k3 = f(x[i] + 0.5 * dt * k2, dm)
         k4 = f(x[i] + dt * k3, d1)
         x[i + 1] = x[i] + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
-    return np.array(x[lag + discard * sample_every + sample_every::sample_every][:n])
+    return np.array(x[lag + discard * sample_every + sample_every :: sample_every][:n])
 
 
 def _number(text):
@@ -97,15 +98,16 @@ def read_csv_column(path, column=None):
         names = f"; columns: {', '.join(header)}" if header else " (the file has no header)"
         raise ValueError(f"{path}: no column {column!r}{names}")
     if not 0 <= index < width:
-        raise ValueError(f"{path}: column index {index} out of range: the file has {width} "
-                         f"column{'s' if width != 1 else ''}")
+        raise ValueError(
+            f"{path}: column index {index} out of range: the file has {width} "
+            f"column{'s' if width != 1 else ''}"
+        )
     values = np.empty(len(rows))
     for k, (line, row) in enumerate(rows):
         v = _number(row[index]) if index < len(row) else None
         if v is None:
             cell = repr(row[index]) if index < len(row) else "nothing"
-            raise ValueError(f"{path}, line {line}: column {index} holds {cell}, not a finite "
-                             "number")
+            raise ValueError(f"{path}, line {line}: column {index} holds {cell}, not a finite number")
         values[k] = v
     name = header[index] if header is not None else f"column {index}"
     return values, name

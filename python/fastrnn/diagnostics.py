@@ -17,6 +17,7 @@ def plot_grad_norms(norms, labels=None, ax=None, path=None, title=None):
     """
     try:
         import matplotlib
+
         if ax is None and path is not None:
             matplotlib.use("Agg")  # saving a file needs no display
         import matplotlib.pyplot as plt

@@ -10,8 +10,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _backend
-from ._checks import check_memory, flag, float_array, shaped
 from ._cells import CELLS, GATES
+from ._checks import check_memory, flag, float_array, shaped
 
 
 class Cache:
@@ -21,8 +21,7 @@ class Cache:
     (over the sequences running at t): how gradients vanish or explode through time.
     """
 
-    __slots__ = ("backend", "cell", "dtype", "T", "B", "I", "H", "P", "_saved", "dh_norms",
-                 "__weakref__")
+    __slots__ = ("backend", "cell", "dtype", "T", "B", "I", "H", "P", "_saved", "dh_norms", "__weakref__")
 
     def __init__(self, backend, cell, dtype, T, B, I, H, P, saved):
         self.backend, self.cell, self.dtype = backend, cell, dtype
@@ -31,12 +30,15 @@ class Cache:
         self.dh_norms = None
 
     def __repr__(self):
-        return (f"<fastrnn Cache {self.cell} {self.dtype} T={self.T} B={self.B} I={self.I} "
-                f"H={self.H} P={self.P} backend={self.backend}>")
+        return (
+            f"<fastrnn Cache {self.cell} {self.dtype} T={self.T} B={self.B} I={self.I} "
+            f"H={self.H} P={self.P} backend={self.backend}>"
+        )
 
 
 class _EmptyBatch(NamedTuple):
     """The cache of a forward over B = 0 sequences: which optional parameters it had."""
+
     b_ih: bool
     b_hh: bool
     w_hr: bool
@@ -44,6 +46,7 @@ class _EmptyBatch(NamedTuple):
 
 # Arguments are checked (dtype, shape) as they are, and made C-contiguous only once all checks have
 # passed: a wrong-shaped broadcast view is a ValueError, not a huge copy.
+
 
 def _contiguous(*arrays):
     return tuple(None if a is None else np.ascontiguousarray(a) for a in arrays)
@@ -66,8 +69,22 @@ def _lengths(lengths, T, B):
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
-def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None, lengths=None, reverse=False,
-            training=True, *, backend=None):
+def forward(
+    cell,
+    x,
+    h0,
+    c0,
+    w_ih,
+    w_hh,
+    b_ih,
+    b_hh,
+    w_hr=None,
+    lengths=None,
+    reverse=False,
+    training=True,
+    *,
+    backend=None,
+):
     """Runs one recurrent layer in one direction over a whole sequence.
 
     Returns ``(y, h_n, c_n, cache)``: y (T, B, P), h_n (B, P), c_n (B, H) for lstm (else None), and
@@ -86,8 +103,9 @@ def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None, lengths=None, re
     T, B, I = x.shape
     w_ih = float_array("w_ih", w_ih, dtype)
     if w_ih.ndim != 2 or w_ih.shape[0] % G or w_ih.shape[0] == 0 or w_ih.shape[1] != I:
-        raise ValueError(f"w_ih must have shape ({G}*H, I={I}) with H >= 1 for cell {cell!r}, "
-                         f"got {w_ih.shape}")
+        raise ValueError(
+            f"w_ih must have shape ({G}*H, I={I}) with H >= 1 for cell {cell!r}, got {w_ih.shape}"
+        )
     H = w_ih.shape[0] // G
     if w_hr is not None:
         if cell != "lstm":
@@ -111,8 +129,7 @@ def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None, lengths=None, re
     name = _backend.get_backend() if backend is None else _backend._check_name(backend)
     # Outputs, what training keeps and the forward's workspace (see README, "Guarantees"); exact
     # Python integers, so sizes whose products overflow 64 bits are caught too.
-    check_memory(dtype.itemsize * (T * B * (I + 2 * P + 2 * G * H + 3 * H) + B * (P + H)),
-                 "forward")
+    check_memory(dtype.itemsize * (T * B * (I + 2 * P + 2 * G * H + 3 * H) + B * (P + H)), "forward")
     if B == 0:
         # No sequences: nothing to run (and no T-step loop over an empty batch, however large T).
         y, h_n = np.zeros((T, 0, P), dtype), np.zeros((0, P), dtype)
@@ -121,7 +138,8 @@ def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None, lengths=None, re
     else:
         x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr = _contiguous(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
         y, h_n, c_n, saved = _backend.module(name).forward(
-            cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training)
+            cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training
+        )
     cache = Cache(name, cell, dtype, T, B, I, H, P, saved) if training else None
     return y, h_n, c_n, cache
 
@@ -141,27 +159,37 @@ def backward(cache, dy, dh_n, dc_n=None):
         raise TypeError(f"cache must be the Cache returned by forward(), got {type(cache).__name__}")
     c = cache
     dtype = c.dtype
-    dy = (np.zeros((c.T, c.B, c.P), dtype) if dy is None
-          else shaped("dy", dy, (c.T, c.B, c.P), ("T", "B", "P"), dtype))
-    dh_n = (np.zeros((c.B, c.P), dtype) if dh_n is None
-            else shaped("dh_n", dh_n, (c.B, c.P), ("B", "P"), dtype))
+    dy = (
+        np.zeros((c.T, c.B, c.P), dtype)
+        if dy is None
+        else shaped("dy", dy, (c.T, c.B, c.P), ("T", "B", "P"), dtype)
+    )
+    dh_n = (
+        np.zeros((c.B, c.P), dtype) if dh_n is None else shaped("dh_n", dh_n, (c.B, c.P), ("B", "P"), dtype)
+    )
     if c.cell == "lstm":
-        dc_n = (np.zeros((c.B, c.H), dtype) if dc_n is None
-                else shaped("dc_n", dc_n, (c.B, c.H), ("B", "H"), dtype))
+        dc_n = (
+            np.zeros((c.B, c.H), dtype)
+            if dc_n is None
+            else shaped("dc_n", dc_n, (c.B, c.H), ("B", "H"), dtype)
+        )
     elif dc_n is not None:
         raise ValueError(f"dc_n is only for cell 'lstm'; pass None for cell {c.cell!r}")
     G = GATES[c.cell]
-    check_memory(dtype.itemsize * (c.T * c.B * (c.I + c.P + 2 * G * c.H) + c.B * (c.P + c.H)),
-                 "backward")
+    check_memory(dtype.itemsize * (c.T * c.B * (c.I + c.P + 2 * G * c.H) + c.B * (c.P + c.H)), "backward")
     if isinstance(c._saved, _EmptyBatch):  # forward ran no backend: every gradient is zero
         e = c._saved
         c.dh_norms = np.broadcast_to(0.0, (c.T,))  # no memory, whatever T is
-        return (np.zeros((c.T, 0, c.I), dtype), np.zeros((0, c.P), dtype),
-                np.zeros((0, c.H), dtype) if c.cell == "lstm" else None,
-                np.zeros((G * c.H, c.I), dtype), np.zeros((G * c.H, c.P), dtype),
-                np.zeros(G * c.H, dtype) if e.b_ih else None,
-                np.zeros(G * c.H, dtype) if e.b_hh else None,
-                np.zeros((c.P, c.H), dtype) if e.w_hr else None)
+        return (
+            np.zeros((c.T, 0, c.I), dtype),
+            np.zeros((0, c.P), dtype),
+            np.zeros((0, c.H), dtype) if c.cell == "lstm" else None,
+            np.zeros((G * c.H, c.I), dtype),
+            np.zeros((G * c.H, c.P), dtype),
+            np.zeros(G * c.H, dtype) if e.b_ih else None,
+            np.zeros(G * c.H, dtype) if e.b_hh else None,
+            np.zeros((c.P, c.H), dtype) if e.w_hr else None,
+        )
     dy, dh_n, dc_n = _contiguous(dy, dh_n, dc_n)
     *grads, c.dh_norms = _backend.module(c.backend).backward(c._saved, dy, dh_n, dc_n)
     return tuple(grads)

@@ -41,11 +41,16 @@ class _Recurrent:
 
     def refresh(self, batch_size):
         lay = self.layer
-        self.weights = [tuple(None if w is None else np.ascontiguousarray(w)
-                              for w in lay._weights(i, 0)) for i in range(lay.num_layers)]
+        self.weights = [
+            tuple(None if w is None else np.ascontiguousarray(w) for w in lay._weights(i, 0))
+            for i in range(lay.num_layers)
+        ]
         self.h = [np.zeros((batch_size, lay._out_size), lay.dtype) for _ in range(lay.num_layers)]
-        self.c = ([np.zeros((batch_size, lay.hidden_size), lay.dtype)
-                   for _ in range(lay.num_layers)] if self.cell == "lstm" else None)
+        self.c = (
+            [np.zeros((batch_size, lay.hidden_size), lay.dtype) for _ in range(lay.num_layers)]
+            if self.cell == "lstm"
+            else None
+        )
 
     def run(self, x, training=False):
         """x: time-major (T, B, I), contiguous, of the layer's dtype -> y (T, B, P); updates the
@@ -54,8 +59,19 @@ class _Recurrent:
         lstm = self.cell == "lstm"
         for i in range(lay.num_layers):
             w_ih, w_hh, b_ih, b_hh, w_hr = self.weights[i]
-            x, h, c, _ = F.forward(self.cell, x, self.h[i], self.c[i] if lstm else None, w_ih, w_hh,
-                                   b_ih, b_hh, w_hr, training=training, backend=lay.backend)
+            x, h, c, _ = F.forward(
+                self.cell,
+                x,
+                self.h[i],
+                self.c[i] if lstm else None,
+                w_ih,
+                w_hh,
+                b_ih,
+                b_hh,
+                w_hr,
+                training=training,
+                backend=lay.backend,
+            )
             self.h[i] = h
             if lstm:
                 self.c[i] = c
@@ -90,15 +106,17 @@ class Stepper:
         layers = _flatten(model)
         if not layers:
             raise ValueError("model has no layers")
-        self._plan = []   # per layer: a _Recurrent or the layer itself (applied per time step)
+        self._plan = []  # per layer: a _Recurrent or the layer itself (applied per time step)
         self._recurrent = []
         batch_first = set()
         for i, layer in enumerate(layers):
             if is_recurrent(layer):
                 if layer.bidirectional:
-                    raise ValueError(f"layer {i} ({type(layer).__name__}) is bidirectional: its "
-                                     "output at step t depends on later inputs, so it cannot be "
-                                     "run step by step for generation")
+                    raise ValueError(
+                        f"layer {i} ({type(layer).__name__}) is bidirectional: its "
+                        "output at step t depends on later inputs, so it cannot be "
+                        "run step by step for generation"
+                    )
                 r = _Recurrent(layer)
                 self._plan.append(r)
                 self._recurrent.append(r)
@@ -146,12 +164,16 @@ class Stepper:
         batched_ndim = item_ndim + time_axis + 1
         if x.ndim == batched_ndim - 1:
             if self.batch_size != 1:
-                raise ValueError(f"unbatched {name} of shape {x.shape} needs batch_size 1; this "
-                                 f"Stepper has batch_size {self.batch_size}")
+                raise ValueError(
+                    f"unbatched {name} of shape {x.shape} needs batch_size 1; this "
+                    f"Stepper has batch_size {self.batch_size}"
+                )
             return x, True
         if x.ndim != batched_ndim:
-            raise ValueError(f"{name} has shape {x.shape}: expected {batched_ndim} dimensions "
-                             f"(or {batched_ndim - 1} unbatched)")
+            raise ValueError(
+                f"{name} has shape {x.shape}: expected {batched_ndim} dimensions "
+                f"(or {batched_ndim - 1} unbatched)"
+            )
         return x, False
 
     def _apply(self, x):
@@ -162,8 +184,10 @@ class Stepper:
                 if x.dtype != lay.dtype:
                     raise TypeError(f"x must have the layer's dtype {lay.dtype}, got {x.dtype}")
                 if x.ndim != 3 or x.shape[2] != lay.input_size:
-                    raise ValueError(f"the input of {type(lay).__name__} must have last dimension "
-                                     f"input_size={lay.input_size}, got shape {x.shape}")
+                    raise ValueError(
+                        f"the input of {type(lay).__name__} must have last dimension "
+                        f"input_size={lay.input_size}, got shape {x.shape}"
+                    )
                 x = p.run(np.ascontiguousarray(x))
             else:
                 x = p(x)
@@ -194,8 +218,7 @@ class Stepper:
         if seq.shape[0] == 0:
             raise ValueError("seq is empty: prime needs at least one time step")
         if seq.shape[1] != self.batch_size:
-            raise ValueError(f"seq must hold batch_size={self.batch_size} sequences, got "
-                             f"{seq.shape[1]}")
+            raise ValueError(f"seq must hold batch_size={self.batch_size} sequences, got {seq.shape[1]}")
         y = self._apply(seq)[-1]
         return y[0] if unbatched else y
 
@@ -206,11 +229,11 @@ class Stepper:
 # -------------------------------------------------------------------------------------------------
 # Sampling
 
+
 def _check_temperature(temperature):
     t = real("temperature", temperature, kind="a number")
     if not math.isfinite(t) or t < 0:
-        raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), "
-                         f"got {temperature}")
+        raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {temperature}")
     return t
 
 
@@ -245,14 +268,17 @@ def next_token(logits, temperature=1.0, top_k=None, rng=None):
 def _prime_ids(prime, vocab):
     if isinstance(prime, str):
         if vocab is None or not hasattr(vocab, "encode"):
-            raise TypeError("prime is a string: pass vocab (a CharVocab or anything with encode) "
-                            "to turn it into token ids")
+            raise TypeError(
+                "prime is a string: pass vocab (a CharVocab or anything with encode) "
+                "to turn it into token ids"
+            )
         ids = np.asarray(vocab.encode(prime))
     else:
         ids = np.asarray(from_tensor(prime))
         if ids.dtype.kind not in "iu" and not (ids.size == 0 and ids.dtype.kind == "f"):
-            raise TypeError(f"prime must be a string or a sequence of integer token ids, got dtype "
-                            f"{ids.dtype}")
+            raise TypeError(
+                f"prime must be a string or a sequence of integer token ids, got dtype {ids.dtype}"
+            )
         ids = ids.astype(np.int64)
     if ids.ndim != 1:
         raise ValueError(f"prime must be one sequence (T,) of token ids, got shape {ids.shape}")
@@ -266,8 +292,9 @@ def _decode(vocab, ids):
         return vocab.decode(ids)
     if callable(vocab):
         return vocab(ids)
-    raise TypeError(f"vocab must be a CharVocab (or have decode) or a decode function, got "
-                    f"{type(vocab).__name__}")
+    raise TypeError(
+        f"vocab must be a CharVocab (or have decode) or a decode function, got {type(vocab).__name__}"
+    )
 
 
 def sample(model, prime, length, temperature=1.0, top_k=None, seed=None, vocab=None):
@@ -290,8 +317,9 @@ def sample(model, prime, length, temperature=1.0, top_k=None, seed=None, vocab=N
     top_k = integer("top_k", top_k, 1, allow_none=True)
     rng = generator(seed)
     if vocab is not None and not (hasattr(vocab, "decode") or callable(vocab)):
-        raise TypeError(f"vocab must be a CharVocab (or have decode) or a decode function, got "
-                        f"{type(vocab).__name__}")
+        raise TypeError(
+            f"vocab must be a CharVocab (or have decode) or a decode function, got {type(vocab).__name__}"
+        )
     ids = _prime_ids(prime, vocab)
     if isinstance(model, Stepper):
         stepper, restore = model, None
@@ -300,8 +328,7 @@ def sample(model, prime, length, temperature=1.0, top_k=None, seed=None, vocab=N
         stepper = Stepper(model)
     try:
         if not stepper.tokens:
-            raise ValueError("sample needs a token model: a Sequential whose first layer is an "
-                             "Embedding")
+            raise ValueError("sample needs a token model: a Sequential whose first layer is an Embedding")
         stepper.reset(1)
         out = np.empty(int(length), np.int64)
         if length:
@@ -322,6 +349,7 @@ def sample(model, prime, length, temperature=1.0, top_k=None, seed=None, vocab=N
 # -------------------------------------------------------------------------------------------------
 # Vocabulary
 
+
 class CharVocab:
     """Characters <-> token ids. ``CharVocab.from_text(text)`` takes the sorted unique characters;
     ``CharVocab(chars)`` takes them in the given order (they must be unique single characters)."""
@@ -330,8 +358,7 @@ class CharVocab:
         if isinstance(chars, str):
             chars = list(chars)
         elif not isinstance(chars, (list, tuple)):
-            raise TypeError(f"chars must be a string or a list of characters, got "
-                            f"{type(chars).__name__}")
+            raise TypeError(f"chars must be a string or a list of characters, got {type(chars).__name__}")
         for c in chars:
             if not isinstance(c, str) or len(c) != 1:
                 raise ValueError(f"chars must hold single characters, got {c!r}")

@@ -67,23 +67,26 @@ class RecallResult(NamedTuple):
 # -------------------------------------------------------------------------------------------------
 # Argument checks
 
+
 def _bipolar(name, a, num_units):
     """``a`` ((N,) or (B, N), signed integers or floats holding only +1/-1) as a new C-contiguous int8
     array, and the input's dtype (native byte order) to give results back in."""
     arr = np.asarray(from_tensor(a))
     if arr.dtype.kind not in "if":
-        raise TypeError(f"{name} must be an array of signed integers or floats holding +1/-1, got "
-                        f"dtype {arr.dtype}")
+        raise TypeError(
+            f"{name} must be an array of signed integers or floats holding +1/-1, got dtype {arr.dtype}"
+        )
     if arr.ndim not in (1, 2) or arr.shape[-1] != num_units:
-        raise ValueError(f"{name} must have shape (N={num_units},) or (B, N={num_units}), got "
-                         f"{arr.shape}")
+        raise ValueError(f"{name} must have shape (N={num_units},) or (B, N={num_units}), got {arr.shape}")
     # The int8 copy and two boolean masks (a stride-0 view may be far larger than its memory).
     check_memory(3 * arr.size, name)
     bad = (arr != 1) & (arr != -1)
     if bad.any():
         where = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), arr.shape))
-        raise ValueError(f"{name} must hold only +1 and -1 (bipolar values), got "
-                         f"{arr[where].item()!r} at index {where if arr.ndim > 1 else where[0]}")
+        raise ValueError(
+            f"{name} must hold only +1 and -1 (bipolar values), got "
+            f"{arr[where].item()!r} at index {where if arr.ndim > 1 else where[0]}"
+        )
     return arr.astype(np.int8, order="C"), arr.dtype.newbyteorder("=")
 
 
@@ -105,6 +108,7 @@ def _max_iters(max_iters):
 # -------------------------------------------------------------------------------------------------
 # Exact integer products
 
+
 def _fields(s, weights, max_abs):
     """h = s W^T for states s (B, N) as exact int64: through float64 BLAS when every partial sum
     stays below 2**53 (it does for any realistic network), else with NumPy's integer product."""
@@ -116,6 +120,7 @@ def _fields(s, weights, max_abs):
 
 # -------------------------------------------------------------------------------------------------
 # The numpy backend: the specification of fastrnn._native.hopfield_recall
+
 
 def reference_recall(weights, states, mode, max_sweeps, order):
     """The NumPy reference of ``fastrnn._native.hopfield_recall``: same arguments and results.
@@ -163,6 +168,7 @@ def _recall_kernel(backend):
 
 # -------------------------------------------------------------------------------------------------
 # The network
+
 
 class Hopfield:
     """A Hopfield network of ``num_units`` bipolar units; see the module docstring for the rules.
@@ -219,15 +225,17 @@ class Hopfield:
         if count == 0:
             return self
         if self._max_abs + count > _INT32_MAX or self._num_patterns + count > _INT32_MAX:
-            raise ValueError(f"patterns: storing {count} more patterns would overflow the int32 "
-                             f"weights (at most {_INT32_MAX} in all)")
+            raise ValueError(
+                f"patterns: storing {count} more patterns would overflow the int32 "
+                f"weights (at most {_INT32_MAX} in all)"
+            )
         n = self._n
         check_memory(4 * n * n + 4 * p.size, "store")
         pf = p.astype(np.float32)
         w = self._w
         # float32 products are exact here: every partial sum is an integer of magnitude <= 2**24.
         for start in range(0, count, _EXACT_FLOAT32):
-            chunk = pf[start:start + _EXACT_FLOAT32]
+            chunk = pf[start : start + _EXACT_FLOAT32]
             np.add(w, chunk.T @ chunk, out=w, casting="unsafe")
         np.fill_diagonal(w, 0)
         self._num_patterns += count
@@ -321,8 +329,7 @@ class Hopfield:
             if not np.all(np.isfinite(w)) or np.any(w != np.round(w)):
                 raise ValueError("load_state_dict: weight must hold integers (exact Hebbian counts)")
         if w.size and (w.min() < -_INT32_MAX or w.max() > _INT32_MAX):
-            raise ValueError(f"load_state_dict: weight values must lie in [-{_INT32_MAX}, "
-                             f"{_INT32_MAX}]")
+            raise ValueError(f"load_state_dict: weight values must lie in [-{_INT32_MAX}, {_INT32_MAX}]")
         w = w.astype(np.int32)
         if np.any(np.diagonal(w) != 0):
             raise ValueError("load_state_dict: weight must have a zero diagonal")
@@ -330,8 +337,10 @@ class Hopfield:
             raise ValueError("load_state_dict: weight must be symmetric")
         p = state_array("num_patterns", state_dict["num_patterns"])
         if p.shape != () or p.dtype.kind not in "iu":
-            raise ValueError(f"load_state_dict: num_patterns must be an integer scalar, got dtype "
-                             f"{p.dtype} shape {p.shape}")
+            raise ValueError(
+                f"load_state_dict: num_patterns must be an integer scalar, got dtype "
+                f"{p.dtype} shape {p.shape}"
+            )
         p = int(p)
         if not 0 <= p <= _INT32_MAX:
             raise ValueError(f"load_state_dict: num_patterns must be in [0, {_INT32_MAX}], got {p}")

@@ -38,12 +38,18 @@ import numpy as np
 
 from ._checks import generator, real
 
-__all__ = ["uniform_", "orthogonal_", "identity_", "xavier_uniform_", "xavier_normal_",
-           "forget_gate_bias_", "GATE_ORDER"]
+__all__ = [
+    "uniform_",
+    "orthogonal_",
+    "identity_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "forget_gate_bias_",
+    "GATE_ORDER",
+]
 
 #: The gate blocks of each cell, in row order.
-GATE_ORDER = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "rnn_tanh": ("h",),
-              "rnn_relu": ("h",)}
+GATE_ORDER = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "rnn_tanh": ("h",), "rnn_relu": ("h",)}
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _WHICH = ("hh", "ih", "hr", "all")
@@ -51,6 +57,7 @@ _WHICH = ("hh", "ih", "hr", "all")
 
 # -------------------------------------------------------------------------------------------------
 # Targets
+
 
 class _Entry:
     """One array to initialise: its name (or None), the array, and its gate-block count."""
@@ -89,19 +96,22 @@ def _layer_hidden(target):
 
 def _entries(target, gate_blocks=None):
     """The arrays of a target, in order, with their gate-block counts."""
-    if gate_blocks is not None and (isinstance(gate_blocks, bool)
-                                    or not isinstance(gate_blocks, numbers.Integral)
-                                    or gate_blocks < 1):
+    if gate_blocks is not None and (
+        isinstance(gate_blocks, bool) or not isinstance(gate_blocks, numbers.Integral) or gate_blocks < 1
+    ):
         raise ValueError(f"gate_blocks must be an int >= 1 or None, got {gate_blocks!r}")
     hidden = _layer_hidden(target)
 
     def blocks_for(name, a):
         if gate_blocks is not None:
             return int(gate_blocks)
-        if hidden is not None and name is not None and a.ndim >= 1 and \
-                name.rsplit(".", 1)[-1].startswith(("weight_ih", "weight_hh", "bias_ih", "bias_hh")) \
-                and \
-                a.shape[0] % hidden == 0:
+        if (
+            hidden is not None
+            and name is not None
+            and a.ndim >= 1
+            and name.rsplit(".", 1)[-1].startswith(("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            and a.shape[0] % hidden == 0
+        ):
             return a.shape[0] // hidden
         return 1
 
@@ -121,18 +131,18 @@ def _entries(target, gate_blocks=None):
             elif hasattr(t, "data"):
                 items.append((getattr(t, "name", None), t.data))
             else:
-                raise TypeError(f"init: list items must be arrays or Parameters, got "
-                                f"{type(t).__name__}")
+                raise TypeError(f"init: list items must be arrays or Parameters, got {type(t).__name__}")
     else:
-        raise TypeError("init target must be a layer (with parameters()), a Parameter, an array, a "
-                        f"dict of arrays or a list of those, got {type(target).__name__}")
+        raise TypeError(
+            "init target must be a layer (with parameters()), a Parameter, an array, a "
+            f"dict of arrays or a list of those, got {type(target).__name__}"
+        )
     out = []
     for name, a in items:
         _check_array(name or "array", a)
         b = blocks_for(name, a)
         if a.ndim >= 1 and a.shape[0] % b:
-            raise ValueError(f"{name or 'array'}: {a.shape[0]} rows do not split into "
-                             f"{b} gate blocks")
+            raise ValueError(f"{name or 'array'}: {a.shape[0]} rows do not split into {b} gate blocks")
         out.append(_Entry(name, a, b))
     return out
 
@@ -155,7 +165,7 @@ def _select(entries, which):
 def _blocks(e):
     """Views of the gate blocks of a 2-D entry (row slices)."""
     n = e.array.shape[0] // e.blocks
-    return [e.array[k * n:(k + 1) * n] for k in range(e.blocks)]
+    return [e.array[k * n : (k + 1) * n] for k in range(e.blocks)]
 
 
 def _sublayers(target):
@@ -202,6 +212,7 @@ def _maybe_forget(target, forget_bias):
 # -------------------------------------------------------------------------------------------------
 # The initialisers
 
+
 def uniform_(target, bound=None, seed=None, forget_bias=None):
     """PyTorch's default: every array ~ U(-bound, bound), in place.
 
@@ -231,8 +242,10 @@ def uniform_(target, bound=None, seed=None, forget_bias=None):
         elif len(entries) == 1 and entries[0].array.ndim == 2 and entries[0].array.shape[1] > 0:
             bound = 1.0 / np.sqrt(entries[0].array.shape[1])
         else:
-            raise ValueError("uniform_: give bound= for this target (no hidden_size, in_features "
-                             "or single 2-D array to take it from)")
+            raise ValueError(
+                "uniform_: give bound= for this target (no hidden_size, in_features "
+                "or single 2-D array to take it from)"
+            )
     bound = real("bound", bound, finite=True)
     if bound < 0:
         raise ValueError(f"bound must be >= 0, got {bound}")
@@ -269,8 +282,7 @@ def orthogonal_(target, gain=1.0, seed=None, which="hh", gate_blocks=None, forge
     its rows). ``gain`` scales the result.
     """
     gain = real("gain", gain, finite=True)
-    if _per_layer(orthogonal_, target, seed, forget_bias, gain=gain, which=which,
-                  gate_blocks=gate_blocks):
+    if _per_layer(orthogonal_, target, seed, forget_bias, gain=gain, which=which, gate_blocks=gate_blocks):
         return target
     rng = generator(seed)
     for e in _select(_entries(target, gate_blocks), which):
@@ -289,8 +301,7 @@ def identity_(target, scale=1.0, input_std=None, seed=None, gate_blocks=None):
     ``scale * I``. In a container only the recurrent layers change (a Linear keeps its weights).
     """
     scale = real("scale", scale, finite=True)
-    if _per_layer(identity_, target, seed, None, scale=scale, input_std=input_std,
-                  gate_blocks=gate_blocks):
+    if _per_layer(identity_, target, seed, None, scale=scale, input_std=input_std, gate_blocks=gate_blocks):
         return target
     entries = _entries(target, gate_blocks)
     for e in _select(entries, "hh"):
@@ -324,25 +335,28 @@ def xavier_uniform_(target, gain=1.0, seed=None, which="all", gate_blocks=None, 
     G * hidden_size); biases are left as they are. An array (one block unless ``gate_blocks``) matches
     ``torch.nn.init.xavier_uniform_``'s bound.
     """
+
     def draw(rng, fan_in, fan_out, shape, gain):
         a = gain * np.sqrt(6.0 / (fan_in + fan_out))
         return rng.uniform(-a, a, size=shape)
+
     return _xavier(xavier_uniform_, target, gain, seed, which, gate_blocks, forget_bias, draw)
 
 
 def xavier_normal_(target, gain=1.0, seed=None, which="all", gate_blocks=None, forget_bias=None):
     """Glorot & Bengio (2010) normal: N(0, std**2) with ``std = gain * sqrt(2 / (fan_in + fan_out))``,
     in place; selection and gate blocks as in ``xavier_uniform_``."""
+
     def draw(rng, fan_in, fan_out, shape, gain):
         return rng.normal(0.0, gain * np.sqrt(2.0 / (fan_in + fan_out)), size=shape)
+
     return _xavier(xavier_normal_, target, gain, seed, which, gate_blocks, forget_bias, draw)
 
 
 def _xavier(public, target, gain, seed, which, gate_blocks, forget_bias, draw):
     """Both Xavier initialisers: ``draw(rng, fan_in, fan_out, shape, gain)`` fills each gate block."""
     gain = real("gain", gain, finite=True)
-    if _per_layer(public, target, seed, forget_bias, gain=gain, which=which,
-                  gate_blocks=gate_blocks):
+    if _per_layer(public, target, seed, forget_bias, gain=gain, which=which, gate_blocks=gate_blocks):
         return target
     rng = generator(seed)
     for e in _select(_entries(target, gate_blocks), which):
@@ -375,22 +389,23 @@ def forget_gate_bias_(target, value=1.0, hidden_size=None):
     if isinstance(target, np.ndarray):
         _check_array("bias", target)
         if target.ndim != 1:
-            raise ValueError(f"forget_gate_bias_: expected a 1-D bias of length 4H, got shape "
-                             f"{target.shape}")
+            raise ValueError(f"forget_gate_bias_: expected a 1-D bias of length 4H, got shape {target.shape}")
         H = hidden_size if hidden_size is not None else target.shape[0] // 4
         if target.shape[0] != 4 * H or H < 1:
-            raise ValueError(f"forget_gate_bias_: a bias of length {target.shape[0]} is not 4 * "
-                             f"hidden_size ({H})")
-        target[H:2 * H] = value
+            raise ValueError(
+                f"forget_gate_bias_: a bias of length {target.shape[0]} is not 4 * hidden_size ({H})"
+            )
+        target[H : 2 * H] = value
         return target
     if getattr(target, "cell", None) != "lstm":
-        raise ValueError("forget_gate_bias_ needs an LSTM layer (gates i, f, g, o), got "
-                         f"{type(target).__name__}")
+        raise ValueError(
+            f"forget_gate_bias_ needs an LSTM layer (gates i, f, g, o), got {type(target).__name__}"
+        )
     H = target.hidden_size
     entries = _entries(target)
     biases = [e for e in entries if e.kind in ("bias_ih", "bias_hh")]
     if not biases:
         raise ValueError("forget_gate_bias_: this LSTM has no biases (bias=False)")
     for e in biases:
-        e.array[H:2 * H] = value if e.kind == "bias_ih" else 0
+        e.array[H : 2 * H] = value if e.kind == "bias_ih" else 0
     return target

@@ -8,12 +8,11 @@ entry points convert batch_first and unbatched (T, I) inputs on the way in and o
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _checks
 from . import functional as F
-from . import _checks
+from ._cells import GATES, RNN_CELLS
 from ._checks import flag, integer
 from ._module import Module, Parameter
-from ._cells import GATES, RNN_CELLS
 
 # The weights of one layer and direction, in the functional core's argument order.
 _KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
@@ -22,11 +21,25 @@ _KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 # -------------------------------------------------------------------------------------------------
 # The shared layer
 
+
 class _RNNBase(Module):
     """Everything RNN, LSTM and GRU share; subclasses fix the cell and the hx/dh_n format."""
 
-    def __init__(self, cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                 bidirectional, proj_size, dtype, backend, seed):
+    def __init__(
+        self,
+        cell,
+        input_size,
+        hidden_size,
+        num_layers,
+        bias,
+        batch_first,
+        dropout,
+        bidirectional,
+        proj_size,
+        dtype,
+        backend,
+        seed,
+    ):
         self.cell = cell
         self.input_size = integer("input_size", input_size, 1)
         self.hidden_size = integer("hidden_size", hidden_size, 1)
@@ -37,8 +50,9 @@ class _RNNBase(Module):
         self.bidirectional = flag("bidirectional", bidirectional)
         self.proj_size = integer("proj_size", proj_size, 0)
         if self.proj_size >= self.hidden_size:
-            raise ValueError(f"proj_size must be smaller than hidden_size ({self.hidden_size}), "
-                             f"got {self.proj_size}")
+            raise ValueError(
+                f"proj_size must be smaller than hidden_size ({self.hidden_size}), got {self.proj_size}"
+            )
         super().__init__(dtype, seed)  # one generator: the initial weights, then the dropout masks
         self.backend = None if backend is None else _backend._check_name(backend)
         self._init_parameters()
@@ -102,12 +116,21 @@ class _RNNBase(Module):
         layer_in = x
         backend = self._resolved_backend()
         for layer in range(self.num_layers):
+
             def run(direction, layer=layer, layer_in=layer_in):
                 i = layer * self.num_directions + direction
                 return F.forward(
-                    self.cell, layer_in, h0[i], None if c0 is None else c0[i],
-                    *self._weights(layer, direction), lengths=lengths, reverse=bool(direction),
-                    training=self.training, backend=backend)
+                    self.cell,
+                    layer_in,
+                    h0[i],
+                    None if c0 is None else c0[i],
+                    *self._weights(layer, direction),
+                    lengths=lengths,
+                    reverse=bool(direction),
+                    training=self.training,
+                    backend=backend,
+                )
+
             outs = []
             for y, h, c, cache in self._each_direction(run, backend):
                 outs.append(y)
@@ -123,8 +146,11 @@ class _RNNBase(Module):
                 masks.append(None)
 
         self._last_forward = "train" if self.training else "eval"
-        self._cache = ({"caches": caches, "masks": masks, "T": T, "B": B, "unbatched": unbatched}
-                       if self.training else None)
+        self._cache = (
+            {"caches": caches, "masks": masks, "T": T, "B": B, "unbatched": unbatched}
+            if self.training
+            else None
+        )
         y = self._output(layer_in, unbatched)
         h_n = self._state(np.stack(h_n), unbatched)
         c_n = self._state(np.stack(c_n), unbatched) if self.cell == "lstm" else None
@@ -165,11 +191,12 @@ class _RNNBase(Module):
         elif x.ndim == 3:
             x, unbatched = (x.transpose(1, 0, 2) if self.batch_first else x), False
         else:
-            raise ValueError(f"x must have 3 dimensions ({'B, T' if self.batch_first else 'T, B'}, "
-                             f"I) or 2 (T, I) for unbatched input, got shape {x.shape}")
+            raise ValueError(
+                f"x must have 3 dimensions ({'B, T' if self.batch_first else 'T, B'}, "
+                f"I) or 2 (T, I) for unbatched input, got shape {x.shape}"
+            )
         if x.shape[2] != self.input_size:
-            raise ValueError(f"x's last dimension must be input_size={self.input_size}, "
-                             f"got shape {x.shape}")
+            raise ValueError(f"x's last dimension must be input_size={self.input_size}, got shape {x.shape}")
         return x, unbatched
 
     def _output(self, y, unbatched):
@@ -187,9 +214,11 @@ class _RNNBase(Module):
         s = self._check_array(name, s)
         want = (LD, size) if unbatched else (LD, B, size)
         if s.shape != want:
-            raise ValueError(f"{name} must have shape {want} "
-                             f"(num_layers*num_directions{', B' * (not unbatched)}, {size}), "
-                             f"got {s.shape}")
+            raise ValueError(
+                f"{name} must have shape {want} "
+                f"(num_layers*num_directions{', B' * (not unbatched)}, {size}), "
+                f"got {s.shape}"
+            )
         return s[:, None, :] if unbatched else s
 
     def _zeros_state(self, B, size):
@@ -214,10 +243,16 @@ class _RNNBase(Module):
         for layer in reversed(range(self.num_layers)):
             if cache["masks"][layer] is not None:
                 d_out = d_out * cache["masks"][layer]
+
             def run(direction, layer=layer, d_out=d_out):
                 i = layer * D + direction
-                return F.backward(cache["caches"][i], d_out[:, :, direction * P:(direction + 1) * P],
-                                  None if dh is None else dh[i], None if dc is None else dc[i])
+                return F.backward(
+                    cache["caches"][i],
+                    d_out[:, :, direction * P : (direction + 1) * P],
+                    None if dh is None else dh[i],
+                    None if dc is None else dc[i],
+                )
+
             d_in = None
             results = self._each_direction(run, cache["caches"][layer * D].backend)
             for direction, (dx, dh0_i, dc0_i, *dweights) in enumerate(results):
@@ -291,6 +326,7 @@ def is_recurrent(layer):
 # -------------------------------------------------------------------------------------------------
 # The public layers: they differ in the cell and in how hx / dh_n are packed.
 
+
 class _SingleState(_RNNBase):
     """RNN and GRU: hx, h_n, dh_n and dhx are single arrays."""
 
@@ -317,42 +353,110 @@ class _SingleState(_RNNBase):
 class RNN(_SingleState):
     """Elman RNN, h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh); see torch.nn.RNN."""
 
-    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, dtype="float32",
-                 backend=None, seed=None):
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        nonlinearity="tanh",
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        dtype="float32",
+        backend=None,
+        seed=None,
+    ):
         if nonlinearity not in RNN_CELLS:
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        super().__init__(RNN_CELLS[nonlinearity], input_size, hidden_size, num_layers, bias,
-                         batch_first, dropout, bidirectional, 0, dtype, backend, seed)
+        super().__init__(
+            RNN_CELLS[nonlinearity],
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            0,
+            dtype,
+            backend,
+            seed,
+        )
 
 
 class GRU(_SingleState):
     """Gated recurrent unit (gates r, z, n); see torch.nn.GRU."""
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype="float32", backend=None, seed=None):
-        super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, dtype, backend, seed)
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        dtype="float32",
+        backend=None,
+        seed=None,
+    ):
+        super().__init__(
+            "gru",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            0,
+            dtype,
+            backend,
+            seed,
+        )
 
 
 class LSTM(_RNNBase):
     """Long short-term memory (gates i, f, g, o), optionally with a projection; see torch.nn.LSTM.
     hx, (h_n, c_n), dh_n and dhx are pairs (h, c)."""
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, proj_size=0, dtype="float32", backend=None,
-                 seed=None):
-        super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, proj_size, dtype, backend, seed)
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        proj_size=0,
+        dtype="float32",
+        backend=None,
+        seed=None,
+    ):
+        super().__init__(
+            "lstm",
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            proj_size,
+            dtype,
+            backend,
+            seed,
+        )
 
     def _pair(self, name, pair, B, unbatched):
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
             raise TypeError(f"{name} must be a pair (h, c) for LSTM, got {type(pair).__name__}")
         h, c = pair
         h = None if h is None else self._state_in(f"{name}[0] (h)", h, B, self._out_size, unbatched)
-        c = None if c is None else self._state_in(f"{name}[1] (c)", c, B, self.hidden_size,
-                                                  unbatched)
+        c = None if c is None else self._state_in(f"{name}[1] (c)", c, B, self.hidden_size, unbatched)
         return h, c
 
     def _initial_state(self, hx, B, unbatched):

@@ -111,8 +111,9 @@ class Embedding(_Layer):
             low, high = idx.min(), idx.max()
             if low < 0 or high >= self.num_embeddings:
                 bad = low if low < 0 else high
-                raise ValueError(f"indices must be in [0, num_embeddings={self.num_embeddings}), "
-                                 f"got {int(bad)}")
+                raise ValueError(
+                    f"indices must be in [0, num_embeddings={self.num_embeddings}), got {int(bad)}"
+                )
         return idx.astype(np.intp)  # a private copy: the caller may change its array afterwards
 
     def __call__(self, indices):

@@ -13,7 +13,6 @@ an all-zero gradient, where PyTorch would return NaN: a fully padded batch then 
 instead of poisoning the weights.
 """
 
-
 import numpy as np
 
 from ._checks import float_array, from_tensor, int_array, integer
@@ -50,8 +49,10 @@ def cross_entropy(logits, targets, mask=None, *, ignore_index=None):
     V = logits.shape[-1]
     targets = int_array("targets", targets, " (class indices)")
     if targets.shape != logits.shape[:-1]:
-        raise ValueError(f"targets must have shape {logits.shape[:-1]} (logits' shape without its "
-                         f"last axis V={V}), got {targets.shape}")
+        raise ValueError(
+            f"targets must have shape {logits.shape[:-1]} (logits' shape without its "
+            f"last axis V={V}), got {targets.shape}"
+        )
     integer("ignore_index", ignore_index, allow_none=True)
 
     z = logits.reshape(-1, V)
@@ -71,14 +72,14 @@ def cross_entropy(logits, targets, mask=None, *, ignore_index=None):
         raise ValueError(f"targets must be in [0, V={V}) at every counted position, got {int(bad)}")
 
     every = n == z.shape[0]
-    zc = z if every else z[rows]                        # uncounted rows are never read
-    g = zc - zc.max(axis=1, keepdims=True)              # log-sum-exp shift: exp never overflows
+    zc = z if every else z[rows]  # uncounted rows are never read
+    g = zc - zc.max(axis=1, keepdims=True)  # log-sum-exp shift: exp never overflows
     at = np.arange(n)
     shifted_target = g[at, tc]
     np.exp(g, out=g)
     sum_e = g.sum(axis=1, keepdims=True)
     loss = -float(np.sum(shifted_target - np.log(sum_e[:, 0]), dtype=np.float64)) / n
-    g /= sum_e                                          # softmax
+    g /= sum_e  # softmax
     g[at, tc] -= 1
     g *= logits.dtype.type(1.0 / n)
     if every:
@@ -97,8 +98,7 @@ def mse(pred, target):
     pred = float_array("pred", pred)
     target = float_array("target", target)
     if target.dtype != pred.dtype:
-        raise TypeError(f"target has dtype {target.dtype} but pred has dtype {pred.dtype}: they must "
-                        "match")
+        raise TypeError(f"target has dtype {target.dtype} but pred has dtype {pred.dtype}: they must match")
     if target.shape != pred.shape:
         raise ValueError(f"target must have the shape of pred {pred.shape}, got {target.shape}")
     if pred.size == 0:

@@ -40,6 +40,7 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # -------------------------------------------------------------------------------------------------
 # Parameter collection and hyper-parameter checks
 
+
 def _collect(params):
     """The list of parameter objects from a model, one Parameter or an iterable of Parameters."""
     if hasattr(params, "parameters") and callable(params.parameters):
@@ -47,19 +48,24 @@ def _collect(params):
     elif hasattr(params, "data") and hasattr(params, "grad"):
         params = [params]
     elif isinstance(params, np.ndarray) or not hasattr(params, "__iter__"):
-        raise TypeError("params must be a model with parameters(), a Parameter or an iterable of "
-                        f"Parameters, got {type(params).__name__}")
+        raise TypeError(
+            "params must be a model with parameters(), a Parameter or an iterable of "
+            f"Parameters, got {type(params).__name__}"
+        )
     params = list(params)
     if not params:
         raise ValueError("optimizer got an empty parameter list")
     seen = set()
     for i, p in enumerate(params):
         if not (hasattr(p, "data") and hasattr(p, "grad")):
-            raise TypeError(f"params[{i}] must have .data and .grad arrays (a fastrnn.Parameter), "
-                            f"got {type(p).__name__}")
+            raise TypeError(
+                f"params[{i}] must have .data and .grad arrays (a fastrnn.Parameter), got {type(p).__name__}"
+            )
         if not isinstance(p.data, np.ndarray) or p.data.dtype not in _FLOATS:
-            raise TypeError(f"params[{i}].data must be a float32 or float64 NumPy array, got "
-                            f"{getattr(p.data, 'dtype', type(p.data).__name__)}")
+            raise TypeError(
+                f"params[{i}].data must be a float32 or float64 NumPy array, got "
+                f"{getattr(p.data, 'dtype', type(p.data).__name__)}"
+            )
         if id(p) in seen:
             raise ValueError(f"params[{i}] appears more than once in the parameter list")
         seen.add(id(p))
@@ -104,6 +110,7 @@ def _betas(value):
 # -------------------------------------------------------------------------------------------------
 # The base class
 
+
 class Optimizer:
     """Base class: parameter handling, ``zero_grad``, ``step`` and (de)serialisation.
 
@@ -134,8 +141,11 @@ class Optimizer:
         pass
 
     def _hyperparams(self):
-        return {name: (list(v) if isinstance(v, tuple) else v)
-                for name in self._HYPER for v in [getattr(self, name)]}
+        return {
+            name: (list(v) if isinstance(v, tuple) else v)
+            for name in self._HYPER
+            for v in [getattr(self, name)]
+        }
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self._hyperparams().items())
@@ -158,8 +168,10 @@ class Optimizer:
             w = p.data
             g = np.asarray(p.grad)
             if g.shape != w.shape:
-                raise ValueError(f"params[{i}] ({getattr(p, 'name', '?')}): grad shape {g.shape} does "
-                                 f"not match data shape {w.shape}")
+                raise ValueError(
+                    f"params[{i}] ({getattr(p, 'name', '?')}): grad shape {g.shape} does "
+                    f"not match data shape {w.shape}"
+                )
             if g.dtype != w.dtype:
                 g = g.astype(w.dtype)
             state = self.state[i]
@@ -204,20 +216,24 @@ class Optimizer:
             raise ValueError(f"load_state_dict: missing keys {missing}")
         kind = state_dict["optimizer"]
         if kind != type(self).__name__:
-            raise ValueError(f"load_state_dict: state is for optimizer {kind!r}, "
-                             f"this is {type(self).__name__!r}")
+            raise ValueError(
+                f"load_state_dict: state is for optimizer {kind!r}, this is {type(self).__name__!r}"
+            )
         hyper = state_dict["hyperparams"]
         if not hasattr(hyper, "keys"):
             raise TypeError("load_state_dict: hyperparams must be a mapping")
         if set(hyper) != set(self._HYPER):
-            raise ValueError(f"load_state_dict: hyperparams must have keys {sorted(self._HYPER)}, "
-                             f"got {sorted(hyper)}")
+            raise ValueError(
+                f"load_state_dict: hyperparams must have keys {sorted(self._HYPER)}, got {sorted(hyper)}"
+            )
         state = state_dict["state"]
         if isinstance(state, (str, bytes)) or not hasattr(state, "__len__"):
             raise TypeError("load_state_dict: state must be a list with one dict per parameter")
         if len(state) != len(self.params):
-            raise ValueError(f"load_state_dict: state has {len(state)} entries, the optimizer has "
-                             f"{len(self.params)} parameters")
+            raise ValueError(
+                f"load_state_dict: state has {len(state)} entries, the optimizer has "
+                f"{len(self.params)} parameters"
+            )
 
         # Check the hyper-parameters on a scratch copy so a failure leaves self untouched.
         scratch = object.__new__(type(self))
@@ -233,32 +249,36 @@ class Optimizer:
                 raise TypeError(f"load_state_dict: state[{i}] must be a dict")
             if len(entry) == 0 or not want:
                 if len(entry):
-                    raise ValueError(f"load_state_dict: state[{i}] must be empty for "
-                                     f"{type(self).__name__} with these hyperparams, got keys "
-                                     f"{sorted(entry)}")
+                    raise ValueError(
+                        f"load_state_dict: state[{i}] must be empty for "
+                        f"{type(self).__name__} with these hyperparams, got keys "
+                        f"{sorted(entry)}"
+                    )
                 new_state.append({})
                 continue
             if set(entry) != want:
-                raise ValueError(f"load_state_dict: state[{i}] must have keys {sorted(want)}, "
-                                 f"got {sorted(entry)}")
+                raise ValueError(
+                    f"load_state_dict: state[{i}] must have keys {sorted(want)}, got {sorted(entry)}"
+                )
             new = {}
             if self._HAS_STEP:
                 step = entry["step"]
                 if isinstance(step, np.ndarray) and step.ndim == 0:
                     step = step.item()
-                if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral) \
-                        or step < 0:
-                    raise ValueError(f"load_state_dict: state[{i}]['step'] must be an int >= 0, "
-                                     f"got {step!r}")
+                if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral) or step < 0:
+                    raise ValueError(f"load_state_dict: state[{i}]['step'] must be an int >= 0, got {step!r}")
                 new["step"] = int(step)
             for name in arrays:
                 arr = np.asarray(entry[name])
                 if arr.dtype.kind not in "fiu":
-                    raise TypeError(f"load_state_dict: state[{i}][{name!r}] must hold real "
-                                    f"numbers, got dtype {arr.dtype}")
+                    raise TypeError(
+                        f"load_state_dict: state[{i}][{name!r}] must hold real numbers, got dtype {arr.dtype}"
+                    )
                 if arr.shape != p.data.shape:
-                    raise ValueError(f"load_state_dict: state[{i}][{name!r}] must have shape "
-                                     f"{p.data.shape}, got {arr.shape}")
+                    raise ValueError(
+                        f"load_state_dict: state[{i}][{name!r}] must have shape "
+                        f"{p.data.shape}, got {arr.shape}"
+                    )
                 new[name] = np.array(arr, dtype=p.data.dtype, copy=True)
             new_state.append(new)
 
@@ -270,6 +290,7 @@ class Optimizer:
 # -------------------------------------------------------------------------------------------------
 # The optimizers
 
+
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum, dampening, Nesterov momentum and L2 weight
     decay (``torch.optim.SGD``)::
@@ -280,14 +301,24 @@ class SGD(Optimizer):
         w -= lr * g
     """
 
-    _HYPER = {"lr": _at_least, "momentum": _at_least, "dampening": _closed_unit,
-              "weight_decay": _at_least, "nesterov": flag}
+    _HYPER = {
+        "lr": _at_least,
+        "momentum": _at_least,
+        "dampening": _closed_unit,
+        "weight_decay": _at_least,
+        "nesterov": flag,
+    }
     _HAS_STEP = False
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False):
-        super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
-                         weight_decay=weight_decay, nesterov=nesterov)
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+        super().__init__(
+            params,
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+        )
 
     def _check_combination(self):
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
@@ -316,19 +347,31 @@ class SGD(Optimizer):
 class Adagrad(Optimizer):
     """Adagrad (``torch.optim.Adagrad``)::
 
-        g = grad + weight_decay * w
-        clr = lr / (1 + (step - 1) * lr_decay)
-        sum += g * g                      # sum starts at initial_accumulator_value
-        w -= clr * g / (sqrt(sum) + eps)
+    g = grad + weight_decay * w
+    clr = lr / (1 + (step - 1) * lr_decay)
+    sum += g * g                      # sum starts at initial_accumulator_value
+    w -= clr * g / (sqrt(sum) + eps)
     """
 
-    _HYPER = {"lr": _at_least, "lr_decay": _at_least, "weight_decay": _at_least,
-              "initial_accumulator_value": _at_least, "eps": _positive}
+    _HYPER = {
+        "lr": _at_least,
+        "lr_decay": _at_least,
+        "weight_decay": _at_least,
+        "initial_accumulator_value": _at_least,
+        "eps": _positive,
+    }
 
-    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-                 initial_accumulator_value=0.0, eps=1e-10):
-        super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                         initial_accumulator_value=initial_accumulator_value, eps=eps)
+    def __init__(
+        self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10
+    ):
+        super().__init__(
+            params,
+            lr=lr,
+            lr_decay=lr_decay,
+            weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            eps=eps,
+        )
 
     def _state_arrays(self):
         return ("sum",)
@@ -350,22 +393,34 @@ class Adagrad(Optimizer):
 class RMSprop(Optimizer):
     """RMSprop, optionally centered and with momentum (``torch.optim.RMSprop``)::
 
-        g = grad + weight_decay * w
-        square_avg = alpha * square_avg + (1 - alpha) * g * g
-        if centered: grad_avg = alpha * grad_avg + (1 - alpha) * g
-                     avg = sqrt(square_avg - grad_avg**2) + eps
-        else:        avg = sqrt(square_avg) + eps
-        if momentum > 0: buf = momentum * buf + g / avg; w -= lr * buf
-        else:            w -= lr * g / avg
+    g = grad + weight_decay * w
+    square_avg = alpha * square_avg + (1 - alpha) * g * g
+    if centered: grad_avg = alpha * grad_avg + (1 - alpha) * g
+                 avg = sqrt(square_avg - grad_avg**2) + eps
+    else:        avg = sqrt(square_avg) + eps
+    if momentum > 0: buf = momentum * buf + g / avg; w -= lr * buf
+    else:            w -= lr * g / avg
     """
 
-    _HYPER = {"lr": _at_least, "alpha": _closed_unit, "eps": _positive,
-              "weight_decay": _at_least, "momentum": _at_least, "centered": flag}
+    _HYPER = {
+        "lr": _at_least,
+        "alpha": _closed_unit,
+        "eps": _positive,
+        "weight_decay": _at_least,
+        "momentum": _at_least,
+        "centered": flag,
+    }
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False):
-        super().__init__(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                         momentum=momentum, centered=centered)
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+        super().__init__(
+            params,
+            lr=lr,
+            alpha=alpha,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            centered=centered,
+        )
 
     def _state_arrays(self):
         names = ["square_avg"]
@@ -402,21 +457,24 @@ class RMSprop(Optimizer):
 class Adam(Optimizer):
     """Adam, optionally AMSGrad, with L2 weight decay added to the gradient (``torch.optim.Adam``)::
 
-        g = grad + weight_decay * w
-        m = beta1 * m + (1 - beta1) * g
-        v = beta2 * v + (1 - beta2) * g * g
-        v_max = max(v_max, v) (amsgrad; then v_max replaces v below)
-        w -= lr / (1 - beta1**step) * m / (sqrt(v) / sqrt(1 - beta2**step) + eps)
+    g = grad + weight_decay * w
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    v_max = max(v_max, v) (amsgrad; then v_max replaces v below)
+    w -= lr / (1 - beta1**step) * m / (sqrt(v) / sqrt(1 - beta2**step) + eps)
     """
 
-    _HYPER = {"lr": _at_least, "betas": lambda name, v: _betas(v), "eps": _positive,
-              "weight_decay": _at_least, "amsgrad": flag}
+    _HYPER = {
+        "lr": _at_least,
+        "betas": lambda name, v: _betas(v),
+        "eps": _positive,
+        "weight_decay": _at_least,
+        "amsgrad": flag,
+    }
     _DECOUPLED = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 amsgrad=False):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
 
     def _state_arrays(self):
         return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if self.amsgrad else ())
@@ -437,8 +495,8 @@ class Adam(Optimizer):
             vmax = state["max_exp_avg_sq"]
             np.maximum(vmax, v, out=vmax)
             v = vmax
-        step_size = self.lr / (1.0 - b1 ** t)
-        denom = np.sqrt(v) / math.sqrt(1.0 - b2 ** t)
+        step_size = self.lr / (1.0 - b1**t)
+        denom = np.sqrt(v) / math.sqrt(1.0 - b2**t)
         denom += self.eps
         w -= step_size * (m / denom)
 
@@ -449,7 +507,5 @@ class AdamW(Adam):
 
     _DECOUPLED = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)

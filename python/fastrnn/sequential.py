@@ -15,8 +15,7 @@ from ._checks import flag
 from ._module import Parameter
 from .layers import is_recurrent
 
-_LAYER_METHODS = ("backward", "parameters", "zero_grad", "state_dict", "load_state_dict", "train",
-                  "eval")
+_LAYER_METHODS = ("backward", "parameters", "zero_grad", "state_dict", "load_state_dict", "train", "eval")
 
 
 def _flatten(model):
@@ -38,17 +37,21 @@ class Sequential:
 
     def __init__(self, *layers):
         for i, layer in enumerate(layers):
-            lacking = [m for m in ("__call__",) + _LAYER_METHODS
-                       if not callable(getattr(layer, m, None))]
+            lacking = [m for m in ("__call__",) + _LAYER_METHODS if not callable(getattr(layer, m, None))]
             if lacking:
-                raise TypeError(f"Sequential: layer {i} ({type(layer).__name__}) is not a fastrnn "
-                                f"layer: it lacks {', '.join(lacking)}")
+                raise TypeError(
+                    f"Sequential: layer {i} ({type(layer).__name__}) is not a fastrnn "
+                    f"layer: it lacks {', '.join(lacking)}"
+                )
         self._layers = list(layers)
         self.training = True
         # Wrappers with prefixed names sharing each layer's data and grad arrays (both are updated in
         # place everywhere), made once so that optimizers may hold on to them.
-        self._params = [Parameter(f"{i}.{p.name}", p.data, p.grad)
-                        for i, layer in enumerate(self._layers) for p in layer.parameters()]
+        self._params = [
+            Parameter(f"{i}.{p.name}", p.data, p.grad)
+            for i, layer in enumerate(self._layers)
+            for p in layer.parameters()
+        ]
 
     # -- container ------------------------------------------------------------------------------
 
@@ -62,8 +65,7 @@ class Sequential:
         if isinstance(index, slice):
             return Sequential(*self._layers[index])
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-            raise TypeError(f"Sequential indices must be integers or slices, "
-                            f"got {type(index).__name__}")
+            raise TypeError(f"Sequential indices must be integers or slices, got {type(index).__name__}")
         return self._layers[index]
 
     # -- forward and backward -------------------------------------------------------------------
@@ -87,15 +89,16 @@ class Sequential:
         if hx is None:
             hx = [None] * n
         elif not isinstance(hx, (list, tuple)) or len(hx) != n:
-            raise ValueError(f"hx must be None or a list with one state per recurrent layer "
-                             f"({n}), got {type(hx).__name__}"
-                             + (f" of length {len(hx)}" if isinstance(hx, (list, tuple)) else ""))
+            raise ValueError(
+                f"hx must be None or a list with one state per recurrent layer "
+                f"({n}), got {type(hx).__name__}"
+                + (f" of length {len(hx)}" if isinstance(hx, (list, tuple)) else "")
+            )
         states = []
         for layer in self._layers:
             if isinstance(layer, Sequential):
                 k = layer.num_recurrent
-                x, inner = layer.forward_with_state(x, list(hx[len(states):len(states) + k]),
-                                                    lengths)
+                x, inner = layer.forward_with_state(x, list(hx[len(states) : len(states) + k]), lengths)
                 states.extend(inner)
             elif is_recurrent(layer):
                 x, h_n = layer(x, hx[len(states)], lengths)
@@ -142,8 +145,7 @@ class Sequential:
             layer.zero_grad()
 
     def state_dict(self):
-        return {f"{i}.{k}": v for i, layer in enumerate(self._layers)
-                for k, v in layer.state_dict().items()}
+        return {f"{i}.{k}": v for i, layer in enumerate(self._layers) for k, v in layer.state_dict().items()}
 
     def load_state_dict(self, state_dict):
         """Loads "<index>.<name>" keys into each layer; keys and shapes must match exactly. A rejected
@@ -159,14 +161,14 @@ class Sequential:
         try:
             for i, layer in enumerate(self._layers):
                 prefix = f"{i}."
-                layer.load_state_dict({k[len(prefix):]: state_dict[k] for k in own
-                                       if k.startswith(prefix)})
+                layer.load_state_dict({k[len(prefix) :]: state_dict[k] for k in own if k.startswith(prefix)})
                 done.append(i)
         except BaseException:
             for i in done:  # put back the layers already loaded
                 prefix = f"{i}."
-                self._layers[i].load_state_dict({k[len(prefix):]: v for k, v in own.items()
-                                                 if k.startswith(prefix)})
+                self._layers[i].load_state_dict(
+                    {k[len(prefix) :]: v for k, v in own.items() if k.startswith(prefix)}
+                )
             raise
 
     # -- modes ----------------------------------------------------------------------------------

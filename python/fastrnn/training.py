@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import losses as _losses
-from ._checks import integer, real
 from . import optim as _optim
+from ._checks import integer, real
 from .checkpoint import save_checkpoint
 from .clip import clip_grad_norm
 from .layers import is_recurrent
@@ -54,11 +54,12 @@ class TrainResult:
     """What ``train`` did. Losses are (step, value) pairs; ``best_loss`` is the lowest evaluation loss
     (the training loss where there was no eval_data) and ``best_step`` the step it was reached at;
     ``checkpoint`` is the path holding that model (None without one)."""
+
     steps: int = 0
-    epochs: int = 0               # complete passes over the data
-    seconds: float = 0.0          # wall time, evaluations and checkpoints included
-    train_seconds: float = 0.0    # time in the training steps alone
-    positions: int = 0            # time steps x streams trained on
+    epochs: int = 0  # complete passes over the data
+    seconds: float = 0.0  # wall time, evaluations and checkpoints included
+    train_seconds: float = 0.0  # time in the training steps alone
+    positions: int = 0  # time steps x streams trained on
     train_losses: list = field(default_factory=list, repr=False)
     eval_losses: list = field(default_factory=list, repr=False)
     best_loss: float = math.inf
@@ -74,6 +75,7 @@ class TrainResult:
 
 
 # -- argument checks --------------------------------------------------------------------------------
+
 
 def _positive_int(name, value, allow_none=False):
     return integer(name, value, 1, allow_none=allow_none, kind="a positive int")
@@ -92,8 +94,7 @@ def _as_model(model):
         return model
     if is_recurrent(model):
         return Sequential(model)
-    raise TypeError(f"model must be a fastrnn.Sequential or RNN/LSTM/GRU layer, got "
-                    f"{type(model).__name__}")
+    raise TypeError(f"model must be a fastrnn.Sequential or RNN/LSTM/GRU layer, got {type(model).__name__}")
 
 
 def _batch_first(model):
@@ -110,19 +111,24 @@ def _loss_fn(loss, targets):
     if callable(loss):
         return loss
     if loss not in _LOSSES:
-        raise ValueError(f"loss must be 'cross_entropy', 'mse' or a callable (pred, target) -> "
-                         f"(loss, dpred), got {loss!r}")
+        raise ValueError(
+            f"loss must be 'cross_entropy', 'mse' or a callable (pred, target) -> (loss, dpred), got {loss!r}"
+        )
     return _LOSSES[loss]
 
 
 def _sequence_pair(name, inputs, targets):
     inputs, targets = np.asarray(inputs), np.asarray(targets)
     if inputs.ndim == 0 or targets.ndim == 0:
-        raise ValueError(f"{name}: inputs and targets must be sequences of shape (N, ...), got "
-                         f"shapes {inputs.shape} and {targets.shape}")
+        raise ValueError(
+            f"{name}: inputs and targets must be sequences of shape (N, ...), got "
+            f"shapes {inputs.shape} and {targets.shape}"
+        )
     if inputs.shape[0] != targets.shape[0]:
-        raise ValueError(f"{name}: inputs and targets must have the same length N along axis 0, got "
-                         f"{inputs.shape[0]} and {targets.shape[0]}")
+        raise ValueError(
+            f"{name}: inputs and targets must have the same length N along axis 0, got "
+            f"{inputs.shape[0]} and {targets.shape[0]}"
+        )
     return inputs, targets
 
 
@@ -135,22 +141,24 @@ def batchify(seq, batch_size):
         raise ValueError("seq must have shape (N, ...), got a scalar")
     steps = seq.shape[0] // batch_size
     if steps == 0:
-        raise ValueError(f"a sequence of {seq.shape[0]} steps is too short for batch_size="
-                         f"{batch_size} streams")
-    cut = seq[:steps * batch_size].reshape((batch_size, steps) + seq.shape[1:])
+        raise ValueError(
+            f"a sequence of {seq.shape[0]} steps is too short for batch_size={batch_size} streams"
+        )
+    cut = seq[: steps * batch_size].reshape((batch_size, steps) + seq.shape[1:])
     return np.ascontiguousarray(np.swapaxes(cut, 0, 1))
 
 
 def _chunks(x, y, bptt, batch_first):
     """Successive (x, y) chunks of ``bptt`` time steps of batchified x, y, in the model's layout."""
     for t in range(0, x.shape[0], bptt):
-        cx, cy = x[t:t + bptt], y[t:t + bptt]
+        cx, cy = x[t : t + bptt], y[t : t + bptt]
         if batch_first:
             cx, cy = np.swapaxes(cx, 0, 1), np.swapaxes(cy, 0, 1)
         yield np.ascontiguousarray(cx), np.ascontiguousarray(cy)
 
 
 # -- evaluation -------------------------------------------------------------------------------------
+
 
 def evaluate(model, inputs, targets, loss=None, bptt=64, batch_size=32):
     """The mean loss of ``model`` over the whole sequence pair in eval mode (no dropout), cut into at
@@ -181,6 +189,7 @@ def evaluate(model, inputs, targets, loss=None, bptt=64, batch_size=32):
 
 # -- Ctrl-C -----------------------------------------------------------------------------------------
 
+
 class _StopOnSigint:
     """While active (main thread only), the first SIGINT sets ``requested``; a second one raises
     KeyboardInterrupt as usual."""
@@ -208,6 +217,7 @@ class _StopOnSigint:
 
 # -- progress ---------------------------------------------------------------------------------------
 
+
 class _Progress:
     """A tqdm bar when tqdm is installed and wanted, else a line on stderr every log_every steps.
     ``total`` is the number of steps, or None when it is not known in advance."""
@@ -231,8 +241,7 @@ class _Progress:
             self._bar.set_postfix(loss=f"{loss:.4f}", pos_per_s=f"{rate:,.0f}", refresh=False)
         elif self._enabled and (step % self._log_every == 0 or step == self._total):
             of = "" if self._total is None else f"/{self._total}"
-            print(f"step {step}{of}  loss {loss:.4f}  {rate:,.0f} positions/s", file=sys.stderr,
-                  flush=True)
+            print(f"step {step}{of}  loss {loss:.4f}  {rate:,.0f} positions/s", file=sys.stderr, flush=True)
 
     def say(self, text, always=False):
         if self._bar is not None:
@@ -247,9 +256,28 @@ class _Progress:
 
 # -- training ---------------------------------------------------------------------------------------
 
-def train(model, inputs, targets, *, loss=None, optimizer=None, epochs=1, bptt=64, batch_size=32,
-          clip=1.0, max_steps=None, max_seconds=None, eval_data=None, eval_every=None,
-          checkpoint=None, extra=None, progress=True, log_every=50, callback=None):
+
+def train(
+    model,
+    inputs,
+    targets,
+    *,
+    loss=None,
+    optimizer=None,
+    epochs=1,
+    bptt=64,
+    batch_size=32,
+    clip=1.0,
+    max_steps=None,
+    max_seconds=None,
+    eval_data=None,
+    eval_every=None,
+    checkpoint=None,
+    extra=None,
+    progress=True,
+    log_every=50,
+    callback=None,
+):
     """Trains ``model`` on one long sequence with truncated BPTT; returns a ``TrainResult``.
 
     model: a ``fastrnn.Sequential`` (e.g. Embedding -> LSTM -> Linear) or a single RNN/LSTM/GRU
@@ -299,7 +327,7 @@ def train(model, inputs, targets, *, loss=None, optimizer=None, epochs=1, bptt=6
         eval_every = per_epoch
 
     result = TrainResult(checkpoint=None)
-    window = []                       # training losses since the last evaluation
+    window = []  # training losses since the last evaluation
     bar = _Progress(shown_total, bool(progress), log_every)
 
     def evaluate_and_keep():
@@ -311,9 +339,11 @@ def train(model, inputs, targets, *, loss=None, optimizer=None, epochs=1, bptt=6
             return
         window.clear()
         result.eval_losses.append((result.steps, value))
-        improved = value < result.best_loss          # NaN never improves
-        bar.say(f"step {result.steps}: {'eval' if eval_data is not None else 'train'} loss "
-                f"{value:.4f}" + ("  (best)" if improved else ""))
+        improved = value < result.best_loss  # NaN never improves
+        bar.say(
+            f"step {result.steps}: {'eval' if eval_data is not None else 'train'} loss "
+            f"{value:.4f}" + ("  (best)" if improved else "")
+        )
         if improved:
             result.best_loss, result.best_step = value, result.steps
             if checkpoint is not None:
@@ -353,7 +383,8 @@ def train(model, inputs, targets, *, loss=None, optimizer=None, epochs=1, bptt=6
                     if sigint.requested:
                         result.interrupted = stop = True
                     if (max_steps is not None and result.steps >= max_steps) or (
-                            max_seconds is not None and result.seconds >= max_seconds):
+                        max_seconds is not None and result.seconds >= max_seconds
+                    ):
                         stop = True
                     if stop:
                         break
