@@ -55,5 +55,8 @@ def test_sdist_is_exactly_the_tracked_files(tmp_path):
     top = {name.split("/", 1)[0] for name in names}
     assert len(top) == 1, top  # one fastrnn-<version>/ directory
     shipped = sorted(name.split("/", 1)[1] for name in names)
-    assert [n for n in shipped if n != "PKG-INFO"] == tracked
-    assert "PKG-INFO" in shipped and "LICENSE" in shipped
+    assert "PKG-INFO" in shipped and "LICENSE" in tracked
+    extra = sorted(set(shipped) - set(tracked) - {"PKG-INFO"})
+    missing = sorted(set(tracked) - set(shipped))
+    assert not extra and not missing, f"fix sdist.include in pyproject.toml: {extra=} {missing=}"
+    assert len(shipped) == len(set(shipped)) == len(tracked) + 1  # no member stored twice
