@@ -1,7 +1,9 @@
 """fastrnn.torch inside real torch code: module behaviour, replace(), optimizers, checkpoints,
 threads, torch.compile and DistributedDataParallel."""
 
+import importlib.util
 import io
+import pathlib
 import pickle
 import socket
 import subprocess
@@ -253,3 +255,16 @@ def test_ddp_two_processes_match_one_process(tmp_path):
         got, native_layers = torch.load(tmp_path / f"grads{rank}.pt")
         assert native_layers == 2
         assert torch.allclose(got, whole, rtol=0, atol=1e-12)
+
+
+@NATIVE
+def test_example_trains_both_ways_to_the_same_losses(capsys):
+    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "torch_dropin.py"
+    spec = importlib.util.spec_from_file_location("example_torch_dropin", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result = example.main(["--steps", "4", "--hidden", "8", "--batch", "4", "--max-len", "12"])
+    losses_torch, losses_fastrnn = result["losses"]
+    assert len(losses_torch) == 4
+    assert max(abs(a - b) for a, b in zip(losses_torch, losses_fastrnn)) < 1e-5
+    assert "time per step" in capsys.readouterr().out
