@@ -234,3 +234,11 @@ def test_in_place_change_before_backward_is_caught():
         ours.weight_hh_l0.mul_(2)  # what backward would otherwise silently use
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         y.sum().backward()
+
+
+def test_torch_func_transforms_run_torchs_code(native_calls):
+    ref, ours = make_pair("gru")
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    grads = [torch.func.grad(lambda x, m=m: m(x)[0].pow(2).sum())(x) for m in (ref, ours)]
+    assert native_calls == []
+    assert torch.equal(grads[0], grads[1])

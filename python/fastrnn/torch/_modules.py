@@ -2,8 +2,9 @@
 
 Everything but forward is torch's own (constructor, parameters, state_dict, to(), pickling), so a
 model keeps its checkpoints. forward takes the native path only for what it computes exactly as
-torch does (CPU float32/float64, no autocast, a non-empty batch and sequence); anything else, bad
-input included, goes to torch's forward, which then also raises torch's own errors.
+torch does (CPU float32/float64, no autocast or torch.func transform, a non-empty batch and
+sequence); anything else, bad input included, goes to torch's forward, which then also raises
+torch's own errors.
 """
 
 import torch
@@ -42,6 +43,8 @@ class _FastRNN:
         if dtype not in _DTYPES or not all(_cpu_float(w, dtype) for w in weights):
             return None
         if torch.is_autocast_enabled("cpu") or self.hidden_size < 1:
+            return None
+        if torch._C._are_functorch_transforms_active():  # torch.func.grad/vmap: torch's code
             return None
         if isinstance(input, PackedSequence):
             x = input.data
