@@ -31,8 +31,7 @@ class Model(torch.nn.Module):
     def __init__(self, cell, I, H, layers, bidirectional):
         super().__init__()
         kw = {"nonlinearity": "tanh"} if cell == "RNN" else {}
-        self.rnn = getattr(torch.nn, cell)(I, H, num_layers=layers, bidirectional=bidirectional,
-                                           **kw)
+        self.rnn = getattr(torch.nn, cell)(I, H, num_layers=layers, bidirectional=bidirectional, **kw)
         self.head = torch.nn.Linear(H * (2 if bidirectional else 1), 10)
 
     def loss(self, x, lengths, target):
@@ -130,26 +129,38 @@ def overhead(repeats):
         fastrnn.functional.backward(cache, y, None, None)
 
     n = 50
-    (a, b, c), _ = time_pair([lambda: [call(m) for _ in range(n)],
-                              lambda: [functional() for _ in range(n)],
-                              lambda: [call(ref) for _ in range(n)]], repeats)
+    (a, b, c), _ = time_pair(
+        [
+            lambda: [call(m) for _ in range(n)],
+            lambda: [functional() for _ in range(n)],
+            lambda: [call(ref) for _ in range(n)],
+        ],
+        repeats,
+    )
     return a / n * 1e6, b / n * 1e6, (a - b) / n * 1e6, c / n * 1e6
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads for torch and fastrnn alike (default: torch's default)")
-    parser.add_argument("--repeats", type=int, default=7,
-                        help="timed steps per model at least (more for quick steps)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for torch and fastrnn alike (default: torch's default)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=7, help="timed steps per model at least (more for quick steps)"
+    )
     parser.add_argument("--cases", default=None, help="comma-separated case numbers (1-based)")
     parser.add_argument("--json", default=None, help="write the results to this file")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, fastrnn {fastrnn.__version__}, {threads} thread(s) for "
-          f"both, float32, median of >= {args.repeats} interleaved steps")
+    print(
+        f"torch {torch.__version__}, fastrnn {fastrnn.__version__}, {threads} thread(s) for "
+        f"both, float32, median of >= {args.repeats} interleaved steps"
+    )
     chosen = CASES if args.cases is None else [CASES[int(k) - 1] for k in args.cases.split(",")]
     results, failed = [], False
     for name, cell, T, B, I, H, layers, bidir, packed, target in chosen:
@@ -160,31 +171,64 @@ def main(argv=None):
         err = check_same(ref, ours, data)
         ok = err < 1e-3
         failed |= not ok
-        (t_torch, t_ours), samples = time_pair([lambda: step(ref, data), lambda: step(ours, data)],
-                                               args.repeats)
+        (t_torch, t_ours), samples = time_pair(
+            [lambda: step(ref, data), lambda: step(ours, data)], args.repeats
+        )
         ratio = t_torch / t_ours
         spread = [_iqr(s) / statistics.median(s) for s in samples]
         verdict = "PASS" if ratio >= target else "MISS"
-        print(f"{name:34s} T={T:3d} B={B:2d} I={I:3d} H={H:3d}  torch {t_torch * 1e3:8.1f} ms  "
-              f"fastrnn {t_ours * 1e3:7.1f} ms  {ratio:5.2f}x  target >= {target}x  {verdict}"
-              f"  (n={len(samples[0])}, IQR {spread[0]:.0%}/{spread[1]:.0%}"
-              f"{'' if ok else f', CHECK FAILED {err:.2g}'})")
-        results.append({"case": name, "cell": cell, "T": T, "B": B, "I": I, "H": H,
-                        "layers": layers, "bidirectional": bidir, "packed": packed,
-                        "torch_s": t_torch, "fastrnn_s": t_ours, "ratio": ratio,
-                        "target": target, "pass": ratio >= target, "check_error": err,
-                        "torch_samples_s": samples[0], "fastrnn_samples_s": samples[1]})
+        print(
+            f"{name:34s} T={T:3d} B={B:2d} I={I:3d} H={H:3d}  torch {t_torch * 1e3:8.1f} ms  "
+            f"fastrnn {t_ours * 1e3:7.1f} ms  {ratio:5.2f}x  target >= {target}x  {verdict}"
+            f"  (n={len(samples[0])}, IQR {spread[0]:.0%}/{spread[1]:.0%}"
+            f"{'' if ok else f', CHECK FAILED {err:.2g}'})"
+        )
+        results.append(
+            {
+                "case": name,
+                "cell": cell,
+                "T": T,
+                "B": B,
+                "I": I,
+                "H": H,
+                "layers": layers,
+                "bidirectional": bidir,
+                "packed": packed,
+                "torch_s": t_torch,
+                "fastrnn_s": t_ours,
+                "ratio": ratio,
+                "target": target,
+                "pass": ratio >= target,
+                "check_error": err,
+                "torch_samples_s": samples[0],
+                "fastrnn_samples_s": samples[1],
+            }
+        )
     us_dropin, us_functional, us_overhead, us_torch = overhead(args.repeats)
-    print(f"wrapper overhead per layer call (training forward + backward, T=2 B=1 H=8 LSTM): "
-          f"{us_overhead:.0f} us (drop-in {us_dropin:.0f} us, fastrnn.functional {us_functional:.0f}"
-          f" us; torch.nn.LSTM {us_torch:.0f} us)")
+    print(
+        f"wrapper overhead per layer call (training forward + backward, T=2 B=1 H=8 LSTM): "
+        f"{us_overhead:.0f} us (drop-in {us_dropin:.0f} us, fastrnn.functional {us_functional:.0f}"
+        f" us; torch.nn.LSTM {us_torch:.0f} us)"
+    )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"torch": torch.__version__, "fastrnn": fastrnn.__version__,
-                       "threads": threads, "repeats": args.repeats, "cases": results,
-                       "overhead_us": {"dropin": us_dropin, "functional": us_functional,
-                                       "difference": us_overhead, "torch": us_torch}},
-                      f, indent=1)
+            json.dump(
+                {
+                    "torch": torch.__version__,
+                    "fastrnn": fastrnn.__version__,
+                    "threads": threads,
+                    "repeats": args.repeats,
+                    "cases": results,
+                    "overhead_us": {
+                        "dropin": us_dropin,
+                        "functional": us_functional,
+                        "difference": us_overhead,
+                        "torch": us_torch,
+                    },
+                },
+                f,
+                indent=1,
+            )
     return 1 if failed else 0
 
 

@@ -22,8 +22,7 @@ import fastrnn.torch
 class Classifier(torch.nn.Module):
     def __init__(self, features, hidden, dropout):
         super().__init__()
-        self.rnn = torch.nn.GRU(features, hidden, num_layers=2, bidirectional=True,
-                                dropout=dropout)
+        self.rnn = torch.nn.GRU(features, hidden, num_layers=2, bidirectional=True, dropout=dropout)
         self.head = torch.nn.Linear(2 * hidden, 2)
 
     def forward(self, packed):
@@ -57,8 +56,9 @@ def train(model, args):
         losses.append(loss.item())
     model.eval()
     with torch.no_grad():
-        packed, labels = make_batch(torch.Generator().manual_seed(args.seed + 1), 256,
-                                    args.max_len, args.features)
+        packed, labels = make_batch(
+            torch.Generator().manual_seed(args.seed + 1), 256, args.max_len, args.features
+        )
         accuracy = (model(packed).argmax(1) == labels).float().mean().item()
     model.train()
     steady = sorted(times[1:] or times)  # the first step warms caches up
@@ -85,8 +85,10 @@ def main(argv=None):
     twin = copy.deepcopy(model)
     fastrnn.torch.replace(twin)  # the one line a user adds
 
-    print(f"{args.steps} steps, batch {args.batch}, lengths {args.max_len // 4}-{args.max_len}, "
-          f"GRU hidden {args.hidden} x 2 layers x 2 directions, {torch.get_num_threads()} thread(s)")
+    print(
+        f"{args.steps} steps, batch {args.batch}, lengths {args.max_len // 4}-{args.max_len}, "
+        f"GRU hidden {args.hidden} x 2 layers x 2 directions, {torch.get_num_threads()} thread(s)"
+    )
     results = {}
     for name, m in (("torch", model), ("fastrnn.torch", twin)):
         results[name] = train(m, args)
@@ -96,8 +98,7 @@ def main(argv=None):
         print(f"{step + 1:4d}   {l_t[step]:12.6f}   {l_f[step]:12.6f}")
     print(f"held-out accuracy: torch {acc_t:.3f}, fastrnn.torch {acc_f:.3f}")
     print(f"largest loss difference: {max(abs(a - b) for a, b in zip(l_t, l_f)):.2g}")
-    print(f"time per step: torch {s_t * 1e3:.1f} ms, fastrnn.torch {s_f * 1e3:.1f} ms "
-          f"({s_t / s_f:.1f}x)")
+    print(f"time per step: torch {s_t * 1e3:.1f} ms, fastrnn.torch {s_f * 1e3:.1f} ms ({s_t / s_f:.1f}x)")
     return {"losses": (l_t, l_f), "accuracy": (acc_t, acc_f), "seconds": (s_t, s_f)}
 
 

@@ -15,8 +15,12 @@ from fastrnn.torch import _layer  # noqa: E402
 # torch.nn's own float32 LSTM with projections says it skips oneDNN (the reference side only).
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
 NATIVE = pytest.mark.skipif(not _layer.native_available(), reason="native extension not built")
-TORCH_CLASSES = {"rnn_tanh": torch.nn.RNN, "rnn_relu": torch.nn.RNN, "lstm": torch.nn.LSTM,
-                 "gru": torch.nn.GRU}
+TORCH_CLASSES = {
+    "rnn_tanh": torch.nn.RNN,
+    "rnn_relu": torch.nn.RNN,
+    "lstm": torch.nn.LSTM,
+    "gru": torch.nn.GRU,
+}
 FRT_CLASSES = {"rnn_tanh": frt.RNN, "rnn_relu": frt.RNN, "lstm": frt.LSTM, "gru": frt.GRU}
 TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
 T, B, I, H = 5, 3, 3, 4
@@ -56,8 +60,9 @@ def run(module, x, hx, kind, lengths, weights):
     hx = tuple(h.detach().requires_grad_() for h in hx)
     inp = x
     if kind.startswith("packed"):
-        inp = pack_padded_sequence(x, torch.tensor(lengths), batch_first=module.batch_first,
-                                   enforce_sorted=kind == "packed_sorted")
+        inp = pack_padded_sequence(
+            x, torch.tensor(lengths), batch_first=module.batch_first, enforce_sorted=kind == "packed_sorted"
+        )
     y, h = module(inp, hx if len(hx) == 2 else hx[0])
     y = y.data if kind.startswith("packed") else y
     states = h if isinstance(h, tuple) else (h,)
@@ -77,19 +82,22 @@ def assert_close(actual, expected, tol, what):
         assert err <= tol * scale, f"{what}[{k}]: max error {err:.3g} (scale {scale:.3g})"
 
 
-GRID = [(cell, proj) for cell in ("rnn_tanh", "rnn_relu", "lstm", "gru")
-        for proj in ((0, 2) if cell == "lstm" else (0,))]
+GRID = [
+    (cell, proj)
+    for cell in ("rnn_tanh", "rnn_relu", "lstm", "gru")
+    for proj in ((0, 2) if cell == "lstm" else (0,))
+]
 
 
 @NATIVE
 @pytest.mark.parametrize("kind", ["tensor", "packed_sorted", "packed_unsorted", "unbatched"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("layers,bidirectional,batch_first,bias",
-                         list(itertools.product((1, 2), (False, True), (False, True),
-                                                (True, False))))
+@pytest.mark.parametrize(
+    "layers,bidirectional,batch_first,bias",
+    list(itertools.product((1, 2), (False, True), (False, True), (True, False))),
+)
 @pytest.mark.parametrize("cell,proj", GRID, ids=[f"{c}{'_proj' if p else ''}" for c, p in GRID])
-def test_parity_with_torch(cell, proj, layers, bidirectional, batch_first, bias, dtype, kind,
-                           native_calls):
+def test_parity_with_torch(cell, proj, layers, bidirectional, batch_first, bias, dtype, kind, native_calls):
     kw = dict(num_layers=layers, bidirectional=bidirectional, batch_first=batch_first, bias=bias)
     if proj:
         kw["proj_size"] = proj
@@ -129,8 +137,7 @@ def test_dropout_masks_are_torchs(kind):
     assert_close(results[1][0], results[0][0], 1e-10, "outputs")
     assert_close(results[1][1], results[0][1], 1e-10, "gradients")
     torch.manual_seed(8)  # another seed: other masks
-    assert not torch.equal(run(ours, x, hx, kind, LENGTHS.get(kind), weights)[0][0],
-                           results[1][0][0])
+    assert not torch.equal(run(ours, x, hx, kind, LENGTHS.get(kind), weights)[0][0], results[1][0][0])
 
 
 @NATIVE
@@ -166,8 +173,7 @@ def test_gradcheck(cell):
     _, ours = make_pair(cell, num_layers=2, bidirectional=True, **kw)
     g = torch.Generator().manual_seed(4)
     x = torch.randn(4, 2, I, generator=g, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(4, 2, 2 if cell == "lstm" else H, generator=g, dtype=torch.float64,
-                     requires_grad=True)
+    h0 = torch.randn(4, 2, 2 if cell == "lstm" else H, generator=g, dtype=torch.float64, requires_grad=True)
     names = [n for n, _ in ours.named_parameters()]
     params = [p.detach().clone().requires_grad_() for p in ours.parameters()]
 

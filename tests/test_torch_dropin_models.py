@@ -35,15 +35,13 @@ class Classifier(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.encoder = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh())
-        self.rnns = torch.nn.ModuleList([torch.nn.GRU(4, 5, num_layers=2, bidirectional=True,
-                                                      dropout=0.3)])
+        self.rnns = torch.nn.ModuleList([torch.nn.GRU(4, 5, num_layers=2, bidirectional=True, dropout=0.3)])
         self.lstm = torch.nn.LSTM(10, 4, proj_size=3, batch_first=True)
         self.head = torch.nn.Sequential(torch.nn.Linear(3, 2))
 
     def forward(self, x, lengths):
         z = self.encoder(x)
-        y, _ = self.rnns[0](pack_padded_sequence(z, lengths, batch_first=True,
-                                                 enforce_sorted=False))
+        y, _ = self.rnns[0](pack_padded_sequence(z, lengths, batch_first=True, enforce_sorted=False))
         y, (h, _) = self.lstm(y)
         return self.head(h[-1])
 
@@ -108,8 +106,9 @@ def test_module_behaves_like_torchs():
     m = frt.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2)
     ref = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2)
     assert isinstance(m, torch.nn.LSTM)
-    assert [(k, v.shape) for k, v in m.state_dict().items()] == \
-        [(k, v.shape) for k, v in ref.state_dict().items()]
+    assert [(k, v.shape) for k, v in m.state_dict().items()] == [
+        (k, v.shape) for k, v in ref.state_dict().items()
+    ]
     ref.load_state_dict(m.state_dict())  # checkpoints go both ways
     m.flatten_parameters()
     assert repr(m) == "LSTM(3, 4, proj_size=2, num_layers=2, bidirectional=True)"
@@ -168,9 +167,11 @@ def _compiled_and_eager(cell, **compile_kw):
     torch.manual_seed(0)
     ref = getattr(torch.nn, cell)(3, 6, num_layers=2, bidirectional=True)
     model = torch.nn.Sequential(torch.nn.Linear(3, 3), ref)
-    ours = frt.replace(torch.nn.Sequential(torch.nn.Linear(3, 3),
-                                           getattr(torch.nn, cell)(3, 6, num_layers=2,
-                                                                   bidirectional=True)))
+    ours = frt.replace(
+        torch.nn.Sequential(
+            torch.nn.Linear(3, 3), getattr(torch.nn, cell)(3, 6, num_layers=2, bidirectional=True)
+        )
+    )
     ours.load_state_dict(model.state_dict())
 
     def loss(m, x):
@@ -220,8 +221,7 @@ def _free_port():
 def _ddp_worker(rank, world, port, x, lengths, out_dir):
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     calls = []
     real = _layer.forward
     _layer.forward = lambda *a: calls.append(1) or real(*a)  # this process only
@@ -232,8 +232,10 @@ def _ddp_worker(rank, world, port, x, lengths, out_dir):
         part = slice(rank * 2, rank * 2 + 2)
         y, _ = ddp(pack_padded_sequence(x[:, part], lengths[part], enforce_sorted=False))
         (y.data.pow(2).sum() * world / x.shape[1]).backward()  # DDP averages: scale to the sum
-        torch.save((torch.cat([p.grad.flatten() for p in model.parameters()]), len(calls)),
-                   f"{out_dir}/grads{rank}.pt")
+        torch.save(
+            (torch.cat([p.grad.flatten() for p in model.parameters()]), len(calls)),
+            f"{out_dir}/grads{rank}.pt",
+        )
     finally:
         dist.destroy_process_group()
 
@@ -244,8 +246,9 @@ def test_ddp_two_processes_match_one_process(tmp_path):
     g = torch.Generator().manual_seed(6)
     x = torch.randn(5, 4, 3, generator=g, dtype=torch.float64)
     lengths = torch.tensor([5, 2, 4, 3])
-    torch.multiprocessing.start_processes(_ddp_worker, args=(2, _free_port(), x, lengths, tmp_path),
-                                          nprocs=2, join=True, start_method="spawn")
+    torch.multiprocessing.start_processes(
+        _ddp_worker, args=(2, _free_port(), x, lengths, tmp_path), nprocs=2, join=True, start_method="spawn"
+    )
     torch.manual_seed(0)
     model = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True).double()
     y, _ = model(pack_padded_sequence(x, lengths, enforce_sorted=False))

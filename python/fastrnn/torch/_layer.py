@@ -84,9 +84,15 @@ def forward(spec, x, h0, c0, weights, lengths, keep, threads):
 
     def run(d):
         return functional.forward(
-            spec.cell, xa, h0a[d], None if c0a is None else c0a[d],
+            spec.cell,
+            xa,
+            h0a[d],
+            None if c0a is None else c0a[d],
             *_direction_weights(spec, weights, d),
-            lengths=lengths, reverse=d == 1, training=keep, backend="native",
+            lengths=lengths,
+            reverse=d == 1,
+            training=keep,
+            backend="native",
         )
 
     outs = _each_direction(run, spec.directions, threads)
@@ -144,8 +150,9 @@ class NativeLayer(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True: gradients that can be differentiated
             from ._reference import differentiable_grads
 
-            grads = differentiable_grads(ctx.spec, ctx.lengths, saved, (dy, dh_n, dc_n),
-                                         ctx.needs_input_grad[2:])
+            grads = differentiable_grads(
+                ctx.spec, ctx.lengths, saved, (dy, dh_n, dc_n), ctx.needs_input_grad[2:]
+            )
             return (None, None, *grads)
         if dy is None and dh_n is None and dc_n is None:
             return (None,) * (2 + len(saved))
@@ -157,7 +164,8 @@ class NativeLayer(torch.autograd.Function):
 def run(spec, x, h0, c0, weights, lengths):
     """The layer's outputs (y, h_n, c_n or None), with autograd wherever torch would record it."""
     needs_grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x, h0, c0, *weights))
+        t is not None and t.requires_grad for t in (x, h0, c0, *weights)
+    )
     if torch.compiler.is_compiling():
         from . import _ops
 

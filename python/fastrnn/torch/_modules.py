@@ -18,8 +18,12 @@ _DTYPES = (torch.float32, torch.float64)
 
 
 def _cpu_float(t, dtype):
-    return (isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.dtype == dtype
-            and t.layout == torch.strided)
+    return (
+        isinstance(t, torch.Tensor)
+        and t.device.type == "cpu"
+        and t.dtype == dtype
+        and t.layout == torch.strided
+    )
 
 
 def _packed_layout(batch_sizes):
@@ -49,9 +53,15 @@ class _FastRNN:
         if isinstance(input, PackedSequence):
             x = input.data
             bs = input.batch_sizes
-            if (not _cpu_float(x, dtype) or x.dim() != 2 or x.shape[-1] != self.input_size
-                    or bs.dim() != 1 or bs.numel() == 0 or bs.dtype != torch.int64
-                    or x.shape[0] == 0):
+            if (
+                not _cpu_float(x, dtype)
+                or x.dim() != 2
+                or x.shape[-1] != self.input_size
+                or bs.dim() != 1
+                or bs.numel() == 0
+                or bs.dtype != torch.int64
+                or x.shape[0] == 0
+            ):
                 return None
             layout = _packed_layout(bs)
             T, B = bs.numel(), int(bs[0])
@@ -118,8 +128,14 @@ class _FastRNN:
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             rows = slice(layer * D, (layer + 1) * D)
-            y, hl, cl = _layer.run(spec, x, h[rows], None if c is None else c[rows],
-                                   self._flat_weights[layer * k : (layer + 1) * k], lengths)
+            y, hl, cl = _layer.run(
+                spec,
+                x,
+                h[rows],
+                None if c is None else c[rows],
+                self._flat_weights[layer * k : (layer + 1) * k],
+                lengths,
+            )
             h_n.append(hl)
             c_n.append(cl)
             x = y
@@ -129,8 +145,7 @@ class _FastRNN:
         c_n = torch.cat(c_n) if lstm else None
         if layout is not None:  # back to packed rows and the caller's batch order
             data = x.reshape(T * B, -1).index_select(0, layout[1])
-            out = PackedSequence(data, input.batch_sizes, input.sorted_indices,
-                                 input.unsorted_indices)
+            out = PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
             if input.unsorted_indices is not None:
                 h_n = h_n.index_select(1, input.unsorted_indices)
                 c_n = None if c_n is None else c_n.index_select(1, input.unsorted_indices)

@@ -42,14 +42,24 @@ def _caches(handle):
 
 
 @torch.library.custom_op("fastrnn::layer_forward", mutates_args=())
-def layer_forward(cell: str, directions: int, bias: bool, proj: bool, x: Tensor, h0: Tensor,
-                  c0: Optional[Tensor], weights: List[Tensor], lengths: Optional[Tensor],
-                  keep: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+def layer_forward(
+    cell: str,
+    directions: int,
+    bias: bool,
+    proj: bool,
+    x: Tensor,
+    h0: Tensor,
+    c0: Optional[Tensor],
+    weights: List[Tensor],
+    lengths: Optional[Tensor],
+    keep: bool,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """(y, h_n, c_n (empty unless lstm), handle (meaningful when ``keep``))."""
     spec = _layer.Spec(cell, directions, bias, proj)
     with _layer.kernel_threads() as n:
-        y, h_n, c_n, caches = _layer.forward(spec, x, h0, c0, weights,
-                                             None if lengths is None else lengths.numpy(), keep, n)
+        y, h_n, c_n, caches = _layer.forward(
+            spec, x, h0, c0, weights, None if lengths is None else lengths.numpy(), keep, n
+        )
     handle = _handle(caches) if keep else torch.zeros(1, dtype=torch.int64)
     return y, h_n, x.new_empty(0) if c_n is None else c_n, handle
 
@@ -62,10 +72,20 @@ def _(cell, directions, bias, proj, x, h0, c0, weights, lengths, keep):
 
 
 @torch.library.custom_op("fastrnn::layer_backward", mutates_args=())
-def layer_backward(cell: str, directions: int, bias: bool, proj: bool, handle: Tensor,
-                   x: Tensor, h0: Tensor, c0: Optional[Tensor], weights: List[Tensor],
-                   dy: Optional[Tensor], dh_n: Optional[Tensor],
-                   dc_n: Optional[Tensor]) -> List[Tensor]:
+def layer_backward(
+    cell: str,
+    directions: int,
+    bias: bool,
+    proj: bool,
+    handle: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    c0: Optional[Tensor],
+    weights: List[Tensor],
+    dy: Optional[Tensor],
+    dh_n: Optional[Tensor],
+    dc_n: Optional[Tensor],
+) -> List[Tensor]:
     """[dx, dh0, dc0 (empty unless lstm), *weight gradients]; x, h0, c0 and weights give the
     fake implementation its shapes."""
     spec = _layer.Spec(cell, directions, bias, proj)
@@ -90,8 +110,9 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, dy, dh_n, dc_n, dhandle):
     handle, x, h0, c0, *weights = ctx.saved_tensors
-    dx, dh0, dc0, *dweights = layer_backward(*ctx.spec, handle, x, h0, c0, weights, dy, dh_n,
-                                             dc_n if ctx.lstm else None)
+    dx, dh0, dc0, *dweights = layer_backward(
+        *ctx.spec, handle, x, h0, c0, weights, dy, dh_n, dc_n if ctx.lstm else None
+    )
     return (None, None, None, None, dx, dh0, dc0 if ctx.lstm else None, dweights, None, None)
 
 
@@ -100,6 +121,7 @@ layer_forward.register_autograd(_backward, setup_context=_setup_context)
 
 def run(spec, x, h0, c0, weights, lengths, keep):
     """_layer.run's path under torch.compile: (y, h_n, c_n or None)."""
-    y, h_n, c_n, _ = layer_forward(spec.cell, spec.directions, spec.bias, spec.proj, x, h0, c0,
-                                   list(weights), lengths, keep)
+    y, h_n, c_n, _ = layer_forward(
+        spec.cell, spec.directions, spec.bias, spec.proj, x, h0, c0, list(weights), lengths, keep
+    )
     return y, h_n, c_n if c0 is not None else None

@@ -56,8 +56,21 @@ def layer(spec, x, h0, c0, weights, lengths):
     for d in range(spec.directions):
         w = list(weights[d * k : (d + 1) * k])
         b_ih, b_hh = (w[2], w[3]) if spec.bias else (None, None)
-        outs.append(direction(spec.cell, x, h0[d], None if c0 is None else c0[d], w[0], w[1],
-                              b_ih, b_hh, w[-1] if spec.proj else None, lengths, d == 1))
+        outs.append(
+            direction(
+                spec.cell,
+                x,
+                h0[d],
+                None if c0 is None else c0[d],
+                w[0],
+                w[1],
+                b_ih,
+                b_hh,
+                w[-1] if spec.proj else None,
+                lengths,
+                d == 1,
+            )
+        )
     y = torch.cat([o[0] for o in outs], 2)
     h_n = torch.stack([o[1] for o in outs])
     c_n = None if c0 is None else torch.stack([o[2] for o in outs])
@@ -75,8 +88,13 @@ def differentiable_grads(spec, lengths, saved, grads, needs):
     wanted = [i for i, (t, n) in enumerate(zip(saved, needs)) if n and t is not None]
     result = [None] * len(saved)
     if pairs and wanted:
-        got = torch.autograd.grad([o for o, _ in pairs], [saved[i] for i in wanted],
-                                  [g for _, g in pairs], create_graph=True, allow_unused=True)
+        got = torch.autograd.grad(
+            [o for o, _ in pairs],
+            [saved[i] for i in wanted],
+            [g for _, g in pairs],
+            create_graph=True,
+            allow_unused=True,
+        )
         for i, g in zip(wanted, got):
             result[i] = g
     return result
