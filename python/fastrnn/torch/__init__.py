@@ -12,9 +12,13 @@ not); outputs and all gradients match torch's to float rounding.
 
 What runs natively: CPU float32/float64 tensors, with autograd through a torch.autograd.Function
 (zero-copy views between tensors and arrays, no Python per time step, a PackedSequence mapped to
-per-sequence lengths without repacking between layers), and through torch.library custom ops
-under torch.compile. Inter-layer dropout draws torch's own masks from torch's generator.
-Under no_grad / inference_mode no cache is kept.
+per-sequence lengths without repacking between layers). Inter-layer dropout draws torch's own
+masks from torch's generator. Under no_grad / inference_mode no cache is kept.
+
+torch.compile: dynamo refuses every RNN module unless ``torch._dynamo.config.allow_rnn = True``;
+by default the layer runs eagerly (still natively) between compiled graphs. With allow_rnn a model
+on Tensors traces as one graph, each layer a torch.library custom op (a PackedSequence breaks the
+graph where its batch size is read).
 
 What runs torch's own implementation instead: other devices (CUDA...) and dtypes (float16,
 bfloat16), autocast, empty batches or sequences, and anything torch would reject (so its errors
