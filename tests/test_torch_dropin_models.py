@@ -138,6 +138,7 @@ def test_threads_follow_torch_unless_fastrnn_was_set(monkeypatch):
     monkeypatch.setattr(_layer, "forward", lambda *a: seen.append(a[7]) or real(*a))
     monkeypatch.delenv("FASTRNN_NUM_THREADS", raising=False)
     monkeypatch.setitem(_backend._threads, "explicit", False)
+    monkeypatch.setitem(_backend._threads, "n", _backend._threads["n"])  # restored afterwards
     m = frt.GRU(3, 4)
     x = torch.randn(5, 2, 3)
     before_torch, before_team = torch.get_num_threads(), fastrnn._native.get_num_threads()
