@@ -134,6 +134,7 @@ def set_num_threads(n):
     if _native is not None:
         _native.set_num_threads(n)
     _threads["n"] = n  # only once the native team has taken it
+    _threads["explicit"] = True
 
 
 def _reapply_threads_in_child():
@@ -150,6 +151,7 @@ def get_num_threads():
     """How many threads the native kernels use."""
     if _threads["n"] is None:
         set_num_threads(_threads_from_env())
+        _threads["explicit"] = False  # a default, not a choice (the environment is seen apart)
     return _threads["n"]
 
 
@@ -211,3 +213,9 @@ def info():
         "cpu_path": _native.active_path() if _native is not None else None,
         "num_threads": get_num_threads(),
     }
+
+
+def threads_were_set():
+    """True when fastrnn's thread count was chosen: set_num_threads() was called or
+    FASTRNN_NUM_THREADS is set (fastrnn.torch otherwise follows torch.get_num_threads())."""
+    return _threads.get("explicit", False) or bool(os.environ.get("FASTRNN_NUM_THREADS"))
