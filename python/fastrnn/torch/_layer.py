@@ -11,13 +11,9 @@ from typing import NamedTuple
 
 import torch
 
-import fastrnn
-from fastrnn import _backend, functional
+from .. import _backend, functional
 
-try:
-    from fastrnn import _native
-except ImportError:  # no native build: every call runs torch's own implementation
-    _native = None
+_native = _backend.native_module()  # None without a native build: every call runs torch's own code
 
 
 class Spec(NamedTuple):
@@ -43,7 +39,7 @@ def kernel_threads():
     (fastrnn.set_num_threads or FASTRNN_NUM_THREADS); yields that count. fastrnn's team size is
     restored afterwards, so fastrnn's own layers keep theirs."""
     if _backend.threads_were_set():
-        yield fastrnn.get_num_threads()
+        yield _backend.get_num_threads()
         return
     n = torch.get_num_threads()
     before = _native.get_num_threads()
