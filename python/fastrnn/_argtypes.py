@@ -3,9 +3,13 @@ ArgumentTypeError, which argparse turns into a usage error naming the option."""
 
 import argparse
 import math
+from collections.abc import Callable
+from typing import TypeVar
+
+_N = TypeVar("_N", int, float)
 
 
-def _parse(text, convert, expected):
+def _parse(text: str, convert: Callable[[str], _N], expected: str) -> _N:
     try:
         value = convert(text)
     except ValueError:
@@ -15,28 +19,28 @@ def _parse(text, convert, expected):
     return value
 
 
-def _checked(text, convert, expected, ok):
+def _checked(text: str, convert: Callable[[str], _N], expected: str, ok: Callable[[_N], bool]) -> _N:
     value = _parse(text, convert, expected)
     if not ok(value):
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
     return value
 
 
-def positive_int(text):
+def positive_int(text: str) -> int:
     return _checked(text, int, "a positive integer", lambda n: n >= 1)
 
 
-def positive_number(text):
+def positive_number(text: str) -> float:
     return _checked(text, float, "a number > 0", lambda x: x > 0)
 
 
-def nonnegative_number(text):
+def nonnegative_number(text: str) -> float:
     return _checked(text, float, "a number >= 0", lambda x: x >= 0)
 
 
-def fraction(text):
+def fraction(text: str) -> float:
     return _checked(text, float, "a fraction in (0, 1)", lambda x: 0 < x < 1)
 
 
-def probability(text):
+def probability(text: str) -> float:
     return _checked(text, float, "a probability in [0, 1)", lambda x: 0 <= x < 1)

@@ -10,11 +10,19 @@ performance grid with its targets is not here: it lives in the repository's benc
 import math
 import statistics
 import time
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _backend, functional
 from ._cells import GATES
+
+_Problem = dict[str, "NDArray[Any] | None"]
+# One timed call: its outputs (and gradients), None where an implementation has none
+_Runner = Callable[[], "list[NDArray[Any] | None]"]
 
 MODES = ("forward", "forward+backward")
 DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru")
@@ -23,7 +31,7 @@ SHAPE = {"T": 50, "B": 16, "I": 64, "H": 128}
 TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
 
 
-def _torch():
+def _torch() -> ModuleType | None:
     try:
         import torch
     except (ImportError, OSError):  # missing, or a broken install
@@ -31,7 +39,7 @@ def _torch():
     return torch
 
 
-def _problem(cell, dtype, seed):
+def _problem(cell: str, dtype: str, seed: int) -> _Problem:
     T, B, I, H, G = SHAPE["T"], SHAPE["B"], SHAPE["I"], SHAPE["H"], GATES[cell]
     rng = np.random.default_rng(seed)
     k = 1.0 / math.sqrt(H)  # PyTorch's initialisation range
@@ -49,16 +57,16 @@ def _problem(cell, dtype, seed):
     return {key: None if a is None else a.astype(dtype) for key, a in p.items()}
 
 
-def _fastrnn_runner(cell, p, mode, backend):
+def _fastrnn_runner(cell: str, p: _Problem, mode: str, backend: str) -> _Runner:
     args = (cell, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
     if mode == "forward":
 
-        def run():
+        def run() -> list[NDArray[Any] | None]:
             y, h_n, c_n, _ = functional.forward(*args, training=False, backend=backend)
             return [y, h_n, c_n]
     else:
 
-        def run():
+        def run() -> list[NDArray[Any] | None]:
             y, h_n, c_n, cache = functional.forward(*args, training=True, backend=backend)
             grads = functional.backward(cache, p["dy"], p["dh_n"], None)
             return [y, h_n, c_n] + list(grads[:7])  # dx dh0 dc0 dw_ih dw_hh db_ih db_hh
@@ -66,16 +74,18 @@ def _fastrnn_runner(cell, p, mode, backend):
     return run
 
 
-def _torch_runner(torch, cell, p, mode):
+def _torch_runner(torch: Any, cell: str, p: _Problem, mode: str) -> _Runner:
     I, H = SHAPE["I"], SHAPE["H"]
     lstm = cell == "lstm"
     if cell.startswith("rnn_"):
         module = torch.nn.RNN(I, H, nonlinearity=cell[len("rnn_") :])
     else:
         module = (torch.nn.LSTM if lstm else torch.nn.GRU)(I, H)
-    module = module.to(dtype=getattr(torch, p["x"].dtype.name))
+    x_ref = p["x"]
+    assert x_ref is not None  # every problem has an input
+    module = module.to(dtype=getattr(torch, x_ref.dtype.name))
 
-    def tensor(a):
+    def tensor(a: NDArray[Any] | None) -> Any:
         return torch.from_numpy(np.array(a))  # a writable copy: from_numpy never warns
 
     with torch.no_grad():
@@ -92,10 +102,10 @@ def _torch_runner(torch, cell, p, mode):
     c0 = tensor(p["c0"])[None].requires_grad_(grad) if lstm else None
     dy, dh_n = tensor(p["dy"]), tensor(p["dh_n"])[None]
 
-    def numpy(t):
+    def numpy(t: Any) -> NDArray[Any] | None:
         return None if t is None else t.detach().numpy()
 
-    def run():
+    def run() -> list[NDArray[Any] | None]:
         for leaf in (x, h0, c0):
             if leaf is not None:
                 leaf.grad = None
@@ -119,7 +129,7 @@ def _torch_runner(torch, cell, p, mode):
     return run
 
 
-def _largest_difference(got, ref):
+def _largest_difference(got: Sequence[NDArray[Any] | None], ref: Sequence[NDArray[Any] | None]) -> float:
     """max |got - ref| / max |ref| over the arrays (None where the reference has none)."""
     worst = 0.0
     for a, b in zip(got, ref):
@@ -130,7 +140,7 @@ def _largest_difference(got, ref):
     return worst
 
 
-def _median_ms(run, repeat):
+def _median_ms(run: _Runner, repeat: int) -> float:
     run()  # warm-up
     times = []
     for _ in range(repeat):
@@ -140,7 +150,14 @@ def _median_ms(run, repeat):
     return 1e3 * statistics.median(times)
 
 
-def run(cells=DEFAULT_CELLS, dtype="float32", repeat=10, use_torch=True, seed=0, out=print):
+def run(
+    cells: Sequence[str] = DEFAULT_CELLS,
+    dtype: str = "float32",
+    repeat: int = 10,
+    use_torch: bool = True,
+    seed: int = 0,
+    out: Callable[[str], object] = print,
+) -> int:
     """Checks, then times, every cell in both modes; prints the table through ``out``.
 
     Returns 0, or 1 when an implementation disagrees with the numpy reference (nothing is timed).

@@ -6,8 +6,13 @@ TypeError (wrong kind) or ValueError (out of range) naming the argument."""
 import functools
 import numbers
 import os
+from collections.abc import Sequence
+from typing import Any, Literal, cast, overload
 
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+from ._typing import FloatArray, FloatDType, IntArray
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _DTYPE_NAMES = {dt.name: dt for dt in DTYPES}
@@ -17,14 +22,24 @@ _DTYPE_NAMES = {dt.name: dt for dt in DTYPES}
 # Scalars
 
 
-def flag(name, v):
+def flag(name: str, v: object) -> bool:
     """``v`` (a bool or numpy bool) as a bool."""
     if not isinstance(v, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
     return bool(v)
 
 
-def integer(name, v, low=None, *, allow_none=False, kind="an int"):
+@overload
+def integer(
+    name: str, v: object, low: int | None = None, *, allow_none: Literal[False] = False, kind: str = ...
+) -> int: ...
+@overload
+def integer(
+    name: str, v: object, low: int | None = None, *, allow_none: bool, kind: str = ...
+) -> int | None: ...
+def integer(
+    name: str, v: object, low: int | None = None, *, allow_none: bool = False, kind: str = "an int"
+) -> int | None:
     """``v`` (any integral type but bool) as an int >= ``low`` (no bound when None); None passes
     through when ``allow_none``. ``kind`` is how the TypeError names what was expected."""
     if v is None and allow_none:
@@ -36,7 +51,15 @@ def integer(name, v, low=None, *, allow_none=False, kind="an int"):
     return int(v)
 
 
-def real(name, v, *, kind="a real number", finite=False, allow_none=False):
+@overload
+def real(
+    name: str, v: object, *, kind: str = ..., finite: bool = ..., allow_none: Literal[False] = False
+) -> float: ...
+@overload
+def real(name: str, v: object, *, kind: str = ..., finite: bool = ..., allow_none: bool) -> float | None: ...
+def real(
+    name: str, v: object, *, kind: str = "a real number", finite: bool = False, allow_none: bool = False
+) -> float | None:
     """``v`` (any real type but bool) as a float, finite if ``finite``; None passes through when
     ``allow_none``. Range checks are the caller's: their messages say what the number means."""
     if v is None and allow_none:
@@ -49,7 +72,7 @@ def real(name, v, *, kind="a real number", finite=False, allow_none=False):
     return value
 
 
-def dropout(p):
+def dropout(p: object) -> float:
     """A layer's dropout probability in [0, 1], as a float."""
     value = real("dropout", p, kind="a number")
     if not 0 <= value <= 1:
@@ -57,7 +80,7 @@ def dropout(p):
     return value
 
 
-def float_dtype(dtype):
+def float_dtype(dtype: DTypeLike) -> FloatDType:
     """``dtype`` (a name, a numpy dtype or type) as np.dtype float32 or float64."""
     try:
         dt = np.dtype(dtype)
@@ -65,15 +88,15 @@ def float_dtype(dtype):
         raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
     if dt.name not in _DTYPE_NAMES:
         raise TypeError(f"dtype must be 'float32' or 'float64', got {dt.name!r}")
-    return dt
+    return cast(FloatDType, dt)
 
 
-def seed(value):
+def seed(value: object) -> int | None:
     """A layer's seed: None or an int >= 0."""
     return integer("seed", value, 0, allow_none=True)
 
 
-def generator(value):
+def generator(value: object) -> np.random.Generator:
     """``value`` (None, an int >= 0, or a numpy Generator, used as it is) as a numpy Generator."""
     if isinstance(value, np.random.Generator):
         return value
@@ -86,17 +109,17 @@ def generator(value):
 # Arrays
 
 
-def is_tensor(a):
+def is_tensor(a: object) -> bool:
     """Whether ``a`` looks like a torch tensor (checked without importing torch)."""
     return hasattr(a, "detach") and hasattr(a, "cpu")
 
 
-def from_tensor(a):
+def from_tensor(a: Any) -> Any:
     """A torch tensor as a NumPy array (detached, on the CPU); anything else as it is."""
     return a.detach().cpu().numpy() if is_tensor(a) else a
 
 
-def float_array(name, a, dtype=None):
+def float_array(name: str, a: object, dtype: np.dtype[Any] | None = None) -> FloatArray:
     """``a`` as a float32/float64 NumPy array (copied only to fix byte order or leave torch).
 
     ``dtype`` (if given) must match exactly: mixing float32 and float64 is a TypeError.
@@ -118,7 +141,7 @@ def float_array(name, a, dtype=None):
     return arr
 
 
-def state_array(name, value):
+def state_array(name: str, value: object) -> NDArray[Any]:
     """A state_dict value (an array, a torch tensor, a number) as a NumPy array of real numbers."""
     arr = np.asarray(from_tensor(value))
     if arr.dtype.kind not in "fiu":
@@ -126,7 +149,7 @@ def state_array(name, value):
     return arr
 
 
-def int_array(name, a, what=""):
+def int_array(name: str, a: object, what: str = "") -> IntArray:
     """``a`` (an array, a list or a torch tensor) as an integer NumPy array; bools are refused.
     ``what`` adds what the integers mean to the error message."""
     arr = np.asarray(from_tensor(a))
@@ -135,7 +158,9 @@ def int_array(name, a, what=""):
     return arr
 
 
-def shaped(name, a, shape, names, dtype):
+def shaped(
+    name: str, a: object, shape: Sequence[int], names: Sequence[str], dtype: np.dtype[Any] | None
+) -> FloatArray:
     """float_array() with exactly ``shape``; ``names`` label its axes in the error message."""
     arr = float_array(name, a, dtype)
     if arr.shape != tuple(shape):
@@ -149,7 +174,7 @@ def shaped(name, a, shape, names, dtype):
 
 
 @functools.lru_cache(maxsize=1)  # read once: every forward/backward asks
-def machine_memory():
+def machine_memory() -> int | None:
     """Bytes this machine could ever give one process (RAM + swap), or None when unknown."""
     try:
         ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -166,7 +191,7 @@ def machine_memory():
     return ram + swap
 
 
-def check_memory(nbytes, what):
+def check_memory(nbytes: int, what: str) -> None:
     """Raises MemoryError, before anything is allocated, when ``what`` needs ``nbytes`` bytes (an exact
     Python int) beyond 64-bit sizes or beyond the machine's memory."""
     if nbytes >= 2**63:

@@ -5,10 +5,24 @@ time step (``functional.backward`` sets ``cache.dh_norms`` the same way). Norms 
 geometrically towards t = 0 are vanishing gradients; norms that grow are exploding ones.
 """
 
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:  # matplotlib is optional: imported only when plotting
+    from matplotlib.axes import Axes
 
 
-def plot_grad_norms(norms, labels=None, ax=None, path=None, title=None):
+def plot_grad_norms(
+    norms: ArrayLike,
+    labels: Sequence[str | None] | None = None,
+    ax: "Axes | None" = None,
+    path: "str | os.PathLike[str] | None" = None,
+    title: str | None = None,
+) -> "Axes":
     """Plots ``norms`` (T,) or (K, T) on a log scale against the time step; returns the Axes.
 
     ``labels`` names the K curves (default: "layer 0", ...), ``ax`` draws into existing axes,
@@ -21,6 +35,7 @@ def plot_grad_norms(norms, labels=None, ax=None, path=None, title=None):
         if ax is None and path is not None:
             matplotlib.use("Agg")  # saving a file needs no display
         import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         raise ImportError("plot_grad_norms needs matplotlib: pip install matplotlib") from None
     norms = np.asarray(norms, dtype=np.float64)
@@ -45,6 +60,8 @@ def plot_grad_norms(norms, labels=None, ax=None, path=None, title=None):
         ax.legend()
     ax.grid(True, which="both", alpha=0.3)
     if path is not None:
-        ax.figure.tight_layout()
-        ax.figure.savefig(path, dpi=120)
+        fig = ax.figure
+        root = fig if isinstance(fig, Figure) else fig.figure  # axes of a subfigure: save the whole figure
+        root.tight_layout()
+        root.savefig(path, dpi=120)
     return ax

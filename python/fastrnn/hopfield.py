@@ -35,12 +35,21 @@ the network and may run from several threads at once; store() and load_state_dic
 while another thread recalls from the same network.
 """
 
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _backend
 from ._checks import check_memory, from_tensor, generator, integer, state_array
+from ._typing import SeedLike
+
+# (weights, states, mode, max_sweeps, order) -> (states, converged, iterations): either backend
+_Kernel = Callable[
+    [NDArray[np.int32], NDArray[np.int8], str, int, "NDArray[np.int32] | None"],
+    tuple[NDArray[np.int8], NDArray[np.bool_], NDArray[np.int64]],
+]
 
 MODES = ("async", "sync")
 _INT32_MAX = 2**31 - 1
@@ -59,16 +68,16 @@ class RecallResult(NamedTuple):
                 int64 array, or a Python int for an (N,) input.
     """
 
-    states: np.ndarray
-    converged: object
-    iterations: object
+    states: NDArray[Any]
+    converged: bool | NDArray[np.bool_]
+    iterations: int | NDArray[np.int64]
 
 
 # -------------------------------------------------------------------------------------------------
 # Argument checks
 
 
-def _bipolar(name, a, num_units):
+def _bipolar(name: str, a: ArrayLike, num_units: int) -> tuple[NDArray[np.int8], np.dtype[Any]]:
     """``a`` ((N,) or (B, N), signed integers or floats holding only +1/-1) as a new C-contiguous int8
     array, and the input's dtype (native byte order) to give results back in."""
     arr = np.asarray(from_tensor(a))
@@ -90,7 +99,7 @@ def _bipolar(name, a, num_units):
     return arr.astype(np.int8, order="C"), arr.dtype.newbyteorder("=")
 
 
-def _mode(mode):
+def _mode(mode: object) -> str:
     if not isinstance(mode, str):
         raise TypeError(f"mode must be a string, one of {MODES}, got {type(mode).__name__}")
     if mode not in MODES:
@@ -98,7 +107,7 @@ def _mode(mode):
     return mode
 
 
-def _max_iters(max_iters):
+def _max_iters(max_iters: object) -> int:
     n = integer("max_iters", max_iters, 1)
     if n >= 2**63:
         raise ValueError(f"max_iters must be < 2**63, got {n}")
@@ -109,20 +118,29 @@ def _max_iters(max_iters):
 # Exact integer products
 
 
-def _fields(s, weights, max_abs):
+def _fields(s: NDArray[np.int8], weights: NDArray[np.int32], max_abs: int) -> NDArray[np.int64]:
     """h = s W^T for states s (B, N) as exact int64: through float64 BLAS when every partial sum
     stays below 2**53 (it does for any realistic network), else with NumPy's integer product."""
     n = weights.shape[0]
+    h: NDArray[np.int64]
     if max_abs * n < _EXACT_FLOAT64:
-        return np.matmul(s.astype(np.float64), weights.T.astype(np.float64)).astype(np.int64)
-    return np.matmul(s.astype(np.int64), weights.T.astype(np.int64))
+        h = np.matmul(s.astype(np.float64), weights.T.astype(np.float64)).astype(np.int64)
+    else:
+        h = np.matmul(s.astype(np.int64), weights.T.astype(np.int64))
+    return h
 
 
 # -------------------------------------------------------------------------------------------------
 # The numpy backend: the specification of fastrnn._native.hopfield_recall
 
 
-def reference_recall(weights, states, mode, max_sweeps, order):
+def reference_recall(
+    weights: NDArray[np.int32],
+    states: NDArray[np.int8],
+    mode: str,
+    max_sweeps: int,
+    order: NDArray[np.int32] | None,
+) -> tuple[NDArray[np.int8], NDArray[np.bool_], NDArray[np.int64]]:
     """The NumPy reference of ``fastrnn._native.hopfield_recall``: same arguments and results.
 
     weights (N, N) int32, symmetric with a zero diagonal; states (B, N) int8 of +1/-1 (not modified);
@@ -150,6 +168,7 @@ def reference_recall(weights, states, mode, max_sweeps, order):
             h = x @ w.T  # every field from the sweep's starting state
             x = np.where(h > 0, 1, np.where(h < 0, -1, x)).astype(w.dtype)
         else:
+            assert order is not None  # async always has an order
             for i in order[k]:
                 h_i = x @ w[i]  # unit i's field from the latest state
                 x[:, i] = np.where(h_i > 0, 1, np.where(h_i < 0, -1, x[:, i]))
@@ -161,7 +180,7 @@ def reference_recall(weights, states, mode, max_sweeps, order):
     return s.astype(np.int8), converged, iterations
 
 
-def _recall_kernel(backend):
+def _recall_kernel(backend: str | None) -> _Kernel:
     name = _backend.get_backend() if backend is None else _backend._check_name(backend)
     return _backend.native_module().hopfield_recall if name == "native" else reference_recall
 
@@ -185,7 +204,9 @@ class Hopfield:
       state_dict() / load_state_dict(d)  {"weight": (N, N) int32, "num_patterns": int64 scalar}
     """
 
-    def __init__(self, num_units, patterns=None, *, backend=None):
+    def __init__(
+        self, num_units: int, patterns: ArrayLike | None = None, *, backend: str | None = None
+    ) -> None:
         n = integer("num_units", num_units, 1)
         self.backend = None if backend is None else _backend._check_name(backend)
         check_memory(4 * n * n, "Hopfield weights")
@@ -199,23 +220,23 @@ class Hopfield:
     # -- weights ----------------------------------------------------------------------------------
 
     @property
-    def num_units(self):
+    def num_units(self) -> int:
         return self._n
 
     @property
-    def num_patterns(self):
+    def num_patterns(self) -> int:
         """How many patterns were stored (the sum over store() calls, or as loaded)."""
         return self._num_patterns
 
     @property
-    def weights(self):
+    def weights(self) -> NDArray[np.int32]:
         """W (N, N) int32 as a read-only view: W_ij = sum_p p_i p_j for i != j, W_ii = 0. Divide by
         num_units for the classic normalised weights. The view follows later store() calls."""
-        view = self._w.view()
+        view: NDArray[np.int32] = self._w.view()
         view.flags.writeable = False
         return view
 
-    def store(self, patterns):
+    def store(self, patterns: ArrayLike) -> "Hopfield":
         """Adds (P, N) or (N,) bipolar patterns to W with the Hebbian rule; returns self.
 
         Raises ValueError if W would leave int32 (over 2**31 - 1 patterns in all)."""
@@ -244,7 +265,7 @@ class Hopfield:
 
     # -- energy and recall ------------------------------------------------------------------------
 
-    def energy(self, states):
+    def energy(self, states: ArrayLike) -> int | NDArray[np.int64]:
         """E = -1/2 s^T W s (W's integer units: divide by num_units for the normalised network).
 
         states (N,) gives a Python int; (B, N) gives a (B,) int64 array. Exact for both backends."""
@@ -256,7 +277,9 @@ class Hopfield:
         e = -((h * s).sum(axis=1, dtype=np.int64) // 2)
         return int(e[0]) if single else e
 
-    def recall(self, states, mode="async", max_iters=100, seed=None):
+    def recall(
+        self, states: ArrayLike, mode: str = "async", max_iters: int = 100, seed: SeedLike = None
+    ) -> RecallResult:
         """Runs the network from ``states`` ((N,) or (B, N), +1/-1 as signed ints or floats) until
         each state reaches a fixed point or ``max_iters`` sweeps have run. Returns a RecallResult
         (states, converged, iterations); states keeps the input's shape and dtype. The input is not
@@ -280,7 +303,9 @@ class Hopfield:
             return RecallResult(out, bool(converged[0]), int(iterations[0]))
         return RecallResult(out, converged, iterations)
 
-    def _recall_async(self, kernel, s, max_iters, rng):
+    def _recall_async(
+        self, kernel: _Kernel, s: NDArray[np.int8], max_iters: int, rng: np.random.Generator
+    ) -> tuple[NDArray[np.int8], NDArray[np.bool_], NDArray[np.int64]]:
         """Async recall in chunks of sweeps (4, 8, 16, ... at most _ORDER_CHUNK units of orders), so
         that orders are drawn only for sweeps that run. Sweep k's order is the k-th permutation drawn
         whatever the chunks, so the chunking never changes a result."""
@@ -306,11 +331,11 @@ class Hopfield:
 
     # -- state_dict -------------------------------------------------------------------------------
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, NDArray[Any]]:
         """{"weight": copy of W (N, N) int32, "num_patterns": int64 0-d array}."""
         return {"weight": self._w.copy(), "num_patterns": np.array(self._num_patterns, np.int64)}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, object]) -> None:
         """Loads W and num_patterns (NumPy arrays or torch tensors). weight must be (N, N), integral
         values in int32's range, symmetric with a zero diagonal; num_patterns an integer in
         [0, 2**31 - 1]. A rejected dict leaves the network unchanged."""
@@ -341,14 +366,14 @@ class Hopfield:
                 f"load_state_dict: num_patterns must be an integer scalar, got dtype "
                 f"{p.dtype} shape {p.shape}"
             )
-        p = int(p)
-        if not 0 <= p <= _INT32_MAX:
-            raise ValueError(f"load_state_dict: num_patterns must be in [0, {_INT32_MAX}], got {p}")
+        count = int(p)
+        if not 0 <= count <= _INT32_MAX:
+            raise ValueError(f"load_state_dict: num_patterns must be in [0, {_INT32_MAX}], got {count}")
         self._w[...] = w  # in place: views from .weights follow
-        self._num_patterns = p
+        self._num_patterns = count
         self._max_abs = int(np.abs(w.astype(np.int64)).max()) if w.size else 0
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         s = f"Hopfield(num_units={self._n}, num_patterns={self._num_patterns}"
         if self.backend is not None:
             s += f", backend={self.backend!r}"

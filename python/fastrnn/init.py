@@ -33,10 +33,18 @@ default to one block). ``weight_hr`` (LSTM projection) is a single block.
 """
 
 import numbers
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ._checks import generator, real
+from ._typing import FloatArray, SeedLike
+
+_T = TypeVar("_T")
+# draw(rng, fan_in, fan_out, shape, gain): the values of one gate block
+_Draw = Callable[[np.random.Generator, int, int, tuple[int, ...], float], NDArray[np.float64]]
 
 __all__ = [
     "uniform_",
@@ -64,11 +72,11 @@ class _Entry:
 
     __slots__ = ("name", "array", "blocks")
 
-    def __init__(self, name, array, blocks):
+    def __init__(self, name: str | None, array: FloatArray, blocks: int) -> None:
         self.name, self.array, self.blocks = name, array, blocks
 
     @property
-    def kind(self):
+    def kind(self) -> str | None:
         """'weight_ih', 'weight_hh', 'weight_hr', 'bias_ih', 'bias_hh', 'weight', 'bias' or None."""
         if self.name is None:
             return None
@@ -79,7 +87,7 @@ class _Entry:
         return "weight" if self.array.ndim >= 2 else "bias"
 
 
-def _check_array(name, a):
+def _check_array(name: str, a: object) -> FloatArray:
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array, got {type(a).__name__}")
     if a.dtype not in _FLOATS:
@@ -89,12 +97,14 @@ def _check_array(name, a):
     return a
 
 
-def _layer_hidden(target):
+def _layer_hidden(target: object) -> int | None:
     h = getattr(target, "hidden_size", None)
-    return h if isinstance(h, numbers.Integral) and not isinstance(h, bool) and h > 0 else None
+    if isinstance(h, bool) or not isinstance(h, numbers.Integral):
+        return None
+    return int(h) if int(h) > 0 else None
 
 
-def _entries(target, gate_blocks=None):
+def _entries(target: object, gate_blocks: int | None = None) -> list[_Entry]:
     """The arrays of a target, in order, with their gate-block counts."""
     if gate_blocks is not None and (
         isinstance(gate_blocks, bool) or not isinstance(gate_blocks, numbers.Integral) or gate_blocks < 1
@@ -102,7 +112,7 @@ def _entries(target, gate_blocks=None):
         raise ValueError(f"gate_blocks must be an int >= 1 or None, got {gate_blocks!r}")
     hidden = _layer_hidden(target)
 
-    def blocks_for(name, a):
+    def blocks_for(name: str | None, a: FloatArray) -> int:
         if gate_blocks is not None:
             return int(gate_blocks)
         if (
@@ -112,9 +122,10 @@ def _entries(target, gate_blocks=None):
             and name.rsplit(".", 1)[-1].startswith(("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
             and a.shape[0] % hidden == 0
         ):
-            return a.shape[0] // hidden
+            return int(a.shape[0]) // hidden
         return 1
 
+    items: list[tuple[str | None, Any]]
     if isinstance(target, np.ndarray):
         items = [(None, target)]
     elif hasattr(target, "parameters") and callable(target.parameters):
@@ -147,7 +158,7 @@ def _entries(target, gate_blocks=None):
     return out
 
 
-def _select(entries, which):
+def _select(entries: list[_Entry], which: str) -> list[_Entry]:
     """The weight matrices a function applies to: unnamed 2-D arrays always; named ones by kind."""
     if which not in _WHICH:
         raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
@@ -162,25 +173,25 @@ def _select(entries, which):
     return chosen
 
 
-def _blocks(e):
+def _blocks(e: _Entry) -> list[FloatArray]:
     """Views of the gate blocks of a 2-D entry (row slices)."""
     n = e.array.shape[0] // e.blocks
     return [e.array[k * n : (k + 1) * n] for k in range(e.blocks)]
 
 
-def _sublayers(target):
+def _sublayers(target: object) -> list[Any] | None:
     """The layers of a container (``fastrnn.Sequential`` or alike), or None for anything else."""
     if isinstance(target, (np.ndarray, list, tuple)) or hasattr(target, "keys"):
         return None
     if not (callable(getattr(target, "parameters", None)) and hasattr(type(target), "__iter__")):
         return None
-    layers = list(target)
+    layers: list[Any] = list(target)  # type: ignore[call-overload]  # iterable: checked above
     if not all(callable(getattr(layer, "parameters", None)) for layer in layers):
         return None
     return layers
 
 
-def _lstm_layers(target):
+def _lstm_layers(target: object) -> list[Any]:
     """Every LSTM layer inside a (possibly nested) container."""
     out = []
     for layer in _sublayers(target) or ():
@@ -191,7 +202,9 @@ def _lstm_layers(target):
     return out
 
 
-def _per_layer(fn, target, seed, forget_bias, **kw):
+def _per_layer(
+    fn: Callable[..., object], target: object, seed: SeedLike, forget_bias: float | None, **kw: Any
+) -> bool:
     """Applies ``fn`` to every layer of a container from one generator; then the forget-gate bias to
     its LSTMs. Returns False when ``target`` is not a container."""
     layers = _sublayers(target)
@@ -204,7 +217,7 @@ def _per_layer(fn, target, seed, forget_bias, **kw):
     return True
 
 
-def _maybe_forget(target, forget_bias):
+def _maybe_forget(target: object, forget_bias: float | None) -> None:
     if forget_bias is not None:
         forget_gate_bias_(target, forget_bias)
 
@@ -213,7 +226,9 @@ def _maybe_forget(target, forget_bias):
 # The initialisers
 
 
-def uniform_(target, bound=None, seed=None, forget_bias=None):
+def uniform_(
+    target: _T, bound: float | None = None, seed: SeedLike = None, forget_bias: float | None = None
+) -> _T:
     """PyTorch's default: every array ~ U(-bound, bound), in place.
 
     ``bound`` defaults to ``1/sqrt(hidden_size)`` for a recurrent layer (what torch.nn.RNN/LSTM/GRU and
@@ -237,8 +252,8 @@ def uniform_(target, bound=None, seed=None, forget_bias=None):
         in_features = getattr(target, "in_features", None)
         if hidden is not None:
             bound = 1.0 / np.sqrt(hidden)
-        elif isinstance(in_features, numbers.Integral) and in_features > 0:
-            bound = 1.0 / np.sqrt(in_features)
+        elif isinstance(in_features, numbers.Integral) and int(in_features) > 0:
+            bound = 1.0 / np.sqrt(int(in_features))
         elif len(entries) == 1 and entries[0].array.ndim == 2 and entries[0].array.shape[1] > 0:
             bound = 1.0 / np.sqrt(entries[0].array.shape[1])
         else:
@@ -256,7 +271,7 @@ def uniform_(target, bound=None, seed=None, forget_bias=None):
     return target
 
 
-def _orthogonal(rng, shape, gain):
+def _orthogonal(rng: np.random.Generator, shape: tuple[int, ...], gain: float) -> NDArray[np.float64]:
     """torch.nn.init.orthogonal_'s construction: QR of a Gaussian matrix, signs fixed by diag(R), so
     rows (rows <= cols) or columns (rows > cols) are orthonormal."""
     rows, cols = shape
@@ -272,7 +287,14 @@ def _orthogonal(rng, shape, gain):
     return gain * q
 
 
-def orthogonal_(target, gain=1.0, seed=None, which="hh", gate_blocks=None, forget_bias=None):
+def orthogonal_(
+    target: _T,
+    gain: float = 1.0,
+    seed: SeedLike = None,
+    which: str = "hh",
+    gate_blocks: int | None = None,
+    forget_bias: float | None = None,
+) -> _T:
     """(Semi-)orthogonal weights via the QR decomposition of a seeded Gaussian matrix, in place.
 
     For a layer, each gate block of the selected weights (``which``: ``"hh"`` recurrent weights
@@ -293,7 +315,13 @@ def orthogonal_(target, gain=1.0, seed=None, which="hh", gate_blocks=None, forge
     return target
 
 
-def identity_(target, scale=1.0, input_std=None, seed=None, gate_blocks=None):
+def identity_(
+    target: _T,
+    scale: float = 1.0,
+    input_std: float | None = None,
+    seed: SeedLike = None,
+    gate_blocks: int | None = None,
+) -> _T:
     """IRNN initialisation (Le, Jaitly & Hinton 2015, for ReLU RNNs), in place: every recurrent
     weight gate block ``W_hh = scale * I`` (a rectangular block gets ones on its main diagonal) and
     recurrent bias (``bias_ih``, ``bias_hh``) zero. ``weight_ih`` keeps its values unless ``input_std``
@@ -323,12 +351,19 @@ def identity_(target, scale=1.0, input_std=None, seed=None, gate_blocks=None):
     return target
 
 
-def _fans(shape):
+def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
     """(fan_in, fan_out) of a 2-D block of shape (out, in), as torch computes them."""
     return shape[1], shape[0]
 
 
-def xavier_uniform_(target, gain=1.0, seed=None, which="all", gate_blocks=None, forget_bias=None):
+def xavier_uniform_(
+    target: _T,
+    gain: float = 1.0,
+    seed: SeedLike = None,
+    which: str = "all",
+    gate_blocks: int | None = None,
+    forget_bias: float | None = None,
+) -> _T:
     """Glorot & Bengio (2010) uniform: U(-a, a) with ``a = gain * sqrt(6 / (fan_in + fan_out))``,
     in place. For a layer, every selected weight matrix (``which``: ``"all"`` (default), ``"hh"``,
     ``"ih"``, ``"hr"``) is initialised gate block by gate block (fan_out = hidden_size rather than
@@ -336,28 +371,50 @@ def xavier_uniform_(target, gain=1.0, seed=None, which="all", gate_blocks=None, 
     ``torch.nn.init.xavier_uniform_``'s bound.
     """
 
-    def draw(rng, fan_in, fan_out, shape, gain):
+    def draw(
+        rng: np.random.Generator, fan_in: int, fan_out: int, shape: tuple[int, ...], gain: float
+    ) -> NDArray[np.float64]:
         a = gain * np.sqrt(6.0 / (fan_in + fan_out))
         return rng.uniform(-a, a, size=shape)
 
-    return _xavier(xavier_uniform_, target, gain, seed, which, gate_blocks, forget_bias, draw)
+    _xavier(xavier_uniform_, target, gain, seed, which, gate_blocks, forget_bias, draw)
+    return target
 
 
-def xavier_normal_(target, gain=1.0, seed=None, which="all", gate_blocks=None, forget_bias=None):
+def xavier_normal_(
+    target: _T,
+    gain: float = 1.0,
+    seed: SeedLike = None,
+    which: str = "all",
+    gate_blocks: int | None = None,
+    forget_bias: float | None = None,
+) -> _T:
     """Glorot & Bengio (2010) normal: N(0, std**2) with ``std = gain * sqrt(2 / (fan_in + fan_out))``,
     in place; selection and gate blocks as in ``xavier_uniform_``."""
 
-    def draw(rng, fan_in, fan_out, shape, gain):
+    def draw(
+        rng: np.random.Generator, fan_in: int, fan_out: int, shape: tuple[int, ...], gain: float
+    ) -> NDArray[np.float64]:
         return rng.normal(0.0, gain * np.sqrt(2.0 / (fan_in + fan_out)), size=shape)
 
-    return _xavier(xavier_normal_, target, gain, seed, which, gate_blocks, forget_bias, draw)
+    _xavier(xavier_normal_, target, gain, seed, which, gate_blocks, forget_bias, draw)
+    return target
 
 
-def _xavier(public, target, gain, seed, which, gate_blocks, forget_bias, draw):
+def _xavier(
+    public: Callable[..., object],
+    target: object,
+    gain: float,
+    seed: SeedLike,
+    which: str,
+    gate_blocks: int | None,
+    forget_bias: float | None,
+    draw: _Draw,
+) -> None:
     """Both Xavier initialisers: ``draw(rng, fan_in, fan_out, shape, gain)`` fills each gate block."""
     gain = real("gain", gain, finite=True)
     if _per_layer(public, target, seed, forget_bias, gain=gain, which=which, gate_blocks=gate_blocks):
-        return target
+        return
     rng = generator(seed)
     for e in _select(_entries(target, gate_blocks), which):
         for block in _blocks(e):
@@ -366,10 +423,9 @@ def _xavier(public, target, gain, seed, which, gate_blocks, forget_bias, draw):
                 continue
             block[...] = draw(rng, fan_in, fan_out, block.shape, gain)
     _maybe_forget(target, forget_bias)
-    return target
 
 
-def forget_gate_bias_(target, value=1.0, hidden_size=None):
+def forget_gate_bias_(target: _T, value: float = 1.0, hidden_size: int | None = None) -> _T:
     """LSTM forget-gate bias (Gers et al. 2000; Jozefowicz et al. 2015), in place: for every layer and
     direction, ``bias_ih[H:2H] = value`` and ``bias_hh[H:2H] = 0`` (the f gate's rows; PyTorch adds the
     two biases, so the effective forget bias is exactly ``value``). The other gates' biases are kept.
@@ -401,7 +457,7 @@ def forget_gate_bias_(target, value=1.0, hidden_size=None):
         raise ValueError(
             f"forget_gate_bias_ needs an LSTM layer (gates i, f, g, o), got {type(target).__name__}"
         )
-    H = target.hidden_size
+    H = int(getattr(target, "hidden_size"))  # every LSTM layer has it
     entries = _entries(target)
     biases = [e for e in entries if e.kind in ("bias_ih", "bias_hh")]
     if not biases:

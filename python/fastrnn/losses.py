@@ -14,13 +14,15 @@ instead of poisoning the weights.
 """
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from ._checks import float_array, from_tensor, int_array, integer
+from ._typing import FloatArray
 
 __all__ = ["cross_entropy", "mse"]
 
 
-def _mask_array(mask, shape):
+def _mask_array(mask: ArrayLike, shape: tuple[int, ...]) -> NDArray[np.bool_]:
     m = np.asarray(from_tensor(mask))
     if m.dtype.kind not in "biuf":
         raise TypeError(f"mask must be a bool or 0/1 array, got dtype {m.dtype}")
@@ -33,7 +35,9 @@ def _mask_array(mask, shape):
     return m
 
 
-def cross_entropy(logits, targets, mask=None, *, ignore_index=None):
+def cross_entropy(
+    logits: ArrayLike, targets: ArrayLike, mask: ArrayLike | None = None, *, ignore_index: int | None = None
+) -> tuple[float, FloatArray]:
     """Softmax cross-entropy averaged over the counted positions.
 
     logits: float32/float64 (..., V). targets: integer (...) with values in [0, V) at every counted
@@ -89,7 +93,7 @@ def cross_entropy(logits, targets, mask=None, *, ignore_index=None):
     return loss, grad.reshape(logits.shape)
 
 
-def mse(pred, target):
+def mse(pred: ArrayLike, target: ArrayLike) -> tuple[float, FloatArray]:
     """Mean squared error over all elements: returns (mean((pred - target)**2), dpred).
 
     pred: float32/float64 array; target: an array of the same shape and dtype. An empty pred gives loss

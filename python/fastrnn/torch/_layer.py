@@ -7,11 +7,23 @@ torch.compile goes through the custom ops of _ops.py, which call the same two fu
 """
 
 import contextlib
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple, TypeVar, overload
 
+import numpy as np
 import torch
+from numpy.typing import NDArray
+from torch import Tensor
 
 from .. import _backend, functional
+
+_R = TypeVar("_R")
+# A direction's (w_ih, w_hh, b_ih, b_hh, w_hr), None where the layer has none
+_Weights = tuple[
+    NDArray[Any], NDArray[Any], "NDArray[Any] | None", "NDArray[Any] | None", "NDArray[Any] | None"
+]
+# (y, h_n, c_n or None, one native cache per direction or None)
+_Outputs = tuple[Tensor, Tensor, "Tensor | None", "list[Any] | None"]
 
 _native = _backend.native_module()  # None without a native build: every call runs torch's own code
 
@@ -25,22 +37,23 @@ class Spec(NamedTuple):
     proj: bool  # LSTM with proj_size > 0 (a weight_hr per direction)
 
     @property
-    def per_direction(self):
+    def per_direction(self) -> int:
         return 2 + 2 * self.bias + self.proj
 
 
-def native_available():
+def native_available() -> bool:
     return _native is not None
 
 
 @contextlib.contextmanager
-def kernel_threads():
+def kernel_threads() -> Iterator[int]:
     """Runs the kernels on torch.get_num_threads() threads unless fastrnn's own count was chosen
     (fastrnn.set_num_threads or FASTRNN_NUM_THREADS); yields that count. fastrnn's team size is
     restored afterwards, so fastrnn's own layers keep theirs."""
     if _backend.threads_were_set():
         yield _backend.get_num_threads()
         return
+    assert _native is not None  # only the native path gets here
     n = torch.get_num_threads()
     before = _native.get_num_threads()
     if n != before:
@@ -52,18 +65,22 @@ def kernel_threads():
             _native.set_num_threads(before)
 
 
-def _array(t):
+@overload
+def _array(t: Tensor) -> NDArray[Any]: ...
+@overload
+def _array(t: Tensor | None) -> NDArray[Any] | None: ...
+def _array(t: Tensor | None) -> NDArray[Any] | None:
     return None if t is None else t.detach().numpy()
 
 
-def _direction_weights(spec, weights, d):
+def _direction_weights(spec: Spec, weights: Sequence[Tensor], d: int) -> _Weights:
     """(w_ih, w_hh, b_ih, b_hh, w_hr) arrays of direction d; None where the layer has none."""
     w = [_array(t) for t in weights[d * spec.per_direction : (d + 1) * spec.per_direction]]
     b_ih, b_hh = (w[2], w[3]) if spec.bias else (None, None)
     return w[0], w[1], b_ih, b_hh, w[-1] if spec.proj else None
 
 
-def _each_direction(run, directions, threads):
+def _each_direction(run: Callable[[int], _R], directions: int, threads: int) -> list[_R]:
     """[run(0)] or [run(0), run(1)]; both directions side by side on half the threads each when
     there are two threads or more (as fastrnn's own bidirectional layers run)."""
     if directions == 2 and threads >= 2:
@@ -71,14 +88,23 @@ def _each_direction(run, directions, threads):
     return [run(d) for d in range(directions)]
 
 
-def forward(spec, x, h0, c0, weights, lengths, keep, threads):
+def forward(
+    spec: Spec,
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor | None,
+    weights: Sequence[Tensor],
+    lengths: NDArray[np.int64] | None,
+    keep: bool,
+    threads: int,
+) -> _Outputs:
     """Runs the layer. x (T, B, I); h0 (D, B, P); c0 (D, B, H) for lstm, else None; weights in
     torch's _flat_weights order; lengths a (B,) int64 array or None. Returns
     (y (T, B, D*P), h_n (D, B, P), c_n (D, B, H) or None, caches: one per direction, or None
     when ``keep`` is False)."""
     xa, h0a, c0a = _array(x), _array(h0), _array(c0)
 
-    def run(d):
+    def run(d: int) -> tuple[Any, ...]:
         return functional.forward(
             spec.cell,
             xa,
@@ -99,14 +125,21 @@ def forward(spec, x, h0, c0, weights, lengths, keep, threads):
     return y, h_n, c_n, [o[3] for o in outs] if keep else None
 
 
-def backward(spec, caches, dy, dh_n, dc_n, threads):
+def backward(
+    spec: Spec,
+    caches: Sequence[Any],
+    dy: Tensor | None,
+    dh_n: Tensor | None,
+    dc_n: Tensor | None,
+    threads: int,
+) -> tuple[Tensor, Tensor, Tensor | None, list[Tensor]]:
     """BPTT through the forward() that made ``caches``; dy (T, B, D*P), dh_n (D, B, P),
     dc_n (D, B, H) may each be None (zeros). Returns (dx, dh0, dc0 or None, weight gradients in
     the order of forward's ``weights``)."""
     P = caches[0].P
     dya, dha, dca = _array(dy), _array(dh_n), _array(dc_n)
 
-    def run(d):
+    def run(d: int) -> tuple[Any, ...]:
         return functional.backward(
             caches[d],
             None if dya is None else dya[:, :, d * P : (d + 1) * P],
@@ -132,7 +165,15 @@ class NativeLayer(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, spec, lengths, x, h0, c0, *weights):
+    def forward(
+        ctx: Any,
+        spec: Spec,
+        lengths: NDArray[np.int64] | None,
+        x: Tensor,
+        h0: Tensor,
+        c0: Tensor | None,
+        *weights: Tensor,
+    ) -> tuple[Tensor, ...]:
         with kernel_threads() as n:
             y, h_n, c_n, caches = forward(spec, x, h0, c0, weights, lengths, True, n)
         ctx.spec, ctx.lengths, ctx.caches = spec, lengths, caches
@@ -141,7 +182,9 @@ class NativeLayer(torch.autograd.Function):
         return (y, h_n) if c_n is None else (y, h_n, c_n)
 
     @staticmethod
-    def backward(ctx, dy, dh_n, dc_n=None):
+    def backward(
+        ctx: Any, dy: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | None = None
+    ) -> tuple[Tensor | None, ...]:
         saved = ctx.saved_tensors  # raises torch's error if an input was modified in place
         if torch.is_grad_enabled():  # create_graph=True: gradients that can be differentiated
             from ._reference import differentiable_grads
@@ -157,7 +200,14 @@ class NativeLayer(torch.autograd.Function):
         return (None, None, dx, dh0, dc0, *dweights)
 
 
-def run(spec, x, h0, c0, weights, lengths):
+def run(
+    spec: Spec,
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor | None,
+    weights: Sequence[Tensor],
+    lengths: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """The layer's outputs (y, h_n, c_n or None), with autograd wherever torch would record it."""
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, h0, c0, *weights)
@@ -169,9 +219,12 @@ def run(spec, x, h0, c0, weights, lengths):
     if not needs_grad:  # no_grad, inference_mode or nothing to differentiate: no cache kept
         with kernel_threads() as n:
             return forward(spec, x, h0, c0, weights, _lengths_array(lengths), False, n)[:3]
-    out = NativeLayer.apply(spec, _lengths_array(lengths), x, h0, c0, *weights)
-    return out if len(out) == 3 else (*out, None)
+    # torch.autograd.Function.apply is untyped; it returns what NativeLayer.forward returns
+    out: tuple[Tensor, ...] = NativeLayer.apply(  # type: ignore[no-untyped-call]
+        spec, _lengths_array(lengths), x, h0, c0, *weights
+    )
+    return (out[0], out[1], out[2]) if len(out) == 3 else (out[0], out[1], None)
 
 
-def _lengths_array(lengths):
+def _lengths_array(lengths: Tensor | None) -> NDArray[np.int64] | None:
     return None if lengths is None else lengths.numpy()

@@ -7,17 +7,30 @@ sequence); anything else, bad input included, goes to torch's forward, which the
 torch's own errors.
 """
 
+from typing import TYPE_CHECKING, TypeVar, cast
+
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from . import _layer
+
+_M = TypeVar("_M", bound=torch.nn.Module)
+_Hidden = Tensor | tuple[Tensor, Tensor]  # h, or (h, c) for an LSTM
+# (x (T, B, I) time-major, hx or None, the packed layout (lengths, rows) or None)
+_Plan = tuple[Tensor, "_Hidden | None", "tuple[Tensor, Tensor] | None"]
+
+if TYPE_CHECKING:  # the mixin is always combined with a torch.nn RNN class (see RNN, LSTM, GRU)
+    _Base = torch.nn.RNNBase
+else:
+    _Base = object
 
 _CELLS = {"RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu", "LSTM": "lstm", "GRU": "gru"}
 _DTYPES = (torch.float32, torch.float64)
 
 
-def _cpu_float(t, dtype):
+def _cpu_float(t: object, dtype: torch.dtype) -> bool:
     return (
         isinstance(t, torch.Tensor)
         and t.device.type == "cpu"
@@ -26,7 +39,7 @@ def _cpu_float(t, dtype):
     )
 
 
-def _packed_layout(batch_sizes):
+def _packed_layout(batch_sizes: Tensor) -> tuple[Tensor, Tensor]:
     """For a PackedSequence: each sorted sequence's length (B,) and, for each packed row, its
     row t*B + b in the padded (T*B) layout (packed rows run time-major, sorted batch order)."""
     B = int(batch_sizes[0])
@@ -34,10 +47,10 @@ def _packed_layout(batch_sizes):
     return live.sum(0), live.reshape(-1).nonzero().squeeze(1)
 
 
-class _FastRNN:
+class _FastRNN(_Base):
     """The forward shared by the three classes (placed before the torch class in the bases)."""
 
-    def _native_plan(self, input, hx):
+    def _native_plan(self, input: Tensor | PackedSequence, hx: _Hidden | None) -> _Plan | None:
         """(x (T, B, I) time-major, hx as torch would use it or None, packed layout or None)
         when the native path computes this call exactly as torch; None otherwise."""
         weights = self._flat_weights
@@ -84,7 +97,9 @@ class _FastRNN:
                 return None
         return x, hx, layout
 
-    def _native_hx(self, input, hx, B, dtype):
+    def _native_hx(
+        self, input: Tensor | PackedSequence, hx: _Hidden, B: int, dtype: torch.dtype
+    ) -> _Hidden | None:
         """hx in the (L*D, B, P) layout the layers read (unsqueezed if the input is unbatched,
         permuted to the sorted order of a PackedSequence), or None if torch would refuse it."""
         D = 2 if self.bidirectional else 1
@@ -107,25 +122,33 @@ class _FastRNN:
             out.append(t)
         return tuple(out) if self.mode == "LSTM" else out[0]
 
-    def forward(self, input, hx=None):
+    def forward(
+        self, input: Tensor | PackedSequence, hx: _Hidden | None = None
+    ) -> tuple[Tensor | PackedSequence, _Hidden]:
         self._update_flat_weights()
         plan = self._native_plan(input, hx)
         if plan is None:
-            return super().forward(input, hx)
+            torch_result: tuple[Tensor | PackedSequence, _Hidden] = super().forward(input, hx)
+            return torch_result
         x, hx, layout = plan
         lstm = self.mode == "LSTM"
         T, B = x.shape[:2]
         D = 2 if self.bidirectional else 1
         P = self.proj_size if self.proj_size > 0 else self.hidden_size
+        c: Tensor | None
         if hx is None:
             h = x.new_zeros(self.num_layers * D, B, P)
             c = x.new_zeros(self.num_layers * D, B, self.hidden_size) if lstm else None
+        elif isinstance(hx, tuple):  # an LSTM's (h, c)
+            h, c = hx
         else:
-            h, c = hx if lstm else (hx, None)
+            h, c = hx, None
         lengths = None if layout is None else layout[0]
         spec = _layer.Spec(_CELLS[self.mode], D, bool(self.bias), self.proj_size > 0)
         k = D * spec.per_direction
-        h_n, c_n = [], []
+        weights = cast(list[Tensor], self._flat_weights)  # _native_plan checked each is a CPU tensor
+        hs: list[Tensor] = []
+        cs: list[Tensor] = []
         for layer in range(self.num_layers):
             rows = slice(layer * D, (layer + 1) * D)
             y, hl, cl = _layer.run(
@@ -133,17 +156,20 @@ class _FastRNN:
                 x,
                 h[rows],
                 None if c is None else c[rows],
-                self._flat_weights[layer * k : (layer + 1) * k],
+                weights[layer * k : (layer + 1) * k],
                 lengths,
             )
-            h_n.append(hl)
-            c_n.append(cl)
+            hs.append(hl)
+            if cl is not None:
+                cs.append(cl)
             x = y
             if layer < self.num_layers - 1 and self.dropout != 0 and self.training:
                 x = self._dropout(y, layout)
-        h_n = torch.cat(h_n)
-        c_n = torch.cat(c_n) if lstm else None
-        if layout is not None:  # back to packed rows and the caller's batch order
+        h_n = torch.cat(hs)
+        c_n = torch.cat(cs) if lstm else None
+        out: Tensor | PackedSequence
+        if isinstance(input, PackedSequence):  # back to packed rows and the caller's batch order
+            assert layout is not None  # _native_plan made one for it
             data = x.reshape(T * B, -1).index_select(0, layout[1])
             out = PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
             if input.unsorted_indices is not None:
@@ -154,9 +180,9 @@ class _FastRNN:
             c_n = None if c_n is None else c_n.squeeze(1)
         else:
             out = x.transpose(0, 1) if self.batch_first else x
-        return out, ((h_n, c_n) if lstm else h_n)
+        return out, (h_n if c_n is None else (h_n, c_n))  # c_n: LSTM only
 
-    def _dropout(self, y, layout):
+    def _dropout(self, y: Tensor, layout: tuple[Tensor, Tensor] | None) -> Tensor:
         """torch's inter-layer dropout: drawn from torch's generator over the same elements in the
         same order as torch.nn draws it (the packed rows of a PackedSequence), so a seed gives
         torch's masks; autograd applies the same mask in backward."""
@@ -167,22 +193,23 @@ class _FastRNN:
         return rows.new_zeros(T * B, rows.shape[1]).index_copy(0, layout[1], rows).view(T, B, -1)
 
 
-class RNN(_FastRNN, torch.nn.RNN):
+# The mixin's forward takes every input torch's per-class overloads take (hence the ignores).
+class RNN(_FastRNN, torch.nn.RNN):  # type: ignore[misc]
     """torch.nn.RNN (tanh or relu) on fastrnn's kernels; see fastrnn.torch."""
 
 
-class LSTM(_FastRNN, torch.nn.LSTM):
+class LSTM(_FastRNN, torch.nn.LSTM):  # type: ignore[misc]
     """torch.nn.LSTM (with proj_size too) on fastrnn's kernels; see fastrnn.torch."""
 
 
-class GRU(_FastRNN, torch.nn.GRU):
+class GRU(_FastRNN, torch.nn.GRU):  # type: ignore[misc]
     """torch.nn.GRU on fastrnn's kernels; see fastrnn.torch."""
 
 
 _SWAPS = {torch.nn.RNN: RNN, torch.nn.LSTM: LSTM, torch.nn.GRU: GRU}
 
 
-def replace(module):
+def replace(module: _M) -> _M:
     """Makes every torch.nn.RNN / LSTM / GRU inside ``module`` (``module`` itself included, nested
     anywhere) run on fastrnn, in place: each keeps its identity and its very Parameter objects (an
     optimizer built before keeps working; hooks stay). Only exact torch classes are swapped: a

@@ -9,7 +9,8 @@ Fake implementations give torch.compile the output shapes without running anythi
 
 import itertools
 import weakref
-from typing import List, Optional, Tuple
+from collections.abc import Sequence
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -18,15 +19,18 @@ from torch import Tensor
 from . import _layer
 
 
-class _CacheOwner(np.ndarray):
+class _CacheOwner(np.ndarray[tuple[int], np.dtype[np.int64]]):
     """A handle's storage: a 1-element int64 array (its key) carrying the caches as an attribute."""
 
+    caches: list[Any]
 
-_owners = weakref.WeakValueDictionary()  # key -> _CacheOwner, while its handle tensor lives
+
+# key -> _CacheOwner, while its handle tensor lives
+_owners: "weakref.WeakValueDictionary[int, _CacheOwner]" = weakref.WeakValueDictionary()
 _keys = itertools.count(1)
 
 
-def _handle(caches):
+def _handle(caches: list[Any]) -> Tensor:
     key = next(_keys)
     owner = np.array([key], np.int64).view(_CacheOwner)
     owner.caches = caches
@@ -34,7 +38,7 @@ def _handle(caches):
     return torch.from_numpy(owner)
 
 
-def _caches(handle):
+def _caches(handle: Tensor) -> list[Any]:
     owner = _owners.get(int(handle[0]))
     if owner is None:
         raise RuntimeError("fastrnn.torch: the saved state of this forward is gone")
@@ -60,12 +64,23 @@ def layer_forward(
         y, h_n, c_n, caches = _layer.forward(
             spec, x, h0, c0, weights, None if lengths is None else lengths.numpy(), keep, n
         )
-    handle = _handle(caches) if keep else torch.zeros(1, dtype=torch.int64)
+    handle = torch.zeros(1, dtype=torch.int64) if caches is None else _handle(caches)  # caches iff keep
     return y, h_n, x.new_empty(0) if c_n is None else c_n, handle
 
 
 @layer_forward.register_fake
-def _(cell, directions, bias, proj, x, h0, c0, weights, lengths, keep):
+def _(
+    cell: str,
+    directions: int,
+    bias: bool,
+    proj: bool,
+    x: Tensor,
+    h0: Tensor,
+    c0: Optional[Tensor],
+    weights: List[Tensor],
+    lengths: Optional[Tensor],
+    keep: bool,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     y = x.new_empty(x.shape[0], x.shape[1], directions * h0.shape[2])
     c_n = x.new_empty(0) if c0 is None else c0.new_empty(c0.shape)
     return y, h0.new_empty(h0.shape), c_n, x.new_empty(1, dtype=torch.int64)
@@ -95,12 +110,25 @@ def layer_backward(
 
 
 @layer_backward.register_fake
-def _(cell, directions, bias, proj, handle, x, h0, c0, weights, dy, dh_n, dc_n):
+def _(
+    cell: str,
+    directions: int,
+    bias: bool,
+    proj: bool,
+    handle: Tensor,
+    x: Tensor,
+    h0: Tensor,
+    c0: Optional[Tensor],
+    weights: List[Tensor],
+    dy: Optional[Tensor],
+    dh_n: Optional[Tensor],
+    dc_n: Optional[Tensor],
+) -> List[Tensor]:
     dc0 = x.new_empty(0) if c0 is None else torch.empty_like(c0)
     return [torch.empty_like(x), torch.empty_like(h0), dc0, *(torch.empty_like(w) for w in weights)]
 
 
-def _setup_context(ctx, inputs, output):
+def _setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Tuple[Tensor, ...]) -> None:
     cell, directions, bias, proj, x, h0, c0, weights, lengths, keep = inputs
     ctx.spec = (cell, directions, bias, proj)
     ctx.lstm = c0 is not None
@@ -108,7 +136,9 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(output[3], x, h0, c0, *weights)
 
 
-def _backward(ctx, dy, dh_n, dc_n, dhandle):
+def _backward(
+    ctx: Any, dy: Tensor, dh_n: Tensor, dc_n: Tensor, dhandle: Tensor
+) -> Tuple[Optional[Tensor | List[Tensor]], ...]:
     handle, x, h0, c0, *weights = ctx.saved_tensors
     dx, dh0, dc0, *dweights = layer_backward(
         *ctx.spec, handle, x, h0, c0, weights, dy, dh_n, dc_n if ctx.lstm else None
@@ -119,7 +149,15 @@ def _backward(ctx, dy, dh_n, dc_n, dhandle):
 layer_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
-def run(spec, x, h0, c0, weights, lengths, keep):
+def run(
+    spec: _layer.Spec,
+    x: Tensor,
+    h0: Tensor,
+    c0: Optional[Tensor],
+    weights: Sequence[Tensor],
+    lengths: Optional[Tensor],
+    keep: bool,
+) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
     """_layer.run's path under torch.compile: (y, h_n, c_n or None)."""
     y, h_n, c_n, _ = layer_forward(
         spec.cell, spec.directions, spec.bias, spec.proj, x, h0, c0, list(weights), lengths, keep
