@@ -24,7 +24,7 @@ cell   rows 0:H    rows H:2H   rows 2H:3H  rows 3H:4H
 ====== =========== =========== =========== ===========
 LSTM   i (input)   f (forget)  g (cell)    o (output)
 GRU    r (reset)   z (update)  n (new)
-RNN    the single block
+RNN    h (the one)
 ====== =========== =========== =========== ===========
 
 ``orthogonal_``, ``identity_`` and the Xavier functions treat each gate block of a layer's weight as its
