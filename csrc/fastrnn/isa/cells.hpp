@@ -19,10 +19,10 @@
 #include <cstdint>
 #include <cstring>
 
+#include "fastrnn/common.hpp"
+
 namespace fastrnn {
 namespace FASTRNN_ISA {
-
-using index_t = std::int64_t;
 
 // exp, sigmoid and tanh written with arithmetic and bit operations only, so that the compiler
 // vectorises the loops below (libm's scalar calls cost more than the products at small sizes).

@@ -8,7 +8,7 @@
 // of that size are kept here, at most kCacheBytes of them, and handed out again to a request they
 // fit. Bigger blocks are rare, use huge pages and go straight back to the system, so a call of a
 // large model still returns its memory when it ends.
-#include "fastrnn/memory.hpp"
+#include "fastrnn/runtime/memory.hpp"
 
 #include <algorithm>
 #include <mutex>

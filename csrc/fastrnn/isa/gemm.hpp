@@ -17,13 +17,12 @@
 #include <cstdint>
 #include <cstring>
 
-#include "fastrnn/memory.hpp"
-#include "fastrnn/threads.hpp"
+#include "fastrnn/common.hpp"
+#include "fastrnn/runtime/memory.hpp"
+#include "fastrnn/runtime/threads.hpp"
 
 namespace fastrnn {
 namespace FASTRNN_ISA {
-
-using index_t = std::int64_t;
 
 #ifndef FASTRNN_VECTOR_BYTES
 #define FASTRNN_VECTOR_BYTES 32  // AVX2 registers; the portable build splits them into SSE2 pairs

@@ -13,10 +13,10 @@
 #include <utility>
 #include <vector>
 
-#include "fastrnn/cells.hpp"
-#include "fastrnn/gemm.hpp"
-#include "fastrnn/recurrence.hpp"
-#include "fastrnn/threads.hpp"
+#include "fastrnn/isa.hpp"
+#include "fastrnn/isa/cells.hpp"
+#include "fastrnn/isa/gemm.hpp"
+#include "fastrnn/runtime/threads.hpp"
 
 namespace fastrnn {
 namespace FASTRNN_ISA {
@@ -433,10 +433,8 @@ void backward_loop(const Dims& d, bool reverse, const Weights<T>& w, const Backw
     gemm<T>(P, H, rows, dh_total.data(), 1, P, sv.m.data(), H, 1, a.dw_hr, H, false, scratch);
 }
 
-}  // namespace
-
 template <class T>
-void forward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const ForwardArgs<T>& a) {
+void forward_cell(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const ForwardArgs<T>& a) {
   switch (cell) {
     case Cell::rnn_tanh: forward_loop<T, RnnCell<T, false>>(d, reverse, w, a); break;
     case Cell::rnn_relu: forward_loop<T, RnnCell<T, true>>(d, reverse, w, a); break;
@@ -446,7 +444,8 @@ void forward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const 
 }
 
 template <class T>
-void backward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const BackwardArgs<T>& a) {
+void backward_cell(Cell cell, const Dims& d, bool reverse, const Weights<T>& w,
+                   const BackwardArgs<T>& a) {
   switch (cell) {
     case Cell::rnn_tanh: backward_loop<T, RnnCell<T, false>>(d, reverse, w, a); break;
     case Cell::rnn_relu: backward_loop<T, RnnCell<T, true>>(d, reverse, w, a); break;
@@ -455,7 +454,24 @@ void backward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const
   }
 }
 
-FASTRNN_INSTANTIATE_KERNELS()
+}  // namespace
+
+void forward(Cell cell, const Dims& d, bool reverse, const Weights<float>& w,
+             const ForwardArgs<float>& a) {
+  forward_cell(cell, d, reverse, w, a);
+}
+void forward(Cell cell, const Dims& d, bool reverse, const Weights<double>& w,
+             const ForwardArgs<double>& a) {
+  forward_cell(cell, d, reverse, w, a);
+}
+void backward(Cell cell, const Dims& d, bool reverse, const Weights<float>& w,
+              const BackwardArgs<float>& a) {
+  backward_cell(cell, d, reverse, w, a);
+}
+void backward(Cell cell, const Dims& d, bool reverse, const Weights<double>& w,
+              const BackwardArgs<double>& a) {
+  backward_cell(cell, d, reverse, w, a);
+}
 
 }  // namespace FASTRNN_ISA
 }  // namespace fastrnn

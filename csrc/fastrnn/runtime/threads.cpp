@@ -1,4 +1,6 @@
-#include "fastrnn/threads.hpp"
+#include "fastrnn/runtime/threads.hpp"
+
+#include "fastrnn/runtime/fpenv.hpp"
 
 #include <algorithm>
 #include <new>
