@@ -1,6 +1,6 @@
 // The recurrent layer's bindings: forward and backward of one layer in one direction
 // (fastrnn/recurrence.hpp), and the opaque cache a training forward hands to backward. The checks
-// repeat what functional.py checks, so the C++ stays safe when fastrnn._native is called directly.
+// repeat the Python layer's, so the C++ stays safe when fastrnn._native is called directly.
 
 #include <algorithm>
 #include <memory>

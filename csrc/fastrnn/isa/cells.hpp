@@ -56,6 +56,7 @@ inline T exp_approx(T x) {
   const T n = (x * T(1.4426950408889634) + K::magic) - K::magic;
   const T r = (x - n * K::ln2_hi) - n * K::ln2_lo;
   T p;  // sum of r^k / k!, Horner form, written out so the loop around it vectorises
+  // clang-format off: one line per few terms reads better than the formatter's staircase
   if constexpr (K::degree == 7) {
     p = T(1) + r * (T(1) + r * (T(1) / 2 + r * (T(1) / 6 + r * (T(1) / 24 + r * (T(1) / 120 +
         r * (T(1) / 720 + r * (T(1) / 5040)))))));
@@ -64,6 +65,7 @@ inline T exp_approx(T x) {
         r * (T(1) / 720 + r * (T(1) / 5040 + r * (T(1) / 40320 + r * (T(1) / 362880 +
         r * (T(1) / 3628800 + r * (T(1) / 39916800 + r * (T(1) / 479001600))))))))))));
   }
+  // clang-format on
   const T n_finite = n == n ? n : T(0);  // NaN x: converting n would be undefined; p stays NaN
   typename K::Int bits = (static_cast<typename K::Int>(n_finite) + K::bias) << K::mantissa;
   T scale;
@@ -80,9 +82,11 @@ inline T sigmoid(T a) {
 template <class T>
 inline T tanh_approx(T a) {
   const T x2 = a * a;
+  // clang-format off
   const T series =
       a * (T(1) + x2 * (T(-1) / 3 + x2 * (T(2) / 15 + x2 * (T(-17) / 315 + x2 * (T(62) / 2835 +
           x2 * (T(-1382) / 155925 + x2 * (T(21844) / 6081075)))))));
+  // clang-format on
   const T big = T(1) - T(2) / (exp_approx(T(2) * a) + T(1));
   const T small_limit = sizeof(T) == 4 ? T(0.3) : T(0.02);
   return std::fabs(a) < small_limit ? series : big;
