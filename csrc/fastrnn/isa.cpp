@@ -71,7 +71,7 @@ bool set_path(const char* name) {
   return false;
 }
 
-// `return <the active copy>::call;` (the x86 copies exist only where they were compiled).
+// `return <the active copy>::call` (the x86 copies exist only where they were compiled).
 #ifdef FASTRNN_HAVE_X86_PATHS
 #define FASTRNN_ON_ACTIVE_ISA(call)                  \
   switch (active_isa()) {                            \
@@ -80,28 +80,28 @@ bool set_path(const char* name) {
     default: return portable::call;                  \
   }
 #else
-#define FASTRNN_ON_ACTIVE_ISA(call) return portable::call;
+#define FASTRNN_ON_ACTIVE_ISA(call) return portable::call
 #endif
 
 template <class T>
 void forward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const ForwardArgs<T>& a) {
   FlushDenormals flush;
-  FASTRNN_ON_ACTIVE_ISA(forward(cell, d, reverse, w, a))
+  FASTRNN_ON_ACTIVE_ISA(forward(cell, d, reverse, w, a));
 }
 
 template <class T>
 void backward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const BackwardArgs<T>& a) {
   FlushDenormals flush;
-  FASTRNN_ON_ACTIVE_ISA(backward(cell, d, reverse, w, a))
+  FASTRNN_ON_ACTIVE_ISA(backward(cell, d, reverse, w, a));
 }
 
 template <class T>
 void matmul(index_t M, index_t N, index_t K, const T* a, index_t a_rs, index_t a_cs, const T* b,
             index_t b_rs, index_t b_cs, T* c, index_t ldc, bool accumulate) {
-  FASTRNN_ON_ACTIVE_ISA(matmul(M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate))
+  FASTRNN_ON_ACTIVE_ISA(matmul(M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate));
 }
 
-void hopfield_recall(const HopfieldArgs& args) { FASTRNN_ON_ACTIVE_ISA(hopfield_recall(args)) }
+void hopfield_recall(const HopfieldArgs& args) { FASTRNN_ON_ACTIVE_ISA(hopfield_recall(args)); }
 
 HopfieldWeightsCheck hopfield_check_weights(index_t N, const std::int32_t* weights) {
   return portable::hopfield_check_weights(N, weights);  // a scan of memory: any copy will do

@@ -50,7 +50,7 @@ inline std::string shape_of(const py::array& a) {
 }
 
 // ---- Sizes: every element count the kernels will compute, checked for overflow before anything is
-// allocated. Products of sizes use index_t (int64) inside the kernels; here they are checked to fit.
+// allocated. Products of sizes use index_t (int64) in the kernels; here they are checked to fit.
 
 constexpr index_t kIndexMax = std::numeric_limits<index_t>::max();
 
