@@ -12,9 +12,7 @@ using index_t = std::int64_t;
 enum class Cell { rnn_tanh, rnn_relu, lstm, gru };
 
 // Gates per hidden unit: 1 (rnn), 4 (lstm: i, f, g, o), 3 (gru: r, z, n), in PyTorch's order.
-inline int gate_count(Cell cell) {
-  return cell == Cell::lstm ? 4 : cell == Cell::gru ? 3 : 1;
-}
+inline int gate_count(Cell cell) { return cell == Cell::lstm ? 4 : cell == Cell::gru ? 3 : 1; }
 
 // The sizes of one layer in one direction: T steps, B sequences, I inputs, H hidden units and P the
 // recurrent state size (H, or the LSTM projection size).

@@ -9,11 +9,11 @@
 //   order   (K, N) int32, async only: row k is a permutation of 0..N-1, the update order of sweep k
 //   converged (B) bool, iterations (B) int64: written for every state
 //
-// Update rule: h_i = sum_j W_ij s_j; s_i becomes +1 if h_i > 0, -1 if h_i < 0 and keeps its value if
-// h_i == 0. Async: in sweep k the units are updated one at a time in the order order[k], each seeing
-// the latest values of the others. Sync: every unit at once from the state the sweep started from.
-// A state stops after the first sweep that changes nothing (converged, iterations = the number of
-// sweeps run, that last one included) or after K sweeps (not converged, iterations = K).
+// Update rule: h_i = sum_j W_ij s_j; s_i becomes +1 if h_i > 0, -1 if h_i < 0 and keeps its value
+// if h_i == 0. Async: in sweep k the units are updated one at a time in the order order[k], each
+// seeing the latest values of the others. Sync: every unit at once from the state the sweep started
+// from. A state stops after the first sweep that changes nothing (converged, iterations = the
+// number of sweeps run, that last one included) or after K sweeps (not converged, iterations = K).
 //
 // The arithmetic is exact: the local fields are integers kept in int32 when
 // 2 * max|W_ij| * (N - 1) <= INT32_MAX and in int64 otherwise, so every intermediate value is
@@ -21,8 +21,8 @@
 // max|W_ij| * (N - 1) < 2**24, where float sums of integers are exact, in the AVX2 and AVX-512
 // builds; else integer dot products.
 // Then async keeps the fields up to date incrementally (a flip of unit i adds 2 s_i W[i, :], a
-// contiguous row since W is symmetric) and sync adds the rows of the units that flipped in the sweep.
-// The results are the same as recomputing every field from scratch.
+// contiguous row since W is symmetric) and sync adds the rows of the units that flipped in the
+// sweep. The results are the same as recomputing every field from scratch.
 #pragma once
 
 #include <cstdint>

@@ -73,11 +73,11 @@ bool set_path(const char* name) {
 
 // `return <the active copy>::call` (the x86 copies exist only where they were compiled).
 #ifdef FASTRNN_HAVE_X86_PATHS
-#define FASTRNN_ON_ACTIVE_ISA(call)                  \
-  switch (active_isa()) {                            \
-    case Isa::avx512: return avx512::call;           \
-    case Isa::avx2: return avx2::call;               \
-    default: return portable::call;                  \
+#define FASTRNN_ON_ACTIVE_ISA(call)        \
+  switch (active_isa()) {                  \
+    case Isa::avx512: return avx512::call; \
+    case Isa::avx2: return avx2::call;     \
+    default: return portable::call;        \
   }
 #else
 #define FASTRNN_ON_ACTIVE_ISA(call) return portable::call
@@ -90,7 +90,8 @@ void forward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const 
 }
 
 template <class T>
-void backward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const BackwardArgs<T>& a) {
+void backward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w,
+              const BackwardArgs<T>& a) {
   FlushDenormals flush;
   FASTRNN_ON_ACTIVE_ISA(backward(cell, d, reverse, w, a));
 }

@@ -24,19 +24,19 @@ bool set_path(const char* name);      // false when that path is not compiled or
 
 // What each instruction set's copy defines (isa/*.cpp, in namespace FASTRNN_ISA): the contracts of
 // recurrence.hpp, matmul.hpp and hopfield.hpp, one overload per scalar type.
-#define FASTRNN_ISA_KERNELS(isa)                                                                \
-  namespace isa {                                                                               \
-  void forward(Cell, const Dims&, bool, const Weights<float>&, const ForwardArgs<float>&);       \
-  void forward(Cell, const Dims&, bool, const Weights<double>&, const ForwardArgs<double>&);     \
-  void backward(Cell, const Dims&, bool, const Weights<float>&, const BackwardArgs<float>&);     \
-  void backward(Cell, const Dims&, bool, const Weights<double>&, const BackwardArgs<double>&);   \
-  void matmul(index_t M, index_t N, index_t K, const float* a, index_t a_rs, index_t a_cs,       \
+#define FASTRNN_ISA_KERNELS(isa)                                                                   \
+  namespace isa {                                                                                  \
+  void forward(Cell, const Dims&, bool, const Weights<float>&, const ForwardArgs<float>&);         \
+  void forward(Cell, const Dims&, bool, const Weights<double>&, const ForwardArgs<double>&);       \
+  void backward(Cell, const Dims&, bool, const Weights<float>&, const BackwardArgs<float>&);       \
+  void backward(Cell, const Dims&, bool, const Weights<double>&, const BackwardArgs<double>&);     \
+  void matmul(index_t M, index_t N, index_t K, const float* a, index_t a_rs, index_t a_cs,         \
               const float* b, index_t b_rs, index_t b_cs, float* c, index_t ldc, bool accumulate); \
-  void matmul(index_t M, index_t N, index_t K, const double* a, index_t a_rs, index_t a_cs,     \
-              const double* b, index_t b_rs, index_t b_cs, double* c, index_t ldc,              \
-              bool accumulate);                                                                 \
-  void hopfield_recall(const HopfieldArgs& args);                                               \
-  HopfieldWeightsCheck hopfield_check_weights(index_t N, const std::int32_t* weights);          \
+  void matmul(index_t M, index_t N, index_t K, const double* a, index_t a_rs, index_t a_cs,        \
+              const double* b, index_t b_rs, index_t b_cs, double* c, index_t ldc,                 \
+              bool accumulate);                                                                    \
+  void hopfield_recall(const HopfieldArgs& args);                                                  \
+  HopfieldWeightsCheck hopfield_check_weights(index_t N, const std::int32_t* weights);             \
   }
 FASTRNN_ISA_KERNELS(portable)
 FASTRNN_ISA_KERNELS(avx2)

@@ -75,6 +75,7 @@ struct BackwardArgs {
 template <class T>
 void forward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const ForwardArgs<T>& a);
 template <class T>
-void backward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const BackwardArgs<T>& a);
+void backward(Cell cell, const Dims& d, bool reverse, const Weights<T>& w,
+              const BackwardArgs<T>& a);
 
 }  // namespace fastrnn

@@ -110,7 +110,8 @@ py::array checked_view(py::handle value, const char* name, const std::vector<ind
                          (sizeof(T) == 4 ? "float32" : "float64") + " like x, got " +
                          std::string(py::str(dt)));
   bool ok = arr.ndim() == static_cast<py::ssize_t>(shape.size());
-  for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || arr.shape(i) == shape[i];
+  for (std::size_t i = 0; ok && i < shape.size(); ++i)
+    ok = shape[i] < 0 || arr.shape(i) == shape[i];
   require(ok, std::string(name) + " must have shape " + expected + ", got " + shape_of(arr));
   return arr;
 }
@@ -121,7 +122,6 @@ template <class T>
 Array<T> contiguous(const py::array& view) {
   return Array<T>(py::reinterpret_borrow<py::object>(view));
 }
-
 
 template <class T>
 const T* data_or_null(const Array<T>& a, bool present) {

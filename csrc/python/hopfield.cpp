@@ -24,7 +24,8 @@ py::array checked_int_view(py::handle value, const char* name, const std::vector
     throw py::type_error(std::string(name) + " must have dtype " + dtype_name + ", got " +
                          std::string(py::str(dt)));
   bool ok = arr.ndim() == static_cast<py::ssize_t>(shape.size());
-  for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || arr.shape(i) == shape[i];
+  for (std::size_t i = 0; ok && i < shape.size(); ++i)
+    ok = shape[i] < 0 || arr.shape(i) == shape[i];
   require(ok, std::string(name) + " must have shape " + expected + ", got " + shape_of(arr));
   return arr;
 }
@@ -71,8 +72,8 @@ py::tuple hopfield_recall(py::handle weights_, py::handle states_, const std::st
   require(wc.status != fastrnn::HopfieldWeightsCheck::diagonal,
           "weights must have a zero diagonal, got a nonzero value at (" + i + ", " + i + ")");
   require(wc.status != fastrnn::HopfieldWeightsCheck::asymmetric,
-          "weights must be symmetric, got weights[" + i + ", " + j + "] != weights[" + j + ", " + i +
-              "]");
+          "weights must be symmetric, got weights[" + i + ", " + j + "] != weights[" + j + ", " +
+              i + "]");
   const std::int8_t* sin = states_in.data();
   const index_t BN = B * N;
   for (index_t e = 0; e < BN; ++e)  // (the message is built only for a bad value)
@@ -103,9 +104,16 @@ py::tuple hopfield_recall(py::handle weights_, py::handle states_, const std::st
   Array<std::int64_t> iterations({B});
   if (B > 0) {
     std::copy(sin, sin + BN, states.mutable_data());
-    const fastrnn::HopfieldArgs args{N, B, max_sweeps, sync, wc.max_abs, weights.data(),
-                                     sync ? nullptr : order.data(), states.mutable_data(),
-                                     converged.mutable_data(), iterations.mutable_data()};
+    const fastrnn::HopfieldArgs args{N,
+                                     B,
+                                     max_sweeps,
+                                     sync,
+                                     wc.max_abs,
+                                     weights.data(),
+                                     sync ? nullptr : order.data(),
+                                     states.mutable_data(),
+                                     converged.mutable_data(),
+                                     iterations.mutable_data()};
     py::gil_scoped_release nogil;
     fastrnn::hopfield_recall(args);
   }

@@ -68,8 +68,8 @@ void matmul(py::handle a_, py::handle b_, py::handle out_, bool accumulate) {
                                         ", N) for a of shape " + shape_of(a) + ", got " +
                                         shape_of(b));
   require(out.shape(0) == a.shape(0) && out.shape(1) == b.shape(1),
-          "out must have shape (" + std::to_string(a.shape(0)) + ", " +
-              std::to_string(b.shape(1)) + "), got " + shape_of(out));
+          "out must have shape (" + std::to_string(a.shape(0)) + ", " + std::to_string(b.shape(1)) +
+              "), got " + shape_of(out));
   require(out.flags() & py::array::c_style, "out must be C-contiguous");
   require(out.writeable(), "out must be writeable");
   require(!overlap(out, a) && !overlap(out, b), "out must not share memory with a or b");
@@ -82,14 +82,14 @@ void matmul(py::handle a_, py::handle b_, py::handle out_, bool accumulate) {
     matmul_typed<double>(a, b, out, accumulate);
 }
 
-
 }  // namespace
 
 void register_matmul(py::module_& m) {
-  m.def("matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("accumulate"),
-        "matmul(a, b, out, accumulate): out = a @ b, or out += a @ b when accumulate. a (M, K) and\n"
-        "b (K, N) may be any strided views (transposes need no copy); out (M, N) C-contiguous,\n"
-        "writeable and not overlapping them; all float32 or all float64. Runs on the thread team.");
+  m.def(
+      "matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("accumulate"),
+      "matmul(a, b, out, accumulate): out = a @ b, or out += a @ b when accumulate. a (M, K) and\n"
+      "b (K, N) may be any strided views (transposes need no copy); out (M, N) C-contiguous,\n"
+      "writeable and not overlapping them; all float32 or all float64. Runs on the thread team.");
 }
 
 }  // namespace bind

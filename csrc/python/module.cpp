@@ -5,8 +5,9 @@
 #include "python/args.hpp"
 
 PYBIND11_MODULE(_native, m) {
-  m.doc() = "fastrnn's C++ kernels: forward and BPTT for one recurrent layer in one direction, "
-            "a strided matrix product (Linear), and Hopfield network recall.";
+  m.doc() =
+      "fastrnn's C++ kernels: forward and BPTT for one recurrent layer in one direction, "
+      "a strided matrix product (Linear), and Hopfield network recall.";
   fastrnn::bind::register_rnn(m);
   fastrnn::bind::register_matmul(m);
   fastrnn::bind::register_hopfield(m);

@@ -47,15 +47,15 @@ index_t forward_elements(const fastrnn::Dims& d, index_t G, bool lstm, bool proj
   const index_t TB = mul(d.T, d.B), GH = mul(G, d.H);
   index_t n = 0;
   auto plus = [&](index_t v) { n = add(n, v); };
-  plus(mul(TB, d.P));                    // y
-  plus(mul(TB, GH));                     // input projection for all steps
-  plus(mul(d.B, add(mul(3, d.P), mul(2, GH))));  // state buffers, recurrent product
-  plus(mul(4, mul(d.B, d.H)));           // c, c_n and per-step temporaries
+  plus(mul(TB, d.P));                                // y
+  plus(mul(TB, GH));                                 // input projection for all steps
+  plus(mul(d.B, add(mul(3, d.P), mul(2, GH))));      // state buffers, recurrent product
+  plus(mul(4, mul(d.B, d.H)));                       // c, c_n and per-step temporaries
   plus(add(mul(GH, add(d.P, d.I)), mul(d.P, d.H)));  // packed weights
-  if (lengths) plus(mul(TB, d.I));       // the rows of x of the steps taken (no padding)
+  if (lengths) plus(mul(TB, d.I));  // the rows of x of the steps taken (no padding)
   if (training) {
-    plus(mul(TB, d.P));                  // h_prev
-    plus(mul(TB, GH));                   // gates
+    plus(mul(TB, d.P));                    // h_prev
+    plus(mul(TB, GH));                     // gates
     if (lstm) plus(mul(2, mul(TB, d.H)));  // c_prev, c_new
     if (proj || gru) plus(mul(TB, d.H));   // m / gh_n
   }
@@ -67,10 +67,10 @@ index_t backward_elements(const fastrnn::Dims& d, index_t G, bool proj, bool gru
   const index_t TB = mul(d.T, d.B), GH = mul(G, d.H);
   index_t n = 0;
   auto plus = [&](index_t v) { n = add(n, v); };
-  plus(mul(TB, d.I));                               // dx
-  plus(mul(gru ? 2 : 1, mul(TB, GH)));              // gate gradients
-  plus(mul(proj ? d.T : 1, mul(d.B, d.P)));         // dh_total
-  plus(mul(d.B, add(mul(3, d.P), mul(2, d.H))));    // dh buffers, dc, dm, dh0, dc0
+  plus(mul(TB, d.I));                             // dx
+  plus(mul(gru ? 2 : 1, mul(TB, GH)));            // gate gradients
+  plus(mul(proj ? d.T : 1, mul(d.B, d.P)));       // dh_total
+  plus(mul(d.B, add(mul(3, d.P), mul(2, d.H))));  // dh buffers, dc, dm, dh0, dc0
   plus(mul(2, add(mul(GH, add(d.P, d.I)), add(mul(d.P, d.H), mul(2, GH)))));  // grads, packing
   return n;
 }
@@ -106,8 +106,10 @@ py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_,
   if (has_b_ih) b_ihv = checked_view<T>(b_ih_, "b_ih", {GH}, "(G*H=" + sGH + ",)");
   if (has_b_hh) b_hhv = checked_view<T>(b_hh_, "b_hh", {GH}, "(G*H=" + sGH + ",)");
   py::array h0v = checked_view<T>(h0_, "h0", {B, P}, "(B=" + sB + ", P=" + sP + ")");
-  if (lstm) c0v = checked_view<T>(c0_, "c0", {B, H}, "(B=" + sB + ", H=" + sH + ")");
-  else require(c0_.is_none(), "c0 is only for cell 'lstm'");
+  if (lstm)
+    c0v = checked_view<T>(c0_, "c0", {B, H}, "(B=" + sB + ", H=" + sH + ")");
+  else
+    require(c0_.is_none(), "c0 is only for cell 'lstm'");
   const bool has_lengths = !lengths_.is_none();
   py::array lengthsv;
   if (has_lengths) {
@@ -143,16 +145,31 @@ py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_,
   Array<T> c_n = lstm ? Array<T>({B, H}) : Array<T>();
   std::unique_ptr<CacheData<T>> cache;
   if (training) {
-    cache.reset(new CacheData<T>{cell, dims, reverse, x, w_ih, w_hh, w_hr, lengths, has_b_ih,
-                                 has_b_hh, has_w_hr, has_lengths, {}});
+    cache.reset(new CacheData<T>{cell,
+                                 dims,
+                                 reverse,
+                                 x,
+                                 w_ih,
+                                 w_hh,
+                                 w_hr,
+                                 lengths,
+                                 has_b_ih,
+                                 has_b_hh,
+                                 has_w_hr,
+                                 has_lengths,
+                                 {}});
   }
   // No sequences: nothing to compute (and no T-step loop over an empty batch, however large T).
   if (B > 0) {
     const fastrnn::Weights<T> w{w_ih.data(), w_hh.data(), data_or_null(b_ih, has_b_ih),
                                 data_or_null(b_hh, has_b_hh), data_or_null(w_hr, has_w_hr)};
-    const fastrnn::ForwardArgs<T> args{x.data(), h0.data(), data_or_null(c0, lstm),
-                                       data_or_null(lengths, has_lengths), y.mutable_data(),
-                                       h_n.mutable_data(), lstm ? c_n.mutable_data() : nullptr,
+    const fastrnn::ForwardArgs<T> args{x.data(),
+                                       h0.data(),
+                                       data_or_null(c0, lstm),
+                                       data_or_null(lengths, has_lengths),
+                                       y.mutable_data(),
+                                       h_n.mutable_data(),
+                                       lstm ? c_n.mutable_data() : nullptr,
                                        cache ? &cache->saved : nullptr};
     py::gil_scoped_release nogil;
     fastrnn::forward<T>(cell, dims, reverse, w, args);
@@ -160,16 +177,18 @@ py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_,
   py::object cache_obj = py::none();
   if (training) {
     auto nc = std::make_unique<NativeCache>();
-    if constexpr (std::is_same_v<T, float>) nc->f32 = std::move(cache);
-    else nc->f64 = std::move(cache);
+    if constexpr (std::is_same_v<T, float>)
+      nc->f32 = std::move(cache);
+    else
+      nc->f64 = std::move(cache);
     cache_obj = py::cast(std::move(nc));
   }
   return py::make_tuple(y, h_n, lstm ? py::object(c_n) : py::none(), cache_obj);
 }
 
 py::tuple forward(const std::string& cell_name, py::handle x, py::handle h0, py::handle c0,
-                  py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh, py::handle w_hr,
-                  py::handle lengths, bool reverse, bool training) {
+                  py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh,
+                  py::handle w_hr, py::handle lengths, bool reverse, bool training) {
   const Cell cell = parse_cell(cell_name);
   const py::array arr = as_array(x, "x");
   const py::dtype dt = arr.dtype();
@@ -190,12 +209,14 @@ py::tuple backward_impl(const CacheData<T>& c, py::handle dy_, py::handle dh_n_,
   const index_t G = fastrnn::gate_count(c.cell), GH = G * d.H;
   const std::string sT = std::to_string(d.T), sB = std::to_string(d.B), sP = std::to_string(d.P),
                     sH = std::to_string(d.H);
-  py::array dyv = checked_view<T>(dy_, "dy", {d.T, d.B, d.P},
-                                  "(T=" + sT + ", B=" + sB + ", P=" + sP + ")");
+  py::array dyv =
+      checked_view<T>(dy_, "dy", {d.T, d.B, d.P}, "(T=" + sT + ", B=" + sB + ", P=" + sP + ")");
   py::array dh_nv = checked_view<T>(dh_n_, "dh_n", {d.B, d.P}, "(B=" + sB + ", P=" + sP + ")");
   py::array dc_nv;
-  if (lstm) dc_nv = checked_view<T>(dc_n_, "dc_n", {d.B, d.H}, "(B=" + sB + ", H=" + sH + ")");
-  else require(dc_n_.is_none(), "dc_n is only for cell 'lstm'");
+  if (lstm)
+    dc_nv = checked_view<T>(dc_n_, "dc_n", {d.B, d.H}, "(B=" + sB + ", H=" + sH + ")");
+  else
+    require(dc_n_.is_none(), "dc_n is only for cell 'lstm'");
   check_memory(backward_elements(d, G, c.has_w_hr, gru), sizeof(T), "backward");
   Array<T> dy = contiguous<T>(dyv), dh_n = contiguous<T>(dh_nv), dc_n;
   if (lstm) dc_n = contiguous<T>(dc_nv);
@@ -222,12 +243,21 @@ py::tuple backward_impl(const CacheData<T>& c, py::handle dy_, py::handle dh_n_,
   } else {
     const fastrnn::Weights<T> w{c.w_ih.data(), c.w_hh.data(), nullptr, nullptr,
                                 data_or_null(c.w_hr, c.has_w_hr)};
-    const fastrnn::BackwardArgs<T> args{
-        c.x.data(), data_or_null(c.lengths, c.has_lengths), &c.saved, dy.data(), dh_n.data(),
-        data_or_null(dc_n, lstm), dx.mutable_data(), dh0.mutable_data(),
-        lstm ? dc0.mutable_data() : nullptr, dw_ih.mutable_data(), dw_hh.mutable_data(),
-        c.has_b_ih ? db_ih.mutable_data() : nullptr, c.has_b_hh ? db_hh.mutable_data() : nullptr,
-        c.has_w_hr ? dw_hr.mutable_data() : nullptr, dh_norms};
+    const fastrnn::BackwardArgs<T> args{c.x.data(),
+                                        data_or_null(c.lengths, c.has_lengths),
+                                        &c.saved,
+                                        dy.data(),
+                                        dh_n.data(),
+                                        data_or_null(dc_n, lstm),
+                                        dx.mutable_data(),
+                                        dh0.mutable_data(),
+                                        lstm ? dc0.mutable_data() : nullptr,
+                                        dw_ih.mutable_data(),
+                                        dw_hh.mutable_data(),
+                                        c.has_b_ih ? db_ih.mutable_data() : nullptr,
+                                        c.has_b_hh ? db_hh.mutable_data() : nullptr,
+                                        c.has_w_hr ? dw_hr.mutable_data() : nullptr,
+                                        dh_norms};
     py::gil_scoped_release nogil;
     fastrnn::backward<T>(c.cell, d, c.reverse, w, args);
   }
@@ -250,7 +280,8 @@ py::tuple backward(py::handle cache, py::handle dy, py::handle dh_n, py::handle 
 }  // namespace
 
 void register_rnn(py::module_& m) {
-  py::class_<NativeCache>(m, "Cache", "What backward needs from one training-mode forward (opaque).");
+  py::class_<NativeCache>(m, "Cache",
+                          "What backward needs from one training-mode forward (opaque).");
 
   m.def("forward", &forward, py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"),
         py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"), py::arg("w_hr"),

@@ -53,15 +53,17 @@ void register_runtime(py::module_& m) {
         return out;
       },
       "The instruction-set paths compiled into this build, best first.");
-  m.def("active_path", [] { return std::string(fastrnn::active_path()); },
-        "The instruction-set path the kernels run on this CPU.");
+  m.def(
+      "active_path", [] { return std::string(fastrnn::active_path()); },
+      "The instruction-set path the kernels run on this CPU.");
   m.def(
       "set_cpu_path",
       [](const std::string& name) {
         require(fastrnn::set_path(name.c_str()),
                 "cpu path '" + name + "' is not compiled in or not supported by this CPU");
       },
-      py::arg("name"), "Forces one instruction-set path ('avx512', 'avx2' or 'portable'), e.g. to test it.");
+      py::arg("name"),
+      "Forces one instruction-set path ('avx512', 'avx2' or 'portable'), e.g. to test it.");
 }
 
 }  // namespace bind

@@ -2,8 +2,8 @@
 // order. Gate pre-activations arrive split in two: xg = W_ih x + b_ih (+ b_hh, folded in where it
 // may be: everywhere but GRU's n gate) and hg = W_hh h_prev, both G*H long, gate-major.
 //
-// forward_row writes the activated gates (what backward needs), the cell output `out` (the new h; for
-// the LSTM m = o * tanh(c), which the projection, if any, turns into h) and the cell's extras.
+// forward_row writes the activated gates (what backward needs), the cell output `out` (the new h;
+// for the LSTM m = o * tanh(c), which the projection, if any, turns into h) and the cell's extras.
 // backward_row turns dh (dm for the LSTM) and dc into the gradients w.r.t. xg (dgi) and hg (dgh),
 // the part of dh_prev that bypasses W_hh (GRU only) and dc_prev (in place in dc).
 // Both cover hidden units [j0, j1) of the row: each thread of the time loop owns a range of units
@@ -130,7 +130,8 @@ struct RnnCell {
     forward_units(H, j0, j1, row.xg, row.hg, row.gates, row.out);
   }
 
-  static void forward_units(index_t /*H*/, index_t j0, index_t j1, const T* __restrict xg, const T* __restrict hg, T* __restrict gates, T* __restrict out) {
+  static void forward_units(index_t /*H*/, index_t j0, index_t j1, const T* __restrict xg,
+                            const T* __restrict hg, T* __restrict gates, T* __restrict out) {
     for (index_t j = j0; j < j1; ++j) {
       const T a = xg[j] + hg[j];
       const T h = Relu ? (a < T(0) ? T(0) : a) : tanh_approx(a);  // NaN stays NaN, as in NumPy
@@ -143,7 +144,8 @@ struct RnnCell {
     backward_units(H, j0, j1, row.dh, row.gates, row.dgi);
   }
 
-  static void backward_units(index_t /*H*/, index_t j0, index_t j1, const T* __restrict dh, const T* __restrict gates, T* __restrict dgi) {
+  static void backward_units(index_t /*H*/, index_t j0, index_t j1, const T* __restrict dh,
+                             const T* __restrict gates, T* __restrict dgi) {
     for (index_t j = j0; j < j1; ++j) {
       const T h = gates[j];
       dgi[j] = Relu ? dh[j] * (h > T(0) ? T(1) : T(0)) : dh[j] * (T(1) - h * h);
@@ -160,7 +162,9 @@ struct LstmCell {
     forward_units(H, j0, j1, row.xg, row.hg, row.c_prev, row.gates, row.out, row.c_new);
   }
 
-  static void forward_units(index_t H, index_t j0, index_t j1, const T* __restrict xg, const T* __restrict hg, const T* __restrict c_prev, T* __restrict gates, T* __restrict out, T* __restrict c_new) {
+  static void forward_units(index_t H, index_t j0, index_t j1, const T* __restrict xg,
+                            const T* __restrict hg, const T* __restrict c_prev, T* __restrict gates,
+                            T* __restrict out, T* __restrict c_new) {
     for (index_t j = j0; j < j1; ++j) {
       const T i = sigmoid(xg[j] + hg[j]);
       const T f = sigmoid(xg[H + j] + hg[H + j]);
@@ -180,7 +184,10 @@ struct LstmCell {
     backward_units(H, j0, j1, row.dh, row.dc, row.gates, row.c_prev, row.c_new, row.dgi);
   }
 
-  static void backward_units(index_t H, index_t j0, index_t j1, const T* __restrict dm, T* __restrict dc, const T* __restrict gates, const T* __restrict c_prev, const T* __restrict c_new, T* __restrict dgi) {
+  static void backward_units(index_t H, index_t j0, index_t j1, const T* __restrict dm,
+                             T* __restrict dc, const T* __restrict gates,
+                             const T* __restrict c_prev, const T* __restrict c_new,
+                             T* __restrict dgi) {
     for (index_t j = j0; j < j1; ++j) {
       const T i = gates[j], f = gates[H + j], g = gates[2 * H + j], o = gates[3 * H + j];
       const T tc = tanh_approx(c_new[j]);
@@ -203,7 +210,10 @@ struct GruCell {
     forward_units(H, j0, j1, row.xg, row.hg, row.b_hn, row.h_prev, row.gates, row.out, row.gh_n);
   }
 
-  static void forward_units(index_t H, index_t j0, index_t j1, const T* __restrict xg, const T* __restrict hg, const T* __restrict b_hn, const T* __restrict h_prev, T* __restrict gates, T* __restrict out, T* __restrict gh_n) {
+  static void forward_units(index_t H, index_t j0, index_t j1, const T* __restrict xg,
+                            const T* __restrict hg, const T* __restrict b_hn,
+                            const T* __restrict h_prev, T* __restrict gates, T* __restrict out,
+                            T* __restrict gh_n) {
     for (index_t j = j0; j < j1; ++j) {
       const T r = sigmoid(xg[j] + hg[j]);
       const T z = sigmoid(xg[H + j] + hg[H + j]);
@@ -218,10 +228,14 @@ struct GruCell {
   }
 
   static void backward_row(index_t H, index_t j0, index_t j1, const BackwardRow<T>& row) {
-    backward_units(H, j0, j1, row.dh, row.gates, row.h_prev, row.gh_n, row.dgi, row.dgh, row.dh_direct);
+    backward_units(H, j0, j1, row.dh, row.gates, row.h_prev, row.gh_n, row.dgi, row.dgh,
+                   row.dh_direct);
   }
 
-  static void backward_units(index_t H, index_t j0, index_t j1, const T* __restrict dh, const T* __restrict gates, const T* __restrict h_prev, const T* __restrict gh_n, T* __restrict dgi, T* __restrict dgh, T* __restrict dh_direct) {
+  static void backward_units(index_t H, index_t j0, index_t j1, const T* __restrict dh,
+                             const T* __restrict gates, const T* __restrict h_prev,
+                             const T* __restrict gh_n, T* __restrict dgi, T* __restrict dgh,
+                             T* __restrict dh_direct) {
     for (index_t j = j0; j < j1; ++j) {
       const T r = gates[j], z = gates[H + j], n = gates[2 * H + j];
       const T dn = dh[j] * (T(1) - z) * (T(1) - n * n);

@@ -1,11 +1,11 @@
 // The forward and BPTT time loops, templated on the scalar type and the cell (cells.hpp).
 // Compiled once per instruction set (CMakeLists.txt); FASTRNN_ISA names this copy's namespace.
 //
-// Forward: the input projection for all T steps is one product before the loop; inside the loop only
-// the recurrent product h_prev W_hh^T and the cell's elementwise math run. Backward: only the gate
-// gradients and dh_prev = dgates W_hh live in the reverse loop; dx, dW_ih, dW_hh, dW_hr and the bias
-// gradients are single products/reductions over all T*B rows afterwards. Every buffer is allocated
-// before the loops (a job that waits on a barrier must never throw).
+// Forward: the input projection for all T steps is one product before the loop; inside the loop
+// only the recurrent product h_prev W_hh^T and the cell's elementwise math run. Backward: only the
+// gate gradients and dh_prev = dgates W_hh live in the reverse loop; dx, dW_ih, dW_hh, dW_hr and
+// the bias gradients are single products/reductions over all T*B rows afterwards. Every buffer is
+// allocated before the loops (a job that waits on a barrier must never throw).
 //
 // Each pass is a class whose run() lists its phases in order; the per-step phases take the thread's
 // Lane (the units and columns it owns, its scratch) and the Step (which rows take it).
@@ -192,8 +192,8 @@ class ForwardPass {
     for (index_t s = 0; s < d_.T; ++s) {
       const index_t t = reverse_ ? d_.T - 1 - s : s;
       const index_t n = active_rows(a_.lengths, B, t, lane.act);
-      const Step<T> st{t, steps_.first[t], n, lane.act, h_bufs_[s & 1].data(),
-                       h_bufs_[(s + 1) & 1].data()};
+      const Step<T> st{t,        steps_.first[t],       n,
+                       lane.act, h_bufs_[s & 1].data(), h_bufs_[(s + 1) & 1].data()};
       const Outputs out = outputs(st.r0);
       if (sv_) save_inputs(st, lane);
       recurrent_product(st, lane);
@@ -259,10 +259,15 @@ class ForwardPass {
   void cell_math(const Step<T>& st, const Lane& ln, const Outputs& out) {
     for (index_t i = 0; i < st.n; ++i) {
       const index_t b = st.act[i];
-      const ForwardRow<T> r{xg_.data() + (st.r0 + i) * GH, hg_.data() + i * GH, b_hn_.data(),
-                            st.cur + b * P,                 row(c_.data(), b, H),
-                            out.gates + i * GH,             out.cell + i * H,
-                            row(out.c_new, i, H),           row(out.gh_n, i, H)};
+      const ForwardRow<T> r{xg_.data() + (st.r0 + i) * GH,
+                            hg_.data() + i * GH,
+                            b_hn_.data(),
+                            st.cur + b * P,
+                            row(c_.data(), b, H),
+                            out.gates + i * GH,
+                            out.cell + i * H,
+                            row(out.c_new, i, H),
+                            row(out.gh_n, i, H)};
       C::forward_row(H, ln.sp.u0, ln.sp.u1, r);
     }
   }
@@ -308,7 +313,7 @@ class ForwardPass {
   const StepRows steps_;
   const index_t rows_;
 
-  const T* x_ = nullptr;         // x, or its rows of the steps taken (with lengths)
+  const T* x_ = nullptr;          // x, or its rows of the steps taken (with lengths)
   AlignedBuffer<T> x_inference_;  // those rows when nothing is saved
   AlignedBuffer<T> xg_, b_hn_;    // (rows, G*H) the input projection; (H) GRU's b_hn
   std::vector<PackedB<T>> w_hh_t_;
@@ -381,8 +386,8 @@ class BackwardPass {
     for (index_t k = 0; k < d_.T; ++k) {
       const index_t s = d_.T - 1 - k, t = reverse_ ? d_.T - 1 - s : s;
       const index_t n = active_rows(a_.lengths, B, t, lane.act);
-      const Step<T> st{t, steps_.first[t], n, lane.act, dh_bufs_[k & 1].data(),
-                       dh_bufs_[(k + 1) & 1].data()};
+      const Step<T> st{t,        steps_.first[t],        n,
+                       lane.act, dh_bufs_[k & 1].data(), dh_bufs_[(k + 1) & 1].data()};
       T* dtot = total_dh(st, lane);
       const T* dcell = dtot;  // the gradient w.r.t. the cell output (m for a projected LSTM)
       if (proj_) {
@@ -426,11 +431,16 @@ class BackwardPass {
   void cell_math(const Step<T>& st, const Lane& ln, const T* dcell) {
     for (index_t i = 0; i < st.n; ++i) {
       const index_t r = st.r0 + i, b = st.act[i];
-      const BackwardRow<T> row_i{dcell + i * (proj_ ? H : P), row(dc_.data(), b, H),
-                                 sv_.gates.data() + r * GH,   row(sv_.c_prev.data(), r, H),
-                                 row(sv_.c_new.data(), r, H), sv_.h_prev.data() + r * P,
-                                 row(sv_.gh_n.data(), r, H),  dgi_.data() + r * GH,
-                                 dgh_ + r * GH,               st.next + b * P};
+      const BackwardRow<T> row_i{dcell + i * (proj_ ? H : P),
+                                 row(dc_.data(), b, H),
+                                 sv_.gates.data() + r * GH,
+                                 row(sv_.c_prev.data(), r, H),
+                                 row(sv_.c_new.data(), r, H),
+                                 sv_.h_prev.data() + r * P,
+                                 row(sv_.gh_n.data(), r, H),
+                                 dgi_.data() + r * GH,
+                                 dgh_ + r * GH,
+                                 st.next + b * P};
       C::backward_row(H, ln.sp.u0, ln.sp.u1, row_i);
     }
   }
@@ -458,8 +468,10 @@ class BackwardPass {
   // Sequences that did not take the step pass their gradient through unchanged.
   void pass_through(const Step<T>& st, const Lane& ln) {
     for (index_t b = 0, i = 0; b < B; ++b) {
-      if (i < st.n && st.act[i] == b) ++i;
-      else copy_n(st.next + b * P + ln.sp.p0, st.cur + b * P + ln.sp.p0, ln.pw);
+      if (i < st.n && st.act[i] == b)
+        ++i;
+      else
+        copy_n(st.next + b * P + ln.sp.p0, st.cur + b * P + ln.sp.p0, ln.pw);
     }
   }
 
@@ -487,8 +499,10 @@ class BackwardPass {
       for (index_t t = 0, r = 0; t < d_.T; ++t)
         for (index_t b = 0; b < B; ++b) {
           T* dst = a_.dx + (t * B + b) * I;
-          if (is_active(a_.lengths, b, t)) copy_n(dst, dx_rows.data() + (r++) * I, I);
-          else zero_n(dst, I);
+          if (is_active(a_.lengths, b, t))
+            copy_n(dst, dx_rows.data() + (r++) * I, I);
+          else
+            zero_n(dst, I);
         }
     }
     gemm<T>(GH, I, rows_, dgi_.data(), 1, GH, x, I, 1, a_.dw_ih, I, false, scratch);

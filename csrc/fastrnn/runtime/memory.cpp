@@ -47,7 +47,7 @@ void* system_allocate(std::size_t bytes) {
 }
 
 #if FASTRNN_BLOCK_CACHE
-constexpr std::size_t kMinBlock = std::size_t(64) << 10;    // malloc's own bins serve smaller ones
+constexpr std::size_t kMinBlock = std::size_t(64) << 10;  // malloc's own bins serve smaller ones
 constexpr std::size_t kMaxBlock = std::size_t(8) << 20;
 constexpr std::size_t kCacheBytes = std::size_t(32) << 20;  // all cached blocks together
 constexpr std::size_t kMaxBlocks = kCacheBytes / kMinBlock;
