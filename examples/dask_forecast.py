@@ -36,10 +36,10 @@ import numpy as np
 import fastrnn as fr
 
 
-# -- the forecaster and the series ------------------------------------------------------------------
+# -- the forecaster and the series -----------------------------------------------------------------
 
 def load_forecaster(path):
-    """(model in eval mode, mean, std) from a checkpoint written by ``python -m fastrnn forecast``."""
+    """(model in eval mode, mean, std) from a checkpoint of ``python -m fastrnn forecast``."""
     try:
         model, _, extra = fr.load_checkpoint(path)
     except (fr.CheckpointError, OSError) as e:
@@ -53,7 +53,7 @@ def load_forecaster(path):
         raise SystemExit(f"error: {path} has no finite mean and std > 0 of its training series: "
                          "was it written by `python -m fastrnn forecast`?")
     if any(getattr(layer, "bidirectional", False) for layer in model):
-        raise SystemExit(f"error: {path}: a bidirectional model reads the future; it cannot forecast")
+        raise SystemExit(f"error: {path}: a bidirectional model reads the future: no forecaster")
     model.eval()
     try:
         out = model(np.zeros((2, 1, 1), model.parameters()[0].data.dtype))
@@ -116,7 +116,7 @@ def read_series(path):
         raise SystemExit(f"error: cannot read {path}: {e}")
 
 
-# -- scoring (this runs on the workers) -------------------------------------------------------------
+# -- scoring (this runs on the workers) ------------------------------------------------------------
 
 def score_partition(series, model, mean, std, warmup, threads):
     """(len(series), 3) float64: one-step RMSE of the model, of persistence, and the next-value
@@ -179,7 +179,7 @@ def _show_progress(futures):
             bar.update()
 
 
-# -- command line -----------------------------------------------------------------------------------
+# -- command line ----------------------------------------------------------------------------------
 
 def _positive(text):
     try:
@@ -198,11 +198,11 @@ def _parse(argv):
     p.add_argument("checkpoint", help="a .npz written by `python -m fastrnn forecast --out`")
     p.add_argument("file", nargs="?", help="series to score: .npy or .csv (default: generated)")
     g = p.add_argument_group("generated series (without FILE)")
-    g.add_argument("--series", type=_positive, default=1000, help="how many (default: 1000)")
-    g.add_argument("--length", type=_positive, default=500, help="values each (default: 500)")
+    g.add_argument("--series", type=_positive, help="how many (default: 1000)")
+    g.add_argument("--length", type=_positive, help="values each (default: 500)")
     g.add_argument("--min-length", type=_positive,
                    help="lengths drawn from [min-length, length] (default: all --length)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the windows (default: 0)")
+    g.add_argument("--seed", type=int, help="seed of the windows (default: 0)")
     p.add_argument("--warmup", type=int, default=50,
                    help="first predictions of each series left out of its RMSE (default: 50)")
     p.add_argument("--partition-size", type=_positive, default=256,
@@ -211,8 +211,10 @@ def _parse(argv):
     c.add_argument("--scheduler", help="address of a running scheduler (default: a LocalCluster)")
     c.add_argument("--timeout", type=float, default=10.0,
                    help="seconds to wait for the scheduler (default: 10)")
-    c.add_argument("--workers", type=_positive,
-                   help=f"LocalCluster worker processes (default: {os.cpu_count() or 1}, the cores)")
+    c.add_argument("--workers", type=_positive, help="LocalCluster worker processes "
+                   f"(default: {os.cpu_count() or 1}, one per core)")
+    c.add_argument("--dashboard", metavar="ADDRESS",
+                   help="serve the LocalCluster's dashboard there, e.g. :8787 (needs bokeh)")
     c.add_argument("--threads", type=_positive, default=1,
                    help="fastrnn kernel threads per worker (default: 1: the workers are the "
                         "parallelism, one per core)")
@@ -225,9 +227,17 @@ def _parse(argv):
         p.error(f"argument --warmup: expected an integer >= 0, got {args.warmup}")
     if not (args.timeout > 0 and math.isfinite(args.timeout)):
         p.error(f"argument --timeout: expected a number of seconds > 0, got {args.timeout}")
-    if args.scheduler and args.workers:
-        p.error("--workers is for the LocalCluster; a --scheduler brings its own workers")
-    if args.file is None:
+    if args.scheduler and (args.workers or args.dashboard):
+        p.error("--workers and --dashboard are for the LocalCluster; a --scheduler brings its own")
+    generated = ("series", "length", "min_length", "seed")
+    if args.file is not None:
+        given = [f"--{n.replace('_', '-')}" for n in generated if getattr(args, n) is not None]
+        if given:
+            p.error(f"{', '.join(given)}: for generated series, not with FILE {args.file}")
+    else:
+        for name, default in zip(generated, (1000, 500, None, 0)):
+            if getattr(args, name) is None:
+                setattr(args, name, default)
         args.min_length = args.min_length or args.length
         if args.min_length > args.length:
             p.error(f"--min-length {args.min_length} is more than --length {args.length}")
@@ -248,9 +258,12 @@ def _connect(args):
         return client, None, f"scheduler {args.scheduler}"
     workers = args.workers or os.cpu_count() or 1
     # Processes, one thread each: fastrnn releases the GIL, but separate processes keep the
-    # example honest about what a multi-machine cluster has to ship. No dashboard: no fixed port.
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+    # example honest about what a multi-machine cluster has to ship. The scheduler serves HTTP
+    # (health, metrics) even without a dashboard, by default on 8787; a random local port never
+    # collides with another cluster on this machine (a taken 8787 warns and moves).
+    http = {"dashboard_address": args.dashboard} if args.dashboard else {
+        "dashboard_address": "127.0.0.1:0", "scheduler_kwargs": {"dashboard": False}}
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, **http)
     return Client(cluster), cluster, f"LocalCluster of {workers} worker process(es) x 1 thread"
 
 
@@ -285,8 +298,8 @@ def main(argv=None):
     lengths = np.array([len(s) for s in series])
     size = args.partition_size
     parts = [series[i:i + size] for i in range(0, len(series), size)]
-    print(f"model: {args.checkpoint}: {' -> '.join(type(m).__name__ for m in model)} "
-          f"(trained on {mean:.4g} +- {std:.4g})")
+    print(f"model: {args.checkpoint}: {' -> '.join(type(m).__name__ for m in model)}, inputs "
+          f"standardised with its training series' mean {mean:.4g} and std {std:.4g}")
     print(f"series: {source}: {lengths.sum():,} values in {len(parts)} partition(s)")
 
     import distributed   # only here: the example needs dask, fastrnn never imports it
@@ -294,7 +307,7 @@ def main(argv=None):
     client, cluster, where = _connect(args)
     try:
         print(f"cluster: {where}, up in {time.perf_counter() - t0:.1f} s "
-              f"(fastrnn threads per worker: {args.threads}; distributed {distributed.__version__})")
+              f"(fastrnn threads per worker: {args.threads}; dask {distributed.__version__})")
         t0 = time.perf_counter()
         results = score_on_cluster(client, model, mean, std, parts, args.warmup, args.threads,
                                    progress=not args.no_progress)

@@ -4,6 +4,7 @@ the numbers of a single-process loop; its input readers and argument errors."""
 import importlib.util
 import os
 import re
+import socket
 import subprocess
 import sys
 
@@ -56,7 +57,21 @@ def one_at_a_time(path, series, warmup):
     return np.array(rows)
 
 
-def test_two_workers_give_the_serial_numbers(example, checkpoint, tmp_path, capsys):
+@pytest.fixture
+def port_8787_taken():
+    """Holds distributed's default HTTP port, as another cluster on the machine would: the example
+    must not warn (a warning is an error here)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", 8787))
+            s.listen()
+        except OSError:
+            pass          # someone else holds it: the same situation
+        yield
+
+
+def test_two_workers_give_the_serial_numbers(example, checkpoint, tmp_path, capsys,
+                                             port_8787_taken):
     out = tmp_path / "scores.csv"
     # 40 ragged series in partitions of 7: six partitions, the last one short, each padded.
     args = [checkpoint, "--series", "40", "--length", "90", "--min-length", "30", "--warmup", "5",
@@ -65,7 +80,8 @@ def test_two_workers_give_the_serial_numbers(example, checkpoint, tmp_path, caps
     run = example.main(args)
     printed = capsys.readouterr().out
     assert "LocalCluster of 2 worker process(es)" in printed
-    assert "40 Mackey-Glass windows of 30-90 values (seed 0)" in printed and "6 partition(s)" in printed
+    assert "40 Mackey-Glass windows of 30-90 values (seed 0)" in printed
+    assert "6 partition(s)" in printed
     assert "gave bitwise the same numbers" in printed
 
     results = run["results"]
@@ -125,7 +141,7 @@ def test_read_series_bad_csv(example, tmp_path, content, message):
 
 def test_read_series_bad_npy(example, tmp_path):
     np.save(tmp_path / "3d.npy", np.zeros((2, 2, 2)))
-    with pytest.raises(SystemExit, match=r"expected a 1-D or 2-D array of numbers, got 3-D float64"):
+    with pytest.raises(SystemExit, match=r"expected a 1-D or 2-D array of numbers, got 3-D "):
         example.read_series(str(tmp_path / "3d.npy"))
     np.save(tmp_path / "inf.npy", np.array([[1.0, np.inf, 2.0]]))
     with pytest.raises(SystemExit, match=r"inf.npy, row 0 holds a NaN or infinity"):
@@ -139,7 +155,9 @@ def test_read_series_bad_npy(example, tmp_path):
     (["--warmup", "-1"], r"--warmup: expected an integer >= 0"),
     (["--min-length", "600"], r"--min-length 600 is more than --length 500"),
     (["--length", "40"], r"leave nothing to score after --warmup 50 \(need at least 52\)"),
-    (["--scheduler", "tcp://127.0.0.1:1", "--workers", "2"], r"--workers is for the LocalCluster"),
+    (["--scheduler", "tcp://127.0.0.1:1", "--workers", "2"], r"--workers and --dashboard are for "),
+    (["s.csv", "--series", "3", "--seed", "1"],
+     r"--series, --seed: for generated series, not with FILE s.csv"),
     (["--timeout", "inf"], r"--timeout: expected a number of seconds > 0, got inf"),
 ])
 def test_bad_arguments(example, checkpoint, capsys, extra, message):
@@ -165,7 +183,7 @@ def test_bad_inputs(example, checkpoint, tmp_path):
     bi = str(tmp_path / "bi.npz")
     fr.save_checkpoint(bi, fr.Sequential(fr.GRU(1, 4, bidirectional=True), fr.Linear(8, 1)),
                        extra={"mean": 0.0, "std": 1.0})
-    with pytest.raises(SystemExit, match=r"bidirectional model reads the future"):
+    with pytest.raises(SystemExit, match=r"bidirectional model reads the future: no forecaster"):
         example.main([bi])
     np.save(tmp_path / "short.npy", np.ones((3, 10)))
     with pytest.raises(SystemExit, match=r"series 0 has 10 values; each needs at least --warmup"):
@@ -174,7 +192,7 @@ def test_bad_inputs(example, checkpoint, tmp_path):
                                          r"Timed out .* after 0.5 s"):
         example.main([checkpoint, "--series", "2", "--scheduler", "tcp://127.0.0.1:1",
                       "--timeout", "0.5"])
-    with pytest.raises(SystemExit, match=r"cannot connect to the scheduler foo://x: unknown address"):
+    with pytest.raises(SystemExit, match=r"cannot connect to the scheduler foo://x: unknown "):
         example.main([checkpoint, "--series", "2", "--scheduler", "foo://x"])
 
 
