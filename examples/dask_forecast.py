@@ -131,8 +131,8 @@ def score_partition(series, model, mean, std, warmup, threads):
     for j, s in enumerate(series):
         z[:len(s), j, 0] = (s - mean) / std
     # A causal model: the output at step t depends on steps <= t only, so padding never leaks in.
-    # It is the prediction of the value at t + 1. Eval-mode forward only reads the weights, so tasks
-    # on the threads of one worker may share the model.
+    # It is the prediction of the value at t + 1. An eval-mode forward keeps nothing of the call
+    # in the model (no cache) and only reads the weights: threads of one worker may share it.
     pred = model(z, lengths=lengths)[:, :, 0].astype(np.float64) * std + mean
     out = np.empty((len(series), 3))
     for j, s in enumerate(series):
@@ -225,6 +225,8 @@ def _parse(argv):
     args = p.parse_args(argv)
     if args.warmup < 0:
         p.error(f"argument --warmup: expected an integer >= 0, got {args.warmup}")
+    if args.threads > 1024:    # fastrnn.set_num_threads's range, checked before any worker fails
+        p.error(f"argument --threads: expected at most 1024, got {args.threads}")
     if not (args.timeout > 0 and math.isfinite(args.timeout)):
         p.error(f"argument --timeout: expected a number of seconds > 0, got {args.timeout}")
     if args.scheduler and (args.workers or args.dashboard):

@@ -158,6 +158,7 @@ def test_read_series_bad_npy(example, tmp_path):
     (["--scheduler", "tcp://127.0.0.1:1", "--workers", "2"], r"--workers and --dashboard are for "),
     (["s.csv", "--series", "3", "--seed", "1"],
      r"--series, --seed: for generated series, not with FILE s.csv"),
+    (["--threads", "1025"], r"--threads: expected at most 1024, got 1025"),
     (["--timeout", "inf"], r"--timeout: expected a number of seconds > 0, got inf"),
 ])
 def test_bad_arguments(example, checkpoint, capsys, extra, message):
