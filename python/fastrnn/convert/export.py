@@ -134,12 +134,7 @@ def _recurrent(g, prefix, layer, x, lengths):
         x = g.transpose_tb(x, f"{prefix}output_batch_first")
     finals = []
     for kind in ("h", "c") if layer.cell == "lstm" else ("h",):
-        parts = states[kind]
-        out = f"{prefix}{kind}_n"
-        if len(parts) == 1:
-            g.node("Identity", parts, [out], f"{prefix}{kind}_n")
-        else:
-            g.node("Concat", parts, [out], f"{prefix}{kind}_n", axis=0)
+        out = g.node("Concat", states[kind], [f"{prefix}{kind}_n"], f"{prefix}{kind}_n", axis=0)
         finals.append((out, layer.num_layers * D, H))
     return x, finals
 
@@ -185,8 +180,8 @@ def export_onnx(model, path, opset=None, *, lengths=False):
     helper, TensorProto = onnx.helper, onnx.TensorProto
     g = _Graph(onnx, chain[0][1].dtype)
     axes = ["batch", "time"] if recurrent and recurrent[0].batch_first else ["time", "batch"]
-    ids = isinstance(chain[0][1], Embedding)
     first = chain[0][1]
+    ids = isinstance(first, Embedding)
     in_features = [] if ids else [first.in_features if isinstance(first, Linear) else first.input_size]
     inputs = [
         helper.make_tensor_value_info("input", TensorProto.INT64 if ids else g.elem_type, axes + in_features)
@@ -200,10 +195,8 @@ def export_onnx(model, path, opset=None, *, lengths=False):
     for prefix, layer in chain:
         if isinstance(layer, Embedding):
             weight = g.const(f"{prefix}weight", layer.state_dict()["weight"])
-            x, features = (
-                g.node("Gather", [weight, x], [f"{prefix}gather"], f"{prefix}Gather", axis=0),
-                layer.embedding_dim,
-            )
+            x = g.node("Gather", [weight, x], [f"{prefix}gather"], f"{prefix}Gather", axis=0)
+            features = layer.embedding_dim
         elif isinstance(layer, Linear):
             x, features = _linear(g, prefix, layer, x), layer.out_features
         else:
