@@ -14,8 +14,12 @@ import fastrnn
 from fastrnn import functional as F
 
 from helpers import (
+    DTYPES,
     GRADS,
     INPUTS,
+    NATIVE,
+    assert_close,
+    assert_results_close,
     make_lengths,
     make_problem,
     make_upstream,
@@ -29,6 +33,13 @@ VARIANTS = {
     "lstm_peepholes_proj": ("lstm", True, True, True),
 }
 NAMES = list(VARIANTS)
+
+# variant -> the layer that runs it
+LAYERS = {
+    "gru_reset_before": lambda **kw: fastrnn.GRU(reset_after=False, **kw),
+    "lstm_peepholes": lambda **kw: fastrnn.LSTM(peepholes=True, **kw),
+    "lstm_peepholes_proj": lambda **kw: fastrnn.LSTM(peepholes=True, proj_size=2, **kw),
+}
 
 
 def make(variant, T, B, I, H, dtype=np.float64, bias=True, seed=0):
@@ -139,7 +150,7 @@ def test_variants_change_the_numbers_and_reduce_to_the_plain_cells():
         np.abs(forward(p, cell, True, "numpy")[0] - forward(dict(p, w_ph=None), cell, True, "numpy")[0]).max()
         > 1e-3
     )
-    for backend in ["numpy"]:
+    for backend in ["numpy"] + (["native"] if NATIVE else []):
         zero = forward(dict(p, w_ph=np.zeros_like(p["w_ph"])), cell, True, backend)
         plain = forward(dict(p, w_ph=None), cell, True, backend)
         for a, b in zip(zero[:3], plain[:3]):
@@ -215,13 +226,129 @@ def test_peephole_lstm_matches_onnx_runtime():
 
 
 # -------------------------------------------------------------------------------------------------
-# Layers: flags, parameters, training, checkpoints, step-by-step generation
+# The native kernels against the reference, and against themselves
 
-LAYERS = {
-    "gru_reset_before": lambda **kw: fastrnn.GRU(reset_after=False, **kw),
-    "lstm_peepholes": lambda **kw: fastrnn.LSTM(peepholes=True, **kw),
-    "lstm_peepholes_proj": lambda **kw: fastrnn.LSTM(peepholes=True, proj_size=2, **kw),
-}
+
+# (T, B, I, H): partial panels; many sequences; T*B <= 4 (the unpacked products of short calls)
+SHAPES = {"small": (5, 3, 7, 6), "edges": (4, 13, 17, 37), "one_row": (1, 1, 3, 5), "four_rows": (2, 2, 3, 9)}
+
+
+@pytest.mark.native
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("variant", NAMES)
+def test_native_matches_the_reference(variant, dtype, shape, bias):
+    T, B, I, H = SHAPES[shape]
+    cell, p, reset_after = make(variant, T, B, I, H, dtype, bias, seed=21)
+    up = make_upstream(p, T)
+    for lengths in (None, make_lengths(T, B)):
+        for reverse in (False, True):
+            expected = run(p, cell, "numpy", lengths, reverse, up, reset_after)
+            assert_results_close(run(p, cell, "native", lengths, reverse, up, reset_after), expected)
+
+
+def _with_threads(n, p, cell, lengths, reverse, up, reset_after):
+    fastrnn.set_num_threads(n)
+    return run(p, cell, "native", lengths, reverse, up, reset_after)
+
+
+@pytest.mark.native
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("variant", NAMES)
+def test_threads_split_the_step_and_agree_bitwise(variant, dtype, with_lengths, split_everything):
+    # Grain 0: every step is split over the team (H=37: 3 panels of 16 floats or 5 of 8 doubles,
+    # the last one partial), so the reset-before GRU's extra barrier and product are exercised.
+    T, B, I, H = 6, 5, 11, 37
+    cell, p, reset_after = make(variant, T, B, I, H, dtype, seed=11)
+    lengths = make_lengths(T, B) if with_lengths else None
+    up = make_upstream(p, T)
+    for reverse in (False, True):
+        results = {n: _with_threads(n, p, cell, lengths, reverse, up, reset_after) for n in (1, 2, 3)}
+        assert_results_close(results[2], run(p, cell, "numpy", lengths, reverse, up, reset_after))
+        for n in (2, 3):
+            for name, value in results[1].items():
+                if value is not None:
+                    np.testing.assert_array_equal(results[n][name], value, err_msg=f"{name}, {n} threads")
+
+
+@pytest.mark.native
+@pytest.mark.parametrize("variant", NAMES)
+def test_steps_that_some_sequences_skip(variant, split_everything):
+    # Active rows scattered and changing at every step, and the last steps with none at all.
+    T, B, I, H = 8, 9, 5, 37
+    cell, p, reset_after = make(variant, T, B, I, H, np.float64, seed=13)
+    lengths = np.array([0, 6, 1, 5, 3, 6, 2, 0, 4])
+    up = make_upstream(p, T)
+    for reverse in (False, True):
+        expected = run(p, cell, "numpy", lengths, reverse, up, reset_after)
+        for n in (1, 3):
+            assert_results_close(_with_threads(n, p, cell, lengths, reverse, up, reset_after), expected)
+
+
+@pytest.fixture(params=["avx512", "avx2", "portable"])
+def cpu_path(request):
+    from fastrnn import _native
+
+    if request.param not in _native.compiled_paths():
+        pytest.skip(f"{request.param} is not compiled into this build")
+    before = _native.active_path()
+    try:
+        _native.set_cpu_path(request.param)
+    except ValueError:
+        pytest.skip(f"this CPU cannot run the {request.param} path")
+    yield request.param
+    _native.set_cpu_path(before)
+
+
+@pytest.mark.native
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("variant", NAMES)
+def test_every_cpu_path_matches_the_reference(cpu_path, variant, dtype):
+    T, B, I, H = SHAPES["edges"]
+    cell, p, reset_after = make(variant, T, B, I, H, dtype, seed=22)
+    lengths = make_lengths(T, B)
+    up = make_upstream(p, T)
+    for reverse in (False, True):
+        expected = run(p, cell, "numpy", lengths, reverse, up, reset_after)
+        assert_results_close(run(p, cell, "native", lengths, reverse, up, reset_after), expected)
+
+
+@pytest.mark.native
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("variant", NAMES)
+def test_bidirectional_stack_native_matches_numpy(variant, threads, restore_threads):
+    # Two layers, both directions (side by side on 2 threads), lengths, batch_first, dropout off.
+    fastrnn.set_num_threads(threads)
+    rng = np.random.default_rng(4)
+    T, B = 7, 4
+    x = rng.standard_normal((B, T, 5))
+    lengths = np.array([7, 3, 0, 5])
+    results = {}
+    for backend in ("numpy", "native"):
+        layer = LAYERS[variant](
+            input_size=5,
+            hidden_size=9,
+            num_layers=2,
+            bidirectional=True,
+            batch_first=True,
+            dtype="float64",
+            seed=8,
+        )
+        layer.backend = backend
+        y, state = layer(x, lengths=lengths)
+        dx, _ = layer.backward(np.ones_like(y))
+        results[backend] = (y, dx, layer.grads)
+    (y0, dx0, g0), (y1, dx1, g1) = results["numpy"], results["native"]
+    assert_close(y1, y0, "y")
+    assert_close(dx1, dx0, "dx")
+    for name in g0:
+        assert_close(g1[name], g0[name], name)
+
+
+# -------------------------------------------------------------------------------------------------
+# Layers: flags, parameters, training, checkpoints, step-by-step generation
 
 
 def test_peephole_parameters_are_named_shaped_and_initialised_like_the_others():

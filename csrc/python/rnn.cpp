@@ -50,7 +50,7 @@ index_t forward_elements(const fastrnn::Dims& d, index_t G, bool lstm, bool proj
   plus(mul(TB, d.P));                                // y
   plus(mul(TB, GH));                                 // input projection for all steps
   plus(mul(d.B, add(mul(3, d.P), mul(2, GH))));      // state buffers, recurrent product
-  plus(mul(4, mul(d.B, d.H)));                       // c, c_n and per-step temporaries
+  plus(mul(5, mul(d.B, d.H)));                       // c, c_n, per-step temporaries (GRU: r * h)
   plus(add(mul(GH, add(d.P, d.I)), mul(d.P, d.H)));  // packed weights
   if (lengths) plus(mul(TB, d.I));  // the rows of x of the steps taken (no padding)
   if (training) {
@@ -128,9 +128,6 @@ py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_,
     require(lengthsv.ndim() == 1 && lengthsv.shape(0) == B,
             "lengths must have shape (B=" + sB + ",), got " + shape_of(lengthsv));
   }
-  // TEMPORARY (replaced by the kernels in the next commit): the variants run on the numpy backend.
-  require(!has_w_ph && reset_after,
-          "the native backend does not run peepholes/reset_after=False yet");
   const fastrnn::Dims dims{T_, B, I, H, P};
   check_memory(forward_elements(dims, G, lstm, has_w_hr, gru, has_lengths, training), sizeof(T),
                "forward");
