@@ -263,6 +263,8 @@ REFUSED = [
         "layer '1' is an LSTM with a projection",
     ),
     ("hopfield", lambda: fr.Hopfield(4), {}, TypeError, "Hopfield.*only fastrnn Embedding"),
+    ("not_a_layer", lambda: np.zeros(3), {}, TypeError, "the model is a ndarray"),
+    ("empty_sequential", lambda: fr.Sequential(), {}, ValueError, "the Sequential has no layers"),
     (
         "embedding_not_first",
         lambda: fr.Sequential(fr.Linear(I, I), fr.Embedding(V, E)),

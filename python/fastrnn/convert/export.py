@@ -32,6 +32,8 @@ def _chain(model):
 
 def _check_chain(chain):
     """Refuses what the export cannot express exactly, naming the layer."""
+    if not chain:
+        raise ValueError("export_onnx: the Sequential has no layers")
     recurrent = [layer for _, layer in chain if is_recurrent(layer)]
     for k, (prefix, layer) in enumerate(chain):
         where = f"layer {prefix[:-1]!r}" if prefix else "the model"
