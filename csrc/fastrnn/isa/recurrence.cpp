@@ -8,7 +8,9 @@
 // allocated before the loops (a job that waits on a barrier must never throw).
 //
 // Each pass is a class whose run() lists its phases in order; the per-step phases take the thread's
-// Lane (the units and columns it owns, its scratch) and the Step (which rows take it).
+// Lane (the units and columns it owns, its scratch) and the Step (which rows take it). The
+// reset-before GRU has a second product per step (W_hn (r * h), which needs every unit's r): its
+// step has one barrier more, forward and backward.
 
 #include <algorithm>
 #include <cmath>
@@ -75,6 +77,9 @@ template <class T, class C>
 class ForwardPass {
   static constexpr index_t NR = Tile<T>::NR;
   static constexpr bool gru = C::G == 3;
+  static constexpr bool reset_before = C::reset_before;     // GRU whose n product needs r first
+  static constexpr bool b_hn_apart = gru && !reset_before;  // b_hn added inside r * (...)
+  static constexpr int G_h = reset_before ? 2 : C::G;       // gates multiplied by h_prev itself
 
  public:
   ForwardPass(const Dims& d, bool reverse, const Weights<T>& w, const ForwardArgs<T>& a)
@@ -117,11 +122,12 @@ class ForwardPass {
       sv_->c_new.resize(static_cast<std::size_t>(rows_ * H));
     }
     if (proj_) sv_->m.resize(static_cast<std::size_t>(rows_ * H));
-    if (gru) sv_->gh_n.resize(static_cast<std::size_t>(rows_ * H));
+    if (b_hn_apart) sv_->gh_n.resize(static_cast<std::size_t>(rows_ * H));
   }
 
-  // The input projection for every step at once, with the biases folded in (all but GRU's b_hn,
-  // which sits inside r * (W_hn h + b_hn) and so is added per step). A call of a few steps
+  // The input projection for every step at once, with the biases folded in (all but the
+  // reset-after GRU's b_hn, which sits inside r * (W_hn h + b_hn) and so is added per step). A
+  // call of a few steps
   // (generation: T = 1) reads the weights row-major instead of packing them.
   void project_inputs() {
     xg_ = buffer<T>(rows_ * GH);
@@ -137,9 +143,9 @@ class ForwardPass {
     zero_n(b_hn_.data(), H);
     for (index_t k = 0; k < GH; ++k) {
       if (w_.b_ih) bias.data()[k] += w_.b_ih[k];
-      if (w_.b_hh && (!gru || k < 2 * H)) bias.data()[k] += w_.b_hh[k];
+      if (w_.b_hh && (!b_hn_apart || k < 2 * H)) bias.data()[k] += w_.b_hh[k];
     }
-    if (gru && w_.b_hh) copy_n(b_hn_.data(), w_.b_hh + 2 * H, H);
+    if (b_hn_apart && w_.b_hh) copy_n(b_hn_.data(), w_.b_hh + 2 * H, H);
     if (w_.b_ih || w_.b_hh)
       for (index_t r = 0; r < rows_; ++r) {
         T* dst = xg_.data() + r * GH;
@@ -165,7 +171,8 @@ class ForwardPass {
     gates_tmp_ = buffer<T>(sv_ ? 0 : B * GH);
     c_new_tmp_ = buffer<T>(sv_ || !C::has_c ? 0 : B * H);
     m_tmp_ = buffer<T>(sv_ || !proj_ ? 0 : B * H);
-    gh_n_tmp_ = buffer<T>(sv_ || !gru ? 0 : B * H);
+    gh_n_tmp_ = buffer<T>(sv_ || !b_hn_apart ? 0 : B * H);
+    rh_ = buffer<T>(reset_before ? B * H : 0);
     copy_n(h_bufs_[0].data(), a_.h0, B * P);
     if (C::has_c) copy_n(c_.data(), a_.c0, B * H);
 
@@ -197,6 +204,11 @@ class ForwardPass {
       const Outputs out = outputs(st.r0);
       if (sv_) save_inputs(st, lane);
       recurrent_product(st, lane);
+      if constexpr (reset_before) {
+        reset_gate(st, lane, out.gates);
+        barrier_->wait();  // W_hn (r * h) reads every unit's r * h
+        reset_product(st, lane);
+      }
       cell_math(st, lane, out);
       if (proj_) {
         barrier_->wait();  // the projection needs every unit's m
@@ -219,7 +231,8 @@ class ForwardPass {
   }
 
   // hg = h_prev W_hh^T for the sequences that take the step (their rows of h gathered first when
-  // some have ended): each gate's product, the state packed once for all of them.
+  // some have ended): each gate's product, the state packed once for all of them (the
+  // reset-before GRU: the r and z gates only).
   void recurrent_product(const Step<T>& st, const Lane& ln) {
     const Split& sp = ln.sp;
     const T* h_rows = st.cur;
@@ -228,13 +241,39 @@ class ForwardPass {
       h_rows = h_gathers_[ln.tid].data();
     }
     if (st.n > 0 && unpacked_) {
-      for (int g = 0; g < C::G; ++g)
+      for (int g = 0; g < G_h; ++g)
         product_rowmajor<T>(st.n, P, h_rows, P, w_.w_hh + g * H * P, P, sp.u0, sp.u1,
                             hg_.data() + g * H, GH);
     } else if (st.n > 0) {
       h_packs_[ln.tid].pack(st.n, P, h_rows, P, 1);
-      for (int g = 0; g < C::G; ++g)
+      for (int g = 0; g < G_h; ++g)
         gemm_panels<T>(h_packs_[ln.tid], w_hh_t_[g], sp.ub0, sp.ub1, hg_.data() + g * H, GH, false);
+    }
+  }
+
+  // The reset-before GRU's first phase on the thread's units: r, z and r * h_prev (row i of rh_).
+  void reset_gate(const Step<T>& st, const Lane& ln, T* gates) {
+    for (index_t i = 0; i < st.n; ++i) {
+      ForwardRow<T> r{};
+      r.xg = xg_.data() + (st.r0 + i) * GH;
+      r.hg = hg_.data() + i * GH;
+      r.h_prev = st.cur + st.act[i] * P;
+      r.gates = gates + i * GH;
+      r.rh = rh_.data() + i * H;
+      C::forward_reset(H, ln.sp.u0, ln.sp.u1, r);
+    }
+  }
+
+  // Its n gate's product hg_n = (r * h_prev) W_hn^T on the thread's units (after the barrier: it
+  // reads every unit of r * h_prev). The GRU has no projection: P == H.
+  void reset_product(const Step<T>& st, const Lane& ln) {
+    const Split& sp = ln.sp;
+    if (st.n > 0 && unpacked_) {
+      product_rowmajor<T>(st.n, H, rh_.data(), H, w_.w_hh + 2 * H * P, P, sp.u0, sp.u1,
+                          hg_.data() + 2 * H, GH);
+    } else if (st.n > 0) {
+      h_packs_[ln.tid].pack(st.n, H, rh_.data(), H, 1);
+      gemm_panels<T>(h_packs_[ln.tid], w_hh_t_[2], sp.ub0, sp.ub1, hg_.data() + 2 * H, GH, false);
     }
   }
 
@@ -250,7 +289,7 @@ class ForwardPass {
   Outputs outputs(index_t r0) {
     T* gates = sv_ ? sv_->gates.data() + r0 * GH : gates_tmp_.data();
     T* c_new = !C::has_c ? nullptr : sv_ ? sv_->c_new.data() + r0 * H : c_new_tmp_.data();
-    T* gh_n = !gru ? nullptr : sv_ ? sv_->gh_n.data() + r0 * H : gh_n_tmp_.data();
+    T* gh_n = !b_hn_apart ? nullptr : sv_ ? sv_->gh_n.data() + r0 * H : gh_n_tmp_.data();
     T* cell = !proj_ ? h_new_.data() : sv_ ? sv_->m.data() + r0 * H : m_tmp_.data();
     return {gates, c_new, gh_n, cell};
   }
@@ -264,10 +303,12 @@ class ForwardPass {
                             b_hn_.data(),
                             st.cur + b * P,
                             row(c_.data(), b, H),
+                            w_.w_ph,
                             out.gates + i * GH,
                             out.cell + i * H,
                             row(out.c_new, i, H),
-                            row(out.gh_n, i, H)};
+                            row(out.gh_n, i, H),
+                            nullptr};
       C::forward_row(H, ln.sp.u0, ln.sp.u1, r);
     }
   }
@@ -320,6 +361,7 @@ class ForwardPass {
   PackedB<T> w_hr_t_;
   AlignedBuffer<T> h_bufs_[2], c_, hg_, h_new_;
   AlignedBuffer<T> gates_tmp_, c_new_tmp_, m_tmp_, gh_n_tmp_;
+  AlignedBuffer<T> rh_;  // (B, H) reset-before GRU, per step: r * h_prev of the step's rows
   int nthreads_ = 1;
   std::vector<PackedA<T>> h_packs_, m_packs_;
   std::vector<std::vector<index_t>> act_lists_;
@@ -330,7 +372,11 @@ class ForwardPass {
 template <class T, class C>
 class BackwardPass {
   static constexpr index_t NR = Tile<T>::NR;
-  static constexpr bool gru = C::G == 3;  // the only cell whose hidden-side gate gradients differ
+  static constexpr bool gru = C::G == 3;
+  static constexpr bool reset_before = C::reset_before;
+  // The reset-after GRU is the only cell whose hidden-side gate gradients differ (dgh != dgi).
+  static constexpr bool own_dgh = gru && !reset_before;
+  static constexpr int G_h = reset_before ? 2 : C::G;  // gates multiplied by h_prev itself
 
  public:
   BackwardPass(const Dims& d, bool reverse, const Weights<T>& w, const BackwardArgs<T>& a)
@@ -353,8 +399,9 @@ class BackwardPass {
   // and every buffer of the reverse loop (split like forward's).
   void prepare_loop() {
     dgi_ = buffer<T>(rows_ * GH);
-    dgh_gru_ = buffer<T>(gru ? rows_ * GH : 0);
-    dgh_ = gru ? dgh_gru_.data() : dgi_.data();
+    dgh_gru_ = buffer<T>(own_dgh ? rows_ * GH : 0);
+    dgh_ = own_dgh ? dgh_gru_.data() : dgi_.data();
+    d_rh_ = buffer<T>(reset_before ? B * H : 0);
     dh_total_ = buffer<T>(proj_ ? rows_ * P : B * P);
     dm_ = buffer<T>(proj_ ? B * H : 0);
     dh_bufs_[0] = buffer<T>(B * P);
@@ -362,7 +409,8 @@ class BackwardPass {
     dc_ = buffer<T>(C::has_c ? B * H : 0);
     // dh_prev = dgates_h W_hh of the step's rows, when some sequences did not take it.
     dh_rows_ = buffer<T>(a_.lengths ? B * P : 0);
-    w_hh_p_.prepare(GH, P);  // packed in the job, each thread the panels it owns
+    w_hh_p_.prepare(G_h * H, P);  // packed in the job, each thread the panels it owns
+    if (reset_before) w_hn_p_.prepare(H, P);
     if (proj_) w_hr_p_.prepare(P, H);
     copy_n(dh_bufs_[0].data(), a_.dh_n, B * P);
     if (C::has_c) copy_n(dc_.data(), a_.dc_n, B * H);
@@ -382,6 +430,7 @@ class BackwardPass {
     const Split sp = split_for(tid, nthreads_, H, P, NR);
     const Lane lane{tid, sp, sp.p1 - sp.p0, sp.u1 - sp.u0, act_lists_[tid].data()};
     w_hh_p_.pack_panels(sp.pb0, sp.pb1, w_.w_hh, P, 1);
+    if (reset_before) w_hn_p_.pack_panels(sp.pb0, sp.pb1, w_.w_hh + 2 * H * P, P, 1);
     if (proj_) w_hr_p_.pack_panels(sp.ub0, sp.ub1, w_.w_hr, H, 1);
     for (index_t k = 0; k < d_.T; ++k) {
       const index_t s = d_.T - 1 - k, t = reverse_ ? d_.T - 1 - s : s;
@@ -396,6 +445,10 @@ class BackwardPass {
         dcell = dm_.data();
       }
       cell_math(st, lane, dcell);
+      if constexpr (reset_before) {
+        barrier_->wait();  // dn W_hn needs every unit's dn
+        reset_backward(st, lane);
+      }
       barrier_->wait();  // dh_prev = dgates_h W_hh needs every gate of every unit
       recurrent_product(st, lane);
       pass_through(st, lane);
@@ -438,6 +491,8 @@ class BackwardPass {
                                  row(sv_.c_new.data(), r, H),
                                  sv_.h_prev.data() + r * P,
                                  row(sv_.gh_n.data(), r, H),
+                                 w_.w_ph,
+                                 nullptr,
                                  dgi_.data() + r * GH,
                                  dgh_ + r * GH,
                                  st.next + b * P};
@@ -445,17 +500,36 @@ class BackwardPass {
     }
   }
 
-  // dh_prev = dgates_h W_hh on the thread's columns (+ the GRU's direct z * dh, already in
+  // The reset-before GRU's second phase: d_rh = dn W_hn on the thread's units (= its columns: the
+  // GRU has P == H), then the r gate's gradient and r * d_rh into dh_prev's direct part.
+  void reset_backward(const Step<T>& st, const Lane& ln) {
+    if (st.n == 0) return;
+    const Split& sp = ln.sp;
+    a_packs_[ln.tid].pack(st.n, H, dgi_.data() + st.r0 * GH + 2 * H, GH, 1);
+    gemm_panels<T>(a_packs_[ln.tid], w_hn_p_, sp.pb0, sp.pb1, d_rh_.data(), H, false);
+    for (index_t i = 0; i < st.n; ++i) {
+      const index_t r = st.r0 + i;
+      BackwardRow<T> row_i{};
+      row_i.gates = sv_.gates.data() + r * GH;
+      row_i.h_prev = sv_.h_prev.data() + r * P;
+      row_i.d_rh = d_rh_.data() + i * H;
+      row_i.dgi = dgi_.data() + r * GH;
+      row_i.dh_direct = st.next + st.act[i] * P;
+      C::backward_reset(H, sp.u0, sp.u1, row_i);
+    }
+  }
+
+  // dh_prev = dgates_h W_hh on the thread's columns (+ the GRU's direct part, already in
   // st.next; the GRU has no projection, so P == H). The step's rows of dgates are consecutive;
-  // with every sequence in it, row i is sequence i.
+  // with every sequence in it, row i is sequence i. The reset-before GRU: its r and z gates only.
   void recurrent_product(const Step<T>& st, const Lane& ln) {
     const Split& sp = ln.sp;
     PackedA<T>& a_packed = a_packs_[ln.tid];
     if (st.n == B) {
-      a_packed.pack(B, GH, dgh_ + st.r0 * GH, GH, 1);
+      a_packed.pack(B, G_h * H, dgh_ + st.r0 * GH, GH, 1);
       gemm_panels<T>(a_packed, w_hh_p_, sp.pb0, sp.pb1, st.next, P, gru);
     } else if (st.n > 0) {
-      a_packed.pack(st.n, GH, dgh_ + st.r0 * GH, GH, 1);
+      a_packed.pack(st.n, G_h * H, dgh_ + st.r0 * GH, GH, 1);
       gemm_panels<T>(a_packed, w_hh_p_, sp.pb0, sp.pb1, dh_rows_.data(), P, false);
       for (index_t i = 0; i < st.n; ++i) {
         T* dst = st.next + st.act[i] * P;
@@ -506,11 +580,41 @@ class BackwardPass {
         }
     }
     gemm<T>(GH, I, rows_, dgi_.data(), 1, GH, x, I, 1, a_.dw_ih, I, false, scratch);
-    gemm<T>(GH, P, rows_, dgh_, 1, GH, sv_.h_prev.data(), P, 1, a_.dw_hh, P, false, scratch);
+    gemm<T>(G_h * H, P, rows_, dgh_, 1, GH, sv_.h_prev.data(), P, 1, a_.dw_hh, P, false, scratch);
+    if constexpr (reset_before) reset_weight_gradient(scratch);
     if (a_.db_ih) column_sums(rows_, GH, dgi_.data(), a_.db_ih);
     if (a_.db_hh) column_sums(rows_, GH, dgh_, a_.db_hh);
     if (proj_)
       gemm<T>(P, H, rows_, dh_total_.data(), 1, P, sv_.m.data(), H, 1, a_.dw_hr, H, false, scratch);
+    if (a_.dw_ph) peephole_gradient();
+  }
+
+  // The reset-before GRU's dW_hn = dn^T (r * h_prev), r * h_prev remade from what forward saved.
+  void reset_weight_gradient(PackedB<T>& scratch) {
+    AlignedBuffer<T> rh = buffer<T>(rows_ * H);
+    for (index_t r = 0; r < rows_; ++r) {
+      const T* g = sv_.gates.data() + r * GH;
+      const T* h = sv_.h_prev.data() + r * P;
+      for (index_t j = 0; j < H; ++j) rh.data()[r * H + j] = g[j] * h[j];
+    }
+    gemm<T>(H, P, rows_, dgi_.data() + 2 * H, 1, GH, rh.data(), H, 1, a_.dw_hh + 2 * H * P, P,
+            false, scratch);
+  }
+
+  // dp_i, dp_f = sums over rows of the i, f gradients times c_prev; dp_o of o's times c_new.
+  void peephole_gradient() {
+    T* dp = a_.dw_ph;
+    zero_n(dp, 3 * H);
+    for (index_t r = 0; r < rows_; ++r) {
+      const T* dg = dgi_.data() + r * GH;
+      const T* cp = sv_.c_prev.data() + r * H;
+      const T* cn = sv_.c_new.data() + r * H;
+      for (index_t j = 0; j < H; ++j) {
+        dp[j] += dg[j] * cp[j];
+        dp[H + j] += dg[H + j] * cp[j];
+        dp[2 * H + j] += dg[3 * H + j] * cn[j];
+      }
+    }
   }
 
   const Dims d_;
@@ -523,10 +627,11 @@ class BackwardPass {
   const StepRows steps_;
   const index_t rows_;
 
-  AlignedBuffer<T> dgi_, dgh_gru_;  // (rows, G*H) dLoss/dxg; the GRU's dLoss/dhg
+  AlignedBuffer<T> dgi_, dgh_gru_;  // (rows, G*H) dLoss/dxg; the reset-after GRU's dLoss/dhg
   T* dgh_ = nullptr;                // dLoss/dhg: dgh_gru_, or dgi_ (the same for the other cells)
   AlignedBuffer<T> dh_total_, dm_, dh_bufs_[2], dc_, dh_rows_;
-  PackedB<T> w_hh_p_, w_hr_p_;
+  AlignedBuffer<T> d_rh_;  // (B, H) reset-before GRU, per step: dn W_hn of the step's rows
+  PackedB<T> w_hh_p_, w_hn_p_, w_hr_p_;
   int nthreads_ = 1;
   std::vector<PackedA<T>> a_packs_;
   std::vector<std::vector<index_t>> act_lists_;
@@ -534,14 +639,18 @@ class BackwardPass {
   SpinBarrier* barrier_ = nullptr;  // run()'s, for the job
 };
 
-// Pass<T, the class of `cell`>(args...).run().
-template <template <class, class> class Pass, class T, class... Args>
-void run_pass(Cell cell, const Args&... args) {
+// Pass<T, the class of `cell` and its variant>(d, reverse, w, a).run().
+template <template <class, class> class Pass, class T, class Args>
+void run_pass(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const Args& a) {
   switch (cell) {
-    case Cell::rnn_tanh: return Pass<T, RnnCell<T, false>>(args...).run();
-    case Cell::rnn_relu: return Pass<T, RnnCell<T, true>>(args...).run();
-    case Cell::lstm: return Pass<T, LstmCell<T>>(args...).run();
-    case Cell::gru: return Pass<T, GruCell<T>>(args...).run();
+    case Cell::rnn_tanh: return Pass<T, RnnCell<T, false>>(d, reverse, w, a).run();
+    case Cell::rnn_relu: return Pass<T, RnnCell<T, true>>(d, reverse, w, a).run();
+    case Cell::lstm:
+      if (w.w_ph) return Pass<T, LstmCell<T, true>>(d, reverse, w, a).run();
+      return Pass<T, LstmCell<T, false>>(d, reverse, w, a).run();
+    case Cell::gru:
+      if (!w.reset_after) return Pass<T, GruResetBeforeCell<T>>(d, reverse, w, a).run();
+      return Pass<T, GruCell<T>>(d, reverse, w, a).run();
   }
 }
 
