@@ -26,6 +26,8 @@ def forward(
     lengths: ArrayLike | None,
     reverse: bool,
     training: bool,
+    w_ph: ArrayLike | None = None,
+    reset_after: bool = True,
 ) -> tuple[_Float, _Float, _Float | None, Cache | None]:
     """(y, h_n, c_n, cache); cache is None unless training."""
 
@@ -40,9 +42,10 @@ def backward(
     _Float | None,
     _Float | None,
     _Float | None,
+    _Float | None,
     NDArray[np.float64],
 ]:
-    """(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, dh_norms)."""
+    """(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, dw_ph, dh_norms)."""
 
 def hopfield_recall(
     weights: ArrayLike,

@@ -3,6 +3,8 @@
 Shapes (time-major, row-major): x (T, B, I); w_ih (G*H, I); w_hh (G*H, P); b_ih, b_hh (G*H,);
 w_hr (P, H) for an LSTM with projection (else P == H); h0 (B, P); c0 (B, H) for ``lstm`` only;
 y (T, B, P). G is 1 for rnn_tanh/rnn_relu, 4 for lstm (gates i, f, g, o), 3 for gru (r, z, n).
+Variants: ``w_ph`` (3*H,) gives an LSTM peepholes (i, f, o); ``reset_after=False`` is the original
+GRU of Cho et al. (ONNX linear_before_reset=0, Keras reset_after=False); see _reference.py.
 """
 
 from typing import NamedTuple
@@ -42,6 +44,7 @@ class _EmptyBatch(NamedTuple):
     b_ih: bool
     b_hh: bool
     w_hr: bool
+    w_ph: bool
 
 
 # Arguments are checked (dtype, shape) as they are, and made C-contiguous only once all checks have
@@ -84,6 +87,8 @@ def forward(
     training=True,
     *,
     backend=None,
+    w_ph=None,
+    reset_after=True,
 ):
     """Runs one recurrent layer in one direction over a whole sequence.
 
@@ -92,6 +97,9 @@ def forward(
     ``lengths`` (B,) gives each sequence's length (0 <= length <= T): steps past it output zeros and
     keep the state, and ``reverse`` starts each sequence at its own last step.
     ``backend`` ('native' or 'numpy') overrides the current backend for this call.
+    ``w_ph`` (3*H,), lstm only: peephole weights (i, f, o); i and f see ``p * c_{t-1}``, o sees
+    ``p_o * c_t``. ``reset_after``, gru only: True (PyTorch's GRU) applies r to W_hn h + b_hn, False
+    (the original GRU) computes W_hn (r * h) + b_hn; both have the same parameters.
     """
     if not isinstance(cell, str) or cell not in GATES:
         raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
@@ -114,6 +122,13 @@ def forward(
         if w_hr.ndim != 2 or w_hr.shape[1] != H or w_hr.shape[0] == 0:
             raise ValueError(f"w_hr must have shape (P, H={H}) with P >= 1, got {w_hr.shape}")
     P = H if w_hr is None else w_hr.shape[0]
+    if w_ph is not None:
+        if cell != "lstm":
+            raise ValueError(f"w_ph (peepholes) is only for cell 'lstm', got cell {cell!r}")
+        w_ph = shaped("w_ph", w_ph, (3 * H,), ("3*H",), dtype)
+    reset_after = flag("reset_after", reset_after)
+    if not reset_after and cell != "gru":
+        raise ValueError(f"reset_after=False (the original GRU) is only for cell 'gru', got cell {cell!r}")
     w_hh = shaped("w_hh", w_hh, (G * H, P), ("G*H", "P"), dtype)
     b_ih = _optional("b_ih", b_ih, (G * H,), ("G*H",), dtype)
     b_hh = _optional("b_hh", b_hh, (G * H,), ("G*H",), dtype)
@@ -134,11 +149,13 @@ def forward(
         # No sequences: nothing to run (and no T-step loop over an empty batch, however large T).
         y, h_n = np.zeros((T, 0, P), dtype), np.zeros((0, P), dtype)
         c_n = np.zeros((0, H), dtype) if cell == "lstm" else None
-        saved = _EmptyBatch(b_ih is not None, b_hh is not None, w_hr is not None)
+        saved = _EmptyBatch(b_ih is not None, b_hh is not None, w_hr is not None, w_ph is not None)
     else:
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr = _contiguous(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, w_ph = _contiguous(
+            x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, w_ph
+        )
         y, h_n, c_n, saved = _backend.module(name).forward(
-            cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training
+            cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, w_ph, reset_after
         )
     cache = Cache(name, cell, dtype, T, B, I, H, P, saved) if training else None
     return y, h_n, c_n, cache
@@ -150,7 +167,9 @@ def backward(cache, dy, dh_n, dc_n=None):
     ``dy`` (T, B, P), ``dh_n`` (B, P) and ``dc_n`` (B, H, lstm only) are the gradients of the loss
     w.r.t. y, h_n and c_n; each may be None (zeros). Returns
     ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr)``; dc0 is None unless lstm, db_* are None
-    where the bias was None, dw_hr is None without projection. Runs on the backend that made the cache.
+    where the bias was None, dw_hr is None without projection. When forward had peepholes (``w_ph``)
+    their gradient ``dw_ph`` follows as a ninth entry (only then: code written for eight keeps
+    working). Runs on the backend that made the cache, for the cell variant forward ran.
     Also sets ``cache.dh_norms`` (see Cache).
     """
     if cache is None:
@@ -189,7 +208,7 @@ def backward(cache, dy, dh_n, dc_n=None):
             np.zeros(G * c.H, dtype) if e.b_ih else None,
             np.zeros(G * c.H, dtype) if e.b_hh else None,
             np.zeros((c.P, c.H), dtype) if e.w_hr else None,
-        )
+        ) + ((np.zeros(3 * c.H, dtype),) if e.w_ph else ())
     dy, dh_n, dc_n = _contiguous(dy, dh_n, dc_n)
-    *grads, c.dh_norms = _backend.module(c.backend).backward(c._saved, dy, dh_n, dc_n)
-    return tuple(grads)
+    *grads, dw_ph, c.dh_norms = _backend.module(c.backend).backward(c._saved, dy, dh_n, dc_n)
+    return tuple(grads) if dw_ph is None else (*grads, dw_ph)

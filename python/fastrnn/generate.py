@@ -31,12 +31,12 @@ __all__ = ["Stepper", "sample", "next_token", "CharVocab"]
 class _Recurrent:
     """One recurrent layer's stepping plan: cell, weights per stacked layer, carried state."""
 
-    __slots__ = ("layer", "cell", "weights", "h", "c")
+    __slots__ = ("layer", "cell", "weights", "options", "h", "c")
 
     def __init__(self, layer):
         self.layer = layer
         self.cell = layer.cell
-        self.weights = None
+        self.weights = self.options = None
         self.h = self.c = None
 
     def refresh(self, batch_size):
@@ -45,6 +45,7 @@ class _Recurrent:
             tuple(None if w is None else np.ascontiguousarray(w) for w in lay._weights(i, 0))
             for i in range(lay.num_layers)
         ]
+        self.options = [lay._cell_options(i, 0) for i in range(lay.num_layers)]  # the cell variant
         self.h = [np.zeros((batch_size, lay._out_size), lay.dtype) for _ in range(lay.num_layers)]
         self.c = (
             [np.zeros((batch_size, lay.hidden_size), lay.dtype) for _ in range(lay.num_layers)]
@@ -71,6 +72,7 @@ class _Recurrent:
                 w_hr,
                 training=training,
                 backend=lay.backend,
+                **self.options[i],
             )
             self.h[i] = h
             if lstm:

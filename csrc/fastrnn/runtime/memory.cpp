@@ -8,7 +8,7 @@
 // of that size are kept here, at most kCacheBytes of them, and handed out again to a request they
 // fit. Bigger blocks are rare, use huge pages and go straight back to the system, so a call of a
 // large model still returns its memory when it ends.
-#include "fastrnn/memory.hpp"
+#include "fastrnn/runtime/memory.hpp"
 
 #include <algorithm>
 #include <mutex>
@@ -47,7 +47,7 @@ void* system_allocate(std::size_t bytes) {
 }
 
 #if FASTRNN_BLOCK_CACHE
-constexpr std::size_t kMinBlock = std::size_t(64) << 10;    // malloc's own bins serve smaller ones
+constexpr std::size_t kMinBlock = std::size_t(64) << 10;  // malloc's own bins serve smaller ones
 constexpr std::size_t kMaxBlock = std::size_t(8) << 20;
 constexpr std::size_t kCacheBytes = std::size_t(32) << 20;  // all cached blocks together
 constexpr std::size_t kMaxBlocks = kCacheBytes / kMinBlock;

@@ -1,4 +1,6 @@
-#include "fastrnn/threads.hpp"
+// The thread team of threads.hpp: its workers, their wake-ups and the per-thread caps.
+
+#include "fastrnn/runtime/threads.hpp"
 
 #include <algorithm>
 #include <new>
@@ -6,6 +8,8 @@
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
 #endif
+
+#include "fastrnn/runtime/fpenv.hpp"
 
 namespace fastrnn {
 

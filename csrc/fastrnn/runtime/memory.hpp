@@ -70,7 +70,9 @@ class AlignedBuffer {
     n_ = n;
   }
   // Grows (never shrinks) to at least n elements.
-  void ensure(std::size_t n) { if (n > n_) resize(n); }
+  void ensure(std::size_t n) {
+    if (n > n_) resize(n);
+  }
 
   T* data() { return p_; }
   const T* data() const { return p_; }

@@ -21,19 +21,6 @@
 
 namespace fastrnn {
 
-// While alive, the calling thread flushes denormal results and inputs to zero (x86 MXCSR FTZ/DAZ):
-// tiny gradients of saturated gates are otherwise slow on some CPUs. The previous state is
-// restored on destruction, so a caller's floating-point environment is never changed.
-class FlushDenormals {
- public:
-#if defined(__SSE__) || defined(__x86_64__)
-  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }
-  ~FlushDenormals() { _mm_setcsr(saved_); }
- private:
-  unsigned saved_;
-#endif
-};
-
 // Waits until ready() holds: spins briefly (the cheapest wake-up when every thread has a core),
 // then sleeps on `cv` until a waker changes the state and calls wake_all(m, cv). Sleeping, not
 // yielding, is what keeps a thread team usable when other processes compete for the cores: a
@@ -51,7 +38,9 @@ inline void spin_then_sleep(F ready, std::mutex& m, std::condition_variable& cv)
 // Wakes the sleepers of spin_then_sleep after the state they wait on has been changed. Taking the
 // lock orders the change before any waiter's last check, so no wake-up is lost.
 inline void wake_all(std::mutex& m, std::condition_variable& cv) {
-  { std::lock_guard<std::mutex> lock(m); }
+  {
+    std::lock_guard<std::mutex> lock(m);
+  }
   cv.notify_all();
 }
 
@@ -68,7 +57,8 @@ class SpinBarrier {
       wake_all(mutex_, cv_);
       return;
     }
-    spin_then_sleep([&] { return generation_.load(std::memory_order_acquire) != gen; }, mutex_, cv_);
+    spin_then_sleep([&] { return generation_.load(std::memory_order_acquire) != gen; }, mutex_,
+                    cv_);
   }
 
  private:
@@ -85,6 +75,7 @@ class JobRef {
   template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, JobRef>>>
   explicit JobRef(F& f) : obj_(&f), call_([](void* o, int tid) { (*static_cast<F*>(o))(tid); }) {}
   void operator()(int tid) const { call_(obj_, tid); }
+
  private:
   void* obj_;
   void (*call_)(void*, int);
@@ -127,18 +118,18 @@ class ThreadTeam {
 
   std::atomic<int> size_{1};
   std::atomic<double> grain_{1.0};
-  std::mutex run_mutex_;                 // one parallel job at a time
-  std::vector<std::thread> workers_;     // threads 1 .. workers_.size()
-  std::atomic<int> started_{0};          // workers_.size(), readable without the lock; never shrinks
+  std::mutex run_mutex_;              // one parallel job at a time
+  std::vector<std::thread> workers_;  // threads 1 .. workers_.size()
+  std::atomic<int> started_{0};       // workers_.size(), readable without the lock; never shrinks
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
   int job_threads_ = 0;
-  std::exception_ptr job_error_;         // the first exception a worker's job threw
+  std::exception_ptr job_error_;  // the first exception a worker's job threw
   JobRef* job_ = nullptr;
   std::mutex sleep_mutex_;
-  std::condition_variable wake_;         // workers: a new job
-  std::condition_variable done_;         // the caller: every worker has finished the job
+  std::condition_variable wake_;  // workers: a new job
+  std::condition_variable done_;  // the caller: every worker has finished the job
 };
 
 }  // namespace fastrnn

@@ -1,12 +1,11 @@
 // The strided matrix product of fastrnn/matmul.hpp, compiled once per instruction set
 // (CMakeLists.txt; FASTRNN_ISA names this copy's namespace).
 
-#include "fastrnn/matmul.hpp"
-
 #include <algorithm>
 
-#include "fastrnn/gemm.hpp"
-#include "fastrnn/threads.hpp"
+#include "fastrnn/isa.hpp"
+#include "fastrnn/isa/gemm.hpp"
+#include "fastrnn/runtime/fpenv.hpp"
 
 namespace fastrnn {
 namespace FASTRNN_ISA {

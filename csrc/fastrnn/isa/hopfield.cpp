@@ -3,16 +3,15 @@
 // runs on its own. Compiled once per
 // instruction set (CMakeLists.txt); FASTRNN_ISA names this copy's namespace.
 
-#include "fastrnn/hopfield.hpp"
-
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
 #include <utility>
 
-#include "fastrnn/gemm.hpp"
-#include "fastrnn/memory.hpp"
+#include "fastrnn/isa.hpp"
+#include "fastrnn/isa/gemm.hpp"
+#include "fastrnn/runtime/memory.hpp"
 
 namespace fastrnn {
 namespace FASTRNN_ISA {

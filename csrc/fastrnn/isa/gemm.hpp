@@ -1,12 +1,14 @@
-// Packed matrix products C (M x N) = A (M x K) * B (K x N) [+ C], row-major C, any strides for A, B.
+// Packed matrix products C (M x N) = A (M x K) * B (K x N) [+ C], row-major C, any strides for A,
+// B.
 //
 // GotoBLAS/BLIS structure: B is packed once into NR-column panels (the weights, once per call and
 // reused at every time step), A is packed per (MC x KC) block into MR-row panels, and a register-
-// tiled micro-kernel computes each MR x NR tile of C. One source serves every instruction set: it is
-// compiled once per ISA (FASTRNN_ISA names the namespace) with that ISA's compiler flags, and the
-// 32-byte GCC vector type becomes AVX2/FMA code there and pairs of SSE2 registers in the portable
-// build (64-byte vectors in the AVX-512 build). Transposed operands are just other strides, so forward (x W^T), BPTT (dG W) and the weight
-// gradients (dG^T x) all use this one product.
+// tiled micro-kernel computes each MR x NR tile of C. One source serves every instruction set: it
+// is compiled once per ISA (FASTRNN_ISA names the namespace) with that ISA's compiler flags, and
+// the 32-byte GCC vector type becomes AVX2/FMA code there and pairs of SSE2 registers in the
+// portable build (64-byte vectors in the AVX-512 build). Transposed operands are just other
+// strides, so forward (x W^T), BPTT (dG W) and the weight gradients (dG^T x) all use this one
+// product.
 #pragma once
 
 #ifndef FASTRNN_ISA
@@ -17,13 +19,12 @@
 #include <cstdint>
 #include <cstring>
 
-#include "fastrnn/memory.hpp"
-#include "fastrnn/threads.hpp"
+#include "fastrnn/common.hpp"
+#include "fastrnn/runtime/memory.hpp"
+#include "fastrnn/runtime/threads.hpp"
 
 namespace fastrnn {
 namespace FASTRNN_ISA {
-
-using index_t = std::int64_t;
 
 #ifndef FASTRNN_VECTOR_BYTES
 #define FASTRNN_VECTOR_BYTES 32  // AVX2 registers; the portable build splits them into SSE2 pairs
@@ -33,11 +34,11 @@ template <class T>
 struct Tile {
   typedef T vec __attribute__((vector_size(FASTRNN_VECTOR_BYTES)));
   static constexpr int VL = FASTRNN_VECTOR_BYTES / sizeof(T);  // lanes per vector
-  static constexpr int NR = 2 * VL;          // columns of C per micro-tile
+  static constexpr int NR = 2 * VL;                            // columns of C per micro-tile
   // Rows of C per micro-tile: 2*MR accumulators, of 16 (AVX2) or 32 (AVX-512) vector registers.
   static constexpr int MR = FASTRNN_VECTOR_BYTES == 64 ? 8 : 6;
-  static constexpr index_t KC = 384;         // depth of one packed block (B slice stays in L1)
-  static constexpr index_t MC = 144;          // rows of A per packed block (stays in L2)
+  static constexpr index_t KC = 384;  // depth of one packed block (B slice stays in L1)
+  static constexpr index_t MC = 144;  // rows of A per packed block (stays in L2)
 };
 
 // A K x N operand packed into ceil(N / NR) panels, each K x NR, k-major, zero-padded past N.
@@ -108,8 +109,8 @@ class PackedB {
 // many as make 8 accumulators (16 vector registers) or 16 (AVX-512's 32). At B=4 on AVX-512 the
 // second set made RNN and GRU steps 5-6% faster.
 template <class T, int R>
-inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict bp, T* __restrict c,
-                         index_t ldc, int ncols, bool accumulate) {
+inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict bp,
+                         T* __restrict c, index_t ldc, int ncols, bool accumulate) {
   using V = typename Tile<T>::vec;
   constexpr int VL = Tile<T>::VL, NR = Tile<T>::NR;
   constexpr int kAccumulators = FASTRNN_VECTOR_BYTES == 64 ? 16 : 8;
@@ -118,7 +119,10 @@ inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict
 #pragma GCC unroll 8
   for (int s = 0; s < S; ++s)
 #pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) { acc0[s][i] = V{}; acc1[s][i] = V{}; }
+    for (int i = 0; i < R; ++i) {
+      acc0[s][i] = V{};
+      acc1[s][i] = V{};
+    }
   index_t k = 0;
   for (; k + S <= kc; k += S) {
 #pragma GCC unroll 4
@@ -148,7 +152,10 @@ inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict
 #pragma GCC unroll 4
   for (int s = 1; s < S; ++s)
 #pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) { acc0[0][i] += acc0[s][i]; acc1[0][i] += acc1[s][i]; }
+    for (int i = 0; i < R; ++i) {
+      acc0[0][i] += acc0[s][i];
+      acc1[0][i] += acc1[s][i];
+    }
   if (ncols == NR) {
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
@@ -196,8 +203,8 @@ inline void pack_a(index_t mc, index_t kc, const T* a, index_t rs, index_t cs, T
   constexpr int MR = Tile<T>::MR;
   if (rs == 1) {
     // A stored transposed (dG^T in the weight gradients): walk each k's contiguous run of rows.
-    constexpr index_t kAhead = 8;                      // rows of A^T fetched ahead
-    constexpr index_t kLine = 64 / sizeof(T);          // elements per cache line
+    constexpr index_t kAhead = 8;              // rows of A^T fetched ahead
+    constexpr index_t kLine = 64 / sizeof(T);  // elements per cache line
     const index_t full = mc - mc % MR;
     for (index_t k = 0; k < kc; ++k) {
       const T* src = a + k * cs;
@@ -234,7 +241,8 @@ inline void pack_a(index_t mc, index_t kc, const T* a, index_t rs, index_t cs, T
 inline int gemm_threads(index_t M, index_t N, index_t K, index_t panels) {
   const double flops = 2.0 * double(M) * double(N) * double(K);
   const double grain = 4e6 * ThreadTeam::global().grain();  // ~40 us of work per extra thread
-  const index_t by_size = grain > 0 ? static_cast<index_t>(std::min(flops / grain, 1e6)) + 1 : 1 << 20;
+  const index_t by_size =
+      grain > 0 ? static_cast<index_t>(std::min(flops / grain, 1e6)) + 1 : 1 << 20;
   const index_t n = std::min<index_t>({by_size, panels, 1 << 20});
   return ThreadTeam::global().available(static_cast<int>(std::max<index_t>(1, n)));
 }
@@ -270,7 +278,9 @@ inline void gemm_empty(index_t M, const PackedB<T>& b, index_t p_begin, index_t 
 template <class T>
 class PackedA {
  public:
-  void reserve(index_t M, index_t K) { buf_.ensure(static_cast<std::size_t>(std::max<index_t>(M * K, 1))); }
+  void reserve(index_t M, index_t K) {
+    buf_.ensure(static_cast<std::size_t>(std::max<index_t>(M * K, 1)));
+  }
   // Element (i, k) of the source is a[i * rs + k * cs].
   void pack(index_t M, index_t K, const T* a, index_t rs, index_t cs) {
     using Tl = Tile<T>;
