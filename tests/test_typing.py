@@ -73,7 +73,7 @@ h.append(0)
 loss, grad = fr.losses.mse(y, y)
 loss.shape
 fr.Hopfield(8).recall(np.ones(8), mode=1)
-fr.functional.backward(None, y, None, None)
+fr.functional.forward("gru", y, None, None, y, y, None, None, reverse="no")
 """
 
 

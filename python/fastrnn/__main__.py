@@ -3,16 +3,18 @@
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ._argtypes import positive_int
 from ._cells import CELLS
 from ._version import __version__
 
 
-def _csv(choices, what):
+def _csv(choices: Sequence[str], what: str) -> Callable[[str], list[str]]:
     """An argparse type: a comma-separated list (repeatable flags add up), each in ``choices``."""
 
-    def parse(text):
+    def parse(text: str) -> list[str]:
         values = [v.strip() for v in text.split(",") if v.strip()]
         if not values:
             raise argparse.ArgumentTypeError(f"empty list of {what}")
@@ -26,16 +28,16 @@ def _csv(choices, what):
     return parse
 
 
-def _flatten(lists, default):
+def _flatten(lists: list[list[str]] | None, default: Sequence[str]) -> list[str]:
     if not lists:
         return list(default)
-    out = []
+    out: list[str] = []
     for values in lists:
         out += [v for v in values if v not in out]
     return out
 
 
-def _parser():
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m fastrnn",
         description="fastrnn: fast CPU RNN, LSTM and GRU (C++ forward and BPTT kernels behind a NumPy API).",
@@ -95,7 +97,7 @@ def _parser():
     return parser
 
 
-def _torch_version():
+def _torch_version() -> str | None:
     """torch's version when it is installed, read from its metadata (importing torch is slow)."""
     from importlib import metadata
 
@@ -105,7 +107,7 @@ def _torch_version():
         return None
 
 
-def _info():
+def _info() -> int:
     import platform
     import warnings
 
@@ -117,7 +119,7 @@ def _info():
         # info() asks for the default backend, which warns when the extension is missing;
         # native_available / native_error say the same here.
         warnings.simplefilter("ignore", RuntimeWarning)
-        env = dict(info())
+        env: dict[str, Any] = dict(info())
     env.update(
         numpy=np.__version__,
         torch=_torch_version(),
@@ -134,7 +136,7 @@ def _info():
     return 0
 
 
-def _bench(args):
+def _bench(args: argparse.Namespace) -> int:
     from . import _bench
     from ._backend import set_num_threads
 
@@ -148,13 +150,14 @@ def _bench(args):
     )
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "info":
         return _info()
     if args.command == "bench":
         return _bench(args)
-    return args.run(args)  # train-text, generate, forecast, demo (fastrnn.commands)
+    code: int = args.run(args)  # train-text, generate, forecast, demo (fastrnn.commands)
+    return code
 
 
 if __name__ == "__main__":

@@ -9,35 +9,47 @@ import importlib
 import os
 import threading
 import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
 from . import _reference
 from ._version import __version__
 
 BACKENDS = ("native", "numpy")
 
+_A = TypeVar("_A")
+_B = TypeVar("_B")
+_NATIVE_ERROR: ImportError | None
+
 try:
-    _native = importlib.import_module("fastrnn._native")  # names the real cause when it fails
+    if TYPE_CHECKING:  # mypy reads the extension's signatures from _native.pyi
+        import fastrnn._native as _native
+    else:
+        _native = importlib.import_module("fastrnn._native")  # names the real cause when it fails
     _NATIVE_ERROR = None
 except ImportError as exc:  # a broken or missing build: fall back to the reference, loudly
-    _native = None
+    _native = None  # type: ignore[assignment]  # None: every use checks for it
     _NATIVE_ERROR = exc
 
 _lock = threading.Lock()
-_global = {"name": None, "warned": False}
+_global: dict[str, Any] = {"name": None, "warned": False}
 _local = threading.local()  # per-thread stack of use_backend() overrides
 
 
-def native_available():
+def native_available() -> bool:
     return _native is not None
 
 
-def native_module():
+def native_module() -> Any:
     """The compiled extension ``fastrnn._native``, or None when it did not load (see
-    native_available). For the few callers that use one of its kernels directly (Hopfield recall)."""
+    native_available). For the few callers that use one of its kernels directly (Hopfield recall).
+    Typed Any: a module cannot be named as a type (the kernels' signatures are in _native.pyi)."""
     return _native
 
 
-def _check_name(name, argument="backend"):
+def _check_name(name: object, argument: str = "backend") -> str:
     if not isinstance(name, str):
         raise TypeError(f"{argument} must be a string, one of {BACKENDS}, got {type(name).__name__}")
     if name not in BACKENDS:
@@ -47,7 +59,7 @@ def _check_name(name, argument="backend"):
     return name
 
 
-def _default_name():
+def _default_name() -> str:
     env = os.environ.get("FASTRNN_BACKEND")
     if env:
         return _check_name(env.strip().lower(), "FASTRNN_BACKEND")
@@ -64,23 +76,24 @@ def _default_name():
     return "numpy"
 
 
-def get_backend():
+def get_backend() -> str:
     """The name of the backend used where none is given: 'native' or 'numpy'."""
-    stack = getattr(_local, "stack", None)
+    stack: list[str] | None = getattr(_local, "stack", None)
     if stack:
         return stack[-1]
     if _global["name"] is None:
         _global["name"] = _default_name()
-    return _global["name"]
+    name: str = _global["name"]
+    return name
 
 
-def set_backend(name):
+def set_backend(name: Literal["native", "numpy"]) -> None:
     """Selects the default backend for the whole process: 'native' or 'numpy'."""
     _global["name"] = _check_name(name)
 
 
 @contextlib.contextmanager
-def use_backend(name):
+def use_backend(name: Literal["native", "numpy"]) -> Iterator[str]:
     """Uses backend ``name`` inside a ``with`` block (this thread only)."""
     _check_name(name)
     if not hasattr(_local, "stack"):
@@ -92,7 +105,7 @@ def use_backend(name):
         _local.stack.pop()
 
 
-def module(name=None):
+def module(name: str | None = None) -> ModuleType:
     """The backend module for ``name`` (None: the current backend)."""
     name = get_backend() if name is None else _check_name(name)
     return _native if name == "native" else _reference
@@ -102,7 +115,7 @@ def module(name=None):
 # Threads (the native backend's thread team; the numpy backend uses whatever NumPy uses).
 
 
-def _threads_from_env():
+def _threads_from_env() -> int:
     env = os.environ.get("FASTRNN_NUM_THREADS")
     if not env:
         # One thread unless asked: the per-step barrier of a team stalls whenever the cores are
@@ -118,13 +131,13 @@ def _threads_from_env():
     return n
 
 
-_threads = {"n": None}
+_threads: dict[str, Any] = {"n": None}
 
 
 MAX_THREADS = 1024
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> None:
     """Sets how many threads the native kernels use (1 .. MAX_THREADS)."""
     if isinstance(n, bool) or not hasattr(n, "__index__"):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
@@ -137,7 +150,7 @@ def set_num_threads(n):
     _threads["explicit"] = True
 
 
-def _reapply_threads_in_child():
+def _reapply_threads_in_child() -> None:
     # The C++ team forgets its workers in a forked child; start the child's own team.
     if _native is not None and _threads["n"] is not None:
         _native.set_num_threads(_threads["n"])
@@ -147,30 +160,30 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reapply_threads_in_child)
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """How many threads the native kernels use."""
     if _threads["n"] is None:
         set_num_threads(_threads_from_env())
         _threads["explicit"] = False  # a default, not a choice (the environment is seen apart)
-    return _threads["n"]
+    n: int = _threads["n"]
+    return n
 
 
 # ---------------------------------------------------------------------------------------------
 # Two native calls side by side (the directions of a bidirectional layer).
 
-_helper = {"pool": None, "pid": None}
+_helper: dict[str, Any] = {"pool": None, "pid": None}
 
 
-def _helper_pool():
+def _helper_pool() -> ThreadPoolExecutor:
     if _helper["pool"] is None or _helper["pid"] != os.getpid():  # a forked child starts its own
-        from concurrent.futures import ThreadPoolExecutor
-
         _helper["pool"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fastrnn-pair")
         _helper["pid"] = os.getpid()
-    return _helper["pool"]
+    pool: ThreadPoolExecutor = _helper["pool"]
+    return pool
 
 
-def pair_threads(name):
+def pair_threads(name: str) -> int:
     """How many kernel threads each of two side-by-side calls on backend ``name`` gets, or 0 when
     running them one after the other is better (numpy backend, or fewer than 2 threads)."""
     if name != "native" or _native is None:
@@ -178,7 +191,7 @@ def pair_threads(name):
     return get_num_threads() // 2
 
 
-def _capped(fn, threads):
+def _capped(fn: Callable[[], _A], threads: int) -> _A:
     before = _native.get_thread_cap()
     _native.set_thread_cap(threads)
     try:
@@ -187,7 +200,7 @@ def _capped(fn, threads):
         _native.set_thread_cap(before)
 
 
-def run_pair(first, second, threads):
+def run_pair(first: Callable[[], _A], second: Callable[[], _B], threads: int) -> tuple[_A, _B]:
     """Runs ``first()`` here and ``second()`` on a helper thread at the same time, the kernels of
     each capped to ``threads`` threads (see pair_threads); returns their results. The kernels
     release the GIL, so two independent calls (the two directions of a bidirectional layer) run on
@@ -202,7 +215,19 @@ def run_pair(first, second, threads):
     return a, future.result()
 
 
-def info():
+class Info(TypedDict):
+    """What ``info()`` returns."""
+
+    version: str
+    backend: str  # the default backend: "native" or "numpy"
+    native_available: bool
+    native_error: str | None  # why the extension did not load
+    cpu_paths: list[str]  # the compiled CPU paths, e.g. ["avx512", "avx2", "portable"]
+    cpu_path: str | None  # the one in use
+    num_threads: int
+
+
+def info() -> Info:
     """A dict describing this installation: version, backend, CPU paths, threads."""
     return {
         "version": __version__,
@@ -215,7 +240,7 @@ def info():
     }
 
 
-def threads_were_set():
+def threads_were_set() -> bool:
     """True when fastrnn's thread count was chosen: set_num_threads() was called or
     FASTRNN_NUM_THREADS is set (fastrnn.torch otherwise follows torch.get_num_threads())."""
-    return _threads.get("explicit", False) or bool(os.environ.get("FASTRNN_NUM_THREADS"))
+    return bool(_threads.get("explicit", False)) or bool(os.environ.get("FASTRNN_NUM_THREADS"))

@@ -58,7 +58,16 @@ def _problem(cell: str, dtype: str, seed: int) -> _Problem:
 
 
 def _fastrnn_runner(cell: str, p: _Problem, mode: str, backend: str) -> _Runner:
-    args = (cell, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    args: tuple[str, Any, Any, Any, Any, Any, Any, Any] = (
+        cell,
+        p["x"],
+        p["h0"],
+        p["c0"],
+        p["w_ih"],
+        p["w_hh"],
+        p["b_ih"],
+        p["b_hh"],
+    )
     if mode == "forward":
 
         def run() -> list[NDArray[Any] | None]:

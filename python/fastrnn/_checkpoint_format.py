@@ -7,8 +7,10 @@ import math
 import struct
 import zipfile
 import zlib
+from typing import Any, NoReturn
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import optim as _optim
 from ._cells import LAYER_GATES
@@ -25,8 +27,14 @@ _MAX_NDIM = 32
 
 # The only layer and optimizer types a checkpoint may name. Names from the file are looked up here and
 # nowhere else: nothing is ever imported or evaluated.
-LAYERS = {"RNN": RNN, "LSTM": LSTM, "GRU": GRU, "Linear": Linear, "Embedding": Embedding}
-OPTIMIZERS = {
+LAYERS: dict[str, type[RNN | LSTM | GRU | Linear | Embedding]] = {
+    "RNN": RNN,
+    "LSTM": LSTM,
+    "GRU": GRU,
+    "Linear": Linear,
+    "Embedding": Embedding,
+}
+OPTIMIZERS: dict[str, type[_optim.Optimizer]] = {
     cls.__name__: cls for cls in (_optim.SGD, _optim.Adagrad, _optim.RMSprop, _optim.Adam, _optim.AdamW)
 }
 
@@ -41,7 +49,7 @@ _INT, _BOOL, _NUM, _STR, _DTYPE, _OPT_STR, _OPT_INT = (
     "int or null",
 )
 _RECURRENT_TAIL = [("bias", _BOOL), ("batch_first", _BOOL), ("dropout", _NUM), ("bidirectional", _BOOL)]
-ARGS = {
+ARGS: dict[str, list[tuple[str, str]]] = {
     "RNN": [("input_size", _INT), ("hidden_size", _INT), ("num_layers", _INT), ("nonlinearity", _STR)]
     + _RECURRENT_TAIL
     + [("dtype", _DTYPE), ("backend", _OPT_STR), ("seed", _OPT_INT)],
@@ -67,8 +75,8 @@ ARGS = {
     "Embedding": [("num_embeddings", _INT), ("embedding_dim", _INT), ("dtype", _DTYPE), ("seed", _OPT_INT)],
 }
 # Arguments added after files were first written: a file without them means these values.
-ADDED_ARGS = {"GRU": {"reset_after": True}, "LSTM": {"peepholes": False}}
-DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+ADDED_ARGS: dict[str, dict[str, Any]] = {"GRU": {"reset_after": True}, "LSTM": {"peepholes": False}}
+DTYPES: dict[str, np.dtype[Any]] = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 _RNG_MAX = {"state": 1 << 128, "inc": 1 << 128}
 
 # What malformed bytes can make numpy / zipfile / json raise while parsing.
@@ -92,7 +100,7 @@ class CheckpointError(ValueError):
     """A checkpoint file that is malformed, inconsistent or not a fastrnn checkpoint."""
 
 
-def fail(message):
+def fail(message: str) -> NoReturn:
     raise CheckpointError(f"checkpoint: {message}")
 
 
@@ -100,9 +108,10 @@ def fail(message):
 # Loading: the archive and the header
 
 
-def archive_members(npz, file_size):
+def archive_members(npz: np.lib.npyio.NpzFile, file_size: int) -> dict[str, zipfile.ZipInfo]:
     """{key: ZipInfo} of the archive, checked: .npy members, stored uncompressed, no duplicates, all
     inside the file."""
+    assert npz.zip is not None  # an open archive
     infos = npz.zip.infolist()
     members, total = {}, 0
     for info in infos:
@@ -126,8 +135,11 @@ def archive_members(npz, file_size):
     return members
 
 
-def _npy_header(npz, key, info):
+def _npy_header(
+    npz: np.lib.npyio.NpzFile, key: str, info: zipfile.ZipInfo
+) -> tuple[tuple[int, ...], np.dtype[Any], int]:
     """(shape, dtype, data offset) from a member's .npy header, reading no array data."""
+    assert npz.zip is not None  # an open archive
     try:
         with npz.zip.open(info) as f:
             version = np.lib.format.read_magic(f)
@@ -145,14 +157,14 @@ def _npy_header(npz, key, info):
     return tuple(int(n) for n in shape), dtype, offset
 
 
-def read(npz, key):
+def read(npz: np.lib.npyio.NpzFile, key: str) -> NDArray[Any]:
     try:
         return npz[key]
     except BAD_DATA as e:
         fail(f"array {key!r} cannot be read (corrupt or truncated): {e}")
 
 
-def read_header(npz, members):
+def read_header(npz: np.lib.npyio.NpzFile, members: dict[str, zipfile.ZipInfo]) -> dict[str, Any]:
     if HEADER_KEY not in members:
         fail(f"no header ({HEADER_KEY!r}): not a fastrnn checkpoint")
     info = members[HEADER_KEY]
@@ -181,7 +193,9 @@ def read_header(npz, members):
     return header
 
 
-def check_arrays(npz, members, listed):
+def check_arrays(
+    npz: np.lib.npyio.NpzFile, members: dict[str, zipfile.ZipInfo], listed: object
+) -> dict[str, tuple[tuple[int, ...], np.dtype[Any]]]:
     """{key: (shape, dtype)} of the arrays the header lists, each checked against its member."""
     if not isinstance(listed, dict):
         fail("header 'arrays' must be an object")
@@ -192,7 +206,7 @@ def check_arrays(npz, members, listed):
     unexpected = sorted(k for k in keys if k not in listed)
     if unexpected:
         fail(f"unexpected arrays not listed in the header: {unexpected}")
-    out = {}
+    out: dict[str, tuple[tuple[int, ...], np.dtype[Any]]] = {}
     for key, entry in listed.items():
         if not (key.startswith("model/") or key.startswith("optim/")):
             fail(f"unexpected array name {key!r} (names start with 'model/' or 'optim/')")
@@ -207,22 +221,22 @@ def check_arrays(npz, members, listed):
             fail(f"array {key!r}: shape must be a list of at most {_MAX_NDIM} ints >= 0, got {shape!r}")
         if not isinstance(dtype, str) or dtype not in DTYPES:
             fail(f"array {key!r}: dtype must be 'float32' or 'float64', got {dtype!r}")
-        shape, dtype = tuple(shape), DTYPES[dtype]
-        nbytes = math.prod(shape) * dtype.itemsize
+        want_shape, want_dtype = tuple(shape), DTYPES[dtype]
+        nbytes = math.prod(want_shape) * want_dtype.itemsize
         info = members[key]
         if nbytes > info.file_size:
             fail(
-                f"array {key!r}: the header's shape {shape} needs {nbytes} bytes but the archive "
+                f"array {key!r}: the header's shape {want_shape} needs {nbytes} bytes but the archive "
                 f"holds {info.file_size} (absurd size, or truncated)"
             )
         got_shape, got_dtype, offset = _npy_header(npz, key, info)
-        if got_dtype != dtype:
-            fail(f"array {key!r} has dtype {got_dtype}, the header says {dtype.name}")
-        if got_shape != shape:
-            fail(f"array {key!r} has shape {got_shape}, the header says {shape}")
+        if got_dtype != want_dtype:
+            fail(f"array {key!r} has dtype {got_dtype}, the header says {want_dtype.name}")
+        if got_shape != want_shape:
+            fail(f"array {key!r} has shape {got_shape}, the header says {want_shape}")
         if info.file_size != offset + nbytes:
             fail(f"array {key!r}: stored size does not match its shape (truncated or corrupt)")
-        out[key] = (shape, dtype)
+        out[key] = (want_shape, want_dtype)
     return out
 
 
@@ -230,7 +244,7 @@ def check_arrays(npz, members, listed):
 # Loading: the model
 
 
-def _check_value(where, name, kind, value):
+def _check_value(where: str, name: str, kind: str, value: object) -> None:
     ok = {
         _INT: isinstance(value, int) and not isinstance(value, bool) and value >= 0,
         _BOOL: isinstance(value, bool),
@@ -247,7 +261,7 @@ def _check_value(where, name, kind, value):
         fail(f"{where}: argument {name} must be {detail}, got {value!r}")
 
 
-def _check_rng(where, rng):
+def _check_rng(where: str, rng: Any) -> None:  # a JSON value
     if rng is None:
         return
     ok = (
@@ -257,7 +271,7 @@ def _check_rng(where, rng):
         and isinstance(rng["state"], dict)
         and set(rng["state"]) == {"state", "inc"}
     )
-    ints = (
+    ints: list[tuple[Any, int]] = (
         []
         if not ok
         else [
@@ -271,7 +285,9 @@ def _check_rng(where, rng):
         fail(f"{where}: 'rng' must be a PCG64 generator state")
 
 
-def check_spec(spec, where, prefix, depth):
+def check_spec(
+    spec: object, where: str, prefix: str, depth: int
+) -> list[tuple[str, str, dict[str, Any], str, int]]:
     """Checks a model description without building anything; returns its layers as a list of
     (where, kind, args, state_dict key prefix, bytes their weights take)."""
     if depth > MAX_DEPTH:
@@ -316,25 +332,27 @@ def check_spec(spec, where, prefix, depth):
     return [(where, kind, args, prefix, _weight_count(kind, args) * DTYPES[args["dtype"]].itemsize)]
 
 
-def _weight_count(kind, a):
+def _weight_count(kind: str, a: dict[str, Any]) -> int:
     """The number of weights a layer of this configuration holds (exact Python ints, no allocation)."""
     if kind == "Linear":
-        return a["out_features"] * a["in_features"] + (a["out_features"] if a["bias"] else 0)
+        return int(a["out_features"] * a["in_features"] + (a["out_features"] if a["bias"] else 0))
     if kind == "Embedding":
-        return a["num_embeddings"] * a["embedding_dim"]
+        return int(a["num_embeddings"] * a["embedding_dim"])
     G, H, L, I = LAYER_GATES[kind], a["hidden_size"], a["num_layers"], a["input_size"]
     proj = a.get("proj_size", 0)
     P, D = proj or H, 2 if a["bidirectional"] else 1
     rest = (2 * G * H if a["bias"] else 0) + (P * H if proj else 0) + (3 * H if a.get("peepholes") else 0)
     first = D * (G * H * (I + P) + rest)
-    return first + max(L - 1, 0) * D * (G * H * (P * D + P) + rest)
+    return int(first + max(L - 1, 0) * D * (G * H * (P * D + P) + rest))
 
 
 # -------------------------------------------------------------------------------------------------
 # Loading: the optimizer
 
 
-def check_optimizer_spec(spec, arrays, n_params):
+def check_optimizer_spec(
+    spec: object, arrays: dict[str, Any], n_params: int
+) -> tuple[type[_optim.Optimizer], dict[str, Any], list[dict[str, Any]]]:
     """Checks the optimizer description against the arrays; returns (class, hyperparams, state
     entries as {"ints": {...}, "arrays": [...]})."""
     if not isinstance(spec, dict) or set(spec) != {"type", "hyperparams", "state"}:

@@ -4,10 +4,10 @@ from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
 import numpy as np
-from numpy.typing import DTypeLike, NDArray
+from numpy.typing import NDArray
 
 from . import _checks
-from ._typing import FloatArray
+from ._typing import FloatArray, FloatDTypeLike
 
 _M = TypeVar("_M", bound="Module")
 
@@ -36,7 +36,7 @@ class Module:
     grads, zero_grad, state_dict/load_state_dict with PyTorch's names, train/eval, and the errors
     of a backward() that has no cache."""
 
-    def __init__(self, dtype: DTypeLike, seed: int | None) -> None:
+    def __init__(self, dtype: FloatDTypeLike, seed: int | None) -> None:
         self.dtype = _checks.float_dtype(dtype)
         self.seed = _checks.seed(seed)
         self.training = True

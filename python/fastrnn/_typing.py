@@ -13,6 +13,8 @@ from numpy.typing import NDArray
 FloatArray: TypeAlias = NDArray[np.floating[Any]]
 #: An integer array (class indices, token ids, sequence lengths).
 IntArray: TypeAlias = NDArray[np.integer[Any]]
+#: A float dtype as an argument: "float32", "float64", np.float32, np.dtype("float64")...
+FloatDTypeLike: TypeAlias = str | type[np.floating[Any]] | np.dtype[Any]
 #: The dtype of a float32 or float64 array.
 FloatDType: TypeAlias = np.dtype[np.floating[Any]]
 #: A seed: None (fresh entropy), an int >= 0, or a numpy Generator used as it is.

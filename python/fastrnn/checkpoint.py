@@ -59,7 +59,9 @@ import secrets
 from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import NDArray
 
+from . import optim as _optim
 from ._checkpoint_format import (
     ARGS,
     BAD_DATA,
@@ -80,7 +82,12 @@ from ._checkpoint_format import (
     read,
     read_header,
 )
+from .layers import GRU, LSTM, RNN
+from .linear import Embedding, Linear
 from .sequential import Sequential
+
+#: What a checkpoint holds: a layer, or a Sequential of layers.
+Model = Sequential | RNN | LSTM | GRU | Linear | Embedding
 
 __all__ = [
     "save_checkpoint",
@@ -99,16 +106,16 @@ class Checkpoint(NamedTuple):
     model: the rebuilt layer or Sequential. optimizer: the rebuilt optimizer over
     ``model.parameters()`` (or None when none was saved). extra: the saved JSON value (or None)."""
 
-    model: Any
-    optimizer: Any
-    extra: Any
+    model: Model
+    optimizer: _optim.Optimizer | None
+    extra: Any  # the JSON value saved
 
 
 # -------------------------------------------------------------------------------------------------
 # Saving
 
 
-def _model_spec(model, where, depth):
+def _model_spec(model: object, where: str, depth: int) -> dict[str, Any]:
     """The header's description of ``model`` (type, constructor arguments, mode, generator state)."""
     if depth > MAX_DEPTH:
         raise ValueError(f"save_checkpoint: Sequentials nested deeper than {MAX_DEPTH}")
@@ -126,7 +133,7 @@ def _model_spec(model, where, depth):
             f"save_checkpoint: {where} is a {type(model).__name__}; checkpoints hold only "
             f"{', '.join(LAYERS)} and Sequential (exact types, not subclasses)"
         )
-    args = {}
+    args: dict[str, Any] = {}
     for name, _ in ARGS[kind]:
         value = getattr(model, name)
         if name == "dtype":
@@ -138,7 +145,7 @@ def _model_spec(model, where, depth):
         elif isinstance(value, numbers.Real):
             value = float(value)
         args[name] = value
-    spec = {"type": kind, "training": bool(model.training), "args": args}
+    spec: dict[str, Any] = {"type": kind, "training": bool(getattr(model, "training")), "args": args}
     rng = getattr(model, "_rng", None)
     state = getattr(getattr(rng, "bit_generator", None), "state", None)
     if isinstance(state, dict) and state.get("bit_generator") == "PCG64":
@@ -151,13 +158,14 @@ def _model_spec(model, where, depth):
     return spec
 
 
-def _optimizer_spec(optimizer, model, arrays):
+def _optimizer_spec(optimizer: object, model: Model, arrays: dict[str, NDArray[Any]]) -> dict[str, Any]:
     kind = type(optimizer).__name__
     if OPTIMIZERS.get(kind) is not type(optimizer):
         raise TypeError(
             f"save_checkpoint: optimizer is a {type(optimizer).__name__}; checkpoints hold "
             f"only {', '.join(OPTIMIZERS)} (exact types)"
         )
+    assert isinstance(optimizer, _optim.Optimizer)  # one of OPTIMIZERS (checked above)
     params = model.parameters()
     if len(optimizer.params) != len(params) or any(
         p.data is not q.data for p, q in zip(optimizer.params, params)
@@ -168,7 +176,8 @@ def _optimizer_spec(optimizer, model, arrays):
     sd = optimizer.state_dict()
     state = []
     for i, (entry, p) in enumerate(zip(sd["state"], params)):
-        ints, names = {}, []
+        ints: dict[str, int] = {}
+        names: list[str] = []
         for name, value in entry.items():
             if isinstance(value, np.ndarray):
                 if value.dtype != p.data.dtype or value.shape != p.data.shape:
@@ -184,15 +193,20 @@ def _optimizer_spec(optimizer, model, arrays):
     return {"type": kind, "hyperparams": sd["hyperparams"], "state": state}
 
 
-def save_checkpoint(path, model, optimizer=None, extra=None):
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: Model,
+    optimizer: _optim.Optimizer | None = None,
+    extra: Any = None,
+) -> str:
     """Saves ``model`` (configuration and weights), ``optimizer`` (kind, hyper-parameters and state;
     it must be over exactly ``model.parameters()``) and ``extra`` (any JSON-serialisable value) to the
     single file ``path``, atomically. Returns ``path``. See the module docstring for the format."""
-    path = os.fspath(path)
+    file = os.fspath(path)
     spec = _model_spec(model, "model", 0)
-    arrays = {}
-    for name, value in model.state_dict().items():
-        value = np.asarray(value)
+    arrays: dict[str, NDArray[Any]] = {}
+    for name, weight in model.state_dict().items():
+        value = np.asarray(weight)
         if value.dtype not in DTYPES.values():
             raise TypeError(f"save_checkpoint: weight {name} has dtype {value.dtype}")
         arrays[f"model/{name}"] = np.ascontiguousarray(value)
@@ -216,11 +230,11 @@ def save_checkpoint(path, model, optimizer=None, extra=None):
             f"{MAX_HEADER_BYTES} a checkpoint may hold (is extra too large?)"
         )
     members = {HEADER_KEY: raw, **arrays}
-    _write_atomically(path, members)
-    return path
+    _write_atomically(file, members)
+    return file
 
 
-def _write_atomically(path, members):
+def _write_atomically(path: str, members: dict[str, NDArray[Any]]) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
     while True:  # a fresh name; created with the usual permissions (0666 minus the umask)
@@ -232,7 +246,8 @@ def _write_atomically(path, members):
             continue
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **members)  # float and uint8 arrays only: nothing is pickled
+            # float and uint8 arrays only: nothing is pickled (no member is named allow_pickle)
+            np.savez(f, **members)  # type: ignore[arg-type]
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -258,7 +273,7 @@ def _write_atomically(path, members):
 # Loading: building what the checked file describes
 
 
-def _build(spec, where):
+def _build(spec: dict[str, Any], where: str) -> Model:
     """Builds the model a checked description asks for, turning the layers' own argument errors into
     CheckpointErrors."""
     if spec["type"] == "Sequential":
@@ -276,7 +291,14 @@ def _build(spec, where):
     return layer
 
 
-def _build_optimizer(npz, cls, hyper, state, model, arrays):
+def _build_optimizer(
+    npz: np.lib.npyio.NpzFile,
+    cls: type[_optim.Optimizer],
+    hyper: dict[str, Any],
+    state: list[dict[str, Any]],
+    model: Model,
+    arrays: dict[str, tuple[tuple[int, ...], np.dtype[Any]]],
+) -> _optim.Optimizer:
     params = model.parameters()
     entries = []
     for i, (entry, p) in enumerate(zip(state, params)):
@@ -303,28 +325,28 @@ def _build_optimizer(npz, cls, hyper, state, model, arrays):
 # Loading
 
 
-def load_checkpoint(path):
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Loads a checkpoint written by ``save_checkpoint``; returns ``Checkpoint(model, optimizer,
     extra)`` (unpackable as a tuple). The file is never unpickled; any problem with it raises
     ``CheckpointError`` (a ValueError) naming it, before anything is built from it."""
-    path = os.fspath(path)
-    with open(path, "rb") as f:  # one open file for every check and read (and closed on any error)
+    file = os.fspath(path)
+    with open(file, "rb") as f:  # one open file for every check and read (and closed on any error)
         magic = f.read(4)
         file_size = os.fstat(f.fileno()).st_size
         if magic != b"PK\x03\x04":
-            fail(f"{path!r} is not a checkpoint (not an .npz / zip archive)")
+            fail(f"{file!r} is not a checkpoint (not an .npz / zip archive)")
         f.seek(0)
         try:
             npz = np.load(f, allow_pickle=False)
         except BAD_DATA as e:
-            fail(f"{path!r} is not a readable .npz archive (truncated or corrupt): {e}")
+            fail(f"{file!r} is not a readable .npz archive (truncated or corrupt): {e}")
         if not isinstance(npz, np.lib.npyio.NpzFile):  # defensive: the magic says zip
-            fail(f"{path!r} is not an .npz archive")
+            fail(f"{file!r} is not an .npz archive")
         with npz:
             return _load(npz, file_size)
 
 
-def _load(npz, file_size):
+def _load(npz: np.lib.npyio.NpzFile, file_size: int) -> Checkpoint:
     try:
         members = archive_members(npz, file_size)
     except CheckpointError:

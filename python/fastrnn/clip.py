@@ -7,26 +7,32 @@ those whose ``grad`` is None are ignored.
 
 import math
 import numbers
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
 from ._checks import real
+from ._typing import FloatArray
 
 __all__ = ["clip_grad_norm", "clip_grad_value"]
 
 
-def _grads(parameters):
+def _grads(parameters: object) -> list[FloatArray]:
+    params: Iterable[Any]
     if hasattr(parameters, "parameters") and callable(parameters.parameters):
-        parameters = parameters.parameters()
+        params = parameters.parameters()
     elif hasattr(parameters, "grad"):
-        parameters = [parameters]
-    elif isinstance(parameters, np.ndarray) or not hasattr(parameters, "__iter__"):
+        params = [parameters]
+    elif isinstance(parameters, np.ndarray) or not isinstance(parameters, Iterable):
         raise TypeError(
             "parameters must be a model with parameters(), a Parameter or an iterable "
             f"of Parameters, got {type(parameters).__name__}"
         )
+    else:
+        params = parameters
     grads = []
-    for i, p in enumerate(parameters):
+    for i, p in enumerate(params):
         if not hasattr(p, "grad"):
             raise TypeError(
                 f"parameters[{i}] has no .grad (expected a fastrnn.Parameter), got {type(p).__name__}"
@@ -43,14 +49,14 @@ def _grads(parameters):
     return grads
 
 
-def _nonnegative(name, value):
+def _nonnegative(name: str, value: object) -> float:
     value = real(name, value)
     if math.isnan(value) or value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
     return value
 
 
-def _norm_type(norm_type):
+def _norm_type(norm_type: object) -> float:
     if isinstance(norm_type, str) and norm_type.lower() == "inf":
         return math.inf
     if isinstance(norm_type, (bool, np.bool_)) or not isinstance(norm_type, numbers.Real):
@@ -61,7 +67,7 @@ def _norm_type(norm_type):
     return norm_type
 
 
-def _vector_norm(a, p):
+def _vector_norm(a: FloatArray, p: float) -> float:
     """The p-norm of a flattened float64 array (inf: max |a|; 0 for an empty array)."""
     a = np.abs(a.ravel())
     if a.size == 0:
@@ -75,7 +81,9 @@ def _vector_norm(a, p):
     return float(np.sum(a**p) ** (1.0 / p))
 
 
-def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False):
+def clip_grad_norm(
+    parameters: object, max_norm: float, norm_type: float | str = 2.0, error_if_nonfinite: bool = False
+) -> float:
     """Scales all gradients together, in place, so that their total norm is at most ``max_norm``;
     returns the total norm BEFORE clipping, as a float.
 
@@ -109,7 +117,7 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
     return total
 
 
-def clip_grad_value(parameters, clip_value):
+def clip_grad_value(parameters: object, clip_value: float) -> None:
     """Clamps every gradient element into ``[-clip_value, clip_value]`` in place
     (``torch.nn.utils.clip_grad_value_``); NaNs stay NaN. Returns None."""
     grads = _grads(parameters)

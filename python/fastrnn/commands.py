@@ -8,18 +8,22 @@ import argparse
 import math
 import os
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _backend, optim
 from ._argtypes import fraction, nonnegative_number, positive_int, positive_number, probability
-from .checkpoint import CheckpointError, load_checkpoint
+from ._typing import FloatDTypeLike
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .datasets import mackey_glass, python_docs_text, read_csv_column
 from .generate import CharVocab, sample
 from .layers import GRU, LSTM, RNN
 from .linear import Embedding, Linear
 from .sequential import Sequential
-from .training import evaluate, train
+from .training import TrainResult, evaluate, train
 
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 
@@ -27,8 +31,12 @@ CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 # -- shared pieces ----------------------------------------------------------------------------------
 
 
-def _recurrent(cell, input_size, hidden, layers, dropout, dtype, seed):
-    args = dict(num_layers=layers, dropout=dropout if layers > 1 else 0.0, dtype=dtype, seed=seed)
+def _recurrent(
+    cell: str, input_size: int, hidden: int, layers: int, dropout: float, dtype: FloatDTypeLike, seed: int
+) -> RNN | LSTM | GRU:
+    args: dict[str, Any] = dict(
+        num_layers=layers, dropout=dropout if layers > 1 else 0.0, dtype=dtype, seed=seed
+    )
     if cell == "lstm":
         return LSTM(input_size, hidden, **args)
     if cell == "gru":
@@ -36,7 +44,16 @@ def _recurrent(cell, input_size, hidden, layers, dropout, dtype, seed):
     return RNN(input_size, hidden, nonlinearity=cell[4:], **args)
 
 
-def char_model(vocab_size, cell="lstm", hidden=256, layers=1, embed=64, dropout=0.0, dtype="float32", seed=0):
+def char_model(
+    vocab_size: int,
+    cell: str = "lstm",
+    hidden: int = 256,
+    layers: int = 1,
+    embed: int = 64,
+    dropout: float = 0.0,
+    dtype: FloatDTypeLike = "float32",
+    seed: int = 0,
+) -> Sequential:
     """Embedding -> recurrent layer(s) -> Linear: a character language model."""
     return Sequential(
         Embedding(vocab_size, embed, dtype=dtype, seed=seed),
@@ -45,7 +62,7 @@ def char_model(vocab_size, cell="lstm", hidden=256, layers=1, embed=64, dropout=
     )
 
 
-def _setup(args):
+def _setup(args: argparse.Namespace) -> None:
     """Applies --backend/--threads (a bad value exits with argparse's usage error)."""
     from ._backend import set_backend, set_num_threads
 
@@ -55,7 +72,7 @@ def _setup(args):
         set_num_threads(args.threads)
 
 
-def _read_text(path):
+def _read_text(path: str | None) -> tuple[str, str]:
     if path is None:
         return python_docs_text(), "the Python documentation (pydoc_data.topics)"
     try:
@@ -67,13 +84,22 @@ def _read_text(path):
         raise SystemExit(f"error: cannot read {path}: {e.strerror}")
 
 
-def _split(ids, fraction):
+def _split(ids: NDArray[np.int64], fraction: float) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """(train, held out): the last ``fraction`` of the sequence is held out."""
     cut = len(ids) - max(2, int(len(ids) * fraction))
     return ids[:cut], ids[cut:]
 
 
-def _training_args(p, hidden, bptt, batch, lr, epochs=1, eval_every=None, cell="lstm"):
+def _training_args(
+    p: argparse.ArgumentParser,
+    hidden: int,
+    bptt: int,
+    batch: int,
+    lr: float,
+    epochs: int = 1,
+    eval_every: int | None = None,
+    cell: str = "lstm",
+) -> None:
     g = p.add_argument_group("model and training")
     g.add_argument("--cell", choices=CELLS, default=cell, help=f"recurrent cell (default: {cell})")
     g.add_argument("--hidden", type=positive_int, default=hidden, help=f"hidden units (default: {hidden})")
@@ -114,7 +140,15 @@ def _training_args(p, hidden, bptt, batch, lr, epochs=1, eval_every=None, cell="
     r.add_argument("--no-progress", action="store_true", help="no progress bar / progress lines")
 
 
-def _train(args, model, x, y, held, extra, out):
+def _train(
+    args: argparse.Namespace,
+    model: Sequential,
+    x: NDArray[Any],
+    y: NDArray[Any],
+    held: Sequence[NDArray[Any]] | None,
+    extra: dict[str, Any],
+    out: str | None,
+) -> TrainResult:
     opt = optim.Adam(model.parameters(), lr=args.lr)
     result = train(
         model,
@@ -150,7 +184,7 @@ def _train(args, model, x, y, held, extra, out):
 # -- train-text / generate --------------------------------------------------------------------------
 
 
-def _train_text(args):
+def _train_text(args: argparse.Namespace) -> int:
     _setup(args)
     text, source = _read_text(args.file)
     if len(text) < 3:
@@ -175,11 +209,10 @@ def _train_text(args):
     result = _train(
         args, model, train_ids[:-1], train_ids[1:], (held_ids[:-1], held_ids[1:]), extra, args.out
     )
-    if result.checkpoint:
-        model = load_checkpoint(result.checkpoint).model
+    best = load_checkpoint(result.checkpoint).model if result.checkpoint else model
     prime = args.prime or text[0]
     _, generated = sample(
-        model, prime, args.sample_length, temperature=args.temperature, seed=args.seed, vocab=vocab
+        best, prime, args.sample_length, temperature=args.temperature, seed=args.seed, vocab=vocab
     )
     print(f"\nsample (temperature {args.temperature:g}):\n{prime}{generated}")
     if result.checkpoint:
@@ -187,7 +220,7 @@ def _train_text(args):
     return 0
 
 
-def _vocab_of(checkpoint, path):
+def _vocab_of(checkpoint: Checkpoint, path: str) -> CharVocab:
     extra = checkpoint.extra
     if not isinstance(extra, dict) or "vocab" not in extra:
         raise SystemExit(f"error: {path} holds no vocabulary: was it written by train-text?")
@@ -197,7 +230,7 @@ def _vocab_of(checkpoint, path):
         raise SystemExit(f"error: {path}: bad vocabulary: {e}")
 
 
-def _generate(args):
+def _generate(args: argparse.Namespace) -> int:
     _setup(args)
     try:
         ckpt = load_checkpoint(args.checkpoint)
@@ -224,7 +257,7 @@ def _generate(args):
 # -- forecast ---------------------------------------------------------------------------------------
 
 
-def _forecast(args):
+def _forecast(args: argparse.Namespace) -> int:
     _setup(args)
     if args.csv is None:
         series, name = mackey_glass(args.length), "Mackey-Glass (tau=17)"
@@ -274,7 +307,9 @@ def _forecast(args):
 # -- demo -------------------------------------------------------------------------------------------
 
 
-def _step_ms(model, x, y, backend, repeat):
+def _step_ms(
+    model: Sequential, x: NDArray[np.int64], y: NDArray[np.int64], backend: Any, repeat: int
+) -> float:
     """Median ms of one training step's forward + loss + backward on ``backend`` (after two
     untimed steps)."""
     from ._backend import use_backend
@@ -293,7 +328,7 @@ def _step_ms(model, x, y, backend, repeat):
     return 1e3 * float(np.median(times[2:]))
 
 
-def _demo(args):
+def _demo(args: argparse.Namespace) -> int:
     _setup(args)
     text, source = python_docs_text(), "the Python documentation (pydoc_data.topics)"
     vocab = CharVocab.from_text(text)
@@ -308,7 +343,7 @@ def _demo(args):
     )
     last = [time.perf_counter()]
 
-    def report(step, loss):
+    def report(step: int, loss: float) -> None:
         now = time.perf_counter()
         if now - last[0] >= args.report_every:
             print(f"  step {step:5d}  training loss {loss:.3f}", flush=True)
@@ -372,7 +407,7 @@ def _demo(args):
 # -- registration -----------------------------------------------------------------------------------
 
 
-def add_commands(sub):
+def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction
     """Adds train-text, generate, forecast and demo to an argparse subparsers object."""
     raw = argparse.RawDescriptionHelpFormatter
 

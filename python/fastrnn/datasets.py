@@ -13,11 +13,12 @@ import numbers
 import os
 
 import numpy as np
+from numpy.typing import NDArray
 
 __all__ = ["python_docs_text", "mackey_glass", "read_csv_column"]
 
 
-def python_docs_text():
+def python_docs_text() -> str:
     """The text of every pydoc topic (sorted by topic name), joined by blank lines."""
     try:
         from pydoc_data.topics import topics
@@ -27,25 +28,33 @@ def python_docs_text():
 
 
 def mackey_glass(
-    n, tau=17.0, beta=0.2, gamma=0.1, exponent=10.0, dt=0.1, sample_every=10, x0=1.2, discard=500
-):
+    n: int,
+    tau: float = 17.0,
+    beta: float = 0.2,
+    gamma: float = 0.1,
+    exponent: float = 10.0,
+    dt: float = 0.1,
+    sample_every: int = 10,
+    x0: float = 1.2,
+    discard: int = 500,
+) -> NDArray[np.float64]:
     """``n`` samples of dx/dt = beta x(t - tau) / (1 + x(t - tau)^exponent) - gamma x(t), integrated
     with 4th-order Runge-Kutta at step ``dt`` (the delayed term held at its grid values, averaged at
     half steps) from the constant history x0 and sampled every ``sample_every`` steps (every 1.0 time
     unit by default) after ``discard`` samples of transient. tau=17 gives the usual chaotic series
     with values in about [0.4, 1.4]. Returns float64 (n,)."""
-    for name, v, low in (("n", n, 1), ("sample_every", sample_every, 1), ("discard", discard, 0)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+    for name, count, low in (("n", n, 1), ("sample_every", sample_every, 1), ("discard", discard, 0)):
+        if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {count!r}")
     for name, v in (("tau", tau), ("dt", dt)):
-        if not (isinstance(v, numbers.Real) and math.isfinite(v) and v > 0):
+        if not (isinstance(v, numbers.Real) and math.isfinite(v) and float(v) > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
     lag = max(1, int(round(tau / dt)))
     steps = (n + discard) * sample_every
     x = [float(x0)] * (lag + 1) + [0.0] * steps  # Python floats: ~10x faster here than numpy's
 
-    def f(xt, xd):
-        return beta * xd / (1.0 + xd**exponent) - gamma * xt
+    def f(xt: float, xd: float) -> float:
+        return beta * xd / (1.0 + float(xd**exponent)) - gamma * xt
 
     for i in range(lag, lag + steps):
         d0, d1 = x[i - lag], x[i - lag + 1]
@@ -58,7 +67,7 @@ def mackey_glass(
     return np.array(x[lag + discard * sample_every + sample_every :: sample_every][:n])
 
 
-def _number(text):
+def _number(text: str) -> float | None:
     try:
         v = float(text)
     except ValueError:
@@ -66,7 +75,9 @@ def _number(text):
     return v if math.isfinite(v) else None
 
 
-def read_csv_column(path, column=None):
+def read_csv_column(
+    path: str | os.PathLike[str], column: int | str | None = None
+) -> tuple[NDArray[np.float64], str]:
     """One numeric column of a CSV file as float64 (N,), and its name.
 
     A first row that is not all numbers is a header. ``column`` is a header name or a 0-based index

@@ -7,13 +7,15 @@ Variants: ``w_ph`` (3*H,) gives an LSTM peepholes (i, f, o); ``reset_after=False
 GRU of Cho et al. (ONNX linear_before_reset=0, Keras reset_after=False); see _reference.py.
 """
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _backend
 from ._cells import CELLS, GATES
 from ._checks import check_memory, flag, float_array, shaped
+from ._typing import FloatArray
 
 
 class Cache:
@@ -25,13 +27,24 @@ class Cache:
 
     __slots__ = ("backend", "cell", "dtype", "T", "B", "I", "H", "P", "_saved", "dh_norms", "__weakref__")
 
-    def __init__(self, backend, cell, dtype, T, B, I, H, P, saved):
+    def __init__(
+        self,
+        backend: str,
+        cell: str,
+        dtype: np.dtype[Any],
+        T: int,
+        B: int,
+        I: int,
+        H: int,
+        P: int,
+        saved: Any,
+    ) -> None:
         self.backend, self.cell, self.dtype = backend, cell, dtype
         self.T, self.B, self.I, self.H, self.P = T, B, I, H, P
-        self._saved = saved
-        self.dh_norms = None
+        self._saved = saved  # the backend's own cache (or an _EmptyBatch)
+        self.dh_norms: NDArray[np.float64] | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f"<fastrnn Cache {self.cell} {self.dtype} T={self.T} B={self.B} I={self.I} "
             f"H={self.H} P={self.P} backend={self.backend}>"
@@ -51,15 +64,17 @@ class _EmptyBatch(NamedTuple):
 # passed: a wrong-shaped broadcast view is a ValueError, not a huge copy.
 
 
-def _contiguous(*arrays):
+def _contiguous(*arrays: FloatArray | None) -> tuple[Any, ...]:
     return tuple(None if a is None else np.ascontiguousarray(a) for a in arrays)
 
 
-def _optional(name, a, shape, names, dtype):
+def _optional(
+    name: str, a: ArrayLike | None, shape: tuple[int, ...], names: tuple[str, ...], dtype: np.dtype[Any]
+) -> FloatArray | None:
     return None if a is None else shaped(name, a, shape, names, dtype)
 
 
-def _lengths(lengths, T, B):
+def _lengths(lengths: ArrayLike | None, T: int, B: int) -> NDArray[np.int64] | None:
     if lengths is None:
         return None
     arr = np.asarray(lengths)
@@ -73,23 +88,23 @@ def _lengths(lengths, T, B):
 
 
 def forward(
-    cell,
-    x,
-    h0,
-    c0,
-    w_ih,
-    w_hh,
-    b_ih,
-    b_hh,
-    w_hr=None,
-    lengths=None,
-    reverse=False,
-    training=True,
+    cell: str,
+    x: ArrayLike,
+    h0: ArrayLike | None,
+    c0: ArrayLike | None,
+    w_ih: ArrayLike,
+    w_hh: ArrayLike,
+    b_ih: ArrayLike | None,
+    b_hh: ArrayLike | None,
+    w_hr: ArrayLike | None = None,
+    lengths: ArrayLike | None = None,
+    reverse: bool = False,
+    training: bool = True,
     *,
-    backend=None,
-    w_ph=None,
-    reset_after=True,
-):
+    backend: str | None = None,
+    w_ph: ArrayLike | None = None,
+    reset_after: bool = True,
+) -> tuple[FloatArray, FloatArray, FloatArray | None, Cache | None]:
     """Runs one recurrent layer in one direction over a whole sequence.
 
     Returns ``(y, h_n, c_n, cache)``: y (T, B, P), h_n (B, P), c_n (B, H) for lstm (else None), and
@@ -161,7 +176,9 @@ def forward(
     return y, h_n, c_n, cache
 
 
-def backward(cache, dy, dh_n, dc_n=None):
+def backward(
+    cache: Cache | None, dy: ArrayLike | None, dh_n: ArrayLike | None, dc_n: ArrayLike | None = None
+) -> tuple[FloatArray | None, ...]:
     """Backpropagation through time for the forward() that returned ``cache``.
 
     ``dy`` (T, B, P), ``dh_n`` (B, P) and ``dc_n`` (B, H, lstm only) are the gradients of the loss

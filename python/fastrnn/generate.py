@@ -16,14 +16,29 @@ Bidirectional layers cannot be stepped (their output at t depends on inputs afte
 """
 
 import math
+from collections.abc import Callable
+from typing import Any, Protocol, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import functional as F
 from ._checks import from_tensor, generator, integer, real
+from ._typing import FloatArray, SeedLike
 from .layers import is_recurrent
 from .linear import Embedding
-from .sequential import _flatten
+from .sequential import State, _flatten
+
+
+class _Decoder(Protocol):
+    """What ``sample`` needs of a vocabulary: ``decode`` (``CharVocab`` has it)."""
+
+    def decode(self, ids: NDArray[np.int64], /) -> str: ...
+
+
+#: A vocabulary for ``sample``: one with ``decode`` (and ``encode`` for a string prime), or a
+#: function from ids to text.
+Vocab = _Decoder | Callable[[NDArray[np.int64]], str]
 
 __all__ = ["Stepper", "sample", "next_token", "CharVocab"]
 
@@ -33,13 +48,15 @@ class _Recurrent:
 
     __slots__ = ("layer", "cell", "weights", "options", "h", "c")
 
-    def __init__(self, layer):
+    def __init__(self, layer: Any) -> None:
         self.layer = layer
-        self.cell = layer.cell
-        self.weights = self.options = None
-        self.h = self.c = None
+        self.cell: str = layer.cell
+        self.weights: list[tuple[Any, ...]] = []  # per stacked layer: (w_ih, w_hh, b_ih, b_hh, w_hr)
+        self.options: list[dict[str, Any]] = []  # per stacked layer: the cell variant's arguments
+        self.h: list[FloatArray] = []
+        self.c: list[FloatArray] | None = None
 
-    def refresh(self, batch_size):
+    def refresh(self, batch_size: int) -> None:
         lay = self.layer
         self.weights = [
             tuple(None if w is None else np.ascontiguousarray(w) for w in lay._weights(i, 0))
@@ -53,18 +70,17 @@ class _Recurrent:
             else None
         )
 
-    def run(self, x, training=False):
+    def run(self, x: FloatArray, training: bool = False) -> FloatArray:
         """x: time-major (T, B, I), contiguous, of the layer's dtype -> y (T, B, P); updates the
         state. One functional.forward per stacked layer."""
         lay = self.layer
-        lstm = self.cell == "lstm"
         for i in range(lay.num_layers):
             w_ih, w_hh, b_ih, b_hh, w_hr = self.weights[i]
             x, h, c, _ = F.forward(
                 self.cell,
                 x,
                 self.h[i],
-                self.c[i] if lstm else None,
+                None if self.c is None else self.c[i],
                 w_ih,
                 w_hh,
                 b_ih,
@@ -75,14 +91,14 @@ class _Recurrent:
                 **self.options[i],
             )
             self.h[i] = h
-            if lstm:
+            if self.c is not None and c is not None:
                 self.c[i] = c
         return x
 
-    def state(self):
+    def state(self) -> State:
         """The carried state in the layer's hx format: h (L, B, P), or (h, c) for an LSTM."""
         h = np.stack(self.h)
-        return (h, np.stack(self.c)) if self.cell == "lstm" else h
+        return h if self.c is None else (h, np.stack(self.c))
 
 
 class Stepper:
@@ -104,12 +120,13 @@ class Stepper:
     (optimizers, load_state_dict) are seen at once.
     """
 
-    def __init__(self, model, batch_size=1):
+    def __init__(self, model: Any, batch_size: int = 1) -> None:
         layers = _flatten(model)
         if not layers:
             raise ValueError("model has no layers")
-        self._plan = []  # per layer: a _Recurrent or the layer itself (applied per time step)
-        self._recurrent = []
+        # per layer: a _Recurrent or the layer itself (applied per time step)
+        self._plan: list[_Recurrent | Callable[[Any], Any]] = []
+        self._recurrent: list[_Recurrent] = []
         batch_first = set()
         for i, layer in enumerate(layers):
             if is_recurrent(layer):
@@ -131,7 +148,7 @@ class Stepper:
             raise ValueError("model has no recurrent layer (RNN, LSTM or GRU) to step")
         if len(batch_first) > 1:
             raise ValueError("the model's recurrent layers disagree on batch_first")
-        self.batch_first = batch_first.pop()
+        self.batch_first: bool = batch_first.pop()
         self.tokens = isinstance(layers[0], Embedding)
         self.model = model
         model.eval()
@@ -139,7 +156,7 @@ class Stepper:
 
     # -- state ------------------------------------------------------------------------------------
 
-    def reset(self, batch_size=1):
+    def reset(self, batch_size: int = 1) -> "Stepper":
         """Zeroes every recurrent state for ``batch_size`` sequences (and re-reads the weights)."""
         self.batch_size = integer("batch_size", batch_size, 1)
         for r in self._recurrent:
@@ -147,38 +164,38 @@ class Stepper:
         return self
 
     @property
-    def state(self):
+    def state(self) -> list[State]:
         """Copies of every recurrent layer's state, each in that layer's h_n / (h_n, c_n) format
         ((num_layers, B, size)); a list in layer order."""
         return [r.state() for r in self._recurrent]
 
     # -- running ----------------------------------------------------------------------------------
 
-    def _input(self, name, x, item_ndim, time_axis):
+    def _input(self, name: str, x: ArrayLike, item_ndim: int, time_axis: int) -> tuple[NDArray[Any], bool]:
         """``x`` checked, and whether it is unbatched (item_ndim: dims of one step of one
         sequence)."""
-        x = np.asarray(from_tensor(x))
+        arr = np.asarray(from_tensor(x))
         if self.tokens:
-            if x.dtype.kind not in "iu":
-                raise TypeError(f"{name} must hold integer tokens, got dtype {x.dtype}")
-        elif x.dtype.kind != "f":
-            raise TypeError(f"{name} must be a float array of features, got dtype {x.dtype}")
+            if arr.dtype.kind not in "iu":
+                raise TypeError(f"{name} must hold integer tokens, got dtype {arr.dtype}")
+        elif arr.dtype.kind != "f":
+            raise TypeError(f"{name} must be a float array of features, got dtype {arr.dtype}")
         batched_ndim = item_ndim + time_axis + 1
-        if x.ndim == batched_ndim - 1:
+        if arr.ndim == batched_ndim - 1:
             if self.batch_size != 1:
                 raise ValueError(
-                    f"unbatched {name} of shape {x.shape} needs batch_size 1; this "
+                    f"unbatched {name} of shape {arr.shape} needs batch_size 1; this "
                     f"Stepper has batch_size {self.batch_size}"
                 )
-            return x, True
-        if x.ndim != batched_ndim:
+            return arr, True
+        if arr.ndim != batched_ndim:
             raise ValueError(
-                f"{name} has shape {x.shape}: expected {batched_ndim} dimensions "
+                f"{name} has shape {arr.shape}: expected {batched_ndim} dimensions "
                 f"(or {batched_ndim - 1} unbatched)"
             )
-        return x, False
+        return arr, False
 
-    def _apply(self, x):
+    def _apply(self, x: NDArray[Any]) -> FloatArray:
         """Runs the plan on time-major x (T, B, ...) with the carried state; returns (T, B, V)."""
         for p in self._plan:
             if isinstance(p, _Recurrent):
@@ -195,36 +212,37 @@ class Stepper:
                 x = p(x)
                 if isinstance(x, tuple):
                     x = x[0]
-        return x
+        y: FloatArray = x
+        return y
 
-    def step(self, x):
+    def step(self, x: ArrayLike) -> FloatArray:
         """Feeds one time step: tokens (B,) / features (B, I), or a scalar token / (I,) when
         batch_size is 1. Returns the model's output for this step, (B, V), or (V,) for unbatched
         input."""
-        x, unbatched = self._input("x", x, 0 if self.tokens else 1, 0)
+        arr, unbatched = self._input("x", x, 0 if self.tokens else 1, 0)
         if unbatched:
-            x = x[None]
-        if x.shape[0] != self.batch_size:
-            raise ValueError(f"x must hold batch_size={self.batch_size} rows, got shape {x.shape}")
-        y = self._apply(x[None])[0]
+            arr = arr[None]
+        if arr.shape[0] != self.batch_size:
+            raise ValueError(f"x must hold batch_size={self.batch_size} rows, got shape {arr.shape}")
+        y: FloatArray = self._apply(arr[None])[0]
         return y[0] if unbatched else y
 
-    def prime(self, seq):
+    def prime(self, seq: ArrayLike) -> FloatArray:
         """Feeds a whole sequence with one call per stacked recurrent layer, continuing from the
         carried state. Returns the output of its last step ((B, V), or (V,) unbatched)."""
-        seq, unbatched = self._input("seq", seq, 0 if self.tokens else 1, 1)
+        arr, unbatched = self._input("seq", seq, 0 if self.tokens else 1, 1)
         if unbatched:
-            seq = seq[:, None]
+            arr = arr[:, None]
         elif self.batch_first:
-            seq = np.swapaxes(seq, 0, 1)
-        if seq.shape[0] == 0:
+            arr = np.swapaxes(arr, 0, 1)
+        if arr.shape[0] == 0:
             raise ValueError("seq is empty: prime needs at least one time step")
-        if seq.shape[1] != self.batch_size:
-            raise ValueError(f"seq must hold batch_size={self.batch_size} sequences, got {seq.shape[1]}")
-        y = self._apply(seq)[-1]
+        if arr.shape[1] != self.batch_size:
+            raise ValueError(f"seq must hold batch_size={self.batch_size} sequences, got {arr.shape[1]}")
+        y: FloatArray = self._apply(arr)[-1]
         return y[0] if unbatched else y
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Stepper(batch_size={self.batch_size}, model={type(self.model).__name__})"
 
 
@@ -232,14 +250,19 @@ class Stepper:
 # Sampling
 
 
-def _check_temperature(temperature):
+def _check_temperature(temperature: object) -> float:
     t = real("temperature", temperature, kind="a number")
     if not math.isfinite(t) or t < 0:
         raise ValueError(f"temperature must be a finite number >= 0 (0 means greedy), got {temperature}")
     return t
 
 
-def next_token(logits, temperature=1.0, top_k=None, rng=None):
+def next_token(
+    logits: ArrayLike,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    rng: np.random.Generator | None = None,
+) -> int:
     """One token id from a logits vector (V,): greedy argmax when temperature is 0, else a draw from
     softmax(logits / temperature) restricted to the top_k largest logits (ties at the k-th value are
     kept). The softmax is computed in float64 after subtracting the maximum."""
@@ -260,28 +283,28 @@ def next_token(logits, temperature=1.0, top_k=None, rng=None):
         z[z < kth] = -np.inf
     np.exp(z, out=z)
     cum = np.cumsum(z)
-    u = rng.random() * cum[-1]
+    u = generator(rng).random() * cum[-1]  # None: a fresh generator
     i = int(np.searchsorted(cum, u, side="right"))
     if i >= V or z[i] == 0:  # u rounded up to the total: the last token with non-zero probability
         i = int(np.flatnonzero(z)[-1])
     return i
 
 
-def _prime_ids(prime, vocab):
+def _prime_ids(prime: str | ArrayLike, vocab: object) -> NDArray[np.int64]:
     if isinstance(prime, str):
         if vocab is None or not hasattr(vocab, "encode"):
             raise TypeError(
                 "prime is a string: pass vocab (a CharVocab or anything with encode) "
                 "to turn it into token ids"
             )
-        ids = np.asarray(vocab.encode(prime))
+        ids = np.asarray(vocab.encode(prime), np.int64)
     else:
-        ids = np.asarray(from_tensor(prime))
-        if ids.dtype.kind not in "iu" and not (ids.size == 0 and ids.dtype.kind == "f"):
+        given = np.asarray(from_tensor(prime))
+        if given.dtype.kind not in "iu" and not (given.size == 0 and given.dtype.kind == "f"):
             raise TypeError(
-                f"prime must be a string or a sequence of integer token ids, got dtype {ids.dtype}"
+                f"prime must be a string or a sequence of integer token ids, got dtype {given.dtype}"
             )
-        ids = ids.astype(np.int64)
+        ids = given.astype(np.int64)
     if ids.ndim != 1:
         raise ValueError(f"prime must be one sequence (T,) of token ids, got shape {ids.shape}")
     if ids.size == 0:
@@ -289,17 +312,46 @@ def _prime_ids(prime, vocab):
     return ids
 
 
-def _decode(vocab, ids):
+def _decode(vocab: object, ids: NDArray[np.int64]) -> str:
     if hasattr(vocab, "decode"):
-        return vocab.decode(ids)
+        return str(vocab.decode(ids))
     if callable(vocab):
-        return vocab(ids)
+        return str(vocab(ids))
     raise TypeError(
         f"vocab must be a CharVocab (or have decode) or a decode function, got {type(vocab).__name__}"
     )
 
 
-def sample(model, prime, length, temperature=1.0, top_k=None, seed=None, vocab=None):
+@overload
+def sample(
+    model: Any,
+    prime: str | ArrayLike,
+    length: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: SeedLike = None,
+    vocab: None = None,
+) -> NDArray[np.int64]: ...
+@overload
+def sample(
+    model: Any,
+    prime: str | ArrayLike,
+    length: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: SeedLike = None,
+    *,
+    vocab: Vocab,
+) -> tuple[NDArray[np.int64], str]: ...
+def sample(
+    model: Any,
+    prime: str | ArrayLike,
+    length: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: SeedLike = None,
+    vocab: Vocab | None = None,
+) -> NDArray[np.int64] | tuple[NDArray[np.int64], str]:
     """Continues ``prime`` by ``length`` tokens sampled from a token model.
 
     model: a Sequential starting with an Embedding (or a ``Stepper`` of one; it is reset to batch
@@ -356,7 +408,7 @@ class CharVocab:
     """Characters <-> token ids. ``CharVocab.from_text(text)`` takes the sorted unique characters;
     ``CharVocab(chars)`` takes them in the given order (they must be unique single characters)."""
 
-    def __init__(self, chars):
+    def __init__(self, chars: str | list[str] | tuple[str, ...]) -> None:
         if isinstance(chars, str):
             chars = list(chars)
         elif not isinstance(chars, (list, tuple)):
@@ -374,21 +426,21 @@ class CharVocab:
         self._array = np.array(list(self.chars), dtype="U1")
 
     @classmethod
-    def from_text(cls, text):
+    def from_text(cls, text: str) -> "CharVocab":
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         if not text:
             raise ValueError("text must not be empty")
         return cls(sorted(set(text)))
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.chars)
 
     @property
-    def size(self):
+    def size(self) -> int:
         return len(self.chars)
 
-    def encode(self, text):
+    def encode(self, text: str) -> NDArray[np.int64]:
         """str -> int64 array of ids; a character not in the vocabulary is a ValueError."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
@@ -398,7 +450,7 @@ class CharVocab:
         except KeyError as exc:
             raise ValueError(f"character {exc.args[0]!r} is not in the vocabulary") from None
 
-    def decode(self, ids):
+    def decode(self, ids: ArrayLike) -> str:
         """A sequence of ids (ints in [0, len)) -> str."""
         a = np.asarray(from_tensor(ids))
         if a.size == 0:
@@ -410,25 +462,25 @@ class CharVocab:
         if a.min() < 0 or a.max() >= len(self.chars):
             bad = a.min() if a.min() < 0 else a.max()
             raise ValueError(f"ids must be in [0, {len(self.chars)}), got {int(bad)}")
-        return "".join(self._array[a].tolist())
+        return "".join(str(c) for c in self._array[a].tolist())
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, str]:
         """A JSON-serialisable dict; ``CharVocab.from_dict`` turns it back."""
         return {"type": "CharVocab", "chars": self.chars}
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls, d: dict[str, Any]) -> "CharVocab":
         if not isinstance(d, dict):
             raise TypeError(f"d must be a dict, got {type(d).__name__}")
         if d.get("type") != "CharVocab" or not isinstance(d.get("chars"), str):
             raise ValueError("d must be a CharVocab dict: {'type': 'CharVocab', 'chars': str}")
         return cls(d["chars"])
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, CharVocab) and other.chars == self.chars
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self.chars)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"CharVocab({self.chars!r})"

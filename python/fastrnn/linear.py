@@ -13,16 +13,18 @@ otherwise take the cores fastrnn's thread team waits for. ``Embedding`` is a Num
 """
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _backend
 from ._checks import flag, from_tensor, int_array, integer
 from ._module import Module, Parameter
+from ._typing import FloatArray, FloatDTypeLike
 
 
 class _Layer(Module):
     """Linear and Embedding: the non-recurrent layers, whose inputs must have the layer's dtype."""
 
-    def _float_input(self, name, a):
+    def _float_input(self, name: str, a: ArrayLike) -> FloatArray:
         """``a`` as an array of exactly the layer's dtype (a non-native byte order is converted)."""
         arr = np.asarray(from_tensor(a))
         if arr.dtype.kind == "f" and arr.dtype.newbyteorder("=") == self.dtype:
@@ -31,7 +33,10 @@ class _Layer(Module):
             raise TypeError(f"{name} must have the layer's dtype {self.dtype}, got {arr.dtype}")
         return np.require(arr, requirements="A")  # aligned, as the kernels read it (rarely a copy)
 
-    def __repr__(self):
+    def _extra_repr(self) -> str:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
         s = self._extra_repr()
         if self.dtype != np.float32:
             s += f", dtype={self.dtype.name!r}"
@@ -44,20 +49,28 @@ class Linear(_Layer):
     U(-1/sqrt(in_features), 1/sqrt(in_features)), PyTorch's default, drawn from
     ``numpy.random.default_rng(seed)`` (weight first, then bias)."""
 
-    def __init__(self, in_features, out_features, bias=True, dtype="float32", seed=None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        dtype: FloatDTypeLike = "float32",
+        seed: int | None = None,
+    ) -> None:
         self.in_features = integer("in_features", in_features, 1)
         self.out_features = integer("out_features", out_features, 1)
         self.bias = flag("bias", bias)
         super().__init__(dtype, seed)
         k = 1.0 / np.sqrt(self.in_features)
-        shapes = {"weight": (self.out_features, self.in_features)}
+        shapes: dict[str, tuple[int, ...]] = {"weight": (self.out_features, self.in_features)}
         if self.bias:
             shapes["bias"] = (self.out_features,)
         for name, shape in shapes.items():
             data = self._rng.uniform(-k, k, size=shape).astype(self.dtype)
             self._params[name] = Parameter(name, data)
 
-    def __call__(self, x):
+    def __call__(self, x: ArrayLike) -> FloatArray:
+        """y = x W^T + b for x (..., in_features) of the layer's dtype: y (..., out_features)."""
         self._cache, self._last_forward = None, None
         x = self._float_input("x", x)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
@@ -72,8 +85,9 @@ class Linear(_Layer):
         self._cache = (x2, x.shape) if self.training else None
         return y.reshape(x.shape[:-1] + (self.out_features,))
 
-    def backward(self, dy):
+    def backward(self, dy: ArrayLike) -> FloatArray:
         """Returns dx (the forward input's shape); adds dW and db into ``grads``."""
+        x_shape: tuple[int, ...]
         x2, x_shape = self._saved()
         want = x_shape[:-1] + (self.out_features,)
         dy = self._float_input("dy", dy)
@@ -88,7 +102,7 @@ class Linear(_Layer):
         mod.matmul(dy2, self._params["weight"].data, dx, False)
         return dx.reshape(x_shape)
 
-    def _extra_repr(self):
+    def _extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias}"
 
 
@@ -98,14 +112,20 @@ class Embedding(_Layer):
     from ``numpy.random.default_rng(seed)``. backward(dy) adds dy into the rows used (repeated indices
     accumulate) and returns None: indices have no gradient."""
 
-    def __init__(self, num_embeddings, embedding_dim, dtype="float32", seed=None):
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        dtype: FloatDTypeLike = "float32",
+        seed: int | None = None,
+    ) -> None:
         self.num_embeddings = integer("num_embeddings", num_embeddings, 1)
         self.embedding_dim = integer("embedding_dim", embedding_dim, 1)
         super().__init__(dtype, seed)
         data = self._rng.standard_normal((self.num_embeddings, self.embedding_dim)).astype(self.dtype)
         self._params["weight"] = Parameter("weight", data)
 
-    def _indices(self, indices):
+    def _indices(self, indices: ArrayLike) -> NDArray[np.intp]:
         idx = int_array("indices", indices)
         if idx.size:
             low, high = idx.min(), idx.max()
@@ -116,15 +136,16 @@ class Embedding(_Layer):
                 )
         return idx.astype(np.intp)  # a private copy: the caller may change its array afterwards
 
-    def __call__(self, indices):
+    def __call__(self, indices: ArrayLike) -> FloatArray:
+        """The weight rows of integer ``indices`` (...): (..., embedding_dim)."""
         self._cache, self._last_forward = None, None
         idx = self._indices(indices)
-        y = self._params["weight"].data[idx]
+        y: FloatArray = self._params["weight"].data[idx]
         self._last_forward = "train" if self.training else "eval"
         self._cache = idx if self.training else None
         return y
 
-    def backward(self, dy):
+    def backward(self, dy: ArrayLike) -> None:
         """Adds dy's rows into the weight rows the forward used; returns None."""
         idx = self._saved()
         want = idx.shape + (self.embedding_dim,)
@@ -134,5 +155,5 @@ class Embedding(_Layer):
         np.add.at(self._params["weight"].grad, idx.reshape(-1), dy.reshape(-1, self.embedding_dim))
         return None
 
-    def _extra_repr(self):
+    def _extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}"

@@ -27,10 +27,17 @@ Conventions:
 
 import math
 import numbers
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ._checks import flag, real
+from ._module import Parameter
+from ._typing import FloatArray
+
+# A per-parameter state: "step" (an int) and the optimizer's arrays
+_State = dict[str, Any]
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW"]
 
@@ -41,18 +48,21 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # Parameter collection and hyper-parameter checks
 
 
-def _collect(params):
+def _collect(params: object) -> list[Parameter]:
     """The list of parameter objects from a model, one Parameter or an iterable of Parameters."""
+    items: Iterable[Any]
     if hasattr(params, "parameters") and callable(params.parameters):
-        params = params.parameters()
+        items = params.parameters()
     elif hasattr(params, "data") and hasattr(params, "grad"):
-        params = [params]
-    elif isinstance(params, np.ndarray) or not hasattr(params, "__iter__"):
+        items = [params]
+    elif isinstance(params, np.ndarray) or not isinstance(params, Iterable):
         raise TypeError(
             "params must be a model with parameters(), a Parameter or an iterable of "
             f"Parameters, got {type(params).__name__}"
         )
-    params = list(params)
+    else:
+        items = params
+    params = list(items)
     if not params:
         raise ValueError("optimizer got an empty parameter list")
     seen = set()
@@ -72,39 +82,39 @@ def _collect(params):
     return params
 
 
-def _at_least(name, value, low=0.0):
+def _at_least(name: str, value: object, low: float = 0.0) -> float:
     value = real(name, value, finite=True)
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
     return value
 
 
-def _positive(name, value):
+def _positive(name: str, value: object) -> float:
     value = real(name, value, finite=True)
     if value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     return value
 
 
-def _closed_unit(name, value):
+def _closed_unit(name: str, value: object) -> float:
     value = real(name, value, finite=True)
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {value}")
     return value
 
 
-def _betas(value):
+def _betas(value: object) -> tuple[float, float]:
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(f"betas must be a pair (beta1, beta2), got {value!r}")
     out = []
     for k, b in enumerate(value):
-        b = real(f"betas[{k}]", b, finite=True)
-        if not 0.0 <= b < 1.0:
-            raise ValueError(f"betas[{k}] must be in [0, 1), got {b}")
-        out.append(b)
-    return tuple(out)
+        beta = real(f"betas[{k}]", b, finite=True)
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"betas[{k}] must be in [0, 1), got {beta}")
+        out.append(beta)
+    return out[0], out[1]
 
 
 # -------------------------------------------------------------------------------------------------
@@ -118,10 +128,14 @@ class Optimizer:
     their state holds under the current hyper-parameters), ``_HAS_STEP`` and ``_update(w, g, state)``.
     """
 
-    _HYPER = {}
-    _HAS_STEP = True
+    _HYPER: ClassVar[dict[str, Callable[[str, Any], Any]]] = {}
+    _HAS_STEP: ClassVar[bool] = True
 
-    def __init__(self, params, **hyper):
+    params: list[Parameter]
+    state: list[_State]
+    lr: float
+
+    def __init__(self, params: object, **hyper: Any) -> None:
         self.params = _collect(params)
         for name, value in hyper.items():
             setattr(self, name, value)
@@ -130,36 +144,36 @@ class Optimizer:
 
     # -- hyper-parameters -------------------------------------------------------------------------
 
-    def _validate(self):
+    def _validate(self) -> None:
         """Checks every hyper-parameter attribute (raising ValueError/TypeError naming it) and stores
         the normalised value."""
         for name, check in self._HYPER.items():
             setattr(self, name, check(name, getattr(self, name)))
         self._check_combination()
 
-    def _check_combination(self):
+    def _check_combination(self) -> None:
         pass
 
-    def _hyperparams(self):
+    def _hyperparams(self) -> dict[str, Any]:
         return {
             name: (list(v) if isinstance(v, tuple) else v)
             for name in self._HYPER
             for v in [getattr(self, name)]
         }
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._hyperparams().items())
         return f"{type(self).__name__}({len(self.params)} parameters, {args})"
 
     # -- training -----------------------------------------------------------------------------------
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Sets every gradient to zero in place (layers accumulate into these arrays)."""
         for p in self.params:
             if p.grad is not None:
                 p.grad[...] = 0
 
-    def step(self):
+    def step(self) -> None:
         """One update of every parameter that has a gradient."""
         self._validate()
         for i, p in enumerate(self.params):
@@ -181,31 +195,31 @@ class Optimizer:
                 state["step"] += 1
             self._update(w, g, state)
 
-    def _init_state(self, w):
-        state = {"step": 0} if self._HAS_STEP else {}
+    def _init_state(self, w: FloatArray) -> _State:
+        state: _State = {"step": 0} if self._HAS_STEP else {}
         for name in self._state_arrays():
             state[name] = np.zeros_like(w)
         return state
 
-    def _state_arrays(self):
+    def _state_arrays(self) -> tuple[str, ...]:
         return ()
 
-    def _update(self, w, g, state):
+    def _update(self, w: FloatArray, g: FloatArray, state: _State) -> None:
         raise NotImplementedError
 
     # -- (de)serialisation ------------------------------------------------------------------------
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """A copy of the hyper-parameters and the per-parameter state (plain numbers and arrays)."""
         state = []
         for s in self.state:
-            entry = {}
+            entry: dict[str, Any] = {}
             for k, v in s.items():
                 entry[k] = v.copy() if isinstance(v, np.ndarray) else int(v)
             state.append(entry)
         return {"optimizer": type(self).__name__, "hyperparams": self._hyperparams(), "state": state}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restores hyper-parameters and state saved by ``state_dict()`` of the same optimizer kind
         over the same parameters (count, order and shapes are checked). Arrays are copied and cast to
         each parameter's dtype. Nothing changes unless everything checks out."""
@@ -243,7 +257,7 @@ class Optimizer:
         arrays = scratch._state_arrays()
         want = set(arrays) | ({"step"} if self._HAS_STEP else set())
 
-        new_state = []
+        new_state: list[_State] = []
         for i, (entry, p) in enumerate(zip(state, self.params)):
             if not hasattr(entry, "keys"):
                 raise TypeError(f"load_state_dict: state[{i}] must be a dict")
@@ -260,7 +274,7 @@ class Optimizer:
                 raise ValueError(
                     f"load_state_dict: state[{i}] must have keys {sorted(want)}, got {sorted(entry)}"
                 )
-            new = {}
+            new: _State = {}
             if self._HAS_STEP:
                 step = entry["step"]
                 if isinstance(step, np.ndarray) and step.ndim == 0:
@@ -310,7 +324,20 @@ class SGD(Optimizer):
     }
     _HAS_STEP = False
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+    momentum: float
+    dampening: float
+    weight_decay: float
+    nesterov: bool
+
+    def __init__(
+        self,
+        params: object,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
         super().__init__(
             params,
             lr=lr,
@@ -320,17 +347,17 @@ class SGD(Optimizer):
             nesterov=nesterov,
         )
 
-    def _check_combination(self):
+    def _check_combination(self) -> None:
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("nesterov requires momentum > 0 and dampening = 0")
 
-    def _init_state(self, w):
+    def _init_state(self, w: FloatArray) -> _State:
         return {}  # the momentum buffer starts as the first gradient, see _update
 
-    def _state_arrays(self):
+    def _state_arrays(self) -> tuple[str, ...]:
         return ("momentum_buffer",) if self.momentum > 0 else ()
 
-    def _update(self, w, g, state):
+    def _update(self, w: FloatArray, g: FloatArray, state: _State) -> None:
         if self.weight_decay:
             g = g + self.weight_decay * w
         if self.momentum > 0:
@@ -361,9 +388,20 @@ class Adagrad(Optimizer):
         "eps": _positive,
     }
 
+    lr_decay: float
+    weight_decay: float
+    initial_accumulator_value: float
+    eps: float
+
     def __init__(
-        self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10
-    ):
+        self,
+        params: object,
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+    ) -> None:
         super().__init__(
             params,
             lr=lr,
@@ -373,15 +411,15 @@ class Adagrad(Optimizer):
             eps=eps,
         )
 
-    def _state_arrays(self):
+    def _state_arrays(self) -> tuple[str, ...]:
         return ("sum",)
 
-    def _init_state(self, w):
+    def _init_state(self, w: FloatArray) -> _State:
         state = super()._init_state(w)
         state["sum"][...] = self.initial_accumulator_value
         return state
 
-    def _update(self, w, g, state):
+    def _update(self, w: FloatArray, g: FloatArray, state: _State) -> None:
         if self.weight_decay:
             g = g + self.weight_decay * w
         clr = self.lr / (1.0 + (state["step"] - 1) * self.lr_decay)
@@ -411,7 +449,22 @@ class RMSprop(Optimizer):
         "centered": flag,
     }
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+    alpha: float
+    eps: float
+    weight_decay: float
+    momentum: float
+    centered: bool
+
+    def __init__(
+        self,
+        params: object,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+    ) -> None:
         super().__init__(
             params,
             lr=lr,
@@ -422,7 +475,7 @@ class RMSprop(Optimizer):
             centered=centered,
         )
 
-    def _state_arrays(self):
+    def _state_arrays(self) -> tuple[str, ...]:
         names = ["square_avg"]
         if self.momentum > 0:
             names.append("momentum_buffer")
@@ -430,7 +483,7 @@ class RMSprop(Optimizer):
             names.append("grad_avg")
         return tuple(names)
 
-    def _update(self, w, g, state):
+    def _update(self, w: FloatArray, g: FloatArray, state: _State) -> None:
         if self.weight_decay:
             g = g + self.weight_decay * w
         a = self.alpha
@@ -471,15 +524,28 @@ class Adam(Optimizer):
         "weight_decay": _at_least,
         "amsgrad": flag,
     }
-    _DECOUPLED = False
+    _DECOUPLED: ClassVar[bool] = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
+    betas: tuple[float, float]
+    eps: float
+    weight_decay: float
+    amsgrad: bool
+
+    def __init__(
+        self,
+        params: object,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+    ) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
 
-    def _state_arrays(self):
+    def _state_arrays(self) -> tuple[str, ...]:
         return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if self.amsgrad else ())
 
-    def _update(self, w, g, state):
+    def _update(self, w: FloatArray, g: FloatArray, state: _State) -> None:
         b1, b2 = self.betas
         if self.weight_decay:
             if self._DECOUPLED:
@@ -507,5 +573,13 @@ class AdamW(Adam):
 
     _DECOUPLED = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
+    def __init__(
+        self,
+        params: object,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+    ) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)

@@ -9,19 +9,27 @@ grads and state_dict names are prefixed by the layer's index, as in PyTorch: "0.
 "1.weight_ih_l0", "2.bias".
 """
 
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, overload
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._checks import flag
 from ._module import Parameter
+from ._typing import FloatArray
 from .layers import is_recurrent
+
+#: A recurrent layer's final state: h_n, or (h_n, c_n) for an LSTM.
+State = FloatArray | tuple[FloatArray, FloatArray]
 
 _LAYER_METHODS = ("backward", "parameters", "zero_grad", "state_dict", "load_state_dict", "train", "eval")
 
 
-def _flatten(model):
+def _flatten(model: Any) -> list[Any]:
     """The model's layers in order, nested Sequentials expanded (a single layer: [model])."""
     if isinstance(model, Sequential):
-        out = []
+        out: list[Any] = []
         for layer in model:
             out.extend(_flatten(layer))
         return out
@@ -35,7 +43,7 @@ class Sequential:
     Sequential, or anything with the same methods). Recurrent layers run on their own backend.
     """
 
-    def __init__(self, *layers):
+    def __init__(self, *layers: Any) -> None:
         for i, layer in enumerate(layers):
             lacking = [m for m in ("__call__",) + _LAYER_METHODS if not callable(getattr(layer, m, None))]
             if lacking:
@@ -55,13 +63,17 @@ class Sequential:
 
     # -- container ------------------------------------------------------------------------------
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._layers)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter(self._layers)
 
-    def __getitem__(self, index):
+    @overload
+    def __getitem__(self, index: slice) -> "Sequential": ...
+    @overload
+    def __getitem__(self, index: int | np.integer[Any]) -> Any: ...
+    def __getitem__(self, index: int | np.integer[Any] | slice) -> Any:
         if isinstance(index, slice):
             return Sequential(*self._layers[index])
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
@@ -70,11 +82,15 @@ class Sequential:
 
     # -- forward and backward -------------------------------------------------------------------
 
-    def __call__(self, x, hx=None, lengths=None):
+    def __call__(
+        self, x: ArrayLike, hx: Sequence[State | None] | None = None, lengths: ArrayLike | None = None
+    ) -> FloatArray:
         """The last layer's output. ``hx`` and ``lengths`` are as in ``forward_with_state``."""
         return self.forward_with_state(x, hx, lengths)[0]
 
-    def forward_with_state(self, x, hx=None, lengths=None):
+    def forward_with_state(
+        self, x: ArrayLike, hx: Sequence[State | None] | None = None, lengths: ArrayLike | None = None
+    ) -> tuple[FloatArray, list[State]]:
         """Runs the chain; returns ``(y, states)``: the last layer's output and a list with each
         recurrent layer's final state (its h_n, or (h_n, c_n) for an LSTM), in order, nested
         Sequentials flattened.
@@ -94,60 +110,62 @@ class Sequential:
                 f"({n}), got {type(hx).__name__}"
                 + (f" of length {len(hx)}" if isinstance(hx, (list, tuple)) else "")
             )
-        states = []
+        states: list[State] = []
+        out: Any = x
         for layer in self._layers:
             if isinstance(layer, Sequential):
                 k = layer.num_recurrent
-                x, inner = layer.forward_with_state(x, list(hx[len(states) : len(states) + k]), lengths)
+                out, inner = layer.forward_with_state(out, list(hx[len(states) : len(states) + k]), lengths)
                 states.extend(inner)
             elif is_recurrent(layer):
-                x, h_n = layer(x, hx[len(states)], lengths)
+                out, h_n = layer(out, hx[len(states)], lengths)
                 states.append(h_n)
             else:
-                x = layer(x)
-                if isinstance(x, tuple):  # a user layer in the same (output, state) convention
-                    x = x[0]
-        return x, states
+                out = layer(out)
+                if isinstance(out, tuple):  # a user layer in the same (output, state) convention
+                    out = out[0]
+        return out, states
 
     @property
-    def num_recurrent(self):
+    def num_recurrent(self) -> int:
         """How many recurrent layers (RNN, LSTM, GRU) the chain holds, nested Sequentials included:
         the length of ``forward_with_state``'s state list."""
         return sum(is_recurrent(layer) for layer in _flatten(self))
 
-    def backward(self, dy):
+    def backward(self, dy: ArrayLike) -> FloatArray | None:
         """Backpropagates dy (the gradient of the last output) through every layer in reverse, adding
         into each layer's grads; returns the gradient of the first layer's input. A layer whose
         backward returns None (an Embedding: indices have no gradient) ends the chain: backward returns
         None and the layers before it are not run."""
-        d = dy
+        d: Any = dy
         for i in reversed(range(len(self._layers))):
             d = self._layers[i].backward(d)
             if isinstance(d, tuple):  # a recurrent layer: (dx, dhx)
                 d = d[0]
             if d is None:  # no gradient flows past this layer (an Embedding's indices)
                 return None
-        return d
+        dx: FloatArray = d
+        return dx
 
     # -- parameters and weights -----------------------------------------------------------------
 
-    def parameters(self):
+    def parameters(self) -> list[Parameter]:
         """Every layer's Parameters in order, named "<index>.<name>" (data and grad are the layers'
         own arrays)."""
         return list(self._params)
 
     @property
-    def grads(self):
+    def grads(self) -> dict[str, FloatArray]:
         return {p.name: p.grad for p in self._params}
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         for layer in self._layers:
             layer.zero_grad()
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, FloatArray]:
         return {f"{i}.{k}": v for i, layer in enumerate(self._layers) for k, v in layer.state_dict().items()}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, object]) -> None:
         """Loads "<index>.<name>" keys into each layer; keys and shapes must match exactly. A rejected
         dict leaves every layer unchanged."""
         if not hasattr(state_dict, "keys"):
@@ -173,18 +191,18 @@ class Sequential:
 
     # -- modes ----------------------------------------------------------------------------------
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> "Sequential":
         self.training = flag("mode", mode)
         for layer in self._layers:
             layer.train(self.training)
         return self
 
-    def eval(self):
+    def eval(self) -> "Sequential":
         return self.train(False)
 
     # -- repr -------------------------------------------------------------------------------------
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if not self._layers:
             return "Sequential()"
         lines = []

@@ -32,21 +32,29 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, overload
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import losses as _losses
 from . import optim as _optim
 from ._checks import integer, real
+from ._typing import FloatArray
 from .checkpoint import save_checkpoint
 from .clip import clip_grad_norm
 from .layers import is_recurrent
-from .sequential import Sequential, _flatten
+from .sequential import Sequential, State, _flatten
+
+#: A loss: (prediction, target) -> (loss, gradient of the loss w.r.t. the prediction)
+LossFn = Callable[[FloatArray, Any], "tuple[float, FloatArray]"]
 
 __all__ = ["train", "evaluate", "batchify", "TrainResult"]
 
-_LOSSES = {"cross_entropy": _losses.cross_entropy, "mse": _losses.mse}
+_LOSSES: dict[str, LossFn] = {"cross_entropy": _losses.cross_entropy, "mse": _losses.mse}
 
 
 @dataclass
@@ -60,16 +68,16 @@ class TrainResult:
     seconds: float = 0.0  # wall time, evaluations and checkpoints included
     train_seconds: float = 0.0  # time in the training steps alone
     positions: int = 0  # time steps x streams trained on
-    train_losses: list = field(default_factory=list, repr=False)
-    eval_losses: list = field(default_factory=list, repr=False)
+    train_losses: list[tuple[int, float]] = field(default_factory=list, repr=False)
+    eval_losses: list[tuple[int, float]] = field(default_factory=list, repr=False)
     best_loss: float = math.inf
     best_step: int = 0
-    checkpoint: str = None
+    checkpoint: str | None = None
     interrupted: bool = False
     stopped_by_callback: bool = False
 
     @property
-    def positions_per_second(self):
+    def positions_per_second(self) -> float:
         """Training throughput: positions (time steps x streams) per second of training steps."""
         return self.positions / self.train_seconds if self.train_seconds > 0 else 0.0
 
@@ -77,19 +85,24 @@ class TrainResult:
 # -- argument checks --------------------------------------------------------------------------------
 
 
-def _positive_int(name, value, allow_none=False):
+@overload
+def _positive_int(name: str, value: object) -> int: ...
+@overload
+def _positive_int(name: str, value: object, allow_none: bool) -> int | None: ...
+def _positive_int(name: str, value: object, allow_none: bool = False) -> int | None:
     return integer(name, value, 1, allow_none=allow_none, kind="a positive int")
 
 
-def _positive_number(name, value):
-    if real(name, value, kind="a positive number", allow_none=True) is None:
+def _positive_number(name: str, value: object) -> float | None:
+    number = real(name, value, kind="a positive number", allow_none=True)
+    if number is None:
         return None
-    if not value > 0:
+    if not number > 0:
         raise ValueError(f"{name} must be > 0, got {value}")
-    return float(value)
+    return number
 
 
-def _as_model(model):
+def _as_model(model: object) -> Sequential:
     if isinstance(model, Sequential):
         return model
     if is_recurrent(model):
@@ -97,15 +110,15 @@ def _as_model(model):
     raise TypeError(f"model must be a fastrnn.Sequential or RNN/LSTM/GRU layer, got {type(model).__name__}")
 
 
-def _batch_first(model):
+def _batch_first(model: Sequential) -> bool:
     """Whether the model's recurrent layers take (B, T, ...) input (they must all agree)."""
     flags = {layer.batch_first for layer in _flatten(model) if is_recurrent(layer)}
     if len(flags) > 1:
         raise ValueError("the model's recurrent layers disagree on batch_first")
-    return flags.pop() if flags else False
+    return bool(flags.pop()) if flags else False
 
 
-def _loss_fn(loss, targets):
+def _loss_fn(loss: str | LossFn | None, targets: NDArray[Any]) -> LossFn:
     if loss is None:
         loss = "cross_entropy" if targets.dtype.kind in "iu" else "mse"
     if callable(loss):
@@ -117,38 +130,40 @@ def _loss_fn(loss, targets):
     return _LOSSES[loss]
 
 
-def _sequence_pair(name, inputs, targets):
-    inputs, targets = np.asarray(inputs), np.asarray(targets)
-    if inputs.ndim == 0 or targets.ndim == 0:
+def _sequence_pair(name: str, inputs: ArrayLike, targets: ArrayLike) -> tuple[NDArray[Any], NDArray[Any]]:
+    x, y = np.asarray(inputs), np.asarray(targets)
+    if x.ndim == 0 or y.ndim == 0:
         raise ValueError(
             f"{name}: inputs and targets must be sequences of shape (N, ...), got "
-            f"shapes {inputs.shape} and {targets.shape}"
+            f"shapes {x.shape} and {y.shape}"
         )
-    if inputs.shape[0] != targets.shape[0]:
+    if x.shape[0] != y.shape[0]:
         raise ValueError(
             f"{name}: inputs and targets must have the same length N along axis 0, got "
-            f"{inputs.shape[0]} and {targets.shape[0]}"
+            f"{x.shape[0]} and {y.shape[0]}"
         )
-    return inputs, targets
+    return x, y
 
 
-def batchify(seq, batch_size):
+def batchify(seq: ArrayLike, batch_size: int) -> NDArray[Any]:
     """(N, ...) -> (N // batch_size, batch_size, ...): column b is the b-th contiguous stretch of
     ``seq``; the N % batch_size trailing steps are dropped."""
-    seq = np.asarray(seq)
+    arr = np.asarray(seq)
     batch_size = _positive_int("batch_size", batch_size)
-    if seq.ndim == 0:
+    if arr.ndim == 0:
         raise ValueError("seq must have shape (N, ...), got a scalar")
-    steps = seq.shape[0] // batch_size
+    steps = arr.shape[0] // batch_size
     if steps == 0:
         raise ValueError(
-            f"a sequence of {seq.shape[0]} steps is too short for batch_size={batch_size} streams"
+            f"a sequence of {arr.shape[0]} steps is too short for batch_size={batch_size} streams"
         )
-    cut = seq[: steps * batch_size].reshape((batch_size, steps) + seq.shape[1:])
+    cut = arr[: steps * batch_size].reshape((batch_size, steps) + arr.shape[1:])
     return np.ascontiguousarray(np.swapaxes(cut, 0, 1))
 
 
-def _chunks(x, y, bptt, batch_first):
+def _chunks(
+    x: NDArray[Any], y: NDArray[Any], bptt: int, batch_first: bool
+) -> Iterator[tuple[NDArray[Any], NDArray[Any]]]:
     """Successive (x, y) chunks of ``bptt`` time steps of batchified x, y, in the model's layout."""
     for t in range(0, x.shape[0], bptt):
         cx, cy = x[t : t + bptt], y[t : t + bptt]
@@ -160,30 +175,38 @@ def _chunks(x, y, bptt, batch_first):
 # -- evaluation -------------------------------------------------------------------------------------
 
 
-def evaluate(model, inputs, targets, loss=None, bptt=64, batch_size=32):
+def evaluate(
+    model: object,
+    inputs: ArrayLike,
+    targets: ArrayLike,
+    loss: str | LossFn | None = None,
+    bptt: int = 64,
+    batch_size: int = 32,
+) -> float:
     """The mean loss of ``model`` over the whole sequence pair in eval mode (no dropout), cut into at
     most ``batch_size`` streams with the state carried across chunks of ``bptt`` steps, as ``train``
     does. Chunks are weighted by their size, so the result is the mean over all positions. The model's
     train/eval mode is restored afterwards."""
-    model = _as_model(model)
-    inputs, targets = _sequence_pair("evaluate", inputs, targets)
-    fn = _loss_fn(loss, targets)
+    net = _as_model(model)
+    seq_in, seq_out = _sequence_pair("evaluate", inputs, targets)
+    fn = _loss_fn(loss, seq_out)
     bptt = _positive_int("bptt", bptt)
-    streams = min(_positive_int("batch_size", batch_size), inputs.shape[0])
+    streams = min(_positive_int("batch_size", batch_size), seq_in.shape[0])
     if streams == 0:
         raise ValueError("evaluate: the sequence is empty")
-    x, y = batchify(inputs, streams), batchify(targets, streams)
-    was_training = model.training
-    model.eval()
+    x, y = batchify(seq_in, streams), batchify(seq_out, streams)
+    was_training = net.training
+    net.eval()
     try:
-        total, count, state = 0.0, 0, None
-        for cx, cy in _chunks(x, y, bptt, _batch_first(model)):
-            out, state = model.forward_with_state(cx, state)
+        total, count = 0.0, 0
+        state: list[State] | None = None
+        for cx, cy in _chunks(x, y, bptt, _batch_first(net)):
+            out, state = net.forward_with_state(cx, state)
             value, _ = fn(out, cy)
             total += float(value) * cy.shape[0] * cy.shape[1]
             count += cy.shape[0] * cy.shape[1]
     finally:
-        model.train(was_training)
+        net.train(was_training)
     return total / count
 
 
@@ -194,23 +217,23 @@ class _StopOnSigint:
     """While active (main thread only), the first SIGINT sets ``requested``; a second one raises
     KeyboardInterrupt as usual."""
 
-    def __init__(self, say):
+    def __init__(self, say: Callable[[str], None]) -> None:
         self.requested = False
         self._say = say
-        self._previous = None
+        self._previous: Any = None  # the handler to put back (a callable, an int or None)
 
-    def _handler(self, signum, frame):
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
         self._say("Ctrl-C: stopping after this step (press again to abort at once)")
 
-    def __enter__(self):
+    def __enter__(self) -> "_StopOnSigint":
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handler)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
 
@@ -222,8 +245,8 @@ class _Progress:
     """A tqdm bar when tqdm is installed and wanted, else a line on stderr every log_every steps.
     ``total`` is the number of steps, or None when it is not known in advance."""
 
-    def __init__(self, total, enabled, log_every):
-        self._bar = None
+    def __init__(self, total: int | None, enabled: bool, log_every: int) -> None:
+        self._bar: Any = None  # a tqdm bar
         self._enabled = enabled
         self._log_every = log_every
         self._total = total
@@ -231,11 +254,11 @@ class _Progress:
             try:
                 from tqdm.auto import tqdm
             except ImportError:
-                tqdm = None
-            if tqdm is not None:
+                pass
+            else:
                 self._bar = tqdm(total=total, unit="step", dynamic_ncols=True, file=sys.stderr)
 
-    def update(self, step, loss, rate):
+    def update(self, step: int, loss: float, rate: float) -> None:
         if self._bar is not None:
             self._bar.update(1)
             self._bar.set_postfix(loss=f"{loss:.4f}", pos_per_s=f"{rate:,.0f}", refresh=False)
@@ -243,13 +266,13 @@ class _Progress:
             of = "" if self._total is None else f"/{self._total}"
             print(f"step {step}{of}  loss {loss:.4f}  {rate:,.0f} positions/s", file=sys.stderr, flush=True)
 
-    def say(self, text, always=False):
+    def say(self, text: str, always: bool = False) -> None:
         if self._bar is not None:
             self._bar.write(text, file=sys.stderr)
         elif self._enabled or always:
             print(text, file=sys.stderr, flush=True)
 
-    def close(self):
+    def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
 
@@ -258,26 +281,26 @@ class _Progress:
 
 
 def train(
-    model,
-    inputs,
-    targets,
+    model: object,
+    inputs: ArrayLike,
+    targets: ArrayLike,
     *,
-    loss=None,
-    optimizer=None,
-    epochs=1,
-    bptt=64,
-    batch_size=32,
-    clip=1.0,
-    max_steps=None,
-    max_seconds=None,
-    eval_data=None,
-    eval_every=None,
-    checkpoint=None,
-    extra=None,
-    progress=True,
-    log_every=50,
-    callback=None,
-):
+    loss: str | LossFn | None = None,
+    optimizer: _optim.Optimizer | None = None,
+    epochs: int = 1,
+    bptt: int = 64,
+    batch_size: int = 32,
+    clip: float | None = 1.0,
+    max_steps: int | None = None,
+    max_seconds: float | None = None,
+    eval_data: Sequence[ArrayLike] | None = None,
+    eval_every: int | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    extra: dict[str, Any] | None = None,
+    progress: bool = True,
+    log_every: int = 50,
+    callback: Callable[[int, float], object] | None = None,
+) -> TrainResult:
     """Trains ``model`` on one long sequence with truncated BPTT; returns a ``TrainResult``.
 
     model: a ``fastrnn.Sequential`` (e.g. Embedding -> LSTM -> Linear) or a single RNN/LSTM/GRU
@@ -294,9 +317,9 @@ def train(
     progress: show progress (tqdm if installed); log_every: steps between lines without tqdm.
     callback: called as ``callback(step, loss)`` after every step; returning True stops training.
     """
-    model = _as_model(model)
-    inputs, targets = _sequence_pair("train", inputs, targets)
-    fn = _loss_fn(loss, targets)
+    net = _as_model(model)
+    seq_in, seq_out = _sequence_pair("train", inputs, targets)
+    fn = _loss_fn(loss, seq_out)
     epochs = _positive_int("epochs", epochs)
     bptt = _positive_int("bptt", bptt)
     batch_size = _positive_int("batch_size", batch_size)
@@ -305,21 +328,20 @@ def train(
     log_every = _positive_int("log_every", log_every)
     clip = _positive_number("clip", clip)
     max_seconds = _positive_number("max_seconds", max_seconds)
+    held_out = None
     if eval_data is not None:
         if not isinstance(eval_data, (tuple, list)) or len(eval_data) != 2:
             raise TypeError("eval_data must be None or a pair (inputs, targets)")
-        eval_data = _sequence_pair("eval_data", *eval_data)
+        held_out = _sequence_pair("eval_data", *eval_data)
     if extra is not None and not isinstance(extra, dict):
         raise TypeError(f"extra must be a dict or None, got {type(extra).__name__}")
     if callback is not None and not callable(callback):
         raise TypeError("callback must be callable or None")
-    if checkpoint is not None:
-        checkpoint = os.fspath(checkpoint)
-    if optimizer is None:
-        optimizer = _optim.Adam(model.parameters(), lr=1e-3)
+    path = None if checkpoint is None else os.fspath(checkpoint)
+    opt = _optim.Adam(net.parameters(), lr=1e-3) if optimizer is None else optimizer
 
-    x, y = batchify(inputs, batch_size), batchify(targets, batch_size)
-    batch_first = _batch_first(model)
+    x, y = batchify(seq_in, batch_size), batchify(seq_out, batch_size)
+    batch_first = _batch_first(net)
     per_epoch = -(-x.shape[0] // bptt)
     total = per_epoch * epochs if max_steps is None else min(max_steps, per_epoch * epochs)
     shown_total = None if max_seconds is not None else total  # a time limit makes it unknown
@@ -327,12 +349,12 @@ def train(
         eval_every = per_epoch
 
     result = TrainResult(checkpoint=None)
-    window = []  # training losses since the last evaluation
+    window: list[float] = []  # training losses since the last evaluation
     bar = _Progress(shown_total, bool(progress), log_every)
 
-    def evaluate_and_keep():
-        if eval_data is not None:
-            value = evaluate(model, *eval_data, loss=fn, bptt=bptt, batch_size=batch_size)
+    def evaluate_and_keep() -> None:
+        if held_out is not None:
+            value = evaluate(net, *held_out, loss=fn, bptt=bptt, batch_size=batch_size)
         elif window:
             value = float(np.mean(window))
         else:
@@ -341,34 +363,34 @@ def train(
         result.eval_losses.append((result.steps, value))
         improved = value < result.best_loss  # NaN never improves
         bar.say(
-            f"step {result.steps}: {'eval' if eval_data is not None else 'train'} loss "
+            f"step {result.steps}: {'eval' if held_out is not None else 'train'} loss "
             f"{value:.4f}" + ("  (best)" if improved else "")
         )
         if improved:
             result.best_loss, result.best_step = value, result.steps
-            if checkpoint is not None:
+            if path is not None:
                 info = {"step": result.steps, "loss": value if math.isfinite(value) else None}
-                save_checkpoint(checkpoint, model, optimizer, extra={**(extra or {}), "train": info})
-                result.checkpoint = checkpoint
+                save_checkpoint(path, net, opt, extra={**(extra or {}), "train": info})
+                result.checkpoint = path
 
-    model.train()
+    net.train()
     start = time.perf_counter()
     stop = False
     try:
         with _StopOnSigint(lambda text: bar.say(text, always=True)) as sigint:
             for _ in range(epochs):
-                state = None
+                state: list[State] | None = None
                 for cx, cy in _chunks(x, y, bptt, batch_first):
                     began = time.perf_counter()
-                    out, state = model.forward_with_state(cx, state)
-                    value, dout = fn(out, cy)
-                    model.zero_grad()
-                    model.backward(dout)
+                    out, state = net.forward_with_state(cx, state)
+                    step_loss, dout = fn(out, cy)
+                    net.zero_grad()
+                    net.backward(dout)
                     if clip is not None:
-                        clip_grad_norm(model.parameters(), clip)
-                    optimizer.step()
+                        clip_grad_norm(net.parameters(), clip)
+                    opt.step()
 
-                    value = float(value)
+                    value = float(step_loss)
                     result.steps += 1
                     result.positions += cy.shape[0] * cy.shape[1]
                     result.train_seconds += time.perf_counter() - began

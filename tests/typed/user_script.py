@@ -10,7 +10,6 @@ from numpy.typing import NDArray
 
 import fastrnn as fr
 
-FloatArray = NDArray[np.floating[Any]]  # what fastrnn returns: float32 or float64 arrays
 
 rng = np.random.default_rng(0)
 x = rng.standard_normal((12, 3, 5)).astype(np.float32)  # (T, B, I)
@@ -20,7 +19,7 @@ lengths = np.array([12, 7, 3])
 lstm = fr.LSTM(5, 8, num_layers=2, bidirectional=True, seed=0)
 y, (h_n, c_n) = lstm(x, lengths=lengths)
 dx, (dh0, dc0) = lstm.backward(np.ones_like(y))
-grads: dict[str, FloatArray] = lstm.grads
+grads: dict[str, NDArray[np.floating[Any]]] = lstm.grads
 first: fr.Parameter = lstm.parameters()[0]
 print(y.shape, h_n.shape, c_n.dtype, dx.shape, dh0.shape, dc0.shape, sorted(grads)[0], first.name)
 
@@ -30,7 +29,7 @@ print(out.shape, h.shape, fr.is_recurrent(gru))
 
 # A model, a loss, an optimizer, clipping
 vocab = fr.CharVocab.from_text("abcd")
-ids: list[int] = vocab.encode("abcdabcdabcd")
+ids: NDArray[np.int64] = vocab.encode("abcdabcdabcd")
 inputs = np.array(ids[:-1]).reshape(-1, 1)
 targets = np.array(ids[1:]).reshape(-1, 1)
 model = fr.Sequential(fr.Embedding(len(vocab), 6, seed=0), fr.LSTM(6, 16, seed=0), fr.Linear(16, 4, seed=0))
@@ -58,7 +57,7 @@ w_ih = rng.uniform(-0.3, 0.3, (4 * 8, 5)).astype(np.float32)
 w_hh = rng.uniform(-0.3, 0.3, (4 * 8, 8)).astype(np.float32)
 y1, h1, c1, cache = fr.functional.forward("lstm", x, None, None, w_ih, w_hh, None, None)
 grads1 = fr.functional.backward(cache, np.ones_like(y1), None, None)
-dw_hh: FloatArray | None = grads1[4]
+dw_hh: NDArray[np.floating[Any]] | None = grads1[4]
 print(y1.shape, h1.shape, c1 is not None, dw_hh is not None)
 
 # Backends, threads, Hopfield networks, initialisers
