@@ -10,7 +10,6 @@ from numpy.typing import NDArray
 
 import fastrnn as fr
 
-
 rng = np.random.default_rng(0)
 x = rng.standard_normal((12, 3, 5)).astype(np.float32)  # (T, B, I)
 lengths = np.array([12, 7, 3])
