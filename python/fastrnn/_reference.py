@@ -12,38 +12,55 @@ weights (i, f, o); ``reset_after`` picks the GRU's form: True (PyTorch's) n = ta
 r * (W_hn h + b_hn)), False (Cho et al. 2014's original) n = tanh(W_in x + b_in + W_hn (r * h) + b_hn).
 """
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import NDArray
+
+from ._typing import FloatArray
+
+_Saved = dict[str, Any]  # what a step (or a forward) keeps for backward
+# One step: (gi, h, c, params) -> (h_new, c_new, saved)
+_Step = Callable[
+    [FloatArray, FloatArray, "FloatArray | None", "_Params"], "tuple[FloatArray, FloatArray | None, _Saved]"
+]
+# One step backwards: (saved, dh, dc, h_prev, params, grads) -> (dgi, dh_prev, dc_prev)
+_StepBackward = Callable[
+    [_Saved, FloatArray, "FloatArray | None", FloatArray, "_Params", "dict[str, Any]"],
+    "tuple[FloatArray, FloatArray, FloatArray | None]",
+]
 
 
-def _sigmoid(a):
+def _sigmoid(a: FloatArray) -> FloatArray:
     # Written so that large |a| never overflows exp().
     e = np.exp(-np.abs(a))
     return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(a.dtype, copy=False)
 
 
-def _step_order(T, reverse):
+def _step_order(T: int, reverse: bool) -> range:
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
 class _Params(NamedTuple):
     """The recurrent side of a layer, as every cell step sees it."""
 
-    w_hh: np.ndarray
-    b_hh: object  # (G*H,) or None
-    w_hr: object  # (P, H) or None
-    w_ph: object  # (3*H,) or None
+    w_hh: FloatArray
+    b_hh: FloatArray | None  # (G*H,)
+    w_hr: FloatArray | None  # (P, H)
+    w_ph: FloatArray | None  # (3*H,)
     reset_after: bool
 
 
-def _hidden(h, p, gates):
+def _hidden(h: FloatArray, p: _Params, gates: slice) -> FloatArray:
     """h @ W_hh^T + b_hh over the rows of W_hh that ``gates`` (a slice of gate rows) selects."""
-    out = h @ p.w_hh[gates].T
+    out: FloatArray = h @ p.w_hh[gates].T
     return out if p.b_hh is None else out + p.b_hh[gates]
 
 
-def _hidden_backward(dgh, h, p, gates, grads):
+def _hidden_backward(
+    dgh: FloatArray, h: FloatArray, p: _Params, gates: slice, grads: dict[str, Any]
+) -> FloatArray:
     """The backward of _hidden: adds this step's dW_hh, db_hh shares; returns the gradient w.r.t. h."""
     grads["w_hh"][gates] += dgh.T @ h
     grads["b_hh"][gates] += dgh.sum(axis=0)
@@ -58,8 +75,10 @@ _ALL = slice(None)
 # Each returns the new (h, c) and what its backward needs.
 
 
-def _rnn_step(act):
-    def step(gi, h, c, p):
+def _rnn_step(act: str) -> _Step:
+    def step(
+        gi: FloatArray, h: FloatArray, c: FloatArray | None, p: _Params
+    ) -> tuple[FloatArray, None, _Saved]:
         a = gi + _hidden(h, p, _ALL)
         h_new = np.tanh(a) if act == "tanh" else np.maximum(a, 0)
         return h_new, None, {"h_new": h_new}
@@ -67,8 +86,12 @@ def _rnn_step(act):
     return step
 
 
-def _lstm_step(gi, h, c, p):
-    i, f, g, o = np.split(gi + _hidden(h, p, _ALL), 4, axis=1)
+def _lstm_step(
+    gi: FloatArray, h: FloatArray, c: FloatArray | None, p: _Params
+) -> tuple[FloatArray, FloatArray, _Saved]:
+    assert c is not None  # an LSTM always has a cell state
+    gates: list[FloatArray] = np.split(gi + _hidden(h, p, _ALL), 4, axis=1)
+    i, f, g, o = gates
     if p.w_ph is not None:  # peepholes: i and f see the old cell state, o the new one
         p_i, p_f, p_o = np.split(p.w_ph, 3)
         i, f = i + p_i * c, f + p_f * c
@@ -80,7 +103,9 @@ def _lstm_step(gi, h, c, p):
     return h_new, c_new, {"i": i, "f": f, "g": g, "o": o, "c_prev": c, "c_new": c_new, "m": m}
 
 
-def _gru_step(gi, h, c, p):
+def _gru_step(
+    gi: FloatArray, h: FloatArray, c: FloatArray | None, p: _Params
+) -> tuple[FloatArray, None, _Saved]:
     H = h.shape[1]
     gi_r, gi_z, gi_n = np.split(gi, 3, axis=1)
     gh_r, gh_z = np.split(_hidden(h, p, slice(0, 2 * H)), 2, axis=1)
@@ -102,8 +127,15 @@ def _gru_step(gi, h, c, p):
 # dc_prev): the gradients w.r.t. gi, the step's h and its c.
 
 
-def _rnn_step_backward(act):
-    def step_backward(s, dh, dc, h_prev, p, grads):
+def _rnn_step_backward(act: str) -> _StepBackward:
+    def step_backward(
+        s: _Saved,
+        dh: FloatArray,
+        dc: FloatArray | None,
+        h_prev: FloatArray,
+        p: _Params,
+        grads: dict[str, Any],
+    ) -> tuple[FloatArray, FloatArray, None]:
         h_new = s["h_new"]
         da = dh * (1 - h_new * h_new) if act == "tanh" else dh * (h_new > 0)
         return da, _hidden_backward(da, h_prev, p, _ALL, grads), None
@@ -111,7 +143,10 @@ def _rnn_step_backward(act):
     return step_backward
 
 
-def _lstm_step_backward(s, dh, dc, h_prev, p, grads):
+def _lstm_step_backward(
+    s: _Saved, dh: FloatArray, dc: FloatArray | None, h_prev: FloatArray, p: _Params, grads: dict[str, Any]
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    assert dc is not None  # an LSTM always has a cell state
     i, f, g, o, c_prev, c_new = s["i"], s["f"], s["g"], s["o"], s["c_prev"], s["c_new"]
     if p.w_hr is None:
         dm = dh
@@ -135,7 +170,9 @@ def _lstm_step_backward(s, dh, dc, h_prev, p, grads):
     return dgates, _hidden_backward(dgates, h_prev, p, _ALL, grads), dc_prev
 
 
-def _gru_step_backward(s, dh, dc, h_prev, p, grads):
+def _gru_step_backward(
+    s: _Saved, dh: FloatArray, dc: FloatArray | None, h_prev: FloatArray, p: _Params, grads: dict[str, Any]
+) -> tuple[FloatArray, FloatArray, None]:
     H = h_prev.shape[1]
     r, z, n = s["r"], s["z"], s["n"]
     dn = dh * (1 - z) * (1 - n * n)
@@ -152,8 +189,13 @@ def _gru_step_backward(s, dh, dc, h_prev, p, grads):
     return np.concatenate([dr, dz, dn], axis=1), dh_prev, None
 
 
-_STEP = {"rnn_tanh": _rnn_step("tanh"), "rnn_relu": _rnn_step("relu"), "lstm": _lstm_step, "gru": _gru_step}
-_STEP_BACKWARD = {
+_STEP: dict[str, _Step] = {
+    "rnn_tanh": _rnn_step("tanh"),
+    "rnn_relu": _rnn_step("relu"),
+    "lstm": _lstm_step,
+    "gru": _gru_step,
+}
+_STEP_BACKWARD: dict[str, _StepBackward] = {
     "rnn_tanh": _rnn_step_backward("tanh"),
     "rnn_relu": _rnn_step_backward("relu"),
     "lstm": _lstm_step_backward,
@@ -166,19 +208,32 @@ _STEP_BACKWARD = {
 
 
 def forward(
-    cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, w_ph=None, reset_after=True
-):
+    cell: str,
+    x: FloatArray,
+    h0: FloatArray,
+    c0: FloatArray | None,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    b_ih: FloatArray | None,
+    b_hh: FloatArray | None,
+    w_hr: FloatArray | None,
+    lengths: NDArray[np.int64] | None,
+    reverse: bool,
+    training: bool,
+    w_ph: FloatArray | None = None,
+    reset_after: bool = True,
+) -> tuple[FloatArray, FloatArray, FloatArray | None, _Saved | None]:
     """Returns (y, h_n, c_n, saved); saved is None unless training."""
     T, B, _ = x.shape
     step = _STEP[cell]
     p = _Params(w_hh, b_hh, w_hr, w_ph, reset_after)
     y = np.zeros((T, B, w_hh.shape[1]), x.dtype)
-    h, c = h0.copy(), (c0.copy() if cell == "lstm" else None)
-    steps = []
+    h, c = h0.copy(), (None if c0 is None else c0.copy())  # c0: lstm only
+    steps: list[tuple[int, Any, FloatArray, _Saved]] = []
     for t in _step_order(T, reverse):
         # Only sequences still running at time t (t < length) take a step; the others keep their
         # state and output zeros (PyTorch's packed-sequence semantics). Padding is never read.
-        rows = slice(None) if lengths is None else np.flatnonzero(t < lengths)
+        rows: Any = slice(None) if lengths is None else np.flatnonzero(t < lengths)  # or an index array
         h_prev, c_prev = h[rows], (None if c is None else c[rows])
         gi = x[t, rows] @ w_ih.T
         if b_ih is not None:
@@ -192,9 +247,9 @@ def forward(
         if c is not None:
             c = c.copy()
             c[rows] = c_new
-    saved = None
+    kept: _Saved | None = None
     if training:
-        saved = {
+        kept = {
             "cell": cell,
             "x": x,
             "w_ih": w_ih,
@@ -202,10 +257,12 @@ def forward(
             "steps": steps,
             "has_b_ih": b_ih is not None,
         }
-    return y, h, c, saved
+    return y, h, c, kept
 
 
-def backward(saved, dy, dh_n, dc_n):
+def backward(
+    saved: _Saved, dy: FloatArray, dh_n: FloatArray, dc_n: FloatArray | None
+) -> tuple[FloatArray | None, ...]:
     """Returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, dw_ph, dh_norms); dh_norms[t] is the
     norm of dLoss/dh_t over the sequences that took step t."""
     cell, x, w_ih, p = saved["cell"], saved["x"], saved["w_ih"], saved["params"]
@@ -213,11 +270,11 @@ def backward(saved, dy, dh_n, dc_n):
     dx = np.zeros_like(x)
     dw_ih = np.zeros_like(w_ih)
     db_ih = np.zeros(w_ih.shape[0], x.dtype)
-    grads = {"w_hh": np.zeros_like(p.w_hh), "b_hh": np.zeros(p.w_hh.shape[0], x.dtype)}
+    grads: dict[str, Any] = {"w_hh": np.zeros_like(p.w_hh), "b_hh": np.zeros(p.w_hh.shape[0], x.dtype)}
     for name in ("w_hr", "w_ph"):
         grads[name] = None if getattr(p, name) is None else np.zeros_like(getattr(p, name))
     dh = dh_n.copy()
-    dc = dc_n.copy() if cell == "lstm" else None
+    dc = None if dc_n is None else dc_n.copy()  # dc_n: lstm only
     dh_norms = np.zeros(x.shape[0])
     for t, rows, h_prev, s in reversed(saved["steps"]):
         # Gradients reach only the sequences that took this step; the others pass dh, dc through.
@@ -249,7 +306,7 @@ def backward(saved, dy, dh_n, dc_n):
 # The matrix product of the non-recurrent layers (Linear), the same call as _native.matmul.
 
 
-def matmul(a, b, out, accumulate):
+def matmul(a: FloatArray, b: FloatArray, out: FloatArray, accumulate: bool) -> None:
     """out = a @ b, or out += a @ b when accumulate (out (M, N) is written in place)."""
     if accumulate:
         out += a @ b
