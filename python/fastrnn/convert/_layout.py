@@ -6,25 +6,42 @@ fastrnn stores one layer and direction as PyTorch does: ``w_ih`` (G*H, I), ``w_h
 peepholes ``w_ph`` (3*H,) are stacked i, f, o.
 """
 
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._cells import CELLS, GATES
 from .._checks import flag, shaped
 from .._checks import float_array as array
+from .._typing import FloatArray
 from ..layers import is_recurrent
+
+#: One direction's weights by functional-core key (w_ih, w_hh, b_ih, b_hh, w_hr, w_ph), None where
+#: absent.
+Weights = dict[str, "FloatArray | None"]
+#: A direction's weights as a caller gives them: arrays (or None) by functional-core key.
+WeightsIn = Mapping[str, "ArrayLike | None"]
+# (w_ih, w_hh, b_ih, b_hh, w_ph, H, I), as direction() checks them
+Direction = tuple[
+    FloatArray, FloatArray, "FloatArray | None", "FloatArray | None", "FloatArray | None", int, int
+]
 
 # The keys of one direction's weights, as the functional core names them.
 DIRECTION_KEYS = ("w_ih", "w_hh", "b_ih", "b_hh", "w_hr", "w_ph")
 
 
-def gates(cell):
+def gates(cell: object) -> int:
     """G, the number of gates of ``cell``."""
     if not isinstance(cell, str) or cell not in GATES:
         raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
     return GATES[cell]
 
 
-def matrix(name, a, G, cell, transposed=False, dtype=None):
+def matrix(
+    name: str, a: ArrayLike, G: int, cell: str, transposed: bool = False, dtype: np.dtype[Any] | None = None
+) -> tuple[FloatArray, int, int]:
     """A (G*H, I) matrix (or (I, G*H) when ``transposed``) with H >= 1; returns (arr, H, I)."""
     arr = array(name, a, dtype)
     want = f"(I, {G}*H)" if transposed else f"({G}*H, I)"
@@ -36,32 +53,34 @@ def matrix(name, a, G, cell, transposed=False, dtype=None):
     return arr, rows // G, cols
 
 
-def new(a, dtype):
+def new(a: ArrayLike, dtype: np.dtype[Any]) -> FloatArray:
     """A fresh C-contiguous copy (outputs never alias the caller's arrays)."""
     return np.array(a, dtype=dtype, order="C", copy=True)
 
 
-def permute(a, order, G):
+def permute(a: FloatArray, order: Sequence[int], G: int) -> FloatArray:
     """Reorders the G gate blocks along axis 0 of ``a`` (G*H, ...): block k of the result is a's
     block order[k]."""
     H = a.shape[0] // G
     return a.reshape((G, H) + a.shape[1:])[list(order)].reshape(a.shape)
 
 
-def inverse(order):
+def inverse(order: Sequence[int]) -> tuple[int, ...]:
     inv = [0] * len(order)
     for k, j in enumerate(order):
         inv[j] = k
     return tuple(inv)
 
 
-def layer_index(layer):
+def layer_index(layer: object) -> int:
     if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or layer < 0:
         raise ValueError(f"layer must be a non-negative int, got {layer!r}")
     return int(layer)
 
 
-def direction(cell, G, name, d, dtype=None):
+def direction(
+    cell: str, G: int, name: str, d: Mapping[str, Any], dtype: np.dtype[Any] | None = None
+) -> Direction:
     """Validates one direction's PyTorch-layout weights; returns (w_ih, w_hh, b_ih, b_hh, w_ph, H, I),
     with w_ph None when absent."""
     w_ih, H, I = matrix(f"{name}w_ih", d["w_ih"], G, cell, dtype=dtype)
@@ -71,15 +90,15 @@ def direction(cell, G, name, d, dtype=None):
         None if d.get(k) is None else shaped(f"{name}{k}", d[k], (G * H,), ("G*H",), dtype)
         for k in ("b_ih", "b_hh")
     )
-    w_ph = d.get("w_ph")
-    if w_ph is not None:
+    w_ph = None
+    if d.get("w_ph") is not None:
         if cell != "lstm":
             raise ValueError(f"{name}w_ph (peepholes) is an LSTM weight; got it for cell {cell!r}")
-        w_ph = shaped(f"{name}w_ph", w_ph, (3 * H,), ("3*H",), dtype)
+        w_ph = shaped(f"{name}w_ph", d["w_ph"], (3 * H,), ("3*H",), dtype)
     return w_ih, w_hh, b_ih, b_hh, w_ph, H, I
 
 
-def no_projection(w_hr, fmt):
+def no_projection(w_hr: object, fmt: str) -> None:
     if w_hr is not None:
         raise ValueError(
             f"an LSTM with a projection (w_hr, proj_size > 0) cannot be converted to "
@@ -97,7 +116,7 @@ RESET_AFTER = (
 )
 
 
-def reset_after(cell, value, what):
+def reset_after(cell: str, value: object, what: str) -> bool | None:
     """A GRU's reset_after, which the caller must give (True or False): the two formulations have
     the same weight shapes, so the weights cannot say which they are. None for the other cells,
     which must not be given one."""
@@ -117,7 +136,7 @@ def reset_after(cell, value, what):
 # state_dict names
 
 
-def names(layer, reverse):
+def names(layer: int, reverse: bool) -> dict[str, str]:
     """Functional-core key -> PyTorch state_dict name for one layer and direction."""
     s = f"_l{layer}" + ("_reverse" if reverse else "")
     return {
@@ -130,14 +149,16 @@ def names(layer, reverse):
     }
 
 
-def source(cell, state_dict, given_reset_after):
+def source(
+    cell: str, state_dict: object, given_reset_after: bool | None
+) -> tuple[Mapping[str, Any], bool | None]:
     """(state_dict, reset_after) from a state_dict mapping or a fastrnn RNN/LSTM/GRU layer; a layer
     brings its own reset_after (a GRU's), which a given one must agree with."""
     if is_recurrent(state_dict):
-        layer = state_dict
+        layer: Any = state_dict
         if layer.cell != cell:
             raise ValueError(f"cell is {cell!r} but the layer given runs cell {layer.cell!r}")
-        own = layer.reset_after if cell == "gru" else None
+        own: bool | None = layer.reset_after if cell == "gru" else None
         if (
             given_reset_after is not None
             and own is not None
@@ -152,10 +173,10 @@ def source(cell, state_dict, given_reset_after):
             "state_dict must be a mapping of names to arrays or a fastrnn RNN/LSTM/GRU layer, "
             f"got {type(state_dict).__name__}"
         )
-    return state_dict, given_reset_after
+    return cast(Mapping[str, Any], state_dict), given_reset_after  # a mapping (checked above)
 
 
-def from_state_dict(state_dict, layer, reverse):
+def from_state_dict(state_dict: Mapping[str, Any], layer: int, reverse: bool) -> dict[str, Any]:
     """One direction's weights (functional-core keys, None where absent) from a state_dict."""
     keys = names(layer, reverse)
     for k in ("w_ih", "w_hh"):
@@ -167,7 +188,9 @@ def from_state_dict(state_dict, layer, reverse):
     return {k: state_dict[n] if n in state_dict else None for k, n in keys.items()}
 
 
-def to_state_dict(weights, layer, reverse):
+def to_state_dict(
+    weights: Mapping[str, FloatArray | None], layer: int, reverse: bool
+) -> dict[str, FloatArray]:
     """One direction's weights as state_dict entries (None values left out)."""
     keys = names(layer, reverse)
     return {keys[k]: v for k, v in weights.items() if v is not None}

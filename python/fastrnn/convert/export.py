@@ -7,8 +7,11 @@ layer transposes its input to time-major and its output back, as fastrnn does in
 """
 
 import os
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._checks import flag, integer
 from ..layers import LSTM, is_recurrent
@@ -16,21 +19,27 @@ from ..linear import Embedding, Linear
 from ..sequential import Sequential
 from .onnx_weights import state_dict_to_onnx
 
+if TYPE_CHECKING:  # onnx is optional: imported when export_onnx runs
+    import onnx
+
+# (output name, rows, H) of a recurrent layer's final state
+_Final = tuple[str, int, int]
+
 DEFAULT_OPSET = 17
 MIN_OPSET = 9  # IR 4: initializers need not be graph inputs; every operator used exists unchanged
 
 
-def _chain(model):
+def _chain(model: object) -> list[tuple[str, Any]]:
     """[(name prefix, layer)] in order, nested Sequentials flattened (prefixes as in state_dict)."""
     if isinstance(model, Sequential):
-        out = []
+        out: list[tuple[str, Any]] = []
         for i, layer in enumerate(model):
             out += [(f"{i}.{prefix}", inner) for prefix, inner in _chain(layer)]
         return out
     return [("", model)]
 
 
-def _check_chain(chain):
+def _check_chain(chain: list[tuple[str, Any]]) -> None:
     """Refuses what the export cannot express exactly, naming the layer."""
     if not chain:
         raise ValueError("export_onnx: the Sequential has no layers")
@@ -65,10 +74,10 @@ def _check_chain(chain):
             )
 
 
-def _opset(opset, onnx):
+def _opset(opset: int | None, onnx: ModuleType) -> int:
     if opset is None:
         return DEFAULT_OPSET
-    top = onnx.defs.onnx_opset_version()
+    top: int = onnx.defs.onnx_opset_version()
     opset = integer("opset", opset, MIN_OPSET)
     if opset > top:
         raise ValueError(f"opset must be at most {top} (the newest this onnx knows), got {opset}")
@@ -78,25 +87,27 @@ def _opset(opset, onnx):
 class _Graph:
     """The nodes and initializers being built, with the helpers that add them."""
 
-    def __init__(self, onnx, dtype):
+    def __init__(self, onnx: ModuleType, dtype: np.dtype[Any]) -> None:
         self.onnx = onnx
-        self.nodes, self.initializers = [], []
-        self.elem_type = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+        self.nodes: list[Any] = []  # onnx NodeProtos
+        self.initializers: list[Any] = []  # onnx TensorProtos
+        self.elem_type: int = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
 
-    def const(self, name, value):
+    def const(self, name: str, value: ArrayLike) -> str:
         self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
-    def node(self, op, inputs, outputs, name, **attributes):
+    def node(self, op: str, inputs: list[str], outputs: list[str], name: str, **attributes: Any) -> str:
+        """Adds a node; returns the name of its first output."""
         self.nodes.append(self.onnx.helper.make_node(op, inputs, outputs, name=name, **attributes))
-        return outputs[0] if len(outputs) == 1 else outputs
+        return outputs[0]
 
-    def transpose_tb(self, x, name):
+    def transpose_tb(self, x: str, name: str) -> str:
         """(T, B, F) <-> (B, T, F)."""
         return self.node("Transpose", [x], [name], name, perm=[1, 0, 2])
 
 
-def _linear(g, prefix, layer, x):
+def _linear(g: _Graph, prefix: str, layer: Linear, x: str) -> str:
     params = layer.state_dict()
     y = g.node(
         "MatMul",
@@ -109,12 +120,12 @@ def _linear(g, prefix, layer, x):
     return y
 
 
-def _recurrent(g, prefix, layer, x, lengths):
+def _recurrent(g: _Graph, prefix: str, layer: Any, x: str, lengths: str | None) -> tuple[str, list[_Final]]:
     """The layer's output (layer's own layout) and its final states [h_n (, c_n)] (D*L, B, H)."""
     if layer.batch_first:
         x = g.transpose_tb(x, f"{prefix}input_time_major")
     D, H = layer.num_directions, layer.hidden_size
-    states = {"h": [], "c": []}
+    states: dict[str, list[str]] = {"h": [], "c": []}
     out_shape = g.const(f"{prefix}output_shape", np.array([0, 0, D * H], np.int64))  # 0: keep T, B
     for k in range(layer.num_layers):
         conv = state_dict_to_onnx(layer.cell, layer, layer=k)
@@ -141,7 +152,9 @@ def _recurrent(g, prefix, layer, x, lengths):
     return x, finals
 
 
-def export_onnx(model, path, opset=None, *, lengths=False):
+def export_onnx(
+    model: object, path: str | os.PathLike[str], opset: int | None = None, *, lengths: bool = False
+) -> "onnx.ModelProto":
     """Writes ``model`` (a fastrnn Embedding / Linear / RNN / LSTM / GRU, or a Sequential of them) to
     ``path`` as one ONNX model computing what ``model`` computes in eval mode (no dropout; zero
     initial states), and returns the ``onnx.ModelProto``. Needs the ``onnx`` package (the ``onnx``
@@ -171,12 +184,12 @@ def export_onnx(model, path, opset=None, *, lengths=False):
         ) from e
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    opset = _opset(opset, onnx)
-    lengths = flag("lengths", lengths)
+    version = _opset(opset, onnx)
+    with_lengths = flag("lengths", lengths)
     chain = _chain(model)
     _check_chain(chain)
     recurrent = [layer for _, layer in chain if is_recurrent(layer)]
-    if lengths and not recurrent:
+    if with_lengths and not recurrent:
         raise ValueError("export_onnx: lengths=True needs a recurrent layer (RNN, LSTM or GRU) in the model")
 
     helper, TensorProto = onnx.helper, onnx.TensorProto
@@ -189,11 +202,12 @@ def export_onnx(model, path, opset=None, *, lengths=False):
         helper.make_tensor_value_info("input", TensorProto.INT64 if ids else g.elem_type, axes + in_features)
     ]
     seq_lens = None
-    if lengths:
+    if with_lengths:
         inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT64, ["batch"]))
         seq_lens = g.node("Cast", ["lengths"], ["lengths_int32"], "lengths_Cast", to=TensorProto.INT32)
 
-    x, features, finals = "input", None, []
+    x, features = "input", None
+    finals: list[_Final] = []
     for prefix, layer in chain:
         if isinstance(layer, Embedding):
             weight = g.const(f"{prefix}weight", layer.state_dict()["weight"])
@@ -210,7 +224,7 @@ def export_onnx(model, path, opset=None, *, lengths=False):
     outputs += [helper.make_tensor_value_info(n, g.elem_type, [rows, "batch", H]) for n, rows, H in finals]
 
     graph = helper.make_graph(g.nodes, "fastrnn", inputs, outputs, g.initializers)
-    opsets = [helper.make_opsetid("", opset)]
+    opsets = [helper.make_opsetid("", version)]
     proto = helper.make_model(
         graph,
         opset_imports=opsets,

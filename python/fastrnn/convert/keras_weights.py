@@ -6,17 +6,22 @@ GRU have one bias (G*H,), where PyTorch has two that add; its ``reset_after=True
 (2, 3*H) = [input bias, recurrent bias].
 """
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._checks import flag, shaped
 from .._checks import float_array as array
+from .._typing import FloatArray
 from . import _layout as L
 
 # ORDER[k] is the PyTorch gate index stored at Keras's gate position k.
 ORDER = {"rnn_tanh": (0,), "rnn_relu": (0,), "lstm": (0, 1, 2, 3), "gru": (1, 0, 2)}
 
 
-def _no_peepholes(w_ph, dtype):
+def _no_peepholes(w_ph: ArrayLike | None, dtype: np.dtype[Any]) -> None:
     if w_ph is not None and np.any(array("w_ph", w_ph, dtype)):
         raise ValueError(
             "an LSTM with peepholes (nonzero w_ph, peepholes=True) cannot be converted to Keras: "
@@ -24,7 +29,17 @@ def _no_peepholes(w_ph, dtype):
         )
 
 
-def to_keras(cell, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, w_ph=None, *, reset_after=None):
+def to_keras(
+    cell: str,
+    w_ih: ArrayLike,
+    w_hh: ArrayLike,
+    b_ih: ArrayLike | None = None,
+    b_hh: ArrayLike | None = None,
+    w_hr: ArrayLike | None = None,
+    w_ph: ArrayLike | None = None,
+    *,
+    reset_after: bool | None = None,
+) -> L.Weights:
     """Keras SimpleRNN/LSTM/GRU weights for one direction from fastrnn's (PyTorch-layout) weights.
 
     Returns a dict with ``kernel`` (I, G*H), ``recurrent_kernel`` (H, G*H) and ``bias`` in Keras's
@@ -39,34 +54,34 @@ def to_keras(cell, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None, w_ph=None, *, re
     G = L.gates(cell)
     reset_after = L.reset_after(cell, reset_after, "to_keras")
     L.no_projection(w_hr, "Keras")
-    w_ih, w_hh, b_ih, b_hh, _, H, _ = L.direction(
+    kernel, recurrent, bi, bh, _, H, _ = L.direction(
         cell, G, "", {"w_ih": w_ih, "w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh}
     )
-    dtype = w_ih.dtype
+    dtype = kernel.dtype
     _no_peepholes(w_ph, dtype)
     order = ORDER[cell]
     bias = None
-    if b_ih is not None or b_hh is not None:
+    if bi is not None or bh is not None:
         zeros = np.zeros(G * H, dtype)
-        b_ih = zeros if b_ih is None else b_ih
-        b_hh = zeros if b_hh is None else b_hh
+        bi = zeros if bi is None else bi
+        bh = zeros if bh is None else bh
         if reset_after:
-            bias = np.stack([L.permute(b_ih, order, G), L.permute(b_hh, order, G)])
+            bias = np.stack([L.permute(bi, order, G), L.permute(bh, order, G)])
         else:
-            bias = L.permute(b_ih + b_hh, order, G)
+            bias = L.permute(bi + bh, order, G)
     return {
-        "kernel": L.new(L.permute(w_ih, order, G).T, dtype),
-        "recurrent_kernel": L.new(L.permute(w_hh, order, G).T, dtype),
+        "kernel": L.new(L.permute(kernel, order, G).T, dtype),
+        "recurrent_kernel": L.new(L.permute(recurrent, order, G).T, dtype),
         "bias": None if bias is None else L.new(bias, dtype),
     }
 
 
-def _gru_reset_after(bias, reset_after, H):
+def _gru_reset_after(bias: FloatArray | None, reset_after: bool | None, H: int) -> bool | None:
     """A Keras GRU's reset_after: told by the bias's shape where there is a bias (a given value must
     agree), else it must be given."""
     if bias is None:
         return L.reset_after("gru", reset_after, "from_keras without a bias (use_bias=False)")
-    shapes = {(2, 3 * H): True, (3 * H,): False}
+    shapes: dict[tuple[int, ...], bool] = {(2, 3 * H): True, (3 * H,): False}
     if bias.shape not in shapes:
         raise ValueError(
             f"bias must have shape (rows=2, 3*H={3 * H}) (reset_after=True) or (3*H={3 * H},) "
@@ -81,7 +96,14 @@ def _gru_reset_after(bias, reset_after, H):
     return told
 
 
-def from_keras(cell, kernel, recurrent_kernel, bias=None, *, reset_after=None):
+def from_keras(
+    cell: str,
+    kernel: ArrayLike,
+    recurrent_kernel: ArrayLike,
+    bias: ArrayLike | None = None,
+    *,
+    reset_after: bool | None = None,
+) -> L.Weights:
     """fastrnn (PyTorch-layout) weights for one direction from a Keras SimpleRNN/LSTM/GRU layer.
 
     ``kernel`` (I, G*H), ``recurrent_kernel`` (H, G*H), ``bias`` (G*H,) for SimpleRNN/LSTM, (2, 3*H)
@@ -97,49 +119,62 @@ def from_keras(cell, kernel, recurrent_kernel, bias=None, *, reset_after=None):
     G = L.gates(cell)
     if cell != "gru":
         L.reset_after(cell, reset_after, "from_keras")
-    kernel, H, _ = L.matrix("kernel", kernel, G, cell, transposed=True)
-    dtype = kernel.dtype
-    recurrent_kernel = shaped("recurrent_kernel", recurrent_kernel, (H, G * H), ("H", "G*H"), dtype)
-    if bias is not None:
-        bias = array("bias", bias, dtype)
-    two_biases = cell == "gru" and _gru_reset_after(bias, reset_after, H)
+    k, H, _ = L.matrix("kernel", kernel, G, cell, transposed=True)
+    dtype = k.dtype
+    rk = shaped("recurrent_kernel", recurrent_kernel, (H, G * H), ("H", "G*H"), dtype)
+    b = None if bias is None else array("bias", bias, dtype)
+    two_biases = cell == "gru" and _gru_reset_after(b, reset_after, H)
     back = L.inverse(ORDER[cell])
-    out = {
-        "w_ih": L.new(L.permute(kernel.T, back, G), dtype),
-        "w_hh": L.new(L.permute(recurrent_kernel.T, back, G), dtype),
+    out: L.Weights = {
+        "w_ih": L.new(L.permute(k.T, back, G), dtype),
+        "w_hh": L.new(L.permute(rk.T, back, G), dtype),
         "b_ih": None,
         "b_hh": None,
     }
-    if bias is None:
+    if b is None:
         return out
     if two_biases:
-        out["b_ih"] = L.new(L.permute(bias[0], back, G), dtype)
-        out["b_hh"] = L.new(L.permute(bias[1], back, G), dtype)
+        out["b_ih"] = L.new(L.permute(b[0], back, G), dtype)
+        out["b_hh"] = L.new(L.permute(b[1], back, G), dtype)
     else:
-        bias = shaped("bias", bias, (G * H,), ("G*H",), dtype)
-        out["b_ih"] = L.new(L.permute(bias, back, G), dtype)
+        b = shaped("bias", b, (G * H,), ("G*H",), dtype)
+        out["b_ih"] = L.new(L.permute(b, back, G), dtype)
         out["b_hh"] = np.zeros(G * H, dtype)
     return out
 
 
-def state_dict_to_keras(cell, state_dict, layer=0, reverse=False, *, reset_after=None):
+def state_dict_to_keras(
+    cell: str,
+    state_dict: Mapping[str, ArrayLike] | Any,
+    layer: int = 0,
+    reverse: bool = False,
+    *,
+    reset_after: bool | None = None,
+) -> L.Weights:
     """to_keras() for one layer and direction of a fastrnn or PyTorch ``state_dict``, or of a fastrnn
     RNN/LSTM/GRU layer given in its place (then a GRU's ``reset_after`` comes from the layer; for a
     plain state_dict of a GRU it must be given). For a bidirectional layer, ``reverse=True`` gives the
     weights of Keras ``Bidirectional``'s ``backward_layer``."""
-    layer = L.layer_index(layer)
-    reverse = flag("reverse", reverse)
+    index = L.layer_index(layer)
+    backwards = flag("reverse", reverse)
     L.gates(cell)
-    state_dict, reset_after = L.source(cell, state_dict, reset_after)
-    return to_keras(cell, **L.from_state_dict(state_dict, layer, reverse), reset_after=reset_after)
+    weights, formulation = L.source(cell, state_dict, reset_after)
+    return to_keras(cell, **L.from_state_dict(weights, index, backwards), reset_after=formulation)
 
 
 def keras_to_state_dict(
-    cell, kernel, recurrent_kernel, bias=None, *, layer=0, reverse=False, reset_after=None
-):
+    cell: str,
+    kernel: ArrayLike,
+    recurrent_kernel: ArrayLike,
+    bias: ArrayLike | None = None,
+    *,
+    layer: int = 0,
+    reverse: bool = False,
+    reset_after: bool | None = None,
+) -> dict[str, FloatArray]:
     """from_keras() as ``state_dict`` entries for layer ``layer`` (``weight_ih_l{layer}``, ...,
     with ``_reverse`` when ``reverse``); bias entries are left out when ``bias`` is None."""
-    layer = L.layer_index(layer)
-    reverse = flag("reverse", reverse)
+    index = L.layer_index(layer)
+    backwards = flag("reverse", reverse)
     weights = from_keras(cell, kernel, recurrent_kernel, bias, reset_after=reset_after)
-    return L.to_state_dict(weights, layer, reverse)
+    return L.to_state_dict(weights, index, backwards)

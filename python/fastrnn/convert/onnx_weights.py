@@ -5,9 +5,14 @@ ONNX keeps one node's directions stacked: ``W`` (D, G*H, I), ``R`` (D, G*H, H), 
 i, o, f, c (LSTM), z, r, h (GRU), peepholes i, o, f.
 """
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._checks import float_array, shaped
+from .._typing import FloatArray
 from . import _layout as L
 
 # ORDER[k] is the PyTorch gate index stored at ONNX's gate position k.
@@ -22,7 +27,14 @@ ACTIVATIONS = {
 }
 
 
-def _stack_optional(parts, keys, order, blocks, H, dtype):
+def _stack_optional(
+    parts: list[dict[str, Any]],
+    keys: Sequence[str],
+    order: Sequence[int],
+    blocks: int,
+    H: int,
+    dtype: np.dtype[Any],
+) -> FloatArray | None:
     """(D, len(keys)*blocks*H): each part's optional vectors ``keys`` (blocks*H long, gate blocks
     reordered by ``order``; a missing one counts as zeros), concatenated; None when all are missing."""
     if all(p[k] is None for p in parts for k in keys):
@@ -36,7 +48,13 @@ def _stack_optional(parts, keys, order, blocks, H, dtype):
     )
 
 
-def to_onnx(cell, forward, reverse=None, *, reset_after=None):
+def to_onnx(
+    cell: str,
+    forward: L.WeightsIn,
+    reverse: L.WeightsIn | None = None,
+    *,
+    reset_after: bool | None = None,
+) -> dict[str, Any]:
     """ONNX RNN/LSTM/GRU weights for one layer from fastrnn's (PyTorch-layout) weights.
 
     ``forward`` (and ``reverse`` for a bidirectional layer) are dicts with keys ``w_ih`` (G*H, I),
@@ -54,7 +72,7 @@ def to_onnx(cell, forward, reverse=None, *, reset_after=None):
     G = L.gates(cell)
     reset_after = L.reset_after(cell, reset_after, "to_onnx")
     dirs = [("forward", forward)] + ([] if reverse is None else [("reverse", reverse)])
-    parts = []
+    parts: list[dict[str, Any]] = []
     for label, d in dirs:
         if not isinstance(d, dict):
             raise TypeError(
@@ -82,15 +100,25 @@ def to_onnx(cell, forward, reverse=None, *, reset_after=None):
     R = np.stack([L.permute(p["w_hh"], order, G) for p in parts])
     B = _stack_optional(parts, ("b_ih", "b_hh"), order, G, H, dtype)
     P = _stack_optional(parts, ("w_ph",), PEEPHOLE_ORDER, 3, H, dtype)
-    attributes = {"hidden_size": H, "direction": "forward" if len(parts) == 1 else "bidirectional"}
+    attributes: dict[str, Any] = {
+        "hidden_size": H,
+        "direction": "forward" if len(parts) == 1 else "bidirectional",
+    }
     if G == 1:
         attributes["activations"] = list(ACTIVATIONS[cell]) * len(parts)
     if cell == "gru":
-        attributes["linear_before_reset"] = int(reset_after)
+        attributes["linear_before_reset"] = 1 if reset_after else 0  # a GRU's is True or False
     return {"W": W, "R": R, "B": B, "P": P, "op_type": OP_TYPE[cell], "attributes": attributes}
 
 
-def _check_attributes(cell, D, linear_before_reset, activations, clip, input_forget):
+def _check_attributes(
+    cell: str,
+    D: int,
+    linear_before_reset: int | None,
+    activations: Sequence[str | bytes] | None,
+    clip: float | None,
+    input_forget: int | None,
+) -> bool | None:
     """The node's attributes against what maps exactly; returns the GRU's reset_after (else None)."""
     reset_after = None
     if cell == "gru":
@@ -129,8 +157,17 @@ def _check_attributes(cell, D, linear_before_reset, activations, clip, input_for
 
 
 def from_onnx(
-    cell, W, R, B=None, P=None, *, linear_before_reset=None, activations=None, clip=None, input_forget=0
-):
+    cell: str,
+    W: ArrayLike,
+    R: ArrayLike,
+    B: ArrayLike | None = None,
+    P: ArrayLike | None = None,
+    *,
+    linear_before_reset: int | None = None,
+    activations: Sequence[str | bytes] | None = None,
+    clip: float | None = None,
+    input_forget: int | None = 0,
+) -> list[L.Weights]:
     """fastrnn (PyTorch-layout) weights from an ONNX RNN/LSTM/GRU node's weight tensors.
 
     ``W`` (D, G*H, I), ``R`` (D, G*H, H), ``B`` (D, 2*G*H) or None, and for ``lstm`` the peepholes
@@ -147,77 +184,79 @@ def from_onnx(
     ``direction="reverse"`` (D == 1) gives the weights of a fastrnn ``reverse=True`` run.
     """
     G = L.gates(cell)
-    W = float_array("W", W)
-    dtype = W.dtype
-    if W.ndim != 3 or W.shape[0] not in (1, 2) or W.shape[1] == 0 or W.shape[1] % G:
+    w = float_array("W", W)
+    dtype = w.dtype
+    if w.ndim != 3 or w.shape[0] not in (1, 2) or w.shape[1] == 0 or w.shape[1] % G:
         raise ValueError(
             f"W must have shape (num_directions in (1, 2), {G}*H, I) with H >= 1 for "
-            f"cell {cell!r}, got {W.shape}"
+            f"cell {cell!r}, got {w.shape}"
         )
-    D, GH, _ = W.shape
+    D, GH, _ = w.shape
     H = GH // G
-    R = shaped("R", R, (D, GH, H), ("num_directions", "G*H", "H"), dtype)
-    if B is not None:
-        B = shaped("B", B, (D, 2 * GH), ("num_directions", "2*G*H"), dtype)
+    r = shaped("R", R, (D, GH, H), ("num_directions", "G*H", "H"), dtype)
+    b = None if B is None else shaped("B", B, (D, 2 * GH), ("num_directions", "2*G*H"), dtype)
+    p = None
     if P is not None:
         if cell != "lstm":
             raise ValueError(f"P (peepholes) is an LSTM input; got P for cell {cell!r}")
-        P = shaped("P", P, (D, 3 * H), ("num_directions", "3*H"), dtype)
-        if not np.any(P):
-            P = None
+        p = shaped("P", P, (D, 3 * H), ("num_directions", "3*H"), dtype)
+        if not np.any(p):
+            p = None
     _check_attributes(cell, D, linear_before_reset, activations, clip, input_forget)
     back = L.inverse(ORDER[cell])
     out = []
     for d in range(D):
-        entry = {
-            "w_ih": L.new(L.permute(W[d], back, G), dtype),
-            "w_hh": L.new(L.permute(R[d], back, G), dtype),
+        entry: L.Weights = {
+            "w_ih": L.new(L.permute(w[d], back, G), dtype),
+            "w_hh": L.new(L.permute(r[d], back, G), dtype),
             "b_ih": None,
             "b_hh": None,
         }
-        if B is not None:
-            entry["b_ih"] = L.new(L.permute(B[d, :GH], back, G), dtype)
-            entry["b_hh"] = L.new(L.permute(B[d, GH:], back, G), dtype)
+        if b is not None:
+            entry["b_ih"] = L.new(L.permute(b[d, :GH], back, G), dtype)
+            entry["b_hh"] = L.new(L.permute(b[d, GH:], back, G), dtype)
         if cell == "lstm":
-            entry["w_ph"] = None if P is None else L.new(L.permute(P[d], L.inverse(PEEPHOLE_ORDER), 3), dtype)
+            entry["w_ph"] = None if p is None else L.new(L.permute(p[d], L.inverse(PEEPHOLE_ORDER), 3), dtype)
         out.append(entry)
     return out
 
 
-def state_dict_to_onnx(cell, state_dict, layer=0, *, reset_after=None):
+def state_dict_to_onnx(
+    cell: str, state_dict: Mapping[str, ArrayLike] | Any, layer: int = 0, *, reset_after: bool | None = None
+) -> dict[str, Any]:
     """to_onnx() for layer ``layer`` of a fastrnn or PyTorch ``state_dict`` (keys ``weight_ih_l0``,
     ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0``, ``weight_ph_l0``, ``..._reverse``); the layer is
     bidirectional when ``weight_ih_l{layer}_reverse`` is present. ``state_dict`` may also be a fastrnn
     RNN/LSTM/GRU layer: then a GRU's ``reset_after`` comes from the layer (for a plain state_dict of a
     GRU it must be given). Layers above the first take the previous layer's output (D*H features) as
     their input, as in ONNX graphs that chain nodes."""
-    layer = L.layer_index(layer)
+    index = L.layer_index(layer)
     L.gates(cell)
-    state_dict, reset_after = L.source(cell, state_dict, reset_after)
-    forward = L.from_state_dict(state_dict, layer, False)
-    has_reverse = L.names(layer, True)["w_ih"] in state_dict
-    reverse = L.from_state_dict(state_dict, layer, True) if has_reverse else None
-    return to_onnx(cell, forward, reverse, reset_after=reset_after)
+    weights, formulation = L.source(cell, state_dict, reset_after)
+    forward = L.from_state_dict(weights, index, False)
+    has_reverse = L.names(index, True)["w_ih"] in weights
+    reverse = L.from_state_dict(weights, index, True) if has_reverse else None
+    return to_onnx(cell, forward, reverse, reset_after=formulation)
 
 
 def onnx_to_state_dict(
-    cell,
-    W,
-    R,
-    B=None,
-    P=None,
+    cell: str,
+    W: ArrayLike,
+    R: ArrayLike,
+    B: ArrayLike | None = None,
+    P: ArrayLike | None = None,
     *,
-    layer=0,
-    linear_before_reset=None,
-    activations=None,
-    clip=None,
-    input_forget=0,
-):
+    layer: int = 0,
+    linear_before_reset: int | None = None,
+    activations: Sequence[str | bytes] | None = None,
+    clip: float | None = None,
+    input_forget: int | None = 0,
+) -> dict[str, FloatArray]:
     """from_onnx() as ``state_dict`` entries for layer ``layer`` (``weight_ih_l{layer}``, ...,
     ``weight_ph_l{layer}`` for peepholes, ``..._reverse`` when D == 2); bias and peephole entries are
     left out when absent. Merge the dicts of every layer and pass them to ``load_state_dict`` of a
     layer built to match (``GRU(reset_after=linear_before_reset == 1)``, ``LSTM(peepholes=...)``)."""
-    layer = L.layer_index(layer)
+    index = L.layer_index(layer)
     dirs = from_onnx(
         cell,
         W,
@@ -229,7 +268,7 @@ def onnx_to_state_dict(
         clip=clip,
         input_forget=input_forget,
     )
-    out = {}
+    out: dict[str, FloatArray] = {}
     for d, weights in enumerate(dirs):
-        out.update(L.to_state_dict(weights, layer, d == 1))
+        out.update(L.to_state_dict(weights, index, d == 1))
     return out
