@@ -372,12 +372,13 @@ class SGD(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """Adagrad (``torch.optim.Adagrad``)::
+    """Adagrad (``torch.optim.Adagrad``): per element, a learning rate that shrinks with the sum of
+    the squared gradients so far::
 
-    g = grad + weight_decay * w
-    clr = lr / (1 + (step - 1) * lr_decay)
-    sum += g * g                      # sum starts at initial_accumulator_value
-    w -= clr * g / (sqrt(sum) + eps)
+        g = grad + weight_decay * w
+        clr = lr / (1 + (step - 1) * lr_decay)
+        sum += g * g                      # sum starts at initial_accumulator_value
+        w -= clr * g / (sqrt(sum) + eps)
     """
 
     _HYPER = {
@@ -429,15 +430,16 @@ class Adagrad(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """RMSprop, optionally centered and with momentum (``torch.optim.RMSprop``)::
+    """RMSprop, optionally centered and with momentum (``torch.optim.RMSprop``): per element, the
+    gradient scaled by a running root mean square of the gradients::
 
-    g = grad + weight_decay * w
-    square_avg = alpha * square_avg + (1 - alpha) * g * g
-    if centered: grad_avg = alpha * grad_avg + (1 - alpha) * g
-                 avg = sqrt(square_avg - grad_avg**2) + eps
-    else:        avg = sqrt(square_avg) + eps
-    if momentum > 0: buf = momentum * buf + g / avg; w -= lr * buf
-    else:            w -= lr * g / avg
+        g = grad + weight_decay * w
+        square_avg = alpha * square_avg + (1 - alpha) * g * g
+        if centered: grad_avg = alpha * grad_avg + (1 - alpha) * g
+                     avg = sqrt(square_avg - grad_avg**2) + eps
+        else:        avg = sqrt(square_avg) + eps
+        if momentum > 0: buf = momentum * buf + g / avg; w -= lr * buf
+        else:            w -= lr * g / avg
     """
 
     _HYPER = {
@@ -508,13 +510,14 @@ class RMSprop(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam, optionally AMSGrad, with L2 weight decay added to the gradient (``torch.optim.Adam``)::
+    """Adam, optionally AMSGrad, with L2 weight decay added to the gradient (``torch.optim.Adam``):
+    bias-corrected running means of the gradient and of its square::
 
-    g = grad + weight_decay * w
-    m = beta1 * m + (1 - beta1) * g
-    v = beta2 * v + (1 - beta2) * g * g
-    v_max = max(v_max, v) (amsgrad; then v_max replaces v below)
-    w -= lr / (1 - beta1**step) * m / (sqrt(v) / sqrt(1 - beta2**step) + eps)
+        g = grad + weight_decay * w
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        v_max = max(v_max, v) (amsgrad; then v_max replaces v below)
+        w -= lr / (1 - beta1**step) * m / (sqrt(v) / sqrt(1 - beta2**step) + eps)
     """
 
     _HYPER = {

@@ -37,7 +37,7 @@ def _flatten(model: Any) -> list[Any]:
 
 
 class Sequential:
-    """Sequential(*layers): ``model(x)`` runs the layers in order, ``model.backward(dy)`` in reverse.
+    """``Sequential(*layers)``: ``model(x)`` runs the layers in order, ``model.backward(dy)`` in reverse.
 
     Each layer must follow the fastrnn layer conventions (RNN, LSTM, GRU, Linear, Embedding, another
     Sequential, or anything with the same methods). Recurrent layers run on their own backend.

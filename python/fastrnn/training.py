@@ -303,19 +303,28 @@ def train(
 ) -> TrainResult:
     """Trains ``model`` on one long sequence with truncated BPTT; returns a ``TrainResult``.
 
-    model: a ``fastrnn.Sequential`` (e.g. Embedding -> LSTM -> Linear) or a single RNN/LSTM/GRU
-      layer, time-major or batch_first (the chunks are laid out to match).
-    inputs, targets: (N, ...) aligned along axis 0; integer targets default to ``loss="cross_entropy"``,
-      float ones to ``"mse"``; ``loss`` may also be a callable (pred, target) -> (loss, dpred).
-    optimizer: a ``fastrnn.optim`` optimizer over ``model.parameters()`` (default Adam, lr=1e-3).
-    epochs, bptt, batch_size: passes over the data, chunk length, number of streams.
-    clip: max gradient norm (``clip_grad_norm``), or None for no clipping.
-    max_steps, max_seconds: stop earlier (whichever comes first).
-    eval_data: (inputs, targets) held out; eval_every: steps between evaluations (default: once per
-      epoch); checkpoint: path to keep the best model in; extra: a dict stored in the checkpoint's
-      ``extra`` (e.g. a vocabulary) beside the "train" entry this function adds (step, loss).
-    progress: show progress (tqdm if installed); log_every: steps between lines without tqdm.
-    callback: called as ``callback(step, loss)`` after every step; returning True stops training.
+    Args:
+        model: a ``fastrnn.Sequential`` (e.g. Embedding -> LSTM -> Linear) or a single RNN/LSTM/GRU
+            layer, time-major or batch_first (the chunks are laid out to match).
+        inputs: (N, ...), aligned with ``targets`` along axis 0.
+        targets: (N, ...); integer targets default to ``loss="cross_entropy"``, float ones to
+            ``"mse"``.
+        loss: ``"cross_entropy"``, ``"mse"`` or a callable (pred, target) -> (loss, dpred).
+        optimizer: a ``fastrnn.optim`` optimizer over ``model.parameters()`` (default Adam, lr=1e-3).
+        epochs: passes over the data.
+        bptt: chunk length in time steps.
+        batch_size: the number of streams the sequence is cut into.
+        clip: max gradient norm (``clip_grad_norm``), or None for no clipping.
+        max_steps: stop after this many steps (or at ``max_seconds``, whichever comes first).
+        max_seconds: stop after this many seconds.
+        eval_data: (inputs, targets) held out.
+        eval_every: steps between evaluations (default: once per epoch).
+        checkpoint: path to keep the best model in.
+        extra: a dict stored in the checkpoint's ``extra`` (e.g. a vocabulary) beside the "train"
+            entry this function adds (step, loss).
+        progress: show progress (tqdm if installed).
+        log_every: steps between progress lines without tqdm.
+        callback: called as ``callback(step, loss)`` after every step; returning True stops training.
     """
     net = _as_model(model)
     seq_in, seq_out = _sequence_pair("train", inputs, targets)
