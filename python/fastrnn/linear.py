@@ -88,6 +88,23 @@ class Linear(_Layer):
         mod.matmul(dy2, self._params["weight"].data, dx, False)
         return dx.reshape(x_shape)
 
+    def tie_weight(self, layer):
+        """Makes this layer's weight ``layer``'s own (weight tying, like ``lin.weight = emb.weight`` in
+        torch): ``layer`` is an Embedding(out_features, in_features) or a Linear(in_features,
+        out_features) of this dtype. Both layers then read and update one data array and add into one
+        grad array, so the gradient sums both uses; a Sequential or an optimizer lists the weight
+        once. Returns self."""
+        if not isinstance(layer, (Linear, Embedding)):
+            raise TypeError(f"layer must be a fastrnn Linear or Embedding, got {type(layer).__name__}")
+        weight = layer._params["weight"]
+        if weight.data.shape != self._params["weight"].data.shape or layer.dtype != self.dtype:
+            raise ValueError(
+                f"layer's weight must have shape {self._params['weight'].data.shape} and dtype "
+                f"{self.dtype} to be tied to this Linear, got {weight.data.shape} {layer.dtype}"
+            )
+        self._params["weight"] = weight
+        return self
+
     def _extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias}"
 

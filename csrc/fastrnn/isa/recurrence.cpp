@@ -20,6 +20,7 @@
 #include "fastrnn/isa/cells.hpp"
 #include "fastrnn/isa/gemm.hpp"
 #include "fastrnn/isa/loop.hpp"
+#include "fastrnn/runtime/interrupt.hpp"
 #include "fastrnn/runtime/threads.hpp"
 
 namespace fastrnn {
@@ -87,10 +88,12 @@ class ForwardPass {
     size_saved();
     project_inputs();
     prepare_loop();
+    stop_if_interrupted(interrupt_);
     SpinBarrier barrier(nthreads_);
     barrier_ = &barrier;
     auto job = [this](int tid) { thread_loop(tid); };
     ThreadTeam::global().run(nthreads_, JobRef(job));
+    stop_if_interrupted(interrupt_);  // the loop stopped early: no half-made outputs
     copy_n(a_.h_n, h_bufs_[d_.T & 1].data(), B * P);
     if (C::has_c) copy_n(a_.c_n, c_.data(), B * H);
   }
@@ -141,7 +144,7 @@ class ForwardPass {
     }
     if (gru && w_.b_hh) copy_n(b_hn_.data(), w_.b_hh + 2 * H, H);
     if (w_.b_ih || w_.b_hh)
-      for (index_t r = 0; r < rows_; ++r) {
+      for (index_t r = 0; r < rows_ && !interrupt_.load(std::memory_order_relaxed); ++r) {
         T* dst = xg_.data() + r * GH;
         for (index_t k = 0; k < GH; ++k) dst[k] += bias.data()[k];
       }
@@ -203,7 +206,8 @@ class ForwardPass {
         project(st, lane, out.cell);
       }
       commit(st, lane, out.c_new);
-      barrier_->wait();  // the next step's product reads every column of the new state
+      // The next step's product reads every column of the new state; Ctrl-C stops here.
+      if (barrier_->wait_and_poll(interrupt_)) break;
     }
   }
 
@@ -325,6 +329,7 @@ class ForwardPass {
   std::vector<std::vector<index_t>> act_lists_;
   std::vector<AlignedBuffer<T>> h_gathers_;
   SpinBarrier* barrier_ = nullptr;  // run()'s, for the job
+  const std::atomic<bool>& interrupt_ = interrupt_flag();  // the caller's, read by every thread
 };
 
 template <class T, class C>
@@ -344,6 +349,7 @@ class BackwardPass {
     barrier_ = &barrier;
     auto job = [this](int tid) { thread_loop(tid); };
     ThreadTeam::global().run(nthreads_, JobRef(job));
+    stop_if_interrupted(interrupt_);
     write_state_gradients();
     weight_gradients();
   }
@@ -396,7 +402,8 @@ class BackwardPass {
         dcell = dm_.data();
       }
       cell_math(st, lane, dcell);
-      barrier_->wait();  // dh_prev = dgates_h W_hh needs every gate of every unit
+      // dh_prev = dgates_h W_hh needs every gate of every unit; Ctrl-C stops here.
+      if (barrier_->wait_and_poll(interrupt_)) break;
       recurrent_product(st, lane);
       pass_through(st, lane);
     }
@@ -532,6 +539,7 @@ class BackwardPass {
   std::vector<std::vector<index_t>> act_lists_;
   std::vector<double> dh_sq_;
   SpinBarrier* barrier_ = nullptr;  // run()'s, for the job
+  const std::atomic<bool>& interrupt_ = interrupt_flag();  // the caller's, read by every thread
 };
 
 // Pass<T, the class of `cell`>(args...).run().
