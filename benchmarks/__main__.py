@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 from fastrnn import __version__
+from fastrnn._cli import output_path
 from fastrnn._argtypes import nonnegative_number, positive_int
 
 from . import grid, harness, layers
@@ -545,7 +546,9 @@ def _bench(args):
 
 
 def main(argv=None):
-    return _bench(_parser().parse_args(argv))
+    args = _parser().parse_args(argv)
+    output_path(args.json, "--json")  # a path that cannot be written fails now, not after the runs
+    return _bench(args)
 
 
 if __name__ == "__main__":

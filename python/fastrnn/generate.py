@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from . import functional as F
-from ._checks import from_tensor, generator, integer, real
+from ._checks import check_memory, from_tensor, generator, integer, real
 from .layers import is_recurrent
 from .linear import Embedding
 from .sequential import _flatten
@@ -313,6 +313,7 @@ def sample(model, prime, length, temperature=1.0, top_k=None, seed=None, vocab=N
     in it; a Stepper is used as it is (reset to batch size 1, its state replaced).
     """
     length = integer("length", length, 0)
+    check_memory(8 * length * (2 if vocab is not None else 1), "sample")  # the ids (and the text)
     temperature = _check_temperature(temperature)
     top_k = integer("top_k", top_k, 1, allow_none=True)
     rng = generator(seed)
@@ -369,7 +370,8 @@ class CharVocab:
             raise ValueError("chars must not be empty")
         self.chars = "".join(chars)
         self._index = {c: i for i, c in enumerate(self.chars)}
-        self._array = np.array(list(self.chars), dtype="U1")
+        # Python strings, not NumPy's "U1", which reads a NUL character back as "".
+        self._array = np.array(list(self.chars), dtype=object)
 
     @classmethod
     def from_text(cls, text):
@@ -408,7 +410,7 @@ class CharVocab:
         if a.min() < 0 or a.max() >= len(self.chars):
             bad = a.min() if a.min() < 0 else a.max()
             raise ValueError(f"ids must be in [0, {len(self.chars)}), got {int(bad)}")
-        return "".join(self._array[a].tolist())
+        return "".join(self._array[a])
 
     def to_dict(self):
         """A JSON-serialisable dict; ``CharVocab.from_dict`` turns it back."""

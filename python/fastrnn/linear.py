@@ -15,7 +15,7 @@ otherwise take the cores fastrnn's thread team waits for. ``Embedding`` is a Num
 import numpy as np
 
 from . import _backend
-from ._checks import flag, from_tensor, int_array, integer
+from ._checks import check_memory, flag, from_tensor, int_array, integer
 from ._module import Module, Parameter
 
 
@@ -124,6 +124,9 @@ class Embedding(_Layer):
 
     def _indices(self, indices):
         idx = int_array("indices", indices)
+        # The output and the private copy of the indices, checked before the indices are scanned.
+        rows = idx.size
+        check_memory(rows * (self.embedding_dim * self.dtype.itemsize + np.dtype(np.intp).itemsize), "Embedding")
         if idx.size:
             low, high = idx.min(), idx.max()
             if low < 0 or high >= self.num_embeddings:
