@@ -10,8 +10,8 @@ import subprocess
 import sys
 
 from fastrnn import __version__
-from fastrnn._cli import output_path
 from fastrnn._argtypes import nonnegative_number, positive_int
+from fastrnn._cli import output_path
 
 from . import grid, harness, layers
 from .harness import ALL_SHAPES, CELLS, DEFAULT_CELLS, MODES, SHAPES

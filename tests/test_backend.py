@@ -239,7 +239,9 @@ def test_env_backend(value):
 
 
 def test_env_backend_invalid_warns_and_uses_the_default():
-    r = run_python("import fastrnn; print(fastrnn.get_backend(), fastrnn.get_backend())", FASTRNN_BACKEND="gpu")
+    r = run_python(
+        "import fastrnn; print(fastrnn.get_backend(), fastrnn.get_backend())", FASTRNN_BACKEND="gpu"
+    )
     assert r.returncode == 0, r.stderr
     default = "native" if NATIVE else "numpy"
     assert r.stdout.split() == [default, default]

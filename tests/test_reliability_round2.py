@@ -13,6 +13,7 @@ import pytest
 
 import fastrnn as fr
 from fastrnn import optim
+
 from helpers import NATIVE
 
 # -- 1. shared layers and tied weights --------------------------------------------------------------
@@ -52,9 +53,18 @@ def test_a_layer_used_twice_gets_both_uses_gradients(backend):
     with fr.use_backend(backend):
         _, grads = _loss_and_grads(model, x, target)
         names = [p.name for p in model.parameters()]
-        assert names == ["0.weight", "0.bias", "1.weight_ih_l0", "1.weight_hh_l0", "1.bias_ih_l0", "1.bias_hh_l0"]
+        assert names == [
+            "0.weight",
+            "0.bias",
+            "1.weight_ih_l0",
+            "1.weight_hh_l0",
+            "1.bias_ih_l0",
+            "1.bias_hh_l0",
+        ]
         for p in model.parameters():
-            np.testing.assert_allclose(grads[p.name], _finite_difference(model, x, target, p), rtol=1e-6, atol=1e-8)
+            np.testing.assert_allclose(
+                grads[p.name], _finite_difference(model, x, target, p), rtol=1e-6, atol=1e-8
+            )
 
 
 def test_shared_layer_matches_torch():
@@ -111,7 +121,9 @@ def test_embedding_tied_to_the_output_layer():
     target = np.random.default_rng(4).standard_normal((6, 2, V))
     _, grads = _loss_and_grads(model, ids, target)
     weight = model.parameters()[0]
-    np.testing.assert_allclose(grads["0.weight"], _finite_difference(model, ids, target, weight), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        grads["0.weight"], _finite_difference(model, ids, target, weight), rtol=1e-6, atol=1e-8
+    )
     with pytest.raises(ValueError, match="shape"):
         fr.Linear(E, V + 1, dtype="float64").tie_weight(emb)
     with pytest.raises(TypeError, match="Linear or Embedding"):
@@ -204,7 +216,10 @@ CHILD = textwrap.dedent(
 def _interrupted_child(threads, mode, delay=0.5):
     """Runs CHILD, sends SIGINT ``delay`` s after it is ready; returns (its lines, when it was sent)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(threads), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", CHILD, str(threads), mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()

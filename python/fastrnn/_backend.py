@@ -125,7 +125,9 @@ def _threads_from_env():
     except ValueError:
         n = 0
     if not 1 <= n <= MAX_THREADS:
-        _env_warning(f"FASTRNN_NUM_THREADS must be an integer in [1, {MAX_THREADS}], got {env!r}; using 1 thread")
+        _env_warning(
+            f"FASTRNN_NUM_THREADS must be an integer in [1, {MAX_THREADS}], got {env!r}; using 1 thread"
+        )
         return 1
     return n
 

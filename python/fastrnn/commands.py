@@ -12,8 +12,8 @@ import time
 import numpy as np
 
 from . import _backend, optim
-from ._cli import fail, fits_in_memory, forward_bytes, output_path, recurrent_bytes
 from ._argtypes import fraction, nonnegative_number, positive_int, positive_number, probability
+from ._cli import fail, fits_in_memory, forward_bytes, output_path, recurrent_bytes
 from .checkpoint import CheckpointError, load_checkpoint
 from .datasets import mackey_glass, python_docs_text, read_csv_column
 from .generate import CharVocab, sample
@@ -98,7 +98,7 @@ def _training_args(p, hidden, bptt, batch, lr, epochs=1, eval_every=None, cell="
     g.add_argument(
         "--epochs",
         type=positive_int,
-        help=f"passes over the data (default: {epochs}; with --max-steps or --minutes, as many as they allow)",
+        help=f"passes over the data (default: {epochs}, or as many as --max-steps/--minutes allow)",
     )
     g.add_argument(
         "--max-steps", type=positive_int, help="stop after exactly this many steps (more epochs if needed)"
@@ -225,7 +225,10 @@ def _token_model(model, vocab, path):
     of the vocabulary's size last."""
     layers = list(model) if isinstance(model, Sequential) else [model]
     if not isinstance(layers[0], Embedding):
-        fail(f"{path} holds no character model (its first layer is not an Embedding): was it written by train-text?")
+        fail(
+            f"{path} holds no character model (its first layer is not an Embedding): "
+            "was it written by train-text?"
+        )
     n_in = layers[0].num_embeddings
     n_out = getattr(layers[-1], "out_features", None)
     if n_in != len(vocab) or n_out != len(vocab):
@@ -271,7 +274,9 @@ def _forecast(args):
     fits_in_memory(need, f"a {args.cell} of --hidden {args.hidden} x --layers {args.layers}")
     if args.csv is None:  # the series, its one pass through the model, and its generation
         what = f"--length {args.length}"
-        fits_in_memory(forward_bytes(args.cell, args.hidden, args.layers, args.length) + 320 * args.length, what)
+        fits_in_memory(
+            forward_bytes(args.cell, args.hidden, args.layers, args.length) + 320 * args.length, what
+        )
     _setup(args)
     if args.csv is None:
         series, name = mackey_glass(args.length), "Mackey-Glass (tau=17)"
@@ -280,7 +285,9 @@ def _forecast(args):
             series, name = read_csv_column(args.csv, args.column)
         except (OSError, ValueError) as e:
             fail(e)
-        fits_in_memory(forward_bytes(args.cell, args.hidden, args.layers, len(series)), f"{len(series)} values")
+        fits_in_memory(
+            forward_bytes(args.cell, args.hidden, args.layers, len(series)), f"{len(series)} values"
+        )
     n_test = int(len(series) * args.test_fraction)
     if len(series) - n_test < args.batch_size + 1 or n_test < 2:
         raise SystemExit(
@@ -307,7 +314,10 @@ def _forecast(args):
     test = slice(len(truth) - n_test, None)
     rmse = float(np.sqrt(np.mean((pred[test] - truth[test]) ** 2)))
     naive = float(np.sqrt(np.mean((series[:-1][test] - truth[test]) ** 2)))
-    print(f"one-step-ahead test RMSE: model {rmse:.5f}, persistence (next = last) {naive:.5f} -> {_versus(rmse, naive)}")
+    print(
+        f"one-step-ahead test RMSE: model {rmse:.5f}, persistence (next = last) {naive:.5f} "
+        f"-> {_versus(rmse, naive)}"
+    )
     print("   t       actual    predicted")
     for t in range(len(truth) - n_test, len(truth) - n_test + 5):
         print(f"{t + 1:5d}  {truth[t]:11.5f}  {pred[t]:11.5f}")
@@ -322,7 +332,11 @@ def _versus(rmse, naive):
         return "the same as the baseline"
     if rmse < naive:
         return f"{naive / rmse:.1f}x lower than the baseline" if rmse > 0 else "zero, the baseline's is not"
-    return f"{rmse / naive:.1f}x higher than the baseline (worse)" if naive > 0 else "higher than the baseline's zero"
+    return (
+        f"{rmse / naive:.1f}x higher than the baseline (worse)"
+        if naive > 0
+        else "higher than the baseline's zero"
+    )
 
 
 # -- demo -------------------------------------------------------------------------------------------

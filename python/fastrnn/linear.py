@@ -126,7 +126,9 @@ class Embedding(_Layer):
         idx = int_array("indices", indices)
         # The output and the private copy of the indices, checked before the indices are scanned.
         rows = idx.size
-        check_memory(rows * (self.embedding_dim * self.dtype.itemsize + np.dtype(np.intp).itemsize), "Embedding")
+        check_memory(
+            rows * (self.embedding_dim * self.dtype.itemsize + np.dtype(np.intp).itemsize), "Embedding"
+        )
         if idx.size:
             low, high = idx.min(), idx.max()
             if low < 0 or high >= self.num_embeddings:

@@ -149,7 +149,9 @@ class Sequential:
                 if isinstance(x, tuple):  # a user layer in the same (output, state) convention
                     x = x[0]
             if self._shared:
-                self._uses[i] = [(m, m._cache, m._last_forward) for m in _flatten(layer) if id(m) in self._shared]
+                self._uses[i] = [
+                    (m, m._cache, m._last_forward) for m in _flatten(layer) if id(m) in self._shared
+                ]
         return x, states
 
     @property

@@ -27,7 +27,6 @@ still whole: saves are atomic).
 """
 
 import math
-import os
 import signal
 import sys
 import threading

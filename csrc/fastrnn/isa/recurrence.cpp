@@ -328,7 +328,7 @@ class ForwardPass {
   std::vector<PackedA<T>> h_packs_, m_packs_;
   std::vector<std::vector<index_t>> act_lists_;
   std::vector<AlignedBuffer<T>> h_gathers_;
-  SpinBarrier* barrier_ = nullptr;  // run()'s, for the job
+  SpinBarrier* barrier_ = nullptr;                         // run()'s, for the job
   const std::atomic<bool>& interrupt_ = interrupt_flag();  // the caller's, read by every thread
 };
 
@@ -538,7 +538,7 @@ class BackwardPass {
   std::vector<PackedA<T>> a_packs_;
   std::vector<std::vector<index_t>> act_lists_;
   std::vector<double> dh_sq_;
-  SpinBarrier* barrier_ = nullptr;  // run()'s, for the job
+  SpinBarrier* barrier_ = nullptr;                         // run()'s, for the job
   const std::atomic<bool>& interrupt_ = interrupt_flag();  // the caller's, read by every thread
 };
 
