@@ -328,8 +328,9 @@ class ForwardPass {
   std::vector<PackedA<T>> h_packs_, m_packs_;
   std::vector<std::vector<index_t>> act_lists_;
   std::vector<AlignedBuffer<T>> h_gathers_;
-  SpinBarrier* barrier_ = nullptr;                         // run()'s, for the job
-  const std::atomic<bool>& interrupt_ = interrupt_flag();  // the caller's, read by every thread
+  SpinBarrier* barrier_ = nullptr;  // run()'s, for the job
+  // The caller's interrupt flag (interrupt.hpp), read by every thread of the job.
+  const std::atomic<bool>& interrupt_ = interrupt_flag();
 };
 
 template <class T, class C>
@@ -538,8 +539,9 @@ class BackwardPass {
   std::vector<PackedA<T>> a_packs_;
   std::vector<std::vector<index_t>> act_lists_;
   std::vector<double> dh_sq_;
-  SpinBarrier* barrier_ = nullptr;                         // run()'s, for the job
-  const std::atomic<bool>& interrupt_ = interrupt_flag();  // the caller's, read by every thread
+  SpinBarrier* barrier_ = nullptr;  // run()'s, for the job
+  // The caller's interrupt flag (interrupt.hpp), read by every thread of the job.
+  const std::atomic<bool>& interrupt_ = interrupt_flag();
 };
 
 // Pass<T, the class of `cell`>(args...).run().
