@@ -189,6 +189,8 @@ class _RNNBase(Module):
 
     def _check_array(self, name, a):
         arr = np.asarray(a)
+        if arr.dtype.kind == "f" and arr.dtype.newbyteorder("=") == self.dtype:
+            arr = arr.astype(self.dtype, copy=False)  # the other byte order: converted, as F.forward does
         if arr.dtype != self.dtype:
             raise TypeError(f"{name} must have the layer's dtype {self.dtype}, got {arr.dtype}")
         return arr
