@@ -63,7 +63,8 @@ def _lengths(lengths, T, B):
     if lengths is None:
         return None
     arr = np.asarray(lengths)
-    if arr.size == 0 and arr.dtype.kind == "f":  # [] (NumPy makes it float64): no lengths at all
+    if arr.size == 0 and arr.dtype.kind == "f" and not hasattr(lengths, "dtype"):
+        # [] (NumPy makes it float64) is an empty integer list; an empty float array is still refused
         arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths must be an integer array, got dtype {arr.dtype}")
