@@ -11,6 +11,7 @@ import sys
 
 from fastrnn import __version__
 from fastrnn._argtypes import nonnegative_number, positive_int
+from fastrnn._cli import output_path
 
 from . import grid, harness, layers
 from .harness import ALL_SHAPES, CELLS, DEFAULT_CELLS, MODES, SHAPES
@@ -545,7 +546,9 @@ def _bench(args):
 
 
 def main(argv=None):
-    return _bench(_parser().parse_args(argv))
+    args = _parser().parse_args(argv)
+    output_path(args.json, "--json")  # a path that cannot be written fails now, not after the runs
+    return _bench(args)
 
 
 if __name__ == "__main__":

@@ -187,8 +187,8 @@ py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_,
                                        h_n.mutable_data(),
                                        lstm ? c_n.mutable_data() : nullptr,
                                        cache ? &cache->saved : nullptr};
-    py::gil_scoped_release nogil;
-    fastrnn::forward<T>(cell, dims, reverse, w, args);
+    const double work = double(T_) * double(B) * double(GH) * double(P + I);
+    run_kernel(work, [&] { fastrnn::forward<T>(cell, dims, reverse, w, args); });
   }
   py::object cache_obj = py::none();
   if (training) {
@@ -282,8 +282,8 @@ py::tuple backward_impl(const CacheData<T>& c, py::handle dy_, py::handle dh_n_,
                                         c.has_w_hr ? dw_hr.mutable_data() : nullptr,
                                         dh_norms,
                                         c.has_w_ph ? dw_ph.mutable_data() : nullptr};
-    py::gil_scoped_release nogil;
-    fastrnn::backward<T>(c.cell, d, c.reverse, w, args);
+    const double work = double(d.T) * double(d.B) * double(GH) * double(2 * d.P + d.I);
+    run_kernel(work, [&] { fastrnn::backward<T>(c.cell, d, c.reverse, w, args); });
   }
   auto opt = [](bool present, const Array<T>& a) { return present ? py::object(a) : py::none(); };
   return py::make_tuple(dx, dh0, opt(lstm, dc0), dw_ih, dw_hh, opt(c.has_b_ih, db_ih),

@@ -2,6 +2,7 @@
 ``generate``, ``forecast`` and ``demo``. Each command imports what it needs only when it runs."""
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -38,8 +39,9 @@ def _flatten(lists: list[list[str]] | None, default: Sequence[str]) -> list[str]
 
 
 def _parser() -> argparse.ArgumentParser:
+    script = os.path.basename(sys.argv[0]) == "fastrnn"  # the console script, not python -m
     parser = argparse.ArgumentParser(
-        prog="python -m fastrnn",
+        prog="fastrnn" if script else "python -m fastrnn",
         description="fastrnn: fast CPU RNN, LSTM and GRU (C++ forward and BPTT kernels behind a NumPy API).",
     )
     parser.add_argument("--version", action="version", version=f"fastrnn {__version__}")
@@ -150,14 +152,29 @@ def _bench(args: argparse.Namespace) -> int:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _run(args: argparse.Namespace) -> int:
     if args.command == "info":
         return _info()
     if args.command == "bench":
         return _bench(args)
     code: int = args.run(args)  # train-text, generate, forecast, demo (fastrnn.commands)
     return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``fastrnn`` console script and ``python -m fastrnn``: runs one command, returns its exit
+    status. Bad arguments end in argparse's usage error, impossible requests in one ``error:`` line
+    before any work (fastrnn._cli)."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, MemoryError, OSError) as e:
+        # The last guard: what the commands' own checks did not foresee still ends in one line.
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

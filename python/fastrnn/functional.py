@@ -78,6 +78,9 @@ def _lengths(lengths: ArrayLike | None, T: int, B: int) -> NDArray[np.int64] | N
     if lengths is None:
         return None
     arr = np.asarray(lengths)
+    if arr.size == 0 and arr.dtype.kind == "f" and not hasattr(lengths, "dtype"):
+        # [] (NumPy makes it float64) is an empty integer list; an empty float array is still refused
+        arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths must be an integer array, got dtype {arr.dtype}")
     if arr.shape != (B,):
@@ -157,9 +160,10 @@ def forward(
     training = flag("training", training)
 
     name = _backend.get_backend() if backend is None else _backend._check_name(backend)
-    # Outputs, what training keeps and the forward's workspace (see README, "Guarantees"); exact
-    # Python integers, so sizes whose products overflow 64 bits are caught too.
-    check_memory(dtype.itemsize * (T * B * (I + 2 * P + 2 * G * H + 3 * H) + B * (P + H)), "forward")
+    # Outputs, the forward's workspace and, in training, what it keeps (see README, "Guarantees");
+    # exact Python integers, so sizes whose products overflow 64 bits are caught too.
+    per_step = I + P + G * H + (P + G * H + 3 * H if training else 0)
+    check_memory(dtype.itemsize * (T * B * per_step + B * (P + H)), "forward")
     if B == 0:
         # No sequences: nothing to run (and no T-step loop over an empty batch, however large T).
         y, h_n = np.zeros((T, 0, P), dtype), np.zeros((0, P), dtype)

@@ -220,6 +220,8 @@ class _RNNBase(Module, Generic[_State, _StateIn]):
 
     def _check_array(self, name: str, a: ArrayLike) -> FloatArray:
         arr = np.asarray(a)
+        if arr.dtype.kind == "f" and arr.dtype.newbyteorder("=") == self.dtype:
+            arr = arr.astype(self.dtype, copy=False)  # the other byte order: converted, as F.forward does
         if arr.dtype != self.dtype:
             raise TypeError(f"{name} must have the layer's dtype {self.dtype}, got {arr.dtype}")
         return arr

@@ -42,11 +42,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import losses as _losses
 from . import optim as _optim
-from ._checks import integer, real
+from ._checks import integer, real, writable_path
 from ._typing import FloatArray
-from .checkpoint import save_checkpoint
+from .checkpoint import check_savable, save_checkpoint
 from .clip import clip_grad_norm
 from .layers import is_recurrent
+from .linear import Embedding
 from .sequential import Sequential, State, _flatten
 
 #: A loss: (prediction, target) -> (loss, gradient of the loss w.r.t. the prediction)
@@ -210,6 +211,32 @@ def evaluate(
     return total / count
 
 
+def _check_eval_data(model, train_data, eval_data, fn, batch_size):
+    """Finds, before the first step, what would otherwise fail only at the first evaluation: eval
+    data unlike the training data, too short, with token ids the model's Embedding does not have,
+    or that the model or the loss refuses (one position is run through both)."""
+    for what, a, b in zip(("inputs", "targets"), train_data, eval_data):
+        if a.shape[1:] != b.shape[1:] or a.dtype.kind != b.dtype.kind:
+            raise ValueError(
+                f"eval_data: {what} must be like the training {what}: (N, ...) with ... = "
+                f"{a.shape[1:]} and dtype kind {a.dtype.kind!r}, got {b.shape} {b.dtype}"
+            )
+    if eval_data[0].shape[0] == 0:
+        raise ValueError("eval_data: the sequences are empty")
+    first = _flatten(model)[0]
+    if isinstance(first, Embedding) and eval_data[0].dtype.kind in "iu":
+        low, high = int(eval_data[0].min()), int(eval_data[0].max())
+        if low < 0 or high >= first.num_embeddings:
+            raise ValueError(
+                f"eval_data: inputs must be token ids in [0, {first.num_embeddings}) (the model's "
+                f"Embedding), got {low if low < 0 else high}"
+            )
+    try:
+        evaluate(model, eval_data[0][:1], eval_data[1][:1], loss=fn, bptt=1, batch_size=1)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"eval_data: {e}") from None
+
+
 # -- Ctrl-C -----------------------------------------------------------------------------------------
 
 
@@ -342,11 +369,15 @@ def train(
         if not isinstance(eval_data, (tuple, list)) or len(eval_data) != 2:
             raise TypeError("eval_data must be None or a pair (inputs, targets)")
         held_out = _sequence_pair("eval_data", *eval_data)
+        _check_eval_data(net, (seq_in, seq_out), held_out, fn, batch_size)
     if extra is not None and not isinstance(extra, dict):
         raise TypeError(f"extra must be a dict or None, got {type(extra).__name__}")
     if callback is not None and not callable(callback):
         raise TypeError("callback must be callable or None")
-    path = None if checkpoint is None else os.fspath(checkpoint)
+    path = None
+    if checkpoint is not None:  # refused now rather than at the first save, after training
+        path = writable_path("checkpoint", checkpoint)
+        check_savable(net)
     opt = _optim.Adam(net.parameters(), lr=1e-3) if optimizer is None else optimizer
 
     x, y = batchify(seq_in, batch_size), batchify(seq_out, batch_size)

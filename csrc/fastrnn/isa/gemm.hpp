@@ -20,6 +20,7 @@
 #include <cstring>
 
 #include "fastrnn/common.hpp"
+#include "fastrnn/runtime/interrupt.hpp"
 #include "fastrnn/runtime/memory.hpp"
 #include "fastrnn/runtime/threads.hpp"
 
@@ -324,10 +325,12 @@ void gemm_panels(const PackedA<T>& a, const PackedB<T>& b, index_t p_begin, inde
 }
 
 // The same with A unpacked (element (i, k) at a[i * a_rs + k * a_cs]): packs one MC x KC block at
-// a time, so that large operands need no copy of their own.
+// a time, so that large operands need no copy of their own. Returns early, C unfinished, once
+// `stop` is set (the caller's interrupt flag, interrupt.hpp: the caller then throws).
 template <class T>
 void gemm_panels(index_t M, const T* a, index_t a_rs, index_t a_cs, const PackedB<T>& b,
-                 index_t p_begin, index_t p_end, T* c, index_t ldc, bool accumulate) {
+                 index_t p_begin, index_t p_end, T* c, index_t ldc, bool accumulate,
+                 const std::atomic<bool>& stop) {
   using Tl = Tile<T>;
   const index_t K = b.K();
   p_end = std::min(p_end, b.panels());
@@ -338,6 +341,7 @@ void gemm_panels(index_t M, const T* a, index_t a_rs, index_t a_cs, const Packed
   for (index_t k0 = 0; k0 < K; k0 += Tl::KC) {
     const index_t kc = std::min<index_t>(Tl::KC, K - k0);
     for (index_t i0 = 0; i0 < M; i0 += Tl::MC) {
+      if (stop.load(std::memory_order_relaxed)) return;
       const index_t mc = std::min<index_t>(Tl::MC, M - i0);
       pack_a(mc, kc, a + i0 * a_rs + k0 * a_cs, a_rs, a_cs, a_pack.data());
       gemm_block(a_pack.data(), i0, mc, k0, kc, b, p_begin, p_end, c, ldc, accumulate || k0 > 0);
@@ -388,9 +392,10 @@ void gemm(index_t M, const T* a, index_t a_rs, index_t a_cs, const PackedB<T>& b
           bool accumulate) {
   const index_t panels = b.panels();
   const int nthreads = gemm_threads(M, b.N(), b.K(), panels);
+  const std::atomic<bool>& stop = interrupt_flag();  // the caller's, for every thread
   auto job = [&](int tid) {
     gemm_panels(M, a, a_rs, a_cs, b, panels * tid / nthreads, panels * (tid + 1) / nthreads, c, ldc,
-                accumulate);
+                accumulate, stop);
   };
   ThreadTeam::global().run(nthreads, JobRef(job));
 }
@@ -405,7 +410,8 @@ void gemm(index_t M, index_t N, index_t K, const T* a, index_t a_rs, index_t a_c
     scratch.pack(0, N, b, b_rs, b_cs);
     return gemm(M, a, a_rs, a_cs, scratch, c, ldc, accumulate);
   }
-  for (index_t k0 = 0; k0 < K; k0 += Tile<T>::KC) {
+  const std::atomic<bool>& stop = interrupt_flag();
+  for (index_t k0 = 0; k0 < K && !stop.load(std::memory_order_relaxed); k0 += Tile<T>::KC) {
     const index_t kc = std::min<index_t>(Tile<T>::KC, K - k0);
     scratch.prepare(kc, N);
     const index_t panels = scratch.panels();
@@ -414,7 +420,8 @@ void gemm(index_t M, index_t N, index_t K, const T* a, index_t a_rs, index_t a_c
     auto job = [&](int tid) {
       const index_t p0 = panels * tid / nthreads, p1 = panels * (tid + 1) / nthreads;
       scratch.pack_panels(p0, p1, b + k0 * b_rs, b_rs, b_cs);
-      gemm_panels(M, a + k0 * a_cs, a_rs, a_cs, scratch, p0, p1, c, ldc, accumulate || k0 > 0);
+      gemm_panels(M, a + k0 * a_cs, a_rs, a_cs, scratch, p0, p1, c, ldc, accumulate || k0 > 0,
+                  stop);
     };
     ThreadTeam::global().run(nthreads, JobRef(job));
   }

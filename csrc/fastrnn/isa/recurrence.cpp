@@ -22,6 +22,7 @@
 #include "fastrnn/isa/cells.hpp"
 #include "fastrnn/isa/gemm.hpp"
 #include "fastrnn/isa/loop.hpp"
+#include "fastrnn/runtime/interrupt.hpp"
 #include "fastrnn/runtime/threads.hpp"
 
 namespace fastrnn {
@@ -92,10 +93,12 @@ class ForwardPass {
     size_saved();
     project_inputs();
     prepare_loop();
+    stop_if_interrupted(interrupt_);
     SpinBarrier barrier(nthreads_);
     barrier_ = &barrier;
     auto job = [this](int tid) { thread_loop(tid); };
     ThreadTeam::global().run(nthreads_, JobRef(job));
+    stop_if_interrupted(interrupt_);  // the loop stopped early: no half-made outputs
     copy_n(a_.h_n, h_bufs_[d_.T & 1].data(), B * P);
     if (C::has_c) copy_n(a_.c_n, c_.data(), B * H);
   }
@@ -147,7 +150,7 @@ class ForwardPass {
     }
     if (b_hn_apart && w_.b_hh) copy_n(b_hn_.data(), w_.b_hh + 2 * H, H);
     if (w_.b_ih || w_.b_hh)
-      for (index_t r = 0; r < rows_; ++r) {
+      for (index_t r = 0; r < rows_ && !interrupt_.load(std::memory_order_relaxed); ++r) {
         T* dst = xg_.data() + r * GH;
         for (index_t k = 0; k < GH; ++k) dst[k] += bias.data()[k];
       }
@@ -215,7 +218,8 @@ class ForwardPass {
         project(st, lane, out.cell);
       }
       commit(st, lane, out.c_new);
-      barrier_->wait();  // the next step's product reads every column of the new state
+      // The next step's product reads every column of the new state; Ctrl-C stops here.
+      if (barrier_->wait_and_poll(interrupt_)) break;
     }
   }
 
@@ -367,6 +371,8 @@ class ForwardPass {
   std::vector<std::vector<index_t>> act_lists_;
   std::vector<AlignedBuffer<T>> h_gathers_;
   SpinBarrier* barrier_ = nullptr;  // run()'s, for the job
+  // The caller's interrupt flag (interrupt.hpp), read by every thread of the job.
+  const std::atomic<bool>& interrupt_ = interrupt_flag();
 };
 
 template <class T, class C>
@@ -390,6 +396,7 @@ class BackwardPass {
     barrier_ = &barrier;
     auto job = [this](int tid) { thread_loop(tid); };
     ThreadTeam::global().run(nthreads_, JobRef(job));
+    stop_if_interrupted(interrupt_);
     write_state_gradients();
     weight_gradients();
   }
@@ -449,7 +456,8 @@ class BackwardPass {
         barrier_->wait();  // dn W_hn needs every unit's dn
         reset_backward(st, lane);
       }
-      barrier_->wait();  // dh_prev = dgates_h W_hh needs every gate of every unit
+      // dh_prev = dgates_h W_hh needs every gate of every unit; Ctrl-C stops here.
+      if (barrier_->wait_and_poll(interrupt_)) break;
       recurrent_product(st, lane);
       pass_through(st, lane);
     }
@@ -637,6 +645,8 @@ class BackwardPass {
   std::vector<std::vector<index_t>> act_lists_;
   std::vector<double> dh_sq_;
   SpinBarrier* barrier_ = nullptr;  // run()'s, for the job
+  // The caller's interrupt flag (interrupt.hpp), read by every thread of the job.
+  const std::atomic<bool>& interrupt_ = interrupt_flag();
 };
 
 // Pass<T, the class of `cell` and its variant>(d, reverse, w, a).run().
