@@ -210,7 +210,7 @@ def check_memory(nbytes: int, what: str) -> None:
 # Files
 
 
-def writable_path(name, path):
+def writable_path(name: str, path: object) -> str:
     """``path`` (a str or os.PathLike) checked to be a file that can be written: not a directory, in
     an existing, writable directory. Raises the OSError that writing would raise (FileNotFoundError,
     NotADirectoryError, IsADirectoryError, PermissionError), naming ``path``, before any work that

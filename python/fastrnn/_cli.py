@@ -5,15 +5,18 @@ checkpoint of the wrong kind) stops at once with ``error: ...`` on stderr and ex
 after minutes of training and never with a traceback.
 """
 
+import os
+from typing import NoReturn
+
 from ._checks import check_memory, writable_path
 
 
-def fail(message):
+def fail(message: object) -> NoReturn:
     """Ends the command with ``error: message`` (one line, exit status 1)."""
     raise SystemExit(f"error: {' '.join(str(message).split())}")
 
 
-def output_path(path, option):
+def output_path(path: str | os.PathLike[str] | None, option: str) -> str | None:
     """``path`` (the value of ``option``), checked to be writable; None passes through."""
     if path is None:
         return None
@@ -23,7 +26,7 @@ def output_path(path, option):
         fail(e.strerror if isinstance(e, OSError) and e.strerror else e)
 
 
-def fits_in_memory(nbytes, what):
+def fits_in_memory(nbytes: int, what: str) -> None:
     """Fails when ``what`` needs ``nbytes`` bytes (a lower bound), more than the machine has."""
     try:
         check_memory(int(nbytes), what)
@@ -31,7 +34,7 @@ def fits_in_memory(nbytes, what):
         fail(str(e).removeprefix("fastrnn: "))
 
 
-def recurrent_bytes(cell, input_size, hidden, layers, steps, streams):
+def recurrent_bytes(cell: str, input_size: int, hidden: int, layers: int, steps: int, streams: int) -> int:
     """A lower bound of the bytes (float32) one training step of ``layers`` stacked layers of
     ``cell`` over ``steps`` x ``streams`` positions needs: each weight four times (data, gradient,
     Adam's two moments) and each layer's saved activations (gates and states)."""
@@ -41,7 +44,7 @@ def recurrent_bytes(cell, input_size, hidden, layers, steps, streams):
     return 4 * (4 * weights + saved)
 
 
-def forward_bytes(cell, hidden, layers, steps):
+def forward_bytes(cell: str, hidden: int, layers: int, steps: int) -> int:
     """A lower bound of the bytes (float32) an eval forward of one stream over ``steps`` needs: the
     input projection of every step and the output."""
     gates = {"lstm": 4, "gru": 3}.get(cell, 1)

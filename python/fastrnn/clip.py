@@ -32,7 +32,7 @@ def _grads(parameters: object) -> list[FloatArray]:
         )
     else:
         params = parameters
-    grads = []
+    grads: list[FloatArray] = []
     for i, p in enumerate(params):
         if not hasattr(p, "grad"):
             raise TypeError(

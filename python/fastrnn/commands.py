@@ -149,8 +149,8 @@ def _training_args(
 def _epochs(args: argparse.Namespace) -> int:
     """--epochs, or its default; a step or time limit alone runs as many epochs as it allows."""
     if args.epochs is not None:
-        return args.epochs
-    return 2**62 if args.max_steps is not None or args.minutes is not None else args.default_epochs
+        return int(args.epochs)
+    return 2**62 if args.max_steps is not None or args.minutes is not None else int(args.default_epochs)
 
 
 def _train(
@@ -357,7 +357,7 @@ def _forecast(args: argparse.Namespace) -> int:
     return 0 if math.isfinite(rmse) and result.steps > 0 else 1
 
 
-def _versus(rmse, naive):
+def _versus(rmse: float, naive: float) -> str:
     """How the model's RMSE compares with the baseline's, in words that stay true when it loses."""
     if not (math.isfinite(rmse) and math.isfinite(naive)):
         return "no comparison (a non-finite RMSE)"

@@ -66,7 +66,7 @@ def _collect(params: object) -> list[Parameter]:
     if not params:
         raise ValueError("optimizer got an empty parameter list")
     seen = set()
-    unique = []  # (index in params, parameter) of each weight's first entry
+    unique: list[tuple[int, Any]] = []  # (index in params, parameter) of each weight's first entry
     for i, p in enumerate(params):
         if not (hasattr(p, "data") and hasattr(p, "grad")):
             raise TypeError(

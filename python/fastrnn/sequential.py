@@ -43,12 +43,13 @@ def _flatten(model: Any) -> list[Any]:
     return [model]
 
 
-def _shared_layers(layers):
+def _shared_layers(layers: list[Any]) -> set[int]:
     """The ids of the fastrnn layers that appear more than once in the chain (nested Sequentials
     included); raises ValueError for any other object that does."""
-    objects, count = {}, {}
+    objects: dict[int, Any] = {}
+    count: dict[int, int] = {}
 
-    def visit(obj):
+    def visit(obj: Any) -> None:
         objects[id(obj)] = obj
         count[id(obj)] = count.get(id(obj), 0) + 1
         if isinstance(obj, Sequential):
@@ -89,7 +90,8 @@ class Sequential:
         self._layers = list(layers)
         self.training = True
         self._shared = _shared_layers(self._layers)
-        self._uses = [None] * len(self._layers)  # per position: the shared layers' caches after it ran
+        # per position: (layer, cache, last forward) of the shared layers after it ran
+        self._uses: list[list[tuple[Any, Any, Any]] | None] = [None] * len(self._layers)
         # Wrappers with prefixed names sharing each layer's data and grad arrays (both are updated in
         # place everywhere), made once so that optimizers may hold on to them. A weight used twice (a
         # shared layer, tied weights) is listed once, under its first name.

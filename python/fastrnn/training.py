@@ -211,7 +211,13 @@ def evaluate(
     return total / count
 
 
-def _check_eval_data(model, train_data, eval_data, fn, batch_size):
+def _check_eval_data(
+    model: Sequential,
+    train_data: tuple[NDArray[Any], NDArray[Any]],
+    eval_data: tuple[NDArray[Any], NDArray[Any]],
+    fn: LossFn,
+    batch_size: int,
+) -> None:
     """Finds, before the first step, what would otherwise fail only at the first evaluation: eval
     data unlike the training data, too short, with token ids the model's Embedding does not have,
     or that the model or the loss refuses (one position is run through both)."""
