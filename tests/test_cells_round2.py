@@ -520,3 +520,22 @@ def test_empty_batch_gives_a_zero_peephole_gradient():
     *_, cache = forward(p, cell, True, "numpy", training=True)
     grads = F.backward(cache, None, None, None)
     assert len(grads) == 9 and grads[-1].shape == (15,) and not grads[-1].any()
+
+
+@pytest.mark.native
+def test_the_binding_checks_the_variant_arguments_itself():
+    # fastrnn._native may be called directly: its own checks refuse what functional would.
+    from fastrnn import _native
+
+    cell, p, _ = _args()
+    args = [p[k] for k in ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr")] + [None, False, False]
+    with pytest.raises(ValueError, match=r"w_ph must have shape \(3\*H=15,\)"):
+        _native.forward(cell, *args, w_ph=np.zeros(14))
+    with pytest.raises(TypeError, match="w_ph"):
+        _native.forward(cell, *args, w_ph=np.zeros(15, np.float32))
+    with pytest.raises(ValueError, match="reset_after=False .* only for cell 'gru'"):
+        _native.forward(cell, *args, reset_after=False)
+    gcell, gp, _ = _args("gru_reset_before")
+    gargs = [gp[k] for k in ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr")] + [None, False, False]
+    with pytest.raises(ValueError, match="w_ph .* only for cell 'lstm'"):
+        _native.forward(gcell, *gargs, w_ph=np.zeros(15))

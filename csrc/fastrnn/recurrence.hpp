@@ -41,7 +41,7 @@ struct Saved {
   AlignedBuffer<T> c_prev;  // (rows, H) lstm: the cell state step t started from
   AlignedBuffer<T> c_new;   // (rows, H) lstm: the cell state step t made
   AlignedBuffer<T> m;       // (rows, H) lstm with projection: o * tanh(c_new), before W_hr
-  AlignedBuffer<T> gh_n;    // (rows, H) gru: W_hn h_prev + b_hn
+  AlignedBuffer<T> gh_n;    // (rows, H) reset-after gru: W_hn h_prev + b_hn
 };
 
 template <class T>

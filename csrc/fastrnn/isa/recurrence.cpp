@@ -22,6 +22,7 @@
 #include "fastrnn/isa/cells.hpp"
 #include "fastrnn/isa/gemm.hpp"
 #include "fastrnn/isa/loop.hpp"
+#include "fastrnn/isa/reductions.hpp"
 #include "fastrnn/runtime/interrupt.hpp"
 #include "fastrnn/runtime/threads.hpp"
 
@@ -51,28 +52,6 @@ struct Lane {
   index_t pw, uw;  // widths of its state columns and of its units
   index_t* act;
 };
-
-// out[j] = sum over rows r of a[r * n + j].
-template <class T>
-void column_sums(index_t rows, index_t n, const T* a, T* out) {
-  // Split by columns over the team when big (each column is summed in row order by one thread, so
-  // the result does not depend on the thread count).
-  constexpr index_t kColumns = 64;  // columns per thread at least
-  const index_t chunks = (n + kColumns - 1) / kColumns;
-  const index_t by_size = rows * n / (1 << 18) + 1;  // ~20 us of adds per extra thread
-  const int nthreads = ThreadTeam::global().available(
-      static_cast<int>(std::max<index_t>(1, std::min<index_t>({chunks, by_size, 1 << 20}))));
-  auto job = [&](int tid) {
-    const index_t j0 = std::min(n, chunks * tid / nthreads * kColumns);
-    const index_t j1 = std::min(n, chunks * (tid + 1) / nthreads * kColumns);
-    zero_n(out + j0, j1 - j0);
-    for (index_t r = 0; r < rows; ++r) {
-      const T* src = a + r * n;
-      for (index_t j = j0; j < j1; ++j) out[j] += src[j];
-    }
-  };
-  ThreadTeam::global().run(nthreads, JobRef(job));
-}
 
 template <class T, class C>
 class ForwardPass {
@@ -594,7 +573,8 @@ class BackwardPass {
     if (a_.db_hh) column_sums(rows_, GH, dgh_, a_.db_hh);
     if (proj_)
       gemm<T>(P, H, rows_, dh_total_.data(), 1, P, sv_.m.data(), H, 1, a_.dw_hr, H, false, scratch);
-    if (a_.dw_ph) peephole_gradient();
+    if (a_.dw_ph)
+      peephole_sums(rows_, H, dgi_.data(), sv_.c_prev.data(), sv_.c_new.data(), a_.dw_ph);
   }
 
   // The reset-before GRU's dW_hn = dn^T (r * h_prev), r * h_prev remade from what forward saved.
@@ -607,22 +587,6 @@ class BackwardPass {
     }
     gemm<T>(H, P, rows_, dgi_.data() + 2 * H, 1, GH, rh.data(), H, 1, a_.dw_hh + 2 * H * P, P,
             false, scratch);
-  }
-
-  // dp_i, dp_f = sums over rows of the i, f gradients times c_prev; dp_o of o's times c_new.
-  void peephole_gradient() {
-    T* dp = a_.dw_ph;
-    zero_n(dp, 3 * H);
-    for (index_t r = 0; r < rows_; ++r) {
-      const T* dg = dgi_.data() + r * GH;
-      const T* cp = sv_.c_prev.data() + r * H;
-      const T* cn = sv_.c_new.data() + r * H;
-      for (index_t j = 0; j < H; ++j) {
-        dp[j] += dg[j] * cp[j];
-        dp[H + j] += dg[H + j] * cp[j];
-        dp[2 * H + j] += dg[3 * H + j] * cn[j];
-      }
-    }
   }
 
   const Dims d_;
