@@ -11,12 +11,14 @@ namespace fastrnn {
 
 // What each instruction set's copy defines: `iterations` rounds of fma_chain_count() chains, each
 // one vector FMA (fma_chain_lanes() fp32 lanes) per round; returns a sum of the chains, so that the
-// work cannot be dropped.
+// work cannot be dropped. gemm_blocks: the block sizes that copy's products chose from the caches
+// (kc, mc, nc; fp64 or fp32), for the benchmarks to print.
 #define FASTRNN_PEAK_KERNELS(isa)                        \
   namespace isa {                                        \
   float fma_chains(std::int64_t iterations, float seed); \
   int fma_chain_count();                                 \
   int fma_chain_lanes();                                 \
+  void gemm_blocks(bool f64, long long out[3]);          \
   }
 FASTRNN_PEAK_KERNELS(portable)
 FASTRNN_PEAK_KERNELS(avx2)

@@ -10,6 +10,7 @@
 
 #include "fastrnn/isa.hpp"
 #include "fastrnn/peak.hpp"
+#include "fastrnn/runtime/cache.hpp"
 #include "python/args.hpp"
 
 namespace fastrnn {
@@ -47,6 +48,41 @@ void register_peak(py::module_& m) {
       py::arg("seconds") = 0.1,
       "The calling thread's fp32 FMA rate on the active cpu path, in GFLOP/s: independent FMA\n"
       "chains run for about `seconds`. Returns a dict: path, gflops, seconds, flops, checksum.");
+  m.def(
+      "cache_sizes",
+      [] {
+        const CacheSizes& c = cache_sizes();
+        py::dict out;
+        out["l1d"] = c.l1d;
+        out["l2"] = c.l2;
+        out["l3_per_core"] = c.l3;
+        out["source"] = std::string(c.source);
+        return out;
+      },
+      "The data caches the products' block sizes were chosen from: l1d, l2, l3_per_core (bytes)\n"
+      "and source ('sysfs', 'cpuid', 'FASTRNN_CACHE_SIZES' or 'default').");
+  m.def(
+      "gemm_blocks",
+      [](const std::string& dtype) {
+        require(dtype == "float32" || dtype == "float64", "dtype must be 'float32' or 'float64'");
+        long long b[3];
+        const bool f64 = dtype == "float64";
+        switch (active_isa()) {
+#ifdef FASTRNN_HAVE_X86_PATHS
+          case Isa::avx512: avx512::gemm_blocks(f64, b); break;
+          case Isa::avx2: avx2::gemm_blocks(f64, b); break;
+#endif
+          default: portable::gemm_blocks(f64, b); break;
+        }
+        py::dict out;
+        out["kc"] = b[0];
+        out["mc"] = b[1];
+        out["nc_panels"] = b[2];
+        return out;
+      },
+      py::arg("dtype") = "float32",
+      "The active cpu path's block sizes for `dtype`: kc (depth), mc (rows of A), nc_panels\n"
+      "(B panels per pass), chosen from cache_sizes().");
 }
 
 }  // namespace bind

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "fastrnn/isa/gemm.hpp"
 #include "fastrnn/peak.hpp"
 
 namespace fastrnn {
@@ -22,6 +23,13 @@ constexpr int kChains = FASTRNN_VECTOR_BYTES == 64 ? 24 : 12;
 }  // namespace
 
 int fma_chain_count() { return kChains; }
+
+void gemm_blocks(bool f64, long long out[3]) {
+  const Blocks& b = f64 ? blocks<double>() : blocks<float>();
+  out[0] = b.kc;
+  out[1] = b.mc;
+  out[2] = b.nc;
+}
 int fma_chain_lanes() { return kLanes; }
 
 float fma_chains(std::int64_t iterations, float seed) {
