@@ -11,6 +11,7 @@ import sys
 
 from fastrnn import __version__
 from fastrnn._argtypes import nonnegative_number, positive_int
+from fastrnn._backend import native_module
 
 from . import grid, harness, layers
 from .harness import ALL_SHAPES, CELLS, DEFAULT_CELLS, MODES, SHAPES
@@ -166,6 +167,12 @@ def _parser():
         action="store_true",
         help="in the grid, do not time numpy on S4-S6 (its slowest entries; it "
         "still computes the reference the checks use)",
+    )
+    bench.add_argument(
+        "--cpu-path",
+        choices=("avx512", "avx2", "portable"),
+        help="force the native kernels' instruction-set path (default: the best this CPU runs); "
+        "the FMA peak is measured on the same path",
     )
     bench.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
     bench.add_argument("--no-ort", action="store_true", help="do not time ONNX Runtime")
@@ -407,6 +414,14 @@ def _grid_section(args, opts):
             f"{peak['gflops_best']:.1f})"
         )
     peak_gflops = peak["gflops_used"] if peak else None
+    caches = grid.cache_blocks(args.dtype)
+    if caches is not None:
+        c, b = caches["cache"], caches["blocks"]
+        print(
+            f"caches ({c['source']}): L1d {c['l1d'] >> 10} KiB, L2 {c['l2'] >> 10} KiB, L3 "
+            f"{c['l3_per_core'] >> 10} KiB per core -> blocks kc {b['kc']}, mc {b['mc']}, "
+            f"nc {b['nc_panels']} panels"
+        )
     if opts["threads"] != 1:
         print(
             f"note: the targets are for 1 thread; this run uses {opts['threads']}, and %peak and "
@@ -469,6 +484,7 @@ def _grid_section(args, opts):
         "numpy_large": numpy_large,
         "sgemm": sgemm,
         "peak": peak,
+        "caches": caches,
         "checks": checked,
         "results": results,
         "rows": rows,
@@ -502,6 +518,16 @@ def _bench(args):
     else:
         sections = ["functional"] + ([] if args.no_layers else ["layers"])
 
+    if args.cpu_path is not None:
+        native = native_module()
+        if native is None:
+            print("--cpu-path: the native extension is not built", file=sys.stderr)
+            return 2
+        try:
+            native.set_cpu_path(args.cpu_path)
+        except ValueError as exc:
+            print(f"--cpu-path: {exc}", file=sys.stderr)
+            return 2
     threads = harness.configure_threads(args.threads)
     env = harness.environment()
     print(

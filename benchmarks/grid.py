@@ -344,3 +344,12 @@ def measure_peak(repeat=5, seconds=0.1):
         "gflops_best": max(rates),
         "gflops": rates,
     }
+
+
+def cache_blocks(dtype="float32"):
+    """The caches the native products were blocked for and the active path's block sizes for
+    ``dtype``: a dict with cache and blocks; None without the extension."""
+    native = native_module()
+    if native is None or not hasattr(native, "gemm_blocks"):
+        return None
+    return {"cache": native.cache_sizes(), "blocks": native.gemm_blocks(dtype)}
