@@ -465,6 +465,48 @@ def time_function(fn, repeat=10, warmup=1, budget_s=None, warmup_s=0.05):
     }
 
 
+def time_interleaved(fns, repeat=10, warmup=1, budget_s=None, warmup_s=0.05):
+    """Times several functions (a dict name -> fn) in rounds, one call of each per round, so that
+    a machine that is busier now and then slows them all alike and their ratios hold.
+
+    Each gets time_function's warm-up first (at least one call), then as many calls as time_function would give it
+    (``repeat``, fewer when ``budget_s`` is short for it, never below one): the slow ones (numpy on
+    large shapes) drop out of the later rounds. Returns a dict name -> time_function-style timing.
+    """
+    if repeat < 1:
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
+    estimates = {}
+    for name, fn in fns.items():  # the warm-up calls (at least one), the last one the estimate
+        calls, began = 0, time.perf_counter()
+        while calls < max(warmup, 1) or time.perf_counter() - began < warmup_s:
+            start = time.perf_counter()
+            fn()
+            estimates[name] = time.perf_counter() - start
+            calls += 1
+    calls = {
+        name: repeat if budget_s is None or est <= 0 else max(1, min(repeat, int(budget_s / est)))
+        for name, est in estimates.items()
+    }
+    times = {name: [] for name in fns}
+    for r in range(max(calls.values(), default=0)):
+        for name, fn in fns.items():
+            if r >= calls[name]:
+                continue
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {
+        name: {
+            "median_ms": statistics.median(ms),
+            "min_ms": min(ms),
+            "mean_ms": statistics.fmean(ms),
+            "repeat": len(ms),
+            "times_ms": ms,
+        }
+        for name, ms in times.items()
+    }
+
+
 def modes_of(impl, modes):
     """The modes among ``modes`` that ``impl`` runs (forward only for FORWARD_ONLY)."""
     return [m for m in modes if m == "forward" or impl not in FORWARD_ONLY]
@@ -542,10 +584,10 @@ def run_benchmarks(
         for s in shapes:
             problem, shape = problems[(c, s)], ALL_SHAPES[s]
             for mode in modes:
-                for impl in [i for i in impls if mode in modes_of(i, modes)]:
-                    timing = time_function(
-                        make_runner(impl, problem, mode), repeat=repeat, warmup=warmup, budget_s=budget_s
-                    )
+                # Interleaved, one call of each per round: the ratios are what the tables quote.
+                runners = {i: make_runner(i, problem, mode) for i in impls if mode in modes_of(i, modes)}
+                timings = time_interleaved(runners, repeat=repeat, warmup=warmup, budget_s=budget_s)
+                for impl, timing in timings.items():
                     result = {
                         "cell": c,
                         "shape": s,

@@ -7,6 +7,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -61,6 +62,24 @@ def test_budget_shrinks_the_timed_calls_but_never_below_one(clock):
     assert out["repeat"] == 3
     out = harness.time_function(clock.fn, repeat=20, warmup=1, warmup_s=0.0, budget_s=0.001)
     assert out["repeat"] == 1
+
+
+def test_interleaved_timing_alternates_and_lets_slow_entries_drop_out():
+    order = []
+
+    def fast():
+        order.append("fast")
+
+    def slow():
+        order.append("slow")
+        time.sleep(0.02)
+
+    out = harness.time_interleaved(
+        {"fast": fast, "slow": slow}, repeat=4, warmup=1, warmup_s=0.0, budget_s=0.03
+    )
+    assert out["fast"]["repeat"] == 4 and out["slow"]["repeat"] == 1
+    assert order == ["fast", "slow", "fast", "slow", "fast", "fast", "fast"]  # warm-ups, then rounds
+    assert out["slow"]["min_ms"] >= 20
 
 
 def test_repeat_below_one_is_refused():
