@@ -184,6 +184,15 @@ def _parser():
         metavar="N",
         help="timed calls of the grid's sgemm measurement (default: 10)",
     )
+    bench.add_argument(
+        "--peak-probe",
+        type=nonnegative_number,
+        default=0.02,
+        metavar="SECONDS",
+        help="grid: measure the FMA peak this long after every round of timed calls, and rate each "
+        "row against the peak seen during its own rounds (0: only the peak measured at the start; "
+        "default: 0.02)",
+    )
     bench.add_argument("--seed", type=int, default=0, help="seed of the random problems (default: 0)")
     bench.add_argument(
         "--json",
@@ -410,7 +419,8 @@ def _grid_section(args, opts):
         peak["gflops_used"] = peak["gflops_median" if args.stat == "median" else "gflops_best"]
         print(
             f"FMA peak ({peak['path']} path, fp32, FMA chains on one thread): "
-            f"{peak['gflops_used']:.1f} GFLOP/s ({args.stat} of {peak['repeat']} runs; best "
+            f"{peak['gflops_used']:.1f} GFLOP/s ({'best' if args.stat == 'min' else 'median'} of "
+            f"{peak['repeat']} runs; best "
             f"{peak['gflops_best']:.1f})"
         )
     peak_gflops = peak["gflops_used"] if peak else None
@@ -433,7 +443,8 @@ def _grid_section(args, opts):
     print(_checking_line(others, ", each problem just before it is timed"))
     print(
         "GFLOP/s: native's, counting 2*M*N*K per product (forward: input + recurrent "
-        "products; backward: twice forward); %peak, %sgemm: of the rates above; torch|ort: the "
+        "products; backward: twice forward); peak: the FMA peak measured between the row's "
+        "rounds (else the one above), %peak of it; %sgemm: of the sgemm rate; torch|ort: the "
         "faster of the two"
     )
     print()
@@ -457,6 +468,7 @@ def _grid_section(args, opts):
         numpy_large=numpy_large,
         on_check=checked.append,
         on_result=printer.add,
+        peak_probe_s=args.peak_probe,
     )
     rows = grid.summarize_grid(results, stat=stat, sgemm_gflops=gflops, peak_gflops=peak_gflops)
     print()

@@ -125,10 +125,18 @@ def evaluate_targets(row):
 
 
 def summarize_grid(results, stat="median_ms", sgemm_gflops=None, peak_gflops=None):
-    """summarize() for grid results, plus flops, ``<impl>_gflops``, native_pct_peak (of
-    ``peak_gflops``), native_pct_sgemm, peers_over_native (the faster of torch and ort over
-    native), bitwise_threads (from native's results) and the targets."""
+    """summarize() for grid results, plus flops, ``<impl>_gflops``, peak_gflops and
+    native_pct_peak (the peak probed during the row's rounds, else ``peak_gflops``),
+    native_pct_sgemm, peers_over_native (the faster of torch and ort over native),
+    bitwise_threads (from native's results) and the targets."""
     rows = summarize(results, stat=stat)
+    # The FMA peak measured between the timed rounds of each row, where the grid probed it: on a
+    # shared core it saw the same share of the core as the row's calls.
+    row_peak = {
+        (r["cell"], r["shape"], r["mode"]): (max if stat == "min_ms" else statistics.median)(r["probes"])
+        for r in results
+        if r["impl"] == "native" and r.get("probes")
+    }
     bitwise = {
         (r["cell"], r["shape"], r["mode"]): r["bitwise_threads"]
         for r in results
@@ -143,9 +151,12 @@ def summarize_grid(results, stat="median_ms", sgemm_gflops=None, peak_gflops=Non
         peers = [row[f"{i}_ms"] for i in ("torch", "ort") if row.get(f"{i}_ms")]
         if peers and row.get("native_ms"):
             row["peers_over_native"] = min(peers) / row["native_ms"]
+        peak = row_peak.get((row["cell"], row["shape"], row["mode"]), peak_gflops)
+        if peak:
+            row["peak_gflops"] = peak
         if row.get("native_gflops"):
-            if peak_gflops:
-                row["native_pct_peak"] = row["native_gflops"] / peak_gflops
+            if peak:
+                row["native_pct_peak"] = row["native_gflops"] / peak
             if sgemm_gflops:
                 row["native_pct_sgemm"] = row["native_gflops"] / sgemm_gflops
         row["bitwise_threads"] = bitwise.get((row["cell"], row["shape"], row["mode"]))
@@ -201,13 +212,24 @@ def run_grid(
     numpy_large=True,
     on_check=None,
     on_result=None,
+    peak_probe_s=None,
 ):
     """Times the grid, problem by problem: each is checked against numpy, then timed.
 
     Arguments as run_benchmarks'; ``numpy_large=False`` leaves numpy's timings out on S4-S6 (it
     still computes the reference the checks use). Returns run_benchmarks-style results; native's
     carry ``bitwise_threads`` (bitwise_across_threads, checked before the timings).
+    ``peak_probe_s``: when given (and native is built), the FMA peak is measured for that long
+    after every round of timed calls (results get ``probes``: GFLOP/s), so that %peak compares
+    rates taken on the same share of a shared core.
     """
+    native = native_module()
+    probe = None
+    if peak_probe_s and native is not None and hasattr(native, "fma_peak"):
+
+        def probe():
+            return native.fma_peak(peak_probe_s)["gflops"]
+
     available = available_implementations()
     impls = (
         available if impls is None else [i for i in _names(impls, IMPLEMENTATIONS, "impl") if i in available]
@@ -236,6 +258,7 @@ def run_grid(
             seed=seed,
             on_check=on_check,
             on_result=None,
+            probe=probe,
         )
         for r in timed:
             if r["impl"] == "native":
@@ -258,6 +281,7 @@ def grid_table_columns(impls):
         cols += [(f"{i}_over_native", f"{i}/nat", 9, "ratio") for i in order if i != "native"]
         cols += [
             ("native_gflops", "GFLOP/s", 7, "gflops"),
+            ("peak_gflops", "peak", 5, "gflops"),
             ("native_pct_peak", "%peak", 5, "pct"),
             ("native_pct_sgemm", "%sgemm", 6, "pct"),
             ("targets_text", "targets", 0, "text"),

@@ -465,13 +465,16 @@ def time_function(fn, repeat=10, warmup=1, budget_s=None, warmup_s=0.05):
     }
 
 
-def time_interleaved(fns, repeat=10, warmup=1, budget_s=None, warmup_s=0.05):
+def time_interleaved(fns, repeat=10, warmup=1, budget_s=None, warmup_s=0.05, probe=None):
     """Times several functions (a dict name -> fn) in rounds, one call of each per round, so that
     a machine that is busier now and then slows them all alike and their ratios hold.
 
-    Each gets time_function's warm-up first (at least one call), then as many calls as time_function would give it
-    (``repeat``, fewer when ``budget_s`` is short for it, never below one): the slow ones (numpy on
-    large shapes) drop out of the later rounds. Returns a dict name -> time_function-style timing.
+    Each gets time_function's warm-up first (at least one call), then as many calls as
+    time_function would give it (``repeat``, fewer when ``budget_s`` is short for it, never below
+    one): the slow ones (numpy on large shapes) drop out of the later rounds. Returns a dict name ->
+    time_function-style timing. ``probe``: a function called once per round, after the timed
+    calls (the grid measures the FMA peak there, so that it sees the same share of a busy core);
+    its values are in each timing's ``probes``.
     """
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat}")
@@ -488,6 +491,7 @@ def time_interleaved(fns, repeat=10, warmup=1, budget_s=None, warmup_s=0.05):
         for name, est in estimates.items()
     }
     times = {name: [] for name in fns}
+    probes = []
     for r in range(max(calls.values(), default=0)):
         for name, fn in fns.items():
             if r >= calls[name]:
@@ -495,6 +499,9 @@ def time_interleaved(fns, repeat=10, warmup=1, budget_s=None, warmup_s=0.05):
             start = time.perf_counter()
             fn()
             times[name].append((time.perf_counter() - start) * 1e3)
+        if probe is not None:
+            probes.append(probe())
+    extra = {"probes": probes} if probe is not None else {}
     return {
         name: {
             "median_ms": statistics.median(ms),
@@ -502,6 +509,7 @@ def time_interleaved(fns, repeat=10, warmup=1, budget_s=None, warmup_s=0.05):
             "mean_ms": statistics.fmean(ms),
             "repeat": len(ms),
             "times_ms": ms,
+            **extra,
         }
         for name, ms in times.items()
     }
@@ -534,6 +542,7 @@ def run_benchmarks(
     seed=0,
     on_check=None,
     on_result=None,
+    probe=None,
 ):
     """Times every (cell, shape, mode, implementation) and returns a list of dicts, one each.
 
@@ -542,6 +551,7 @@ def run_benchmarks(
     (slow entries get fewer than ``repeat`` calls). With ``check`` (default), each implementation
     is first checked against the numpy reference on every problem (AgreementError if it differs).
     ``on_check(dict)`` and ``on_result(dict)`` are called as checks and timings finish.
+    ``probe``: see time_interleaved (each result then has ``probes``).
 
     Each result: cell, shape, T, B, I, H, mode, impl, dtype, threads, median_ms, min_ms,
     mean_ms, repeat, times_ms.
@@ -586,7 +596,9 @@ def run_benchmarks(
             for mode in modes:
                 # Interleaved, one call of each per round: the ratios are what the tables quote.
                 runners = {i: make_runner(i, problem, mode) for i in impls if mode in modes_of(i, modes)}
-                timings = time_interleaved(runners, repeat=repeat, warmup=warmup, budget_s=budget_s)
+                timings = time_interleaved(
+                    runners, repeat=repeat, warmup=warmup, budget_s=budget_s, probe=probe
+                )
                 for impl, timing in timings.items():
                     result = {
                         "cell": c,
