@@ -31,6 +31,7 @@ void register_rnn(py::module_& m);
 void register_matmul(py::module_& m);
 void register_hopfield(py::module_& m);
 void register_runtime(py::module_& m);
+void register_peak(py::module_& m);
 
 template <class T>
 using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;

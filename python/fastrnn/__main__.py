@@ -56,10 +56,13 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser(
         "bench",
-        help="time native vs numpy vs PyTorch",
-        description="Times native (the C++ kernels, if built), numpy (the reference backend) and "
-        "torch (torch.nn.RNN/LSTM/GRU with the same weights, if installed) on one "
-        "layer, one direction, forward and forward+backward. Every implementation is "
+        help="time native vs numpy vs PyTorch vs ONNX Runtime",
+        description="Times native (the C++ kernels, if built), numpy (the reference backend), "
+        "torch (torch.nn.RNN/LSTM/GRU with the same weights, if installed) and ort (ONNX "
+        "Runtime, one RNN/LSTM/GRU node, forward only, if onnx and onnxruntime are installed) "
+        "on one layer, one direction, forward and forward+backward, all on the same thread "
+        "count (numpy's BLAS too, with threadpoolctl), native rated against the core's "
+        "measured FMA peak. Every implementation is "
         "first checked against numpy's outputs and gradients; a disagreement stops the "
         "run before anything is timed. The project's performance grid with its "
         "targets is in the repository's benchmarks/ (python -m benchmarks).",
@@ -89,9 +92,11 @@ def _parser() -> argparse.ArgumentParser:
         "--threads",
         type=positive_int,
         metavar="N",
-        help="threads for the native kernels and for torch (default: fastrnn.get_num_threads())",
+        help="threads for the native kernels, torch, ort and numpy's BLAS (default: "
+        "fastrnn.get_num_threads())",
     )
     bench.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
+    bench.add_argument("--no-ort", action="store_true", help="do not time ONNX Runtime")
 
     from .commands import add_commands
 
@@ -149,6 +154,7 @@ def _bench(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         repeat=args.repeat,
         use_torch=not args.no_torch,
+        use_ort=not args.no_ort,
     )
 
 

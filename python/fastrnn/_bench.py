@@ -1,23 +1,30 @@
-"""``python -m fastrnn bench``: a short timing of this installation, native vs numpy vs PyTorch.
+"""``python -m fastrnn bench``: a short timing of this installation, native vs numpy vs PyTorch vs
+ONNX Runtime.
 
 One layer, one direction (fastrnn.functional) per cell on one shape, forward (inference) and
 forward+backward (every gradient). Each implementation is first checked against the numpy backend
 (the reference) on the same problem; a disagreement stops the run before anything is timed.
-torch (torch.nn.RNN/LSTM/GRU with the same weights) runs only when it is importable. The project's
-performance grid with its targets is not here: it lives in the repository's benchmarks/.
+torch (torch.nn.RNN/LSTM/GRU with the same weights) runs only when it is importable, ONNX Runtime
+(one ONNX RNN/LSTM/GRU node with the same weights; forward only: it is an inference engine) only
+when onnx and onnxruntime are. Everything runs on fastrnn's thread count: torch's intra-op
+threads, ORT's session and NumPy's BLAS (through threadpoolctl, when installed) are set to it, so
+that no library's idle threads spin against another's. The core's fp32 FMA peak (the native
+module's FMA-chain loop) rates the native rows. The project's performance grid with its targets is
+not here: it lives in the repository's benchmarks/.
 """
 
+import contextlib
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _backend, functional
+from . import _backend, convert, functional
 from ._cells import GATES
 
 _Problem = dict[str, "NDArray[Any] | None"]
@@ -37,6 +44,99 @@ def _torch() -> ModuleType | None:
     except (ImportError, OSError):  # missing, or a broken install
         return None
     return torch
+
+
+def _ort() -> ModuleType | None:
+    try:
+        import onnx  # noqa: F401 (builds the model)
+        import onnxruntime
+    except (ImportError, OSError):
+        return None
+    module: ModuleType = onnxruntime  # untyped: ignore_missing_imports makes it Any
+    return module
+
+
+@contextlib.contextmanager
+def _blas_threads(n: int) -> Iterator[bool]:
+    """NumPy's BLAS limited to ``n`` threads inside the block (threadpoolctl, when installed);
+    yields whether the limit is in force."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        yield False
+        return
+    with threadpoolctl.threadpool_limits(limits=n, user_api="blas"):
+        yield True
+
+
+def onnx_model(
+    cell: str, weights: dict[str, Any], T: int, B: int, I: int, H: int, dtype: np.dtype[Any]
+) -> bytes:
+    """The serialized ONNX model of one ``cell`` layer, one direction, with ``weights`` (w_ih,
+    w_hh, b_ih, b_hh in PyTorch's layout) as initializers: inputs X (T, B, I), initial_h (1, B, H)
+    and, for the LSTM, initial_c; outputs Y (T, 1, B, H), Y_h (and Y_c)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    # The bench's GRU is PyTorch's (reset_after=True): the node says linear_before_reset=1.
+    node = (
+        convert.to_onnx(cell, weights, reset_after=True) if cell == "gru" else convert.to_onnx(cell, weights)
+    )
+    elem = TensorProto.FLOAT if np.dtype(dtype) == np.float32 else TensorProto.DOUBLE
+    states = ["initial_h"] + (["initial_c"] if cell == "lstm" else [])
+    outputs = ["Y", "Y_h"] + (["Y_c"] if cell == "lstm" else [])
+    inits = [numpy_helper.from_array(np.ascontiguousarray(node[k]), k) for k in ("W", "R", "B")]
+    graph = helper.make_graph(
+        [helper.make_node(node["op_type"], ["X", "W", "R", "B", ""] + states, outputs, **node["attributes"])],
+        f"fastrnn_{cell}",
+        [helper.make_tensor_value_info("X", elem, [T, B, I])]
+        + [helper.make_tensor_value_info(n, elem, [1, B, H]) for n in states],
+        [helper.make_tensor_value_info("Y", elem, [T, 1, B, H])]
+        + [helper.make_tensor_value_info(n, elem, [1, B, H]) for n in outputs[1:]],
+        initializer=inits,
+    )
+    # Opset 14 (RNN/LSTM/GRU with `layout`) and IR 8: what any onnxruntime since 1.10 runs.
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    serialized: bytes = model.SerializeToString()
+    return serialized
+
+
+def ort_forward(
+    cell: str,
+    weights: dict[str, Any],
+    x: NDArray[Any],
+    h0: NDArray[Any],
+    c0: NDArray[Any] | None,
+    threads: int,
+) -> _Runner:
+    """A no-argument function running ONNX Runtime's node forward on (x, h0, c0): returns
+    [y, h_n, c_n] (c_n None unless lstm). The session has ``threads`` intra-op threads (the
+    caller among them), no inter-op parallelism and, on one thread, no spinning."""
+    import onnxruntime
+
+    T, B, I = x.shape
+    H = h0.shape[-1]
+    opts = onnxruntime.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    if threads == 1:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    model = onnx_model(cell, weights, T, B, I, H, x.dtype)
+    session = onnxruntime.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    lstm = cell == "lstm"
+    feed = {"X": np.ascontiguousarray(x), "initial_h": np.ascontiguousarray(h0[None])}
+    if c0 is not None:  # an LSTM's
+        feed["initial_c"] = np.ascontiguousarray(c0[None])
+    names = ["Y", "Y_h"] + (["Y_c"] if lstm else [])
+
+    def run() -> list[NDArray[Any] | None]:
+        out = session.run(names, feed)
+        return [out[0][:, 0], out[1][0], out[2][0] if lstm else None]
+
+    return run
 
 
 def _problem(cell: str, dtype: str, seed: int) -> _Problem:
@@ -149,6 +249,13 @@ def _largest_difference(got: Sequence[NDArray[Any] | None], ref: Sequence[NDArra
     return worst
 
 
+def _flops(cell: str, mode: str) -> float:
+    """2*M*N*K per product: the input and recurrent products forward, twice that backward."""
+    T, B, I, H = SHAPE["T"], SHAPE["B"], SHAPE["I"], SHAPE["H"]
+    forward = 2.0 * T * B * GATES[cell] * H * (I + H)
+    return forward if mode == "forward" else 3.0 * forward
+
+
 def _median_ms(run: _Runner, repeat: int) -> float:
     run()  # warm-up
     times = []
@@ -159,11 +266,32 @@ def _median_ms(run: _Runner, repeat: int) -> float:
     return 1e3 * statistics.median(times)
 
 
+def _runner(impl: str, torch: Any, cell: str, p: _Problem, mode: str, threads: int) -> _Runner:
+    if impl == "torch":
+        return _torch_runner(torch, cell, p, mode)
+    if impl == "ort":
+        weights = {k: p[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")}
+        x, h0 = p["x"], p["h0"]
+        assert x is not None and h0 is not None  # every problem has them
+        return ort_forward(cell, weights, x, h0, p["c0"], threads)
+    return _fastrnn_runner(cell, p, mode, impl)
+
+
+def _fma_peak() -> tuple[float, str] | None:
+    """The active path's fp32 FMA rate (best of 3 short runs), or None without the extension."""
+    native = _backend.native_module()
+    if native is None or not hasattr(native, "fma_peak"):
+        return None
+    best = max(float(native.fma_peak(0.05)["gflops"]) for _ in range(3))
+    return best, str(native.active_path())
+
+
 def run(
     cells: Sequence[str] = DEFAULT_CELLS,
     dtype: str = "float32",
     repeat: int = 10,
     use_torch: bool = True,
+    use_ort: bool = True,
     seed: int = 0,
     out: Callable[[str], object] = print,
 ) -> int:
@@ -171,27 +299,46 @@ def run(
 
     Returns 0, or 1 when an implementation disagrees with the numpy reference (nothing is timed).
     """
+    threads = _backend.get_num_threads()
+    with _blas_threads(threads) as pinned:
+        return _run(cells, dtype, repeat, use_torch, use_ort, seed, out, threads, pinned)
+
+
+def _run(
+    cells: Sequence[str],
+    dtype: str,
+    repeat: int,
+    use_torch: bool,
+    use_ort: bool,
+    seed: int,
+    out: Callable[[str], object],
+    threads: int,
+    pinned: bool,
+) -> int:
     torch = _torch() if use_torch else None
-    impls = (["native"] if _backend.native_available() else []) + ["numpy"] + (["torch"] if torch else [])
+    ort = _ort() if use_ort else None
+    impls = (
+        (["native"] if _backend.native_available() else [])
+        + ["numpy"]
+        + (["torch"] if torch else [])
+        + (["ort"] if ort else [])
+    )
     if torch is not None:
-        torch.set_num_threads(_backend.get_num_threads())
-    runners = {}
+        torch.set_num_threads(threads)
+    runners: dict[tuple[str, str], dict[str, _Runner]] = {}
     for cell in cells:
         p = _problem(cell, dtype, seed)
         for mode in MODES:
             runners[cell, mode] = {
-                impl: (
-                    _torch_runner(torch, cell, p, mode)
-                    if impl == "torch"
-                    else _fastrnn_runner(cell, p, mode, impl)
-                )
+                impl: _runner(impl, torch, cell, p, mode, threads)
                 for impl in impls
+                if impl != "ort" or mode == "forward"
             }
     others = [i for i in impls if i != "numpy"]
     worst = 0.0
     for (cell, mode), by_impl in runners.items():
         ref = by_impl["numpy"]()
-        for impl in others:
+        for impl in [i for i in others if i in by_impl]:
             diff = _largest_difference(by_impl[impl](), ref)
             if not diff <= TOLERANCE[dtype]:
                 out(
@@ -206,16 +353,27 @@ def run(
             f"output and gradient (largest difference {worst:.1e} of the array's max)"
         )
     shape = " ".join(f"{k}={v}" for k, v in SHAPE.items())
-    out(f"shape {shape}  dtype {dtype}  threads {_backend.get_num_threads()}  median of {repeat} calls")
-    ratios = [i for i in ("numpy", "torch") if i in impls and "native" in impls]
+    blas = "numpy BLAS pinned" if pinned else "numpy BLAS threads not pinned (pip install threadpoolctl)"
+    out(f"shape {shape}  dtype {dtype}  threads {threads} (native, torch, ort; {blas})")
+    out(f"median of {repeat} calls")
+    peak = _fma_peak() if "native" in impls else None
+    if peak is not None:
+        out(f"FMA peak of this core ({peak[1]} path, fp32, one thread): {peak[0]:.1f} GFLOP/s")
+    ratios = [i for i in ("numpy", "torch", "ort") if i in impls and "native" in impls]
     head = f"{'cell':9s} {'mode':17s}" + "".join(f"{i + ' ms':>11s}" for i in impls)
     head += "".join(f"{i + '/native':>14s}" for i in ratios)
+    head += f"{'GFLOP/s':>9s}{'%peak':>7s}" if peak is not None else ""
     out(head)
     out("-" * len(head))
     for (cell, mode), by_impl in runners.items():
         ms = {impl: _median_ms(fn, repeat) for impl, fn in by_impl.items()}
-        line = f"{cell:9s} {mode:17s}" + "".join(f"{ms[i]:11.3f}" for i in impls)
-        line += "".join(f"{ms[i] / ms['native']:13.2f}x" for i in ratios)
+        line = f"{cell:9s} {mode:17s}" + "".join(
+            f"{ms[i]:11.3f}" if i in ms else f"{'n/a':>11s}" for i in impls
+        )
+        line += "".join(f"{ms[i] / ms['native']:13.2f}x" if i in ms else f"{'n/a':>14s}" for i in ratios)
+        if peak is not None:
+            gflops = _flops(cell, mode) / (ms["native"] * 1e6)
+            line += f"{gflops:9.1f}{gflops / peak[0]:7.0%}"
         out(line)
     if "native" not in impls:
         out("native: unavailable (the extension is not built); only numpy and torch were timed")
