@@ -196,10 +196,12 @@ CHILD = textwrap.dedent(
     print("ready", flush=True)
     start = time.monotonic()
     try:
-        if mode == "backward":
-            native.backward(cache, dy, h0, h0)
-        else:
-            y, h, c, _ = native.forward("lstm", x, h0, h0, w_ih, w_hh, b, b, None, None, False, False)
+        # Repeated, so the signal lands inside a kernel however fast this machine runs one call.
+        for _ in range(1 if mode == "note" else 20):
+            if mode == "backward":
+                native.backward(cache, dy, h0, h0)
+            else:
+                y, h, c, _ = native.forward("lstm", x, h0, h0, w_ih, w_hh, b, b, None, None, False, False)
         print("finished", time.monotonic() - start, len(noted), flush=True)
     except KeyboardInterrupt:
         print("interrupted", time.monotonic(), flush=True)
