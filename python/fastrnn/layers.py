@@ -39,6 +39,7 @@ class _RNNBase(Module):
         dtype,
         backend,
         seed,
+        checkpoint_every=None,
     ):
         self.cell = cell
         self.input_size = integer("input_size", input_size, 1)
@@ -55,6 +56,8 @@ class _RNNBase(Module):
             )
         super().__init__(dtype, seed)  # one generator: the initial weights, then the dropout masks
         self.backend = None if backend is None else _backend._check_name(backend)
+        # Training forwards keep the state every k steps and backward recomputes (see F.forward).
+        self.checkpoint_every = _checks.checkpoint_every(checkpoint_every)
         self._init_parameters()
         # After backward(): (num_layers * num_directions, T) norms of dLoss/dh_t (see Cache).
         self.dh_norms = None
@@ -128,6 +131,7 @@ class _RNNBase(Module):
                     lengths=lengths,
                     reverse=bool(direction),
                     training=self.training,
+                    checkpoint_every=self.checkpoint_every,
                     backend=backend,
                 )
 
@@ -311,6 +315,8 @@ class _RNNBase(Module):
             s += f", dtype={self.dtype.name!r}"
         if self.backend is not None:
             s += f", backend={self.backend!r}"
+        if self.checkpoint_every is not None:
+            s += f", checkpoint_every={self.checkpoint_every!r}"
         return s
 
     def __repr__(self):
@@ -366,6 +372,7 @@ class RNN(_SingleState):
         dtype="float32",
         backend=None,
         seed=None,
+        checkpoint_every=None,
     ):
         if nonlinearity not in RNN_CELLS:
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
@@ -383,6 +390,7 @@ class RNN(_SingleState):
             dtype,
             backend,
             seed,
+            checkpoint_every,
         )
 
 
@@ -401,6 +409,7 @@ class GRU(_SingleState):
         dtype="float32",
         backend=None,
         seed=None,
+        checkpoint_every=None,
     ):
         super().__init__(
             "gru",
@@ -415,6 +424,7 @@ class GRU(_SingleState):
             dtype,
             backend,
             seed,
+            checkpoint_every,
         )
 
 
@@ -435,6 +445,7 @@ class LSTM(_RNNBase):
         dtype="float32",
         backend=None,
         seed=None,
+        checkpoint_every=None,
     ):
         super().__init__(
             "lstm",
@@ -449,6 +460,7 @@ class LSTM(_RNNBase):
             dtype,
             backend,
             seed,
+            checkpoint_every,
         )
 
     def _pair(self, name, pair, B, unbatched):
