@@ -69,7 +69,7 @@ def _check_all_ks(backend, variant, dtype, with_lengths, reverse, T, B, I, H):
     full, _ = _run(p, cell, backend, None, lengths, reverse, upstream)
     for k in _ks(T):
         got, cache = _run(p, cell, backend, k, lengths, reverse, upstream)
-        assert cache.every == (math.ceil(math.sqrt(T)) if k == "sqrt" else k)
+        assert cache.every == (math.ceil(math.sqrt(T)) if k == "sqrt" else min(k, T))
         _assert_identical(got, full, f"{backend} {variant} {np.dtype(dtype)} k={k}")
 
 
@@ -95,6 +95,30 @@ def test_native_bitwise_identical(variant, dtype, with_lengths, reverse, threads
         fastrnn.set_num_threads(before)
 
 
+@pytest.mark.native
+@pytest.mark.skipif(not NATIVE, reason=NATIVE_REASON)
+@pytest.mark.parametrize(
+    "with_lengths,reverse", [(False, False), (True, True)], ids=["full-fwd", "lengths-rev"]
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("variant", list(CELL_VARIANTS))
+@pytest.mark.parametrize("path", ["avx512", "avx2", "portable"])
+def test_native_bitwise_identical_on_every_cpu_path(path, variant, dtype, with_lengths, reverse):
+    from fastrnn import _native
+
+    if path not in _native.compiled_paths():
+        pytest.skip(f"{path} is not compiled into this build")
+    before = _native.active_path()
+    try:
+        _native.set_cpu_path(path)
+    except ValueError:
+        pytest.skip(f"this CPU cannot run the {path} path")
+    try:
+        _check_all_ks("native", variant, dtype, with_lengths, reverse, **NATIVE_SIZES)
+    finally:
+        _native.set_cpu_path(before)
+
+
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -117,7 +141,7 @@ def test_sqrt_is_the_ceiling_of_the_square_root():
     for T in (0, 1, 2, 3, 4, 5, 99, 100, 101, 20000, 10**6, 10**6 + 1):
         assert F.steps_per_checkpoint("sqrt", T) == max(1, math.ceil(math.sqrt(T)))
     assert F.steps_per_checkpoint(None, 50) == 0
-    assert F.steps_per_checkpoint(7, 3) == 7
+    assert F.steps_per_checkpoint(7, 3) == 3 and F.steps_per_checkpoint(10**30, 5) == 5
 
 
 def test_numpy_cache_keeps_only_the_segment_states():

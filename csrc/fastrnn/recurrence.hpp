@@ -36,9 +36,6 @@ struct Weights {
 // results as when everything is kept.
 template <class T>
 struct Saved {
-  index_t every = 0;          // steps per segment; 0: every row kept
-  AlignedBuffer<T> h_bound;   // (segments, B, P) the state each segment starts from
-  AlignedBuffer<T> c_bound;   // (segments, B, H) lstm: its cell state
   AlignedBuffer<T> x_rows;  // (rows, I) those rows of x; only with lengths (else empty)
   AlignedBuffer<T> h_prev;  // (rows, P) the state step t started from
   AlignedBuffer<T> gates;   // (rows, G*H) activated gates; rnn: the new h
@@ -46,6 +43,10 @@ struct Saved {
   AlignedBuffer<T> c_new;   // (rows, H) lstm: the cell state step t made
   AlignedBuffer<T> m;       // (rows, H) lstm with projection: o * tanh(c_new), before W_hr
   AlignedBuffer<T> gh_n;    // (rows, H) gru: W_hn h_prev + b_hn
+
+  index_t every = 0;         // steps per checkpoint segment; 0: every row kept
+  AlignedBuffer<T> h_bound;  // (segments, B, P) the state each segment starts from
+  AlignedBuffer<T> c_bound;  // (segments, B, H) lstm: its cell state
 };
 
 template <class T>

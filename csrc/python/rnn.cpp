@@ -73,9 +73,9 @@ index_t backward_elements(const fastrnn::Dims& d, index_t G, bool proj, bool gru
   const index_t rows = every > 0 ? mul(std::min(every, d.T), d.B) : TB;
   index_t n = 0;
   auto plus = [&](index_t v) { n = add(n, v); };
-  plus(mul(TB, d.I));                             // dx
-  plus(mul(gru ? 2 : 1, mul(rows, GH)));          // gate gradients
-  plus(mul(proj ? d.T : 1, mul(d.B, d.P)));       // dh_total
+  plus(mul(TB, d.I));                        // dx
+  plus(mul(gru ? 2 : 1, mul(rows, GH)));     // gate gradients
+  plus(mul(proj ? d.T : 1, mul(d.B, d.P)));  // dh_total
   // A segment's recomputed forward: its saved rows, input projection and x/dx rows.
   if (every > 0) plus(mul(rows, add(mul(3, GH), add(mul(2, d.P), add(mul(4, d.H), mul(2, d.I))))));
   plus(mul(d.B, add(mul(3, d.P), mul(2, d.H))));  // dh buffers, dc, dm, dh0, dc0
@@ -129,9 +129,9 @@ py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_,
     require(lengthsv.ndim() == 1 && lengthsv.shape(0) == B,
             "lengths must have shape (B=" + sB + ",), got " + shape_of(lengthsv));
   }
-  require(every >= 0, "checkpoint_every must be >= 0 (0: keep every step), got " +
-                         std::to_string(every));
-  if (!training) every = 0;
+  require(every >= 0,
+          "checkpoint_every must be >= 0 (0: keep every step), got " + std::to_string(every));
+  every = training ? std::min(every, std::max<index_t>(T_, 1)) : 0;  // k >= T: one segment
   const fastrnn::Dims dims{T_, B, I, H, P};
   check_memory(forward_elements(dims, G, lstm, has_w_hr, gru, has_lengths, training, every),
                sizeof(T), "forward");

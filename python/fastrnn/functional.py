@@ -86,13 +86,13 @@ def _lengths(lengths, T, B):
 
 
 def steps_per_checkpoint(checkpoint_every, T):
-    """The segment length k a checkpoint_every setting gives at T steps; 0 for None (no segments)."""
+    """The segment length k a checkpoint_every setting gives at T steps (at most T); 0 for None."""
     every = _checkpoint_every(checkpoint_every)
     if every is None:
         return 0
     if every == "sqrt":
         return math.isqrt(T - 1) + 1 if T > 0 else 1  # ceil(sqrt(T))
-    return every
+    return min(every, max(T, 1))  # k >= T: one segment
 
 
 # Elements a call may hold at once (see README, "Guarantees"), for check_memory. With checkpoints
