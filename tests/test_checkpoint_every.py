@@ -137,6 +137,23 @@ def test_native_small_calls(T, B):
         _check_all_ks("native", variant, np.float32, B > 1, True, T, B, 3, 20)
 
 
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("native", marks=pytest.mark.native)])
+def test_empty_segments_and_no_steps(backend):
+    if backend == "native" and not NATIVE:
+        pytest.skip(NATIVE_REASON)
+    # Every sequence ends before T: the last segments have no rows at all. And T = 0.
+    for variant, dtype in (("lstm_proj", np.float32), ("gru", np.float64)):
+        for T, lengths in ((9, np.array([3, 1, 0])), (0, None)):
+            cell, p = make_variant(variant, T, 3, 4, 20, dtype=dtype)
+            upstream = make_upstream(p, T)
+            full, _ = _run(p, cell, backend, None, lengths, False, upstream)
+            for k in (1, 2, 4, "sqrt"):
+                for reverse in (False, True):
+                    ref = full if not reverse else _run(p, cell, backend, None, lengths, True, upstream)[0]
+                    got, _ = _run(p, cell, backend, k, lengths, reverse, upstream)
+                    _assert_identical(got, ref, f"{backend} {variant} T={T} k={k} reverse={reverse}")
+
+
 def test_sqrt_is_the_ceiling_of_the_square_root():
     for T in (0, 1, 2, 3, 4, 5, 99, 100, 101, 20000, 10**6, 10**6 + 1):
         assert F.steps_per_checkpoint("sqrt", T) == max(1, math.ceil(math.sqrt(T)))
