@@ -11,6 +11,8 @@ import sys
 
 from fastrnn import __version__
 from fastrnn._argtypes import nonnegative_number, positive_int
+from fastrnn._backend import native_module
+from fastrnn._cli import output_path
 
 from . import grid, harness, layers
 from .harness import ALL_SHAPES, CELLS, DEFAULT_CELLS, MODES, SHAPES
@@ -51,8 +53,10 @@ def _parser():
         prog="python -m benchmarks",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Times native (the C++ kernels, if built), numpy (the reference backend) and torch\n"
-            "(torch.nn.RNN/LSTM/GRU with the same weights, if installed) on the same problems.\n"
+            "Times native (the C++ kernels, if built), numpy (the reference backend), torch\n"
+            "(torch.nn.RNN/LSTM/GRU with the same weights, if installed) and ort (ONNX Runtime,\n"
+            "one ONNX RNN/LSTM/GRU node, forward only, if onnx and onnxruntime are installed)\n"
+            "on the same problems.\n"
             "Modes: 'forward' (inference: training=False; torch under no_grad) and\n"
             "'forward+backward' (training forward, then backward with random dy and dh_n; all\n"
             "gradients computed). Every implementation is first checked against numpy's outputs\n"
@@ -68,9 +72,10 @@ def _parser():
             "              lengths on the same batch, and lengths/padded is checked against\n"
             f"              its target (<= {LENGTHS_TARGET:g}x)\n"
             "  grid        the performance grid: every cell on S1-S6 (S6: rnn cells\n"
-            "              only), each ratio printed with its target and PASS/MISS; S4-S6 are\n"
-            "              also rated against NumPy's 1-thread sgemm rate on 4096x1024x1024,\n"
-            "              measured in a subprocess with OPENBLAS_NUM_THREADS=1\n\n"
+            "              only), each row with its targets and PASS/MISS: forward vs the\n"
+            "              faster of torch and ort, forward+backward vs torch, S4-S5 vs this\n"
+            "              core's FMA peak (measured in the same run), and native bitwise\n"
+            "              identical on 1 and 2 threads\n\n"
             f"Shapes (T, B, I, H; any of them for any section with --shapes):\n"
             f"{shape_list(ALL_SHAPES)}\n\n"
             "Tables give the median time of each entry in milliseconds and the ratios\n"
@@ -164,7 +169,14 @@ def _parser():
         help="in the grid, do not time numpy on S4-S6 (its slowest entries; it "
         "still computes the reference the checks use)",
     )
+    bench.add_argument(
+        "--cpu-path",
+        choices=("avx512", "avx2", "portable"),
+        help="force the native kernels' instruction-set path (default: the best this CPU runs); "
+        "the FMA peak is measured on the same path",
+    )
     bench.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
+    bench.add_argument("--no-ort", action="store_true", help="do not time ONNX Runtime")
     bench.add_argument("--no-native", action="store_true", help="do not time the native backend")
     bench.add_argument(
         "--sgemm-repeat",
@@ -172,6 +184,15 @@ def _parser():
         default=10,
         metavar="N",
         help="timed calls of the grid's sgemm measurement (default: 10)",
+    )
+    bench.add_argument(
+        "--peak-probe",
+        type=nonnegative_number,
+        default=0.02,
+        metavar="SECONDS",
+        help="grid: measure the FMA peak this long after every round of timed calls, and rate each "
+        "row against the peak seen during its own rounds (0: only the peak measured at the start; "
+        "default: 0.02)",
     )
     bench.add_argument("--seed", type=int, default=0, help="seed of the random problems (default: 0)")
     bench.add_argument(
@@ -242,7 +263,7 @@ def _functional_section(args, opts):
     checked = []
     printer = _RowPrinter(
         harness.table_columns(opts["requested"]),
-        lambda r: len(impls),
+        lambda r: len([i for i in impls if harness.modes_of(i, [r["mode"]])]),
         lambda rs: harness.summarize(rs, stat=stat),
     )
 
@@ -368,7 +389,7 @@ def _grid_section(args, opts):
     shapes = _flatten(args.shapes, harness.GRID_SHAPES)
     impls, stat = opts["impls"], opts["stat"]
     numpy_large = not args.no_numpy_large
-    _title("grid: every cell on S1-S6, native vs torch vs numpy, with their targets")
+    _title("grid: every cell on S1-S6, native vs torch vs ort vs numpy, with their targets")
     pairs = grid.grid_pairs(cells, shapes)
     if not pairs:
         print("nothing to run: S6 is for the rnn cells only")
@@ -392,10 +413,30 @@ def _grid_section(args, opts):
             f"{sgemm[args.stat + '_ms']:.1f} ms each)"
         )
     gflops = sgemm["gflops"] if sgemm else None
+    peak = grid.measure_peak()
+    if peak is None:
+        print("FMA peak: not measured (the native extension is not built); the peak targets read n/a")
+    else:
+        peak["gflops_used"] = peak["gflops_median" if args.stat == "median" else "gflops_best"]
+        print(
+            f"FMA peak ({peak['path']} path, fp32, FMA chains on one thread): "
+            f"{peak['gflops_used']:.1f} GFLOP/s ({'best' if args.stat == 'min' else 'median'} of "
+            f"{peak['repeat']} runs; best "
+            f"{peak['gflops_best']:.1f})"
+        )
+    peak_gflops = peak["gflops_used"] if peak else None
+    caches = grid.cache_blocks(args.dtype)
+    if caches is not None:
+        c, b = caches["cache"], caches["blocks"]
+        print(
+            f"caches ({c['source']}): L1d {c['l1d'] >> 10} KiB, L2 {c['l2'] >> 10} KiB, L3 "
+            f"{c['l3_per_core'] >> 10} KiB per core -> blocks kc {b['kc']}, mc {b['mc']}, "
+            f"nc {b['nc_panels']} panels"
+        )
     if opts["threads"] != 1:
         print(
-            f"note: the targets are for 1 thread; this run uses {opts['threads']}, and %sgemm "
-            "still compares with the 1-thread sgemm rate"
+            f"note: the targets are for 1 thread; this run uses {opts['threads']}, and %peak and "
+            "%sgemm still compare with 1-thread rates"
         )
     if args.dtype != "float32":
         print(f"note: the targets are for float32; this run uses {args.dtype}")
@@ -403,14 +444,16 @@ def _grid_section(args, opts):
     print(_checking_line(others, ", each problem just before it is timed"))
     print(
         "GFLOP/s: native's, counting 2*M*N*K per product (forward: input + recurrent "
-        "products; backward: twice forward); %sgemm: of the sgemm rate above"
+        "products; backward: twice forward); peak: the FMA peak measured between the row's "
+        "rounds (else the one above), %peak of it; %sgemm: of the sgemm rate; torch|ort: the "
+        "faster of the two"
     )
     print()
     checked = []
     printer = _RowPrinter(
         grid.grid_table_columns(opts["requested"]),
-        lambda r: len(grid.grid_impls(r["shape"], impls, numpy_large)),
-        lambda rs: grid.summarize_grid(rs, stat=stat, sgemm_gflops=gflops),
+        lambda r: len(grid.grid_impls(r["shape"], impls, numpy_large, r["mode"])),
+        lambda rs: grid.summarize_grid(rs, stat=stat, sgemm_gflops=gflops, peak_gflops=peak_gflops),
     )
     printer.header()
     results = grid.run_grid(
@@ -426,8 +469,9 @@ def _grid_section(args, opts):
         numpy_large=numpy_large,
         on_check=checked.append,
         on_result=printer.add,
+        peak_probe_s=args.peak_probe,
     )
-    rows = grid.summarize_grid(results, stat=stat, sgemm_gflops=gflops)
+    rows = grid.summarize_grid(results, stat=stat, sgemm_gflops=gflops, peak_gflops=peak_gflops)
     print()
     if others:
         print(_ok_line(checked, others, args.dtype))
@@ -440,8 +484,10 @@ def _grid_section(args, opts):
     )
     for t in targets:
         if t["status"] == "MISS":
-            value = f"{t['value']:.0%}" if t["kind"] == "sgemm" else f"{t['value']:.2f}x"
-            what = "of sgemm" if t["kind"] == "sgemm" else f"{t['kind']}/native"
+            value = {"peak": f"{t['value']:.0%}", "bitwise": "differs"}.get(t["kind"], f"{t['value']:.2f}x")
+            what = {"peak": "of peak", "bitwise": "1 vs 2 threads", "peers": "torch|ort/native"}.get(
+                t["kind"], f"{t['kind']}/native"
+            )
             print(f"  MISS {t['cell']:9s} {t['shape']} {t['mode']:17s} {what} {value}, target {t['label']}")
     return {
         "cells": cells,
@@ -450,7 +496,8 @@ def _grid_section(args, opts):
         "impls": impls,
         "numpy_large": numpy_large,
         "sgemm": sgemm,
-        "sgemm_target": grid.SGEMM_TARGET,
+        "peak": peak,
+        "caches": caches,
         "checks": checked,
         "results": results,
         "rows": rows,
@@ -463,7 +510,12 @@ def _bench(args):
 
     requested = [
         i
-        for i, off in (("native", args.no_native), ("numpy", args.no_numpy), ("torch", args.no_torch))
+        for i, off in (
+            ("native", args.no_native),
+            ("numpy", args.no_numpy),
+            ("torch", args.no_torch),
+            ("ort", args.no_ort),
+        )
         if not off
     ]
     if not requested:
@@ -479,11 +531,21 @@ def _bench(args):
     else:
         sections = ["functional"] + ([] if args.no_layers else ["layers"])
 
+    if args.cpu_path is not None:
+        native = native_module()
+        if native is None:
+            print("--cpu-path: the native extension is not built", file=sys.stderr)
+            return 2
+        try:
+            native.set_cpu_path(args.cpu_path)
+        except ValueError as exc:
+            print(f"--cpu-path: {exc}", file=sys.stderr)
+            return 2
     threads = harness.configure_threads(args.threads)
     env = harness.environment()
     print(
         f"fastrnn {env['version']}  numpy {env['numpy']}  torch {env['torch'] or 'not installed'}"
-        f"  python {env['python']}"
+        f"  onnxruntime {env['onnxruntime'] or 'not installed'}  python {env['python']}"
     )
     if env["native_available"]:
         paths = ", ".join(env["cpu_paths"]) or "?"
@@ -491,7 +553,7 @@ def _bench(args):
     else:
         print(f"native: unavailable ({env['native_error']}); its column reads n/a")
     print(
-        f"threads {threads} (native and torch)  dtype {args.dtype}  repeat <= {args.repeat}  "
+        f"threads {threads} (native, torch and ort)  dtype {args.dtype}  repeat <= {args.repeat}  "
         f"budget {args.budget:g} s/entry  stat {args.stat}"
     )
     opts = {
@@ -545,7 +607,9 @@ def _bench(args):
 
 
 def main(argv=None):
-    return _bench(_parser().parse_args(argv))
+    args = _parser().parse_args(argv)
+    output_path(args.json, "--json")  # a path that cannot be written fails now, not after the runs
+    return _bench(args)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ forward+backward mode feeds back (``dy``, ``dh_n``). Every implementation runs t
 
 - ``native``: ``fastrnn.functional`` with ``backend="native"`` (the C++ kernels), when it is built;
 - ``numpy``: ``fastrnn.functional`` with ``backend="numpy"`` (the reference, which is the spec);
-- ``torch``: ``torch.nn.RNN``/``LSTM``/``GRU`` with the same weights, when torch is importable.
+- ``torch``: ``torch.nn.RNN``/``LSTM``/``GRU`` with the same weights, when torch is importable;
+- ``ort``: ONNX Runtime running one ONNX RNN/LSTM/GRU node with the same weights (onnxrt.py),
+  forward only (an inference engine), when onnx and onnxruntime are importable.
 
 Two modes: ``forward`` (``training=False``; torch under no_grad) and ``forward+backward`` (a
 training forward, then backward of ``sum(y*dy) + sum(h_n*dh_n)``; every gradient is computed).
@@ -43,6 +45,8 @@ from fastrnn import functional
 from fastrnn._backend import get_num_threads, native_available, set_num_threads
 from fastrnn._cells import GATES
 
+from .onnxrt import ort_available, ort_runner, ort_version
+
 
 @dataclass(frozen=True)
 class Shape:
@@ -76,7 +80,8 @@ ALL_SHAPES = {**SHAPES, **GRID_SHAPES}  # every named shape; any of them may be 
 CELLS = tuple(GATES)  # rnn_tanh, rnn_relu, lstm, gru
 DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru")  # rnn_relu costs what rnn_tanh costs
 MODES = ("forward", "forward+backward")
-IMPLEMENTATIONS = ("native", "numpy", "torch")
+IMPLEMENTATIONS = ("native", "numpy", "torch", "ort")
+FORWARD_ONLY = ("ort",)  # implementations without a backward: timed in forward mode only
 DTYPES = ("float32", "float64")
 
 
@@ -166,7 +171,7 @@ def torch_version():
 
 def available_implementations():
     """The implementations that can run here, in IMPLEMENTATIONS order."""
-    have = {"native": native_available(), "numpy": True, "torch": torch_available()}
+    have = {"native": native_available(), "numpy": True, "torch": torch_available(), "ort": ort_available()}
     return [name for name in IMPLEMENTATIONS if have[name]]
 
 
@@ -226,6 +231,10 @@ def _check_args(impl, mode):
         raise RuntimeError("the native backend is not available (the extension is not built)")
     if impl == "torch" and not torch_available():
         raise RuntimeError("torch is not importable")
+    if impl == "ort" and not ort_available():
+        raise RuntimeError("onnx and onnxruntime are not both importable")
+    if impl in FORWARD_ONLY and mode != "forward":
+        raise ValueError(f"{impl} has no backward: mode must be 'forward', got {mode!r}")
 
 
 def _fastrnn_runner(impl, problem, mode):
@@ -333,6 +342,8 @@ def make_runner(impl, problem, mode):
     _check_args(impl, mode)
     if impl == "torch":
         return _torch_runner(problem, mode)
+    if impl == "ort":
+        return ort_runner(problem, get_num_threads())
     return _fastrnn_runner(impl, problem, mode)
 
 
@@ -454,6 +465,61 @@ def time_function(fn, repeat=10, warmup=1, budget_s=None, warmup_s=0.05):
     }
 
 
+def time_interleaved(fns, repeat=10, warmup=1, budget_s=None, warmup_s=0.05, probe=None):
+    """Times several functions (a dict name -> fn) in rounds, one call of each per round, so that
+    a machine that is busier now and then slows them all alike and their ratios hold.
+
+    Each gets time_function's warm-up first (at least one call), then as many calls as
+    time_function would give it (``repeat``, fewer when ``budget_s`` is short for it, never below
+    one): the slow ones (numpy on large shapes) drop out of the later rounds. Returns a dict name ->
+    time_function-style timing. ``probe``: a function called once per round, after the timed
+    calls (the grid measures the FMA peak there, so that it sees the same share of a busy core);
+    its values are in each timing's ``probes``.
+    """
+    if repeat < 1:
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
+    estimates = {}
+    for name, fn in fns.items():  # the warm-up calls (at least one), the last one the estimate
+        calls, began = 0, time.perf_counter()
+        while calls < max(warmup, 1) or time.perf_counter() - began < warmup_s:
+            start = time.perf_counter()
+            fn()
+            estimates[name] = time.perf_counter() - start
+            calls += 1
+    calls = {
+        name: repeat if budget_s is None or est <= 0 else max(1, min(repeat, int(budget_s / est)))
+        for name, est in estimates.items()
+    }
+    times = {name: [] for name in fns}
+    probes = []
+    for r in range(max(calls.values(), default=0)):
+        for name, fn in fns.items():
+            if r >= calls[name]:
+                continue
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1e3)
+        if probe is not None:
+            probes.append(probe())
+    extra = {"probes": probes} if probe is not None else {}
+    return {
+        name: {
+            "median_ms": statistics.median(ms),
+            "min_ms": min(ms),
+            "mean_ms": statistics.fmean(ms),
+            "repeat": len(ms),
+            "times_ms": ms,
+            **extra,
+        }
+        for name, ms in times.items()
+    }
+
+
+def modes_of(impl, modes):
+    """The modes among ``modes`` that ``impl`` runs (forward only for FORWARD_ONLY)."""
+    return [m for m in modes if m == "forward" or impl not in FORWARD_ONLY]
+
+
 def _names(values, allowed, what):
     values = list(values)
     for v in values:
@@ -476,6 +542,7 @@ def run_benchmarks(
     seed=0,
     on_check=None,
     on_result=None,
+    probe=None,
 ):
     """Times every (cell, shape, mode, implementation) and returns a list of dicts, one each.
 
@@ -484,6 +551,7 @@ def run_benchmarks(
     (slow entries get fewer than ``repeat`` calls). With ``check`` (default), each implementation
     is first checked against the numpy reference on every problem (AgreementError if it differs).
     ``on_check(dict)`` and ``on_result(dict)`` are called as checks and timings finish.
+    ``probe``: see time_interleaved (each result then has ``probes``).
 
     Each result: cell, shape, T, B, I, H, mode, impl, dtype, threads, median_ms, min_ms,
     mean_ms, repeat, times_ms.
@@ -506,7 +574,7 @@ def run_benchmarks(
                 continue
             reference = run_outputs("numpy", problem, "forward+backward")
             for impl in others:
-                for mode in modes:
+                for mode in modes_of(impl, modes):
                     worst = check_agreement(impl, problem, mode, reference)
                     if on_check is not None:
                         on_check(
@@ -526,10 +594,12 @@ def run_benchmarks(
         for s in shapes:
             problem, shape = problems[(c, s)], ALL_SHAPES[s]
             for mode in modes:
-                for impl in impls:
-                    timing = time_function(
-                        make_runner(impl, problem, mode), repeat=repeat, warmup=warmup, budget_s=budget_s
-                    )
+                # Interleaved, one call of each per round: the ratios are what the tables quote.
+                runners = {i: make_runner(i, problem, mode) for i in impls if mode in modes_of(i, modes)}
+                timings = time_interleaved(
+                    runners, repeat=repeat, warmup=warmup, budget_s=budget_s, probe=probe
+                )
+                for impl, timing in timings.items():
                     result = {
                         "cell": c,
                         "shape": s,
@@ -633,6 +703,7 @@ def environment():
         {
             "numpy": np.__version__,
             "torch": torch_version(),
+            "onnxruntime": ort_version(),
             "python": platform.python_version(),
             "machine": platform.machine(),
         }

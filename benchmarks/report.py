@@ -9,9 +9,9 @@ Reads either file the benchmarks write::
     python benchmarks/report.py grid.json --png grid.png            # and a chart (matplotlib)
 
 Each section (functional, layers, grid) prints the table ``python -m benchmarks`` prints; the
-grid's targets use the sgemm rate saved in the command line's JSON (pytest-benchmark's JSON has
-none, so the %sgemm targets read n/a there). The chart (``--png``) needs matplotlib, an optional
-extra: ``pip install matplotlib``.
+grid's targets use the FMA peak (and sgemm rate) saved in the command line's JSON
+(pytest-benchmark's JSON has neither, so the peak targets read n/a there). The chart (``--png``)
+needs matplotlib, an optional extra: ``pip install matplotlib``.
 """
 
 import argparse
@@ -66,12 +66,13 @@ def results_from_pytest_benchmark(data, stat="median"):
 
 
 def load(path, stat="median"):
-    """(sections, sgemm, source) from either JSON: sections maps a section name to its results;
-    sgemm is the grid's saved sgemm measurement (None when there is none)."""
+    """(sections, sgemm, peak, source) from either JSON: sections maps a section name to its
+    results; sgemm and peak are the grid's saved sgemm and FMA-peak measurements (None when there
+    are none)."""
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
     if "benchmarks" in data:
-        return results_from_pytest_benchmark(data, stat), None, "pytest-benchmark"
+        return results_from_pytest_benchmark(data, stat), None, None, "pytest-benchmark"
     sections = {
         name: data[name]["results"]
         for name in SECTIONS
@@ -80,9 +81,10 @@ def load(path, stat="median"):
     if not sections and data.get("results"):  # a --json file from before the sections
         sections = {"functional": data["results"]}
     sgemm = (data.get("grid") or {}).get("sgemm")
-    if sgemm and stat == "mean":
-        sgemm = None  # only the median and best rates were saved
-    return sections, sgemm, "python -m benchmarks"
+    peak = (data.get("grid") or {}).get("peak")
+    if stat == "mean":
+        sgemm = peak = None  # only the median and best rates were saved
+    return sections, sgemm, peak, "python -m benchmarks"
 
 
 def sgemm_rate(sgemm, stat):
@@ -91,7 +93,7 @@ def sgemm_rate(sgemm, stat):
     return sgemm["gflops_best"] if stat == "min" else sgemm["gflops_median"]
 
 
-def rows_and_columns(section, results, stat, sgemm_gflops=None):
+def rows_and_columns(section, results, stat, sgemm_gflops=None, peak_gflops=None):
     """The summarised rows and the table columns of one section."""
     key = f"{stat}_ms"
     if section == "layers":
@@ -99,7 +101,7 @@ def rows_and_columns(section, results, stat, sgemm_gflops=None):
         return layers.summarize_layers(results, stat=key), layers.layer_table_columns(impls), impls
     impls = [i for i in harness.IMPLEMENTATIONS if any(r["impl"] == i for r in results)]
     if section == "grid":
-        rows = grid.summarize_grid(results, stat=key, sgemm_gflops=sgemm_gflops)
+        rows = grid.summarize_grid(results, stat=key, sgemm_gflops=sgemm_gflops, peak_gflops=peak_gflops)
         return rows, grid.grid_table_columns(impls), impls
     return harness.summarize(results, stat=key), harness.table_columns(impls), impls
 
@@ -205,7 +207,7 @@ def main(argv=None):
         with open(args.json, encoding="utf-8") as f:
             stat = json.load(f).get("config", {}).get("stat", "median")
     try:
-        sections, sgemm, source = load(args.json, stat)
+        sections, sgemm, peak, source = load(args.json, stat)
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: cannot read {args.json}: {exc}", file=sys.stderr)
         return 1
@@ -216,6 +218,7 @@ def main(argv=None):
         print("error: --stat mean is only in pytest-benchmark files", file=sys.stderr)
         return 1
     gflops = sgemm_rate(sgemm, stat)
+    peak_gflops = sgemm_rate(peak, stat)  # the same keys: gflops_median, gflops_best
     for section in SECTIONS:
         results = sections.get(section)
         if not results:
@@ -225,9 +228,14 @@ def main(argv=None):
             print(
                 f"sgemm (1 thread, 4096x1024x1024): {gflops:.1f} GFLOP/s"
                 if gflops
-                else "sgemm: not in this file, the %sgemm targets read n/a"
+                else "sgemm: not in this file"
             )
-        rows, columns, _ = rows_and_columns(section, results, stat, gflops)
+            print(
+                f"FMA peak ({peak['path']} path, fp32, 1 thread): {peak_gflops:.1f} GFLOP/s"
+                if peak_gflops
+                else "FMA peak: not in this file, the peak targets read n/a"
+            )
+        rows, columns, _ = rows_and_columns(section, results, stat, gflops, peak_gflops)
         print(harness.format_table(rows, columns=columns))
         if section == "grid":
             targets = [t for r in rows for t in r["targets"]]

@@ -18,7 +18,7 @@ partitions in this process and compares the two.
     python -m fastrnn forecast --out forecaster.npz
     python examples/dask_forecast.py forecaster.npz --series 2000 --check
     python examples/dask_forecast.py forecaster.npz series.csv --out scores.csv
-    python examples/dask_forecast.py forecaster.npz --series 100000 --scheduler tcp://10.0.0.5:8786
+    python examples/dask_forecast.py forecaster.npz --series 100000 --scheduler tcp://scheduler-host:8786
 
 Input series: a .npy file, 1-D (one series) or 2-D (one series per row; trailing NaNs pad the
 shorter ones), or a CSV file with one series per row (rows may differ in length). Without a file,

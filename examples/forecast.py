@@ -49,6 +49,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.length // 5 <= max(HORIZONS):
         p.error(f"--length must leave more than {max(HORIZONS)} test values (its last 20%)")
+    if args.plot:  # found missing now, not after the training
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            p.error('--plot needs matplotlib, which is not installed (pip install "fastrnn[bench]")')
 
     series = fr.datasets.mackey_glass(args.length)
     n_train = int(0.8 * len(series))

@@ -25,8 +25,8 @@ CELL_VARIANTS = {
 }
 
 OUTPUTS = ("y", "h_n", "c_n")
-GRADS = ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh", "dw_hr")
-INPUTS = ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr")  # GRADS[k] is d INPUTS[k]
+GRADS = ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh", "dw_hr", "dw_ph")
+INPUTS = ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr", "w_ph")  # GRADS[k] is d INPUTS[k]
 
 NATIVE = _backend.native_available()
 NATIVE_REASON = "native extension not built/importable (numpy fallback)"
@@ -45,11 +45,12 @@ def backend_params():
 # Problem generators
 
 
-def make_problem(cell, T, B, I, H, P=None, dtype=np.float64, bias=True, seed=0):
+def make_problem(cell, T, B, I, H, P=None, dtype=np.float64, bias=True, seed=0, peepholes=False):
     """Random arguments for functional.forward (a dict keyed like INPUTS).
 
     Weights ~ U(-1/sqrt(H), 1/sqrt(H)) like PyTorch's initialisation; x, h0, c0 ~ N(0, 1).
-    ``P`` not None gives an LSTM projection w_hr (P, H) (lstm only).
+    ``P`` not None gives an LSTM projection w_hr (P, H) (lstm only); ``peepholes`` an LSTM's w_ph
+    (3*H,), drawn after everything else (so the other arrays do not depend on it).
     """
     rng = np.random.default_rng(seed)
     G = GATES[cell]
@@ -65,7 +66,7 @@ def make_problem(cell, T, B, I, H, P=None, dtype=np.float64, bias=True, seed=0):
     def normal(*shape):
         return rng.standard_normal(size=shape).astype(dtype)
 
-    return {
+    problem = {
         "x": normal(T, B, I),
         "h0": normal(B, Pr),
         "c0": normal(B, H) if cell == "lstm" else None,
@@ -75,6 +76,8 @@ def make_problem(cell, T, B, I, H, P=None, dtype=np.float64, bias=True, seed=0):
         "b_hh": uniform(G * H) if bias else None,
         "w_hr": uniform(Pr, H) if proj else None,
     }
+    problem["w_ph"] = uniform(3 * H) if peepholes else None
+    return problem
 
 
 def make_variant(variant, T, B, I, H, dtype=np.float64, bias=True, seed=0):
@@ -105,7 +108,7 @@ def make_lengths(T, B, seed=2, low=0):
     return np.roll(lengths, 1)
 
 
-def run(problem, cell, backend, lengths=None, reverse=False, upstream=(None, None, None)):
+def run(problem, cell, backend, lengths=None, reverse=False, upstream=(None, None, None), reset_after=True):
     """forward + backward; returns a dict with OUTPUTS and GRADS (None where the API gives None)."""
     p = problem
     y, h_n, c_n, cache = F.forward(
@@ -122,8 +125,13 @@ def run(problem, cell, backend, lengths=None, reverse=False, upstream=(None, Non
         reverse=reverse,
         training=True,
         backend=backend,
+        w_ph=p.get("w_ph"),
+        reset_after=reset_after,
     )
     grads = F.backward(cache, *upstream)
+    if p.get("w_ph") is None:  # dw_ph comes only with peepholes
+        assert len(grads) == len(GRADS) - 1
+        grads = (*grads, None)
     assert len(grads) == len(GRADS)
     return dict(zip(OUTPUTS, (y, h_n, c_n)), **dict(zip(GRADS, grads)))
 

@@ -238,10 +238,14 @@ def test_env_backend(value):
     assert r.stdout.split()[:3] == ["numpy", "numpy", "0"]  # chosen explicitly: no fallback warning
 
 
-def test_env_backend_invalid():
-    r = run_python("import fastrnn; fastrnn.get_backend()", FASTRNN_BACKEND="gpu")
-    assert r.returncode != 0
-    assert "ValueError" in r.stderr and "FASTRNN_BACKEND" in r.stderr
+def test_env_backend_invalid_warns_and_uses_the_default():
+    r = run_python(
+        "import fastrnn; print(fastrnn.get_backend(), fastrnn.get_backend())", FASTRNN_BACKEND="gpu"
+    )
+    assert r.returncode == 0, r.stderr
+    default = "native" if NATIVE else "numpy"
+    assert r.stdout.split() == [default, default]
+    assert r.stderr.count("RuntimeWarning") == 1 and "FASTRNN_BACKEND" in r.stderr and "'gpu'" in r.stderr
 
 
 def test_env_num_threads():
@@ -250,8 +254,9 @@ def test_env_num_threads():
     assert r.stdout.split()[3] == "3"
 
 
-@pytest.mark.parametrize("value", ["0", "two"])
-def test_env_num_threads_invalid(value):
-    r = run_python("import fastrnn; fastrnn.get_num_threads()", FASTRNN_NUM_THREADS=value)
-    assert r.returncode != 0
-    assert "ValueError" in r.stderr and "FASTRNN_NUM_THREADS" in r.stderr
+@pytest.mark.parametrize("value", ["0", "two", "abc", "5000"])
+def test_env_num_threads_invalid_warns_and_uses_one(value):
+    r = run_python("import fastrnn; print(fastrnn.get_num_threads())", FASTRNN_NUM_THREADS=value)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1"]
+    assert r.stderr.count("RuntimeWarning") == 1 and "FASTRNN_NUM_THREADS" in r.stderr

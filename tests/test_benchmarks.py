@@ -7,12 +7,13 @@ import json
 import pathlib
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 from benchmarks import grid, harness
-from fastrnn._backend import native_available
+from fastrnn._backend import native_available, native_module
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 needs_native = pytest.mark.skipif(not native_available(), reason="the native extension is not built")
@@ -63,6 +64,24 @@ def test_budget_shrinks_the_timed_calls_but_never_below_one(clock):
     assert out["repeat"] == 1
 
 
+def test_interleaved_timing_alternates_and_lets_slow_entries_drop_out():
+    order = []
+
+    def fast():
+        order.append("fast")
+
+    def slow():
+        order.append("slow")
+        time.sleep(0.02)
+
+    out = harness.time_interleaved(
+        {"fast": fast, "slow": slow}, repeat=4, warmup=1, warmup_s=0.0, budget_s=0.03
+    )
+    assert out["fast"]["repeat"] == 4 and out["slow"]["repeat"] == 1
+    assert order == ["fast", "slow", "fast", "slow", "fast", "fast", "fast"]  # warm-ups, then rounds
+    assert out["slow"]["min_ms"] >= 20
+
+
 def test_repeat_below_one_is_refused():
     with pytest.raises(ValueError, match="repeat"):
         harness.time_function(lambda: None, repeat=0)
@@ -77,13 +96,12 @@ def test_flops_count_the_input_and_recurrent_products(cell, gates):
 
 
 def test_grid_targets_follow_the_issue():
-    assert grid.grid_targets("lstm", "S1", "forward") == [("torch", 2.5)]
-    assert grid.grid_targets("lstm", "S1", "forward+backward") == [("torch", 2.5), ("numpy", 10.0)]
-    assert grid.grid_targets("rnn_tanh", "S1", "forward+backward") == [("torch", 5.0)]
-    assert grid.grid_targets("gru", "S3", "forward") == [("torch", 5.0)]
-    assert grid.grid_targets("gru", "S4", "forward") == []
-    assert grid.grid_targets("gru", "S5", "forward+backward") == [("sgemm", 0.85), ("torch", 1.5)]
-    assert grid.grid_targets("lstm", "S4", "forward+backward") == [("sgemm", 0.85), ("torch", 1.1)]
+    bitwise = ("bitwise", 1.0)
+    assert grid.grid_targets("lstm", "S1", "forward") == [("peers", 1.0), bitwise]
+    assert grid.grid_targets("gru", "S3", "forward+backward") == [("torch", 1.1), bitwise]
+    assert grid.grid_targets("gru", "S4", "forward") == [("peers", 1.0), ("peak", 0.90), bitwise]
+    assert grid.grid_targets("lstm", "S5", "forward+backward") == [("torch", 1.1), ("peak", 0.85), bitwise]
+    assert grid.grid_targets("rnn_tanh", "S6", "forward") == [bitwise]
     pairs = grid.grid_pairs()
     assert ("rnn_relu", "S6") in pairs and ("lstm", "S6") not in pairs and ("gru", "S6") not in pairs
     assert len(pairs) == 4 * 5 + 2
@@ -94,18 +112,49 @@ def test_evaluate_targets_rates_each_value():
         "cell": "gru",
         "shape": "S4",
         "mode": "forward+backward",
-        "native_gflops": 90.0,
-        "torch_over_native": 1.2,
+        "native_pct_peak": 0.9,
+        "torch_over_native": 1.05,
+        "bitwise_threads": True,
     }
-    grid.evaluate_targets(row, sgemm_gflops=100.0)
-    assert [(t["kind"], t["status"]) for t in row["targets"]] == [("sgemm", "PASS"), ("torch", "MISS")]
-    assert row["targets"][0]["value"] == pytest.approx(0.9)
-    assert row["targets_text"] == ">=85% sgemm PASS, >=1.5x torch MISS"
-    row = {"cell": "gru", "shape": "S4", "mode": "forward+backward", "native_gflops": 90.0}
-    grid.evaluate_targets(row, sgemm_gflops=None)  # no sgemm rate, no torch: nothing to rate
-    assert [t["status"] for t in row["targets"]] == ["n/a", "n/a"]
-    row = {"cell": "gru", "shape": "S4", "mode": "forward"}
-    assert grid.evaluate_targets(row)["targets_text"] == "-"
+    grid.evaluate_targets(row)
+    assert [(t["kind"], t["status"]) for t in row["targets"]] == [
+        ("torch", "MISS"),
+        ("peak", "PASS"),
+        ("bitwise", "PASS"),
+    ]
+    assert row["targets"][1]["value"] == pytest.approx(0.9)
+    assert row["targets_text"] == ">=1.1x torch MISS, >=85% peak PASS, bitwise 1=2 threads PASS"
+    row = {"cell": "gru", "shape": "S4", "mode": "forward", "bitwise_threads": False}
+    grid.evaluate_targets(row)  # no peers, no peak: n/a; threads differ: MISS
+    assert [t["status"] for t in row["targets"]] == ["n/a", "n/a", "MISS"]
+
+
+def test_summary_rates_forward_against_the_faster_peer():
+    results = [
+        {"cell": "gru", "shape": "S2", "mode": "forward", "impl": i, "median_ms": ms}
+        for i, ms in (("native", 2.0), ("torch", 3.0), ("ort", 1.0))
+    ]
+    results[0]["bitwise_threads"] = True
+    (row,) = grid.summarize_grid(results, peak_gflops=100.0)
+    assert row["peers_over_native"] == pytest.approx(0.5)
+    assert row["native_pct_peak"] == pytest.approx(row["native_gflops"] / 100.0)
+    assert [(t["kind"], t["status"]) for t in row["targets"]] == [("peers", "MISS"), ("bitwise", "PASS")]
+
+
+@needs_native
+def test_the_fma_peak_is_measured_on_the_active_path():
+    peak = grid.measure_peak(repeat=2, seconds=0.01)
+    assert peak["path"] == native_module().active_path()
+    assert len(peak["gflops"]) == 2 and all(g > 0.5 for g in peak["gflops"])
+
+
+@pytest.mark.skipif(not harness.ort_available(), reason="onnx and onnxruntime are not installed")
+@pytest.mark.parametrize("cell", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
+def test_onnx_runtime_agrees_with_numpy_forward(cell):
+    problem = harness.make_problem(cell, harness.Shape(T=4, B=3, I=5, H=6))
+    assert harness.check_agreement("ort", problem, "forward") < 1e-5
+    with pytest.raises(ValueError, match="no backward"):
+        harness.make_runner("ort", problem, "forward+backward")
 
 
 def test_unknown_names_are_refused_with_the_choices():
@@ -132,6 +181,7 @@ def test_a_disagreeing_implementation_stops_the_run():
 def test_grid_rows_hold_ratios_of_the_measured_times():
     results = grid.run_grid(cells=["lstm"], shapes=["S1"], impls=["native", "numpy"], repeat=1, budget_s=0.01)
     rows = grid.summarize_grid(results, sgemm_gflops=None)
+    assert all(r["bitwise_threads"] is True for r in rows)
     assert [(r["cell"], r["shape"], r["mode"]) for r in rows] == [
         ("lstm", "S1", "forward"),
         ("lstm", "S1", "forward+backward"),
@@ -140,7 +190,7 @@ def test_grid_rows_hold_ratios_of_the_measured_times():
         assert r["numpy_over_native"] == pytest.approx(r["numpy_ms"] / r["native_ms"])
         assert r["native_gflops"] == pytest.approx(r["flops"] / (r["native_ms"] * 1e6))
     kinds = {t["kind"]: t for t in rows[1]["targets"]}
-    assert kinds["numpy"]["value"] == pytest.approx(rows[1]["numpy_over_native"])
+    assert kinds["bitwise"]["status"] == "PASS"
     assert kinds["torch"]["status"] == "n/a"  # torch was not timed
 
 
@@ -178,7 +228,7 @@ def test_command_line_grid_writes_its_json(tmp_path):
         ("rnn_tanh", "forward"),
         ("rnn_tanh", "forward+backward"),
     ]
-    assert sum(grid["target_counts"].values()) == len(grid["targets"]) == 2
+    assert sum(grid["target_counts"].values()) == len(grid["targets"]) == 4
     assert all(np.isfinite(r["native_ms"]) and r["native_ms"] > 0 for r in grid["rows"])
 
 
@@ -201,7 +251,7 @@ def test_command_line_refuses_an_unknown_cell():
 def test_fastrnn_bench_checks_then_times_each_cell_and_mode(capsys):
     from fastrnn.__main__ import main
 
-    assert main(["bench", "--cells", "rnn_tanh,gru", "--repeat", "1", "--no-torch"]) == 0
+    assert main(["bench", "--cells", "rnn_tanh,gru", "--repeat", "1", "--no-torch", "--no-ort"]) == 0
     out = capsys.readouterr().out
     rows = [line.split() for line in out.splitlines() if line.startswith(("rnn_tanh ", "gru "))]
     assert [r[:2] for r in rows] == [
@@ -210,12 +260,29 @@ def test_fastrnn_bench_checks_then_times_each_cell_and_mode(capsys):
         ["gru", "forward"],
         ["gru", "forward+backward"],
     ]
-    assert "torch ms" not in out and "PASS" not in out and "MISS" not in out  # no project targets
+    assert (
+        "torch ms" not in out and "ort ms" not in out and "PASS" not in out and "MISS" not in out
+    )  # no project targets
     if native_available():
         assert out.startswith("ok: native agrees with numpy")
         for r in rows:  # native ms, numpy ms, numpy/native
             native_ms, numpy_ms, ratio = float(r[2]), float(r[3]), float(r[4].rstrip("x"))
             assert ratio == pytest.approx(numpy_ms / native_ms, rel=0.02, abs=0.01)
+
+
+@needs_native
+@pytest.mark.skipif(not harness.ort_available(), reason="onnx and onnxruntime are not installed")
+def test_fastrnn_bench_times_onnx_runtime_forward_and_rates_the_peak(capsys):
+    from fastrnn.__main__ import main
+
+    assert main(["bench", "--cells", "lstm", "--repeat", "1", "--no-torch", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ok: native, ort agree with numpy") and "FMA peak of this core" in out
+    rows = {line.split()[1]: line.split() for line in out.splitlines() if line.startswith("lstm ")}
+    # native ms, numpy ms, ort ms, numpy/native, ort/native, GFLOP/s, %peak
+    assert rows["forward"][4] != "n/a" and rows["forward+backward"][4] == "n/a"
+    ratio = float(rows["forward"][6].rstrip("x"))
+    assert ratio == pytest.approx(float(rows["forward"][4]) / float(rows["forward"][2]), rel=0.02, abs=0.01)
 
 
 @needs_native

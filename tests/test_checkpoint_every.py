@@ -237,4 +237,38 @@ def test_native_binding_refuses_negative():
     cell, p = make_variant("rnn_tanh", 4, 2, 3, 5)
     args = [p[k] for k in ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr")]
     with pytest.raises(ValueError, match="checkpoint_every"):
-        _native.forward(cell, *args, None, False, True, -2)
+        _native.forward(cell, *args, None, False, True, checkpoint_every=-2)
+
+
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("native", marks=pytest.mark.native)])
+@pytest.mark.parametrize("variant", ["peepholes", "reset_before"])
+def test_refused_with_cell_variants(backend, variant):
+    if backend == "native" and not NATIVE:
+        pytest.skip(NATIVE_REASON)
+    # Not yet bitwise natively (their extra weight gradients are not reduced segment by segment):
+    # refused on both backends, in the layers at construction, and in the native binding itself.
+    rng = np.random.default_rng(0)
+    T, B, I, H = 4, 2, 3, 5
+    cell = "lstm" if variant == "peepholes" else "gru"
+    G = 4 if cell == "lstm" else 3
+    x = rng.standard_normal((T, B, I))
+    w_ih, w_hh = rng.standard_normal((G * H, I)), rng.standard_normal((G * H, H))
+    extra = {"w_ph": rng.standard_normal(3 * H)} if cell == "lstm" else {"reset_after": False}
+    h0, c0 = np.zeros((B, H)), (np.zeros((B, H)) if cell == "lstm" else None)
+    for every in (2, "sqrt"):
+        with pytest.raises(ValueError, match="checkpoint_every is not supported"):
+            F.forward(
+                cell, x, h0, c0, w_ih, w_hh, None, None, checkpoint_every=every, backend=backend, **extra
+            )
+    y, *_ = F.forward(cell, x, h0, c0, w_ih, w_hh, None, None, backend=backend, **extra)  # without: fine
+    assert np.all(np.isfinite(y))
+    layer_options = {"peepholes": True} if cell == "lstm" else {"reset_after": False}
+    with pytest.raises(ValueError, match="checkpoint_every is not supported"):
+        (fastrnn.LSTM if cell == "lstm" else fastrnn.GRU)(I, H, checkpoint_every=3, **layer_options)
+    if backend == "native":
+        from fastrnn import _native
+
+        with pytest.raises(ValueError, match="checkpoint_every is not supported"):
+            _native.forward(
+                cell, x, h0, c0, w_ih, w_hh, None, None, None, None, False, True, checkpoint_every=2, **extra
+            )

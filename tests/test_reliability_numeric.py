@@ -153,12 +153,12 @@ def test_native_empty_batch_direct():
         True,
         True,
     )
-    dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, dh_norms = N.backward(
+    dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, dw_ph, dh_norms = N.backward(
         cache, np.zeros((2**40, 0, 3), f), np.zeros((0, 3), f), None
     )
     assert dx.shape == (2**40, 0, 2) and not dw_ih.any() and not dw_hh.any() and not db_ih.any()
     assert dh_norms.shape == (2**40,) and dh_norms.strides == (0,) and dh_norms[-1] == 0
-    assert db_hh is None and dw_hr is None and dc0 is None
+    assert db_hh is None and dw_hr is None and dc0 is None and dw_ph is None
 
 
 @pytest.mark.skipif(

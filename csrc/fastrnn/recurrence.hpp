@@ -19,11 +19,15 @@ namespace fastrnn {
 // The layer's parameters (read-only), PyTorch's layout: gate-major rows, gates in PyTorch's order.
 template <class T>
 struct Weights {
-  const T* w_ih;  // (G*H, I)
-  const T* w_hh;  // (G*H, P)
-  const T* b_ih;  // (G*H), or null: no input bias
-  const T* b_hh;  // (G*H), or null: no hidden bias
-  const T* w_hr;  // (P, H), lstm with projection only; null: no projection (P == H)
+  const T* w_ih;            // (G*H, I)
+  const T* w_hh;            // (G*H, P)
+  const T* b_ih;            // (G*H), or null: no input bias
+  const T* b_hh;            // (G*H), or null: no hidden bias
+  const T* w_hr;            // (P, H), lstm with projection only; null: no projection (P == H)
+  const T* w_ph = nullptr;  // (3*H) lstm peepholes (i, f, o), or null: none
+  // gru: n = tanh(xg_n + r * (W_hn h + b_hn)) (PyTorch's), or when false the original GRU's
+  // n = tanh(xg_n + W_hn (r * h) + b_hn), whose recurrent product needs r first.
+  bool reset_after = true;
 };
 
 // What a training forward keeps for backward (forward sizes and fills it; backward reads it). One
@@ -42,7 +46,7 @@ struct Saved {
   AlignedBuffer<T> c_prev;  // (rows, H) lstm: the cell state step t started from
   AlignedBuffer<T> c_new;   // (rows, H) lstm: the cell state step t made
   AlignedBuffer<T> m;       // (rows, H) lstm with projection: o * tanh(c_new), before W_hr
-  AlignedBuffer<T> gh_n;    // (rows, H) gru: W_hn h_prev + b_hn
+  AlignedBuffer<T> gh_n;    // (rows, H) reset-after gru: W_hn h_prev + b_hn
 
   index_t every = 0;         // steps per checkpoint segment; 0: every row kept
   AlignedBuffer<T> h_bound;  // (segments, B, P) the state each segment starts from
@@ -79,6 +83,7 @@ struct BackwardArgs {
   T* db_hh;                // (G*H) output, or null: not wanted
   T* dw_hr;                // (P, H) output, with projection only (else null)
   double* dh_norms;        // (T) output: ||dLoss/dh_t|| over the sequences active at t, or null
+  T* dw_ph = nullptr;      // (3*H) output, with peepholes only (else null)
 };
 
 // Run on the instruction set isa.hpp picks; denormals are flushed inside, the caller's mode kept.

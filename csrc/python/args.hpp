@@ -19,6 +19,7 @@
 #endif
 
 #include "fastrnn/common.hpp"
+#include "fastrnn/runtime/interrupt.hpp"
 
 namespace fastrnn {
 namespace bind {
@@ -30,6 +31,7 @@ void register_rnn(py::module_& m);
 void register_matmul(py::module_& m);
 void register_hopfield(py::module_& m);
 void register_runtime(py::module_& m);
+void register_peak(py::module_& m);
 
 template <class T>
 using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
@@ -126,6 +128,39 @@ Array<T> contiguous(const py::array& view) {
 template <class T>
 const T* data_or_null(const Array<T>& a, bool present) {
   return present ? a.data() : nullptr;
+}
+
+// ---- Running a kernel. Calls of fewer multiply-adds than this finish within a few milliseconds
+// and are not watched for Ctrl-C (Python sees the signal right after them anyway); longer ones pay
+// the watch's three system calls, well under 0.1% of them.
+constexpr double kWatchedWork = double(1 << 24);
+
+inline bool on_main_thread() {
+  static const unsigned long main_id =
+      py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+  return PyThread_get_thread_ident() == main_id;
+}
+
+// Runs kernel() with the GIL released. A call of `work` >= kWatchedWork multiply-adds made on the
+// main thread stops early on Ctrl-C (interrupt.hpp): Python's signal handler then runs here, and
+// its KeyboardInterrupt propagates with nothing returned (every output the binding made is
+// dropped). A handler that does not raise (one that only takes note) gets the call run again from
+// the start: its inputs are the binding's own and unchanged, so the result is the same.
+template <class F>
+void run_kernel(double work, F&& kernel) {
+  const bool watch = work >= kWatchedWork && on_main_thread();
+  for (;;) {
+    try {
+      InterruptWatch watching(watch);
+      py::gil_scoped_release nogil;
+      kernel();
+      // A product that saw the flag returned early: whatever it made is not a result.
+      stop_if_interrupted(interrupt_flag());
+      return;
+    } catch (const Interrupted&) {
+    }
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  }
 }
 
 }  // namespace bind

@@ -12,4 +12,5 @@ PYBIND11_MODULE(_native, m) {
   fastrnn::bind::register_matmul(m);
   fastrnn::bind::register_hopfield(m);
   fastrnn::bind::register_runtime(m);
+  fastrnn::bind::register_peak(m);
 }

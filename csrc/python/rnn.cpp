@@ -29,9 +29,9 @@ struct CacheData {
   Cell cell;
   fastrnn::Dims d;
   bool reverse;
-  Array<T> x, w_ih, w_hh, w_hr, b_ih, b_hh;
+  Array<T> x, w_ih, w_hh, w_hr, b_ih, b_hh, w_ph;
   Array<index_t> lengths;
-  bool has_b_ih, has_b_hh, has_w_hr, has_lengths;
+  bool has_b_ih, has_b_hh, has_w_hr, has_lengths, has_w_ph, reset_after;
   fastrnn::Saved<T> saved;
 };
 
@@ -53,7 +53,7 @@ index_t forward_elements(const fastrnn::Dims& d, index_t G, bool lstm, bool proj
   plus(mul(TB, d.P));                                // y
   plus(mul(rows, GH));                               // input projection for all steps
   plus(mul(d.B, add(mul(3, d.P), mul(2, GH))));      // state buffers, recurrent product
-  plus(mul(4, mul(d.B, d.H)));                       // c, c_n and per-step temporaries
+  plus(mul(5, mul(d.B, d.H)));                       // c, c_n, per-step temporaries (GRU: r * h)
   plus(add(mul(GH, add(d.P, d.I)), mul(d.P, d.H)));  // packed weights
   if (lengths) plus(mul(rows, d.I));  // the rows of x of the steps taken (no padding)
   if (training && every > 0) {
@@ -86,7 +86,8 @@ index_t backward_elements(const fastrnn::Dims& d, index_t G, bool proj, bool gru
 template <class T>
 py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_, py::handle w_ih_,
                        py::handle w_hh_, py::handle b_ih_, py::handle b_hh_, py::handle w_hr_,
-                       py::handle lengths_, bool reverse, bool training, index_t every) {
+                       py::handle lengths_, bool reverse, bool training, py::handle w_ph_,
+                       bool reset_after, index_t every) {
   const index_t G = fastrnn::gate_count(cell);
   const bool lstm = cell == Cell::lstm, gru = cell == Cell::gru;
   // Phase 1: dtypes and shapes, nothing copied.
@@ -108,6 +109,12 @@ py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_,
   }
   const std::string sGH = std::to_string(GH), sB = std::to_string(B), sP = std::to_string(P),
                     sH = std::to_string(H);
+  const bool has_w_ph = !w_ph_.is_none();
+  require(!has_w_ph || lstm, "w_ph (peepholes) is only for cell 'lstm'");
+  require(reset_after || gru, "reset_after=False (the original GRU) is only for cell 'gru'");
+  py::array w_phv;
+  if (has_w_ph)
+    w_phv = checked_view<T>(w_ph_, "w_ph", {3 * H}, "(3*H=" + std::to_string(3 * H) + ",)");
   py::array w_hhv = checked_view<T>(w_hh_, "w_hh", {GH, P}, "(G*H=" + sGH + ", P=" + sP + ")");
   const bool has_b_ih = !b_ih_.is_none(), has_b_hh = !b_hh_.is_none();
   py::array b_ihv, b_hhv, c0v;
@@ -131,6 +138,8 @@ py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_,
   }
   require(every >= 0,
           "checkpoint_every must be >= 0 (0: keep every step), got " + std::to_string(every));
+  require(every == 0 || (!has_w_ph && reset_after),
+          "checkpoint_every is not supported with peepholes (w_ph) or reset_after=False");
   every = training ? std::min(every, std::max<index_t>(T_, 1)) : 0;  // k >= T: one segment
   const fastrnn::Dims dims{T_, B, I, H, P};
   check_memory(forward_elements(dims, G, lstm, has_w_hr, gru, has_lengths, training, every),
@@ -138,8 +147,9 @@ py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_,
 
   // Phase 2: contiguous copies (only where needed), then the values of lengths.
   Array<T> x = contiguous<T>(xv), w_ih = contiguous<T>(w_ihv), w_hh = contiguous<T>(w_hhv);
-  Array<T> h0 = contiguous<T>(h0v), w_hr, b_ih, b_hh, c0;
+  Array<T> h0 = contiguous<T>(h0v), w_hr, w_ph, b_ih, b_hh, c0;
   if (has_w_hr) w_hr = contiguous<T>(w_hrv);
+  if (has_w_ph) w_ph = contiguous<T>(w_phv);
   if (has_b_ih) b_ih = contiguous<T>(b_ihv);
   if (has_b_hh) b_hh = contiguous<T>(b_hhv);
   if (lstm) c0 = contiguous<T>(c0v);
@@ -165,18 +175,26 @@ py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_,
                                  w_hr,
                                  b_ih,
                                  b_hh,
+                                 w_ph,
                                  lengths,
                                  has_b_ih,
                                  has_b_hh,
                                  has_w_hr,
                                  has_lengths,
+                                 has_w_ph,
+                                 reset_after,
                                  {}});
     cache->saved.every = every;
   }
   // No sequences: nothing to compute (and no T-step loop over an empty batch, however large T).
   if (B > 0) {
-    const fastrnn::Weights<T> w{w_ih.data(), w_hh.data(), data_or_null(b_ih, has_b_ih),
-                                data_or_null(b_hh, has_b_hh), data_or_null(w_hr, has_w_hr)};
+    const fastrnn::Weights<T> w{w_ih.data(),
+                                w_hh.data(),
+                                data_or_null(b_ih, has_b_ih),
+                                data_or_null(b_hh, has_b_hh),
+                                data_or_null(w_hr, has_w_hr),
+                                data_or_null(w_ph, has_w_ph),
+                                reset_after};
     const fastrnn::ForwardArgs<T> args{x.data(),
                                        h0.data(),
                                        data_or_null(c0, lstm),
@@ -185,8 +203,8 @@ py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_,
                                        h_n.mutable_data(),
                                        lstm ? c_n.mutable_data() : nullptr,
                                        cache ? &cache->saved : nullptr};
-    py::gil_scoped_release nogil;
-    fastrnn::forward<T>(cell, dims, reverse, w, args);
+    const double work = double(T_) * double(B) * double(GH) * double(P + I);
+    run_kernel(work, [&] { fastrnn::forward<T>(cell, dims, reverse, w, args); });
   }
   py::object cache_obj = py::none();
   if (training) {
@@ -202,18 +220,18 @@ py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_,
 
 py::tuple forward(const std::string& cell_name, py::handle x, py::handle h0, py::handle c0,
                   py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh,
-                  py::handle w_hr, py::handle lengths, bool reverse, bool training,
-                  index_t checkpoint_every) {
+                  py::handle w_hr, py::handle lengths, bool reverse, bool training, py::handle w_ph,
+                  bool reset_after, index_t checkpoint_every) {
   const Cell cell = parse_cell(cell_name);
   const py::array arr = as_array(x, "x");
   const py::dtype dt = arr.dtype();
   // By kind and size, not identity: an equal dtype object need not be numpy's canonical one.
   if (dt.kind() == 'f' && dt.itemsize() == 4)
     return forward_impl<float>(cell, arr, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse,
-                               training, checkpoint_every);
+                               training, w_ph, reset_after, checkpoint_every);
   if (dt.kind() == 'f' && dt.itemsize() == 8)
     return forward_impl<double>(cell, arr, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse,
-                                training, checkpoint_every);
+                                training, w_ph, reset_after, checkpoint_every);
   throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(dt)));
 }
 
@@ -241,6 +259,7 @@ py::tuple backward_impl(const CacheData<T>& c, py::handle dy_, py::handle dh_n_,
   Array<T> db_ih = c.has_b_ih ? Array<T>({GH}) : Array<T>();
   Array<T> db_hh = c.has_b_hh ? Array<T>({GH}) : Array<T>();
   Array<T> dw_hr = c.has_w_hr ? Array<T>({d.P, d.H}) : Array<T>();
+  Array<T> dw_ph = c.has_w_ph ? Array<T>({3 * d.H}) : Array<T>();
   // Per-step gradient norms; with no sequences a read-only zero-stride view (T may be huge).
   py::object dh_norms_obj;
   double* dh_norms = nullptr;
@@ -253,11 +272,16 @@ py::tuple backward_impl(const CacheData<T>& c, py::handle dy_, py::handle dh_n_,
   }
   if (d.B == 0) {
     // No sequences: every gradient is zero (dx, dh0, dc0 are empty).
-    for (Array<T>* a : {&dw_ih, &dw_hh, &db_ih, &db_hh, &dw_hr})
+    for (Array<T>* a : {&dw_ih, &dw_hh, &db_ih, &db_hh, &dw_hr, &dw_ph})
       if (a->size()) std::fill(a->mutable_data(), a->mutable_data() + a->size(), T(0));
   } else {
-    const fastrnn::Weights<T> w{c.w_ih.data(), c.w_hh.data(), data_or_null(c.b_ih, c.has_b_ih),
-                                data_or_null(c.b_hh, c.has_b_hh), data_or_null(c.w_hr, c.has_w_hr)};
+    const fastrnn::Weights<T> w{c.w_ih.data(),
+                                c.w_hh.data(),
+                                data_or_null(c.b_ih, c.has_b_ih),
+                                data_or_null(c.b_hh, c.has_b_hh),
+                                data_or_null(c.w_hr, c.has_w_hr),
+                                data_or_null(c.w_ph, c.has_w_ph),
+                                c.reset_after};
     const fastrnn::BackwardArgs<T> args{c.x.data(),
                                         data_or_null(c.lengths, c.has_lengths),
                                         &c.saved,
@@ -272,13 +296,15 @@ py::tuple backward_impl(const CacheData<T>& c, py::handle dy_, py::handle dh_n_,
                                         c.has_b_ih ? db_ih.mutable_data() : nullptr,
                                         c.has_b_hh ? db_hh.mutable_data() : nullptr,
                                         c.has_w_hr ? dw_hr.mutable_data() : nullptr,
-                                        dh_norms};
-    py::gil_scoped_release nogil;
-    fastrnn::backward<T>(c.cell, d, c.reverse, w, args);
+                                        dh_norms,
+                                        c.has_w_ph ? dw_ph.mutable_data() : nullptr};
+    const double work = double(d.T) * double(d.B) * double(GH) * double(2 * d.P + d.I);
+    run_kernel(work, [&] { fastrnn::backward<T>(c.cell, d, c.reverse, w, args); });
   }
   auto opt = [](bool present, const Array<T>& a) { return present ? py::object(a) : py::none(); };
   return py::make_tuple(dx, dh0, opt(lstm, dc0), dw_ih, dw_hh, opt(c.has_b_ih, db_ih),
-                        opt(c.has_b_hh, db_hh), opt(c.has_w_hr, dw_hr), dh_norms_obj);
+                        opt(c.has_b_hh, db_hh), opt(c.has_w_hr, dw_hr), opt(c.has_w_ph, dw_ph),
+                        dh_norms_obj);
 }
 
 py::tuple backward(py::handle cache, py::handle dy, py::handle dh_n, py::handle dc_n) {
@@ -300,16 +326,16 @@ void register_rnn(py::module_& m) {
 
   m.def("forward", &forward, py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"),
         py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"), py::arg("w_hr"),
-        py::arg("lengths"), py::arg("reverse"), py::arg("training"),
-        py::arg("checkpoint_every") = 0,
+        py::arg("lengths"), py::arg("reverse"), py::arg("training"), py::arg("w_ph") = py::none(),
+        py::arg("reset_after") = true, py::arg("checkpoint_every") = 0,
         "forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training,\n"
-        "checkpoint_every=0) -> (y, h_n, c_n, cache). Shapes as in fastrnn.functional.forward;\n"
-        "h0 is required, c0 only for 'lstm', biases/w_hr/lengths may be None. cache is None\n"
-        "unless training. checkpoint_every k > 0: keep the state every k steps, recompute in\n"
-        "backward (same gradients).");
+        "w_ph=None, reset_after=True, checkpoint_every=0) -> (y, h_n, c_n, cache). Shapes as in\n"
+        "fastrnn.functional.forward; h0 is required, c0 only for 'lstm', biases/w_hr/w_ph/lengths\n"
+        "may be None. cache is None unless training. checkpoint_every k > 0: keep the state every\n"
+        "k steps, recompute in backward (same gradients).");
   m.def("backward", &backward, py::arg("cache"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
         "backward(cache, dy, dh_n, dc_n) -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr,\n"
-        "dh_norms); dh_norms (T,) float64: the norm of dLoss/dh_t at each time step.");
+        "dw_ph, dh_norms); dh_norms (T,) float64: the norm of dLoss/dh_t at each time step.");
 }
 
 }  // namespace bind

@@ -2,6 +2,7 @@
 ``generate``, ``forecast`` and ``demo``. Each command imports what it needs only when it runs."""
 
 import argparse
+import os
 import sys
 
 from ._argtypes import positive_int
@@ -36,8 +37,9 @@ def _flatten(lists, default):
 
 
 def _parser():
+    script = os.path.basename(sys.argv[0]) == "fastrnn"  # the console script, not python -m
     parser = argparse.ArgumentParser(
-        prog="python -m fastrnn",
+        prog="fastrnn" if script else "python -m fastrnn",
         description="fastrnn: fast CPU RNN, LSTM and GRU (C++ forward and BPTT kernels behind a NumPy API).",
     )
     parser.add_argument("--version", action="version", version=f"fastrnn {__version__}")
@@ -52,10 +54,13 @@ def _parser():
 
     bench = sub.add_parser(
         "bench",
-        help="time native vs numpy vs PyTorch",
-        description="Times native (the C++ kernels, if built), numpy (the reference backend) and "
-        "torch (torch.nn.RNN/LSTM/GRU with the same weights, if installed) on one "
-        "layer, one direction, forward and forward+backward. Every implementation is "
+        help="time native vs numpy vs PyTorch vs ONNX Runtime",
+        description="Times native (the C++ kernels, if built), numpy (the reference backend), "
+        "torch (torch.nn.RNN/LSTM/GRU with the same weights, if installed) and ort (ONNX "
+        "Runtime, one RNN/LSTM/GRU node, forward only, if onnx and onnxruntime are installed) "
+        "on one layer, one direction, forward and forward+backward, all on the same thread "
+        "count (numpy's BLAS too, with threadpoolctl), native rated against the core's "
+        "measured FMA peak. Every implementation is "
         "first checked against numpy's outputs and gradients; a disagreement stops the "
         "run before anything is timed. The project's performance grid with its "
         "targets is in the repository's benchmarks/ (python -m benchmarks).",
@@ -85,9 +90,11 @@ def _parser():
         "--threads",
         type=positive_int,
         metavar="N",
-        help="threads for the native kernels and for torch (default: fastrnn.get_num_threads())",
+        help="threads for the native kernels, torch, ort and numpy's BLAS (default: "
+        "fastrnn.get_num_threads())",
     )
     bench.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
+    bench.add_argument("--no-ort", action="store_true", help="do not time ONNX Runtime")
 
     from .commands import add_commands
 
@@ -145,16 +152,32 @@ def _bench(args):
         dtype=args.dtype,
         repeat=args.repeat,
         use_torch=not args.no_torch,
+        use_ort=not args.no_ort,
     )
 
 
-def main(argv=None):
-    args = _parser().parse_args(argv)
+def _run(args):
     if args.command == "info":
         return _info()
     if args.command == "bench":
         return _bench(args)
     return args.run(args)  # train-text, generate, forecast, demo (fastrnn.commands)
+
+
+def main(argv=None):
+    """The ``fastrnn`` console script and ``python -m fastrnn``: runs one command, returns its exit
+    status. Bad arguments end in argparse's usage error, impossible requests in one ``error:`` line
+    before any work (fastrnn._cli)."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, MemoryError, OSError) as e:
+        # The last guard: what the commands' own checks did not foresee still ends in one line.
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

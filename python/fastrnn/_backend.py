@@ -47,10 +47,21 @@ def _check_name(name, argument="backend"):
     return name
 
 
+def _env_warning(message):
+    # A bad environment variable must not stop `import fastrnn` (or every command line): say so and
+    # go on with the default.
+    warnings.warn(f"fastrnn: {message}", RuntimeWarning, stacklevel=4)
+
+
 def _default_name():
     env = os.environ.get("FASTRNN_BACKEND")
     if env:
-        return _check_name(env.strip().lower(), "FASTRNN_BACKEND")
+        try:
+            return _check_name(env.strip().lower(), "FASTRNN_BACKEND")
+        except (ValueError, RuntimeError) as e:
+            fallback = "native" if _native is not None else "numpy"
+            _env_warning(f"{e}; using the {fallback} backend")
+            return fallback
     if _native is not None:
         return "native"
     with _lock:
@@ -112,9 +123,12 @@ def _threads_from_env():
     try:
         n = int(env)
     except ValueError:
-        raise ValueError(f"FASTRNN_NUM_THREADS must be a positive integer, got {env!r}") from None
+        n = 0
     if not 1 <= n <= MAX_THREADS:
-        raise ValueError(f"FASTRNN_NUM_THREADS must be an integer in [1, {MAX_THREADS}], got {env!r}")
+        _env_warning(
+            f"FASTRNN_NUM_THREADS must be an integer in [1, {MAX_THREADS}], got {env!r}; using 1 thread"
+        )
+        return 1
     return n
 
 

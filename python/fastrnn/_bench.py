@@ -1,19 +1,26 @@
-"""``python -m fastrnn bench``: a short timing of this installation, native vs numpy vs PyTorch.
+"""``python -m fastrnn bench``: a short timing of this installation, native vs numpy vs PyTorch vs
+ONNX Runtime.
 
 One layer, one direction (fastrnn.functional) per cell on one shape, forward (inference) and
 forward+backward (every gradient). Each implementation is first checked against the numpy backend
 (the reference) on the same problem; a disagreement stops the run before anything is timed.
-torch (torch.nn.RNN/LSTM/GRU with the same weights) runs only when it is importable. The project's
-performance grid with its targets is not here: it lives in the repository's benchmarks/.
+torch (torch.nn.RNN/LSTM/GRU with the same weights) runs only when it is importable, ONNX Runtime
+(one ONNX RNN/LSTM/GRU node with the same weights; forward only: it is an inference engine) only
+when onnx and onnxruntime are. Everything runs on fastrnn's thread count: torch's intra-op
+threads, ORT's session and NumPy's BLAS (through threadpoolctl, when installed) are set to it, so
+that no library's idle threads spin against another's. The core's fp32 FMA peak (the native
+module's FMA-chain loop) rates the native rows. The project's performance grid with its targets is
+not here: it lives in the repository's benchmarks/.
 """
 
+import contextlib
 import math
 import statistics
 import time
 
 import numpy as np
 
-from . import _backend, functional
+from . import _backend, convert, functional
 from ._cells import GATES
 
 MODES = ("forward", "forward+backward")
@@ -29,6 +36,88 @@ def _torch():
     except (ImportError, OSError):  # missing, or a broken install
         return None
     return torch
+
+
+def _ort():
+    try:
+        import onnx  # noqa: F401 (builds the model)
+        import onnxruntime
+    except (ImportError, OSError):
+        return None
+    return onnxruntime
+
+
+@contextlib.contextmanager
+def _blas_threads(n):
+    """NumPy's BLAS limited to ``n`` threads inside the block (threadpoolctl, when installed);
+    yields whether the limit is in force."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        yield False
+        return
+    with threadpoolctl.threadpool_limits(limits=n, user_api="blas"):
+        yield True
+
+
+def onnx_model(cell, weights, T, B, I, H, dtype):
+    """The serialized ONNX model of one ``cell`` layer, one direction, with ``weights`` (w_ih,
+    w_hh, b_ih, b_hh in PyTorch's layout) as initializers: inputs X (T, B, I), initial_h (1, B, H)
+    and, for the LSTM, initial_c; outputs Y (T, 1, B, H), Y_h (and Y_c)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    # The bench's GRU is PyTorch's (reset_after=True): the node says linear_before_reset=1.
+    node = (
+        convert.to_onnx(cell, weights, reset_after=True) if cell == "gru" else convert.to_onnx(cell, weights)
+    )
+    elem = TensorProto.FLOAT if np.dtype(dtype) == np.float32 else TensorProto.DOUBLE
+    states = ["initial_h"] + (["initial_c"] if cell == "lstm" else [])
+    outputs = ["Y", "Y_h"] + (["Y_c"] if cell == "lstm" else [])
+    inits = [numpy_helper.from_array(np.ascontiguousarray(node[k]), k) for k in ("W", "R", "B")]
+    graph = helper.make_graph(
+        [helper.make_node(node["op_type"], ["X", "W", "R", "B", ""] + states, outputs, **node["attributes"])],
+        f"fastrnn_{cell}",
+        [helper.make_tensor_value_info("X", elem, [T, B, I])]
+        + [helper.make_tensor_value_info(n, elem, [1, B, H]) for n in states],
+        [helper.make_tensor_value_info("Y", elem, [T, 1, B, H])]
+        + [helper.make_tensor_value_info(n, elem, [1, B, H]) for n in outputs[1:]],
+        initializer=inits,
+    )
+    # Opset 14 (RNN/LSTM/GRU with `layout`) and IR 8: what any onnxruntime since 1.10 runs.
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def ort_forward(cell, weights, x, h0, c0, threads):
+    """A no-argument function running ONNX Runtime's node forward on (x, h0, c0): returns
+    [y, h_n, c_n] (c_n None unless lstm). The session has ``threads`` intra-op threads (the
+    caller among them), no inter-op parallelism and, on one thread, no spinning."""
+    import onnxruntime
+
+    T, B, I = x.shape
+    H = h0.shape[-1]
+    opts = onnxruntime.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    if threads == 1:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    model = onnx_model(cell, weights, T, B, I, H, x.dtype)
+    session = onnxruntime.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    lstm = cell == "lstm"
+    feed = {"X": np.ascontiguousarray(x), "initial_h": np.ascontiguousarray(h0[None])}
+    if lstm:
+        feed["initial_c"] = np.ascontiguousarray(c0[None])
+    names = ["Y", "Y_h"] + (["Y_c"] if lstm else [])
+
+    def run():
+        out = session.run(names, feed)
+        return [out[0][:, 0], out[1][0], out[2][0] if lstm else None]
+
+    return run
 
 
 def _problem(cell, dtype, seed):
@@ -130,6 +219,13 @@ def _largest_difference(got, ref):
     return worst
 
 
+def _flops(cell, mode):
+    """2*M*N*K per product: the input and recurrent products forward, twice that backward."""
+    T, B, I, H = SHAPE["T"], SHAPE["B"], SHAPE["I"], SHAPE["H"]
+    forward = 2.0 * T * B * GATES[cell] * H * (I + H)
+    return forward if mode == "forward" else 3.0 * forward
+
+
 def _median_ms(run, repeat):
     run()  # warm-up
     times = []
@@ -140,32 +236,58 @@ def _median_ms(run, repeat):
     return 1e3 * statistics.median(times)
 
 
-def run(cells=DEFAULT_CELLS, dtype="float32", repeat=10, use_torch=True, seed=0, out=print):
+def _runner(impl, torch, cell, p, mode, threads):
+    if impl == "torch":
+        return _torch_runner(torch, cell, p, mode)
+    if impl == "ort":
+        weights = {k: p[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")}
+        return ort_forward(cell, weights, p["x"], p["h0"], p["c0"], threads)
+    return _fastrnn_runner(cell, p, mode, impl)
+
+
+def _fma_peak():
+    """The active path's fp32 FMA rate (best of 3 short runs), or None without the extension."""
+    native = _backend.native_module()
+    if native is None or not hasattr(native, "fma_peak"):
+        return None
+    return max(native.fma_peak(0.05)["gflops"] for _ in range(3)), native.active_path()
+
+
+def run(cells=DEFAULT_CELLS, dtype="float32", repeat=10, use_torch=True, use_ort=True, seed=0, out=print):
     """Checks, then times, every cell in both modes; prints the table through ``out``.
 
     Returns 0, or 1 when an implementation disagrees with the numpy reference (nothing is timed).
     """
+    threads = _backend.get_num_threads()
+    with _blas_threads(threads) as pinned:
+        return _run(cells, dtype, repeat, use_torch, use_ort, seed, out, threads, pinned)
+
+
+def _run(cells, dtype, repeat, use_torch, use_ort, seed, out, threads, pinned):
     torch = _torch() if use_torch else None
-    impls = (["native"] if _backend.native_available() else []) + ["numpy"] + (["torch"] if torch else [])
+    ort = _ort() if use_ort else None
+    impls = (
+        (["native"] if _backend.native_available() else [])
+        + ["numpy"]
+        + (["torch"] if torch else [])
+        + (["ort"] if ort else [])
+    )
     if torch is not None:
-        torch.set_num_threads(_backend.get_num_threads())
+        torch.set_num_threads(threads)
     runners = {}
     for cell in cells:
         p = _problem(cell, dtype, seed)
         for mode in MODES:
             runners[cell, mode] = {
-                impl: (
-                    _torch_runner(torch, cell, p, mode)
-                    if impl == "torch"
-                    else _fastrnn_runner(cell, p, mode, impl)
-                )
+                impl: _runner(impl, torch, cell, p, mode, threads)
                 for impl in impls
+                if impl != "ort" or mode == "forward"
             }
     others = [i for i in impls if i != "numpy"]
     worst = 0.0
     for (cell, mode), by_impl in runners.items():
         ref = by_impl["numpy"]()
-        for impl in others:
+        for impl in [i for i in others if i in by_impl]:
             diff = _largest_difference(by_impl[impl](), ref)
             if not diff <= TOLERANCE[dtype]:
                 out(
@@ -180,16 +302,27 @@ def run(cells=DEFAULT_CELLS, dtype="float32", repeat=10, use_torch=True, seed=0,
             f"output and gradient (largest difference {worst:.1e} of the array's max)"
         )
     shape = " ".join(f"{k}={v}" for k, v in SHAPE.items())
-    out(f"shape {shape}  dtype {dtype}  threads {_backend.get_num_threads()}  median of {repeat} calls")
-    ratios = [i for i in ("numpy", "torch") if i in impls and "native" in impls]
+    blas = "numpy BLAS pinned" if pinned else "numpy BLAS threads not pinned (pip install threadpoolctl)"
+    out(f"shape {shape}  dtype {dtype}  threads {threads} (native, torch, ort; {blas})")
+    out(f"median of {repeat} calls")
+    peak = _fma_peak() if "native" in impls else None
+    if peak is not None:
+        out(f"FMA peak of this core ({peak[1]} path, fp32, one thread): {peak[0]:.1f} GFLOP/s")
+    ratios = [i for i in ("numpy", "torch", "ort") if i in impls and "native" in impls]
     head = f"{'cell':9s} {'mode':17s}" + "".join(f"{i + ' ms':>11s}" for i in impls)
     head += "".join(f"{i + '/native':>14s}" for i in ratios)
+    head += f"{'GFLOP/s':>9s}{'%peak':>7s}" if peak is not None else ""
     out(head)
     out("-" * len(head))
     for (cell, mode), by_impl in runners.items():
         ms = {impl: _median_ms(fn, repeat) for impl, fn in by_impl.items()}
-        line = f"{cell:9s} {mode:17s}" + "".join(f"{ms[i]:11.3f}" for i in impls)
-        line += "".join(f"{ms[i] / ms['native']:13.2f}x" for i in ratios)
+        line = f"{cell:9s} {mode:17s}" + "".join(
+            f"{ms[i]:11.3f}" if i in ms else f"{'n/a':>11s}" for i in impls
+        )
+        line += "".join(f"{ms[i] / ms['native']:13.2f}x" if i in ms else f"{'n/a':>14s}" for i in ratios)
+        if peak is not None:
+            gflops = _flops(cell, mode) / (ms["native"] * 1e6)
+            line += f"{gflops:9.1f}{gflops / peak[0]:7.0%}"
         out(line)
     if "native" not in impls:
         out("native: unavailable (the extension is not built); only numpy and torch were timed")

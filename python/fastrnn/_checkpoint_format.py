@@ -47,10 +47,16 @@ ARGS = {
     + [("dtype", _DTYPE), ("backend", _OPT_STR), ("seed", _OPT_INT)],
     "GRU": [("input_size", _INT), ("hidden_size", _INT), ("num_layers", _INT)]
     + _RECURRENT_TAIL
-    + [("dtype", _DTYPE), ("backend", _OPT_STR), ("seed", _OPT_INT)],
+    + [("dtype", _DTYPE), ("backend", _OPT_STR), ("seed", _OPT_INT), ("reset_after", _BOOL)],
     "LSTM": [("input_size", _INT), ("hidden_size", _INT), ("num_layers", _INT)]
     + _RECURRENT_TAIL
-    + [("proj_size", _INT), ("dtype", _DTYPE), ("backend", _OPT_STR), ("seed", _OPT_INT)],
+    + [
+        ("proj_size", _INT),
+        ("dtype", _DTYPE),
+        ("backend", _OPT_STR),
+        ("seed", _OPT_INT),
+        ("peepholes", _BOOL),
+    ],
     "Linear": [
         ("in_features", _INT),
         ("out_features", _INT),
@@ -60,6 +66,8 @@ ARGS = {
     ],
     "Embedding": [("num_embeddings", _INT), ("embedding_dim", _INT), ("dtype", _DTYPE), ("seed", _OPT_INT)],
 }
+# Arguments added after files were first written: a file without them means these values.
+ADDED_ARGS = {"GRU": {"reset_after": True}, "LSTM": {"peepholes": False}}
 DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 _RNG_MAX = {"state": 1 << 128, "inc": 1 << 128}
 
@@ -294,6 +302,9 @@ def check_spec(spec, where, prefix, depth):
         fail(f"{where}: 'training' must be a bool")
     _check_rng(where, spec.get("rng"))
     args = spec["args"]
+    if isinstance(args, dict):
+        for name, value in ADDED_ARGS.get(kind, {}).items():
+            args.setdefault(name, value)
     names = [n for n, _ in ARGS[kind]]
     if not isinstance(args, dict) or set(args) != set(names):
         fail(
@@ -314,7 +325,7 @@ def _weight_count(kind, a):
     G, H, L, I = LAYER_GATES[kind], a["hidden_size"], a["num_layers"], a["input_size"]
     proj = a.get("proj_size", 0)
     P, D = proj or H, 2 if a["bidirectional"] else 1
-    rest = (2 * G * H if a["bias"] else 0) + (P * H if proj else 0)
+    rest = (2 * G * H if a["bias"] else 0) + (P * H if proj else 0) + (3 * H if a.get("peepholes") else 0)
     first = D * (G * H * (I + P) + rest)
     return first + max(L - 1, 0) * D * (G * H * (P * D + P) + rest)
 

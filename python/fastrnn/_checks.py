@@ -3,6 +3,7 @@ numbers, dtypes and seeds; float arrays of one dtype with exact shapes (torch te
 and memory requests that cannot be met (refused before anything is allocated). Each raises
 TypeError (wrong kind) or ValueError (out of range) naming the argument."""
 
+import errno
 import functools
 import numbers
 import os
@@ -187,3 +188,30 @@ def check_memory(nbytes, what):
         raise MemoryError(
             f"fastrnn: {what} would need {nbytes} bytes, more than this machine's memory ({have} bytes)"
         )
+
+
+# -------------------------------------------------------------------------------------------------
+# Files
+
+
+def writable_path(name, path):
+    """``path`` (a str or os.PathLike) checked to be a file that can be written: not a directory, in
+    an existing, writable directory. Raises the OSError that writing would raise (FileNotFoundError,
+    NotADirectoryError, IsADirectoryError, PermissionError), naming ``path``, before any work that
+    would end in that write; returns the path as a str."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(path).__name__}")
+    path = os.fspath(path)
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"{name} must be a non-empty str path, got {path!r}")
+    directory = os.path.dirname(os.path.abspath(path))
+    shown = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, f"{name} {path!r} is a directory")
+    if not os.path.exists(directory):
+        raise FileNotFoundError(errno.ENOENT, f"{name} {path!r}: directory {shown!r} does not exist")
+    if not os.path.isdir(directory):
+        raise NotADirectoryError(errno.ENOTDIR, f"{name} {path!r}: {shown!r} is not a directory")
+    if not os.access(directory, os.W_OK):
+        raise PermissionError(errno.EACCES, f"{name} {path!r}: directory {shown!r} is not writable")
+    return path

@@ -3,7 +3,7 @@
 # sync with the built module. Arrays may be anything NumPy converts (the binding checks dtype,
 # shape and layout and raises ValueError/TypeError); shapes are those of fastrnn.functional.
 
-from typing import SupportsFloat, SupportsIndex, SupportsInt
+from typing import Any, SupportsFloat, SupportsIndex, SupportsInt
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -26,6 +26,8 @@ def forward(
     lengths: ArrayLike | None,
     reverse: bool,
     training: bool,
+    w_ph: ArrayLike | None = None,
+    reset_after: bool = True,
     checkpoint_every: SupportsInt = 0,
 ) -> tuple[_Float, _Float, _Float | None, Cache | None]:
     """(y, h_n, c_n, cache); cache is None unless training. checkpoint_every k > 0 keeps the state
@@ -42,9 +44,10 @@ def backward(
     _Float | None,
     _Float | None,
     _Float | None,
+    _Float | None,
     NDArray[np.float64],
 ]:
-    """(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, dh_norms)."""
+    """(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, dw_ph, dh_norms)."""
 
 def hopfield_recall(
     weights: ArrayLike,
@@ -66,3 +69,6 @@ def set_num_threads(n: SupportsInt | SupportsIndex) -> None: ...
 def get_thread_cap() -> int: ...
 def set_thread_cap(n: SupportsInt | SupportsIndex) -> None: ...
 def set_parallel_grain(scale: SupportsFloat | SupportsIndex) -> None: ...
+def fma_peak(seconds: float = 0.1) -> dict[str, Any]: ...
+def cache_sizes() -> dict[str, Any]: ...
+def gemm_blocks(dtype: str = "float32") -> dict[str, int]: ...

@@ -3,12 +3,16 @@
 Arguments arrive validated by ``functional.py``: C-contiguous arrays of one float dtype, ``h0``/``c0``
 filled in, ``lengths`` an int64 array or None. Shapes (row-major, last axis fastest):
 
-    x (T, B, I)   w_ih (G*H, I)   w_hh (G*H, P)   b_ih, b_hh (G*H,)   w_hr (P, H)
+    x (T, B, I)   w_ih (G*H, I)   w_hh (G*H, P)   b_ih, b_hh (G*H,)   w_hr (P, H)   w_ph (3*H,)
     h0 (B, P)     c0 (B, H)       y (T, B, P)
 
 G is the number of gates (1 rnn, 4 lstm, 3 gru), H the hidden size and P the size of the state that
-recurs: P == H, or the projection size when an LSTM has ``w_hr``.
+recurs: P == H, or the projection size when an LSTM has ``w_hr``. ``w_ph`` holds an LSTM's peephole
+weights (i, f, o); ``reset_after`` picks the GRU's form: True (PyTorch's) n = tanh(W_in x + b_in +
+r * (W_hn h + b_hn)), False (Cho et al. 2014's original) n = tanh(W_in x + b_in + W_hn (r * h) + b_hn).
 """
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -23,78 +27,129 @@ def _step_order(T, reverse):
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
+class _Params(NamedTuple):
+    """The recurrent side of a layer, as every cell step sees it."""
+
+    w_hh: np.ndarray
+    b_hh: object  # (G*H,) or None
+    w_hr: object  # (P, H) or None
+    w_ph: object  # (3*H,) or None
+    reset_after: bool
+
+
+def _hidden(h, p, gates):
+    """h @ W_hh^T + b_hh over the rows of W_hh that ``gates`` (a slice of gate rows) selects."""
+    out = h @ p.w_hh[gates].T
+    return out if p.b_hh is None else out + p.b_hh[gates]
+
+
+def _hidden_backward(dgh, h, p, gates, grads):
+    """The backward of _hidden: adds this step's dW_hh, db_hh shares; returns the gradient w.r.t. h."""
+    grads["w_hh"][gates] += dgh.T @ h
+    grads["b_hh"][gates] += dgh.sum(axis=0)
+    return dgh @ p.w_hh[gates]
+
+
+_ALL = slice(None)
+
+
 # ---------------------------------------------------------------------------------------------
-# One cell step. gi = W_ih x_t + b_ih and gh = W_hh h_{t-1} + b_hh, both (B, G*H).
+# One cell step. gi = W_ih x_t + b_ih (B, G*H); h, c: the state the step starts from.
 # Each returns the new (h, c) and what its backward needs.
 
 
 def _rnn_step(act):
-    def step(gi, gh, h, c, w_hr):
-        a = gi + gh
+    def step(gi, h, c, p):
+        a = gi + _hidden(h, p, _ALL)
         h_new = np.tanh(a) if act == "tanh" else np.maximum(a, 0)
         return h_new, None, {"h_new": h_new}
 
     return step
 
 
-def _lstm_step(gi, gh, h, c, w_hr):
-    i, f, g, o = np.split(gi + gh, 4, axis=1)
-    i, f, g, o = _sigmoid(i), _sigmoid(f), np.tanh(g), _sigmoid(o)
+def _lstm_step(gi, h, c, p):
+    i, f, g, o = np.split(gi + _hidden(h, p, _ALL), 4, axis=1)
+    if p.w_ph is not None:  # peepholes: i and f see the old cell state, o the new one
+        p_i, p_f, p_o = np.split(p.w_ph, 3)
+        i, f = i + p_i * c, f + p_f * c
+    i, f, g = _sigmoid(i), _sigmoid(f), np.tanh(g)
     c_new = f * c + i * g
+    o = _sigmoid(o if p.w_ph is None else o + p_o * c_new)
     m = o * np.tanh(c_new)
-    h_new = m if w_hr is None else m @ w_hr.T
+    h_new = m if p.w_hr is None else m @ p.w_hr.T
     return h_new, c_new, {"i": i, "f": f, "g": g, "o": o, "c_prev": c, "c_new": c_new, "m": m}
 
 
-def _gru_step(gi, gh, h, c, w_hr):
+def _gru_step(gi, h, c, p):
+    H = h.shape[1]
     gi_r, gi_z, gi_n = np.split(gi, 3, axis=1)
-    gh_r, gh_z, gh_n = np.split(gh, 3, axis=1)
+    gh_r, gh_z = np.split(_hidden(h, p, slice(0, 2 * H)), 2, axis=1)
     r = _sigmoid(gi_r + gh_r)
     z = _sigmoid(gi_z + gh_z)
-    n = np.tanh(gi_n + r * gh_n)
+    if p.reset_after:
+        gh_n = _hidden(h, p, slice(2 * H, None))
+        n = np.tanh(gi_n + r * gh_n)
+    else:
+        gh_n = None
+        n = np.tanh(gi_n + _hidden(r * h, p, slice(2 * H, None)))
     h_new = (1 - z) * n + z * h
     return h_new, None, {"r": r, "z": z, "n": n, "gh_n": gh_n}
 
 
 # ---------------------------------------------------------------------------------------------
-# One cell step backwards. dh, dc: gradients w.r.t. the step's new h (B, P) and c (B, H).
-# Returns (dgi, dgh, dh_prev_direct, dc_prev, dw_hr): the gradients w.r.t. gi and gh, the part of
-# dh_{t-1} that does not go through W_hh, dc_{t-1}, and this step's share of dW_hr.
+# One cell step backwards. dh, dc: gradients w.r.t. the step's new h (B, P) and c (B, H); grads:
+# the recurrent parameters' gradients, to which each step adds its share. Returns (dgi, dh_prev,
+# dc_prev): the gradients w.r.t. gi, the step's h and its c.
 
 
 def _rnn_step_backward(act):
-    def step_backward(s, dh, dc, h_prev, w_hr):
+    def step_backward(s, dh, dc, h_prev, p, grads):
         h_new = s["h_new"]
         da = dh * (1 - h_new * h_new) if act == "tanh" else dh * (h_new > 0)
-        return da, da, 0, None, None
+        return da, _hidden_backward(da, h_prev, p, _ALL, grads), None
 
     return step_backward
 
 
-def _lstm_step_backward(s, dh, dc, h_prev, w_hr):
-    i, f, g, o, c_new = s["i"], s["f"], s["g"], s["o"], s["c_new"]
-    if w_hr is None:
-        dm, dw_hr = dh, None
+def _lstm_step_backward(s, dh, dc, h_prev, p, grads):
+    i, f, g, o, c_prev, c_new = s["i"], s["f"], s["g"], s["o"], s["c_prev"], s["c_new"]
+    if p.w_hr is None:
+        dm = dh
     else:
-        dm, dw_hr = dh @ w_hr, dh.T @ s["m"]
+        dm = dh @ p.w_hr
+        grads["w_hr"] += dh.T @ s["m"]
     tc = np.tanh(c_new)
-    dc = dc + dm * o * (1 - tc * tc)
-    di = dc * g * i * (1 - i)
-    df = dc * s["c_prev"] * f * (1 - f)
-    dg = dc * i * (1 - g * g)
     do = dm * tc * o * (1 - o)
+    dc = dc + dm * o * (1 - tc * tc)
+    if p.w_ph is not None:
+        p_i, p_f, p_o = np.split(p.w_ph, 3)
+        dc = dc + do * p_o
+    di = dc * g * i * (1 - i)
+    df = dc * c_prev * f * (1 - f)
+    dg = dc * i * (1 - g * g)
+    dc_prev = dc * f
+    if p.w_ph is not None:
+        dc_prev = dc_prev + di * p_i + df * p_f
+        grads["w_ph"] += np.concatenate([(di * c_prev).sum(0), (df * c_prev).sum(0), (do * c_new).sum(0)])
     dgates = np.concatenate([di, df, dg, do], axis=1)
-    return dgates, dgates, 0, dc * f, dw_hr
+    return dgates, _hidden_backward(dgates, h_prev, p, _ALL, grads), dc_prev
 
 
-def _gru_step_backward(s, dh, dc, h_prev, w_hr):
+def _gru_step_backward(s, dh, dc, h_prev, p, grads):
+    H = h_prev.shape[1]
     r, z, n = s["r"], s["z"], s["n"]
     dn = dh * (1 - z) * (1 - n * n)
     dz = dh * (h_prev - n) * z * (1 - z)
-    dr = dn * s["gh_n"] * r * (1 - r)
-    dgi = np.concatenate([dr, dz, dn], axis=1)
-    dgh = np.concatenate([dr, dz, dn * r], axis=1)
-    return dgi, dgh, dh * z, None, None
+    dh_prev = dh * z
+    if p.reset_after:
+        dr = dn * s["gh_n"] * r * (1 - r)
+        dh_prev = dh_prev + _hidden_backward(dn * r, h_prev, p, slice(2 * H, None), grads)
+    else:
+        d_rh = _hidden_backward(dn, r * h_prev, p, slice(2 * H, None), grads)
+        dr = d_rh * h_prev * r * (1 - r)
+        dh_prev = dh_prev + d_rh * r
+    dh_prev = dh_prev + _hidden_backward(np.concatenate([dr, dz], axis=1), h_prev, p, slice(0, 2 * H), grads)
+    return np.concatenate([dr, dz, dn], axis=1), dh_prev, None
 
 
 _STEP = {"rnn_tanh": _rnn_step("tanh"), "rnn_relu": _rnn_step("relu"), "lstm": _lstm_step, "gru": _gru_step}
@@ -112,7 +167,7 @@ _STEP_BACKWARD = {
 # it, then runs the same per-step backward in the same order: the same gradients, bit for bit.
 
 
-def _run_steps(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, ts, y, keep):
+def _run_steps(cell, x, h, c, w_ih, b_ih, p, lengths, ts, y, keep):
     """Runs the steps at times ``ts`` from state (h, c); writes y[t] when y is given, appends what
     backward needs to ``keep`` when it is a list. Returns the final (h, c)."""
     step = _STEP[cell]
@@ -122,12 +177,9 @@ def _run_steps(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, ts, y, keep
         rows = slice(None) if lengths is None else np.flatnonzero(t < lengths)
         h_prev, c_prev = h[rows], (None if c is None else c[rows])
         gi = x[t, rows] @ w_ih.T
-        gh = h_prev @ w_hh.T
         if b_ih is not None:
             gi = gi + b_ih
-        if b_hh is not None:
-            gh = gh + b_hh
-        h_new, c_new, saved = step(gi, gh, h_prev, c_prev, w_hr)
+        h_new, c_new, saved = step(gi, h_prev, c_prev, p)
         if keep is not None:
             keep.append((t, rows, h_prev, saved))
         if y is not None:
@@ -140,10 +192,27 @@ def _run_steps(cell, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, ts, y, keep
     return h, c
 
 
-def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, checkpoint_every=0):
+def forward(
+    cell,
+    x,
+    h0,
+    c0,
+    w_ih,
+    w_hh,
+    b_ih,
+    b_hh,
+    w_hr,
+    lengths,
+    reverse,
+    training,
+    w_ph=None,
+    reset_after=True,
+    checkpoint_every=0,
+):
     """Returns (y, h_n, c_n, saved); saved is None unless training. ``checkpoint_every`` k > 0
     keeps the state every k steps instead of every step's values (0: keep everything)."""
     T, B, _ = x.shape
+    p = _Params(w_hh, b_hh, w_hr, w_ph, reset_after)
     y = np.zeros((T, B, w_hh.shape[1]), x.dtype)
     h, c = h0.copy(), (c0.copy() if cell == "lstm" else None)
     order = _step_order(T, reverse)  # a range: slices of it are ranges too
@@ -153,67 +222,57 @@ def forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, tra
         if training and checkpoint_every > 0:
             boundaries.append((h, c))  # never modified in place: _run_steps makes new arrays
         keep = steps if training and checkpoint_every == 0 else None
-        args = (w_ih, w_hh, b_ih, b_hh, w_hr, lengths)
-        h, c = _run_steps(cell, x, h, c, *args, order[s0 : s0 + k], y, keep)
+        h, c = _run_steps(cell, x, h, c, w_ih, b_ih, p, lengths, order[s0 : s0 + k], y, keep)
     saved = None
     if training:
         saved = {
             "cell": cell,
             "x": x,
             "w_ih": w_ih,
-            "w_hh": w_hh,
-            "w_hr": w_hr,
+            "params": p,
             "steps": steps,
             "has_b_ih": b_ih is not None,
-            "has_b_hh": b_hh is not None,
         }
         if checkpoint_every > 0:
             saved.update(
-                every=checkpoint_every,
-                order=order,
-                boundaries=boundaries,
-                b_ih=b_ih,
-                b_hh=b_hh,
-                lengths=lengths,
+                every=checkpoint_every, order=order, boundaries=boundaries, b_ih=b_ih, lengths=lengths
             )
     return y, h, c, saved
 
 
 def _backward_steps(saved, steps, dy, dh, dc, grads, dh_norms):
     """Backpropagates through ``steps`` (as forward kept them) from the last to the first: updates
-    dh, dc (returned) and the weight gradients in ``grads`` in place, and writes dh_norms."""
-    cell, x, w_ih, w_hh, w_hr = saved["cell"], saved["x"], saved["w_ih"], saved["w_hh"], saved["w_hr"]
+    dh, dc (returned) and the gradients in ``grads`` in place, and writes dh_norms."""
+    cell, x, w_ih, p = saved["cell"], saved["x"], saved["w_ih"], saved["params"]
     step_backward = _STEP_BACKWARD[cell]
-    dx, dw_ih, dw_hh, db_ih, db_hh, dw_hr = grads
     for t, rows, h_prev, s in reversed(steps):
         # Gradients reach only the sequences that took this step; the others pass dh, dc through.
         dh_in = dh[rows] + dy[t, rows]
         dh_norms[t] = np.sqrt(np.sum(np.square(dh_in, dtype=np.float64)))
         dc_in = None if dc is None else dc[rows]
-        dgi, dgh, dh_prev, dc_prev, dw_hr_t = step_backward(s, dh_in, dc_in, h_prev, w_hr)
-        dx[t, rows] = dgi @ w_ih
-        dw_ih += dgi.T @ x[t, rows]
-        dw_hh += dgh.T @ h_prev
-        db_ih += dgi.sum(axis=0)
-        db_hh += dgh.sum(axis=0)
-        if dw_hr_t is not None:
-            dw_hr += dw_hr_t
-        dh[rows] = dh_prev + dgh @ w_hh
+        dgi, dh_prev, dc_prev = step_backward(s, dh_in, dc_in, h_prev, p, grads)
+        grads["x"][t, rows] = dgi @ w_ih
+        grads["w_ih"] += dgi.T @ x[t, rows]
+        grads["b_ih"] += dgi.sum(axis=0)
+        dh[rows] = dh_prev
         if dc is not None:
             dc[rows] = dc_prev
     return dh, dc
 
 
 def backward(saved, dy, dh_n, dc_n):
-    """Returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, dh_norms); dh_norms[t] is the norm
-    of dLoss/dh_t over the sequences that took step t."""
-    cell, x, w_ih, w_hh, w_hr = saved["cell"], saved["x"], saved["w_ih"], saved["w_hh"], saved["w_hr"]
-    dx = np.zeros_like(x)
-    dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
-    db_ih = np.zeros(w_ih.shape[0], x.dtype)
-    db_hh = np.zeros(w_hh.shape[0], x.dtype)
-    dw_hr = None if w_hr is None else np.zeros_like(w_hr)
-    grads = (dx, dw_ih, dw_hh, db_ih, db_hh, dw_hr)
+    """Returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, dw_ph, dh_norms); dh_norms[t] is the
+    norm of dLoss/dh_t over the sequences that took step t."""
+    cell, x, w_ih, p = saved["cell"], saved["x"], saved["w_ih"], saved["params"]
+    grads = {
+        "x": np.zeros_like(x),
+        "w_ih": np.zeros_like(w_ih),
+        "b_ih": np.zeros(w_ih.shape[0], x.dtype),
+        "w_hh": np.zeros_like(p.w_hh),
+        "b_hh": np.zeros(p.w_hh.shape[0], x.dtype),
+    }
+    for name in ("w_hr", "w_ph"):
+        grads[name] = None if getattr(p, name) is None else np.zeros_like(getattr(p, name))
     dh = dh_n.copy()
     dc = dc_n.copy() if cell == "lstm" else None
     dh_norms = np.zeros(x.shape[0])
@@ -221,21 +280,22 @@ def backward(saved, dy, dh_n, dc_n):
     if k == 0:
         dh, dc = _backward_steps(saved, saved["steps"], dy, dh, dc, grads, dh_norms)
     else:  # each segment, last first: its steps recomputed from the state it started from
-        args = (w_ih, w_hh, saved["b_ih"], saved["b_hh"], w_hr, saved["lengths"])
         for i in reversed(range(len(saved["boundaries"]))):
             h, c = saved["boundaries"][i]
             steps = []
-            _run_steps(cell, x, h, c, *args, saved["order"][i * k : (i + 1) * k], None, steps)
+            ts = saved["order"][i * k : (i + 1) * k]
+            _run_steps(cell, x, h, c, w_ih, saved["b_ih"], p, saved["lengths"], ts, None, steps)
             dh, dc = _backward_steps(saved, steps, dy, dh, dc, grads, dh_norms)
     return (
-        dx,
+        grads["x"],
         dh,
         dc,
-        dw_ih,
-        dw_hh,
-        db_ih if saved["has_b_ih"] else None,
-        db_hh if saved["has_b_hh"] else None,
-        dw_hr,
+        grads["w_ih"],
+        grads["w_hh"],
+        grads["b_ih"] if saved["has_b_ih"] else None,
+        grads["b_hh"] if p.b_hh is not None else None,
+        grads["w_hr"],
+        grads["w_ph"],
         dh_norms,
     )
 

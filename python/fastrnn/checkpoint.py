@@ -56,6 +56,7 @@ import math
 import numbers
 import os
 import secrets
+import stat
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -80,7 +81,8 @@ from ._checkpoint_format import (
     read,
     read_header,
 )
-from .sequential import Sequential
+from ._checks import writable_path
+from .sequential import Sequential, _flatten
 
 __all__ = [
     "save_checkpoint",
@@ -184,12 +186,28 @@ def _optimizer_spec(optimizer, model, arrays):
     return {"type": kind, "hyperparams": sd["hyperparams"], "state": state}
 
 
+def check_savable(model):
+    """Raises ValueError when ``model`` uses one weight twice (a shared layer, tied weights): a
+    checkpoint records each layer apart, so such a model would load with the sharing undone."""
+    seen = set()
+    for layer in _flatten(model):
+        for p in layer.parameters() if hasattr(layer, "parameters") else ():
+            if id(p.data) in seen:
+                raise ValueError(
+                    f"save_checkpoint: the model uses the weight {p.name!r} of its "
+                    f"{type(layer).__name__} more than once (a shared layer or tied weights); a "
+                    "checkpoint cannot record that sharing and would load it undone"
+                )
+            seen.add(id(p.data))
+
+
 def save_checkpoint(path, model, optimizer=None, extra=None):
     """Saves ``model`` (configuration and weights), ``optimizer`` (kind, hyper-parameters and state;
     it must be over exactly ``model.parameters()``) and ``extra`` (any JSON-serialisable value) to the
     single file ``path``, atomically. Returns ``path``. See the module docstring for the format."""
     path = os.fspath(path)
     spec = _model_spec(model, "model", 0)
+    check_savable(model)
     arrays = {}
     for name, value in model.state_dict().items():
         value = np.asarray(value)
@@ -221,6 +239,7 @@ def save_checkpoint(path, model, optimizer=None, extra=None):
 
 
 def _write_atomically(path, members):
+    writable_path("path", path)
     directory = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
     while True:  # a fresh name; created with the usual permissions (0666 minus the umask)
@@ -230,17 +249,21 @@ def _write_atomically(path, members):
             break
         except FileExistsError:
             continue
+        except OSError as e:  # the error names the user's path, not the temporary file
+            raise OSError(e.errno, f"save_checkpoint: cannot write {path!r}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **members)  # float and uint8 arrays only: nothing is pickled
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError) and e.errno is not None:
+            raise OSError(e.errno, f"save_checkpoint: cannot write {path!r}: {e.strerror}") from None
         raise
     try:  # make the rename itself durable (POSIX); best effort
         dfd = os.open(directory, os.O_RDONLY)
@@ -308,7 +331,12 @@ def load_checkpoint(path):
     extra)`` (unpackable as a tuple). The file is never unpickled; any problem with it raises
     ``CheckpointError`` (a ValueError) naming it, before anything is built from it."""
     path = os.fspath(path)
-    with open(path, "rb") as f:  # one open file for every check and read (and closed on any error)
+    # Opened without blocking, so that a FIFO or a device is refused instead of waited on forever.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        fail(f"{path!r} is not a regular file")
+    with os.fdopen(fd, "rb") as f:  # one open file for every check and read (closed on any error)
         magic = f.read(4)
         file_size = os.fstat(f.fileno()).st_size
         if magic != b"PK\x03\x04":

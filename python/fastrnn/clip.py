@@ -2,7 +2,8 @@
 ``clip_grad_value_``), acting in place on the ``.grad`` arrays of Parameters.
 
 ``parameters`` is a model (anything with ``parameters()``), one Parameter, or an iterable of Parameters;
-those whose ``grad`` is None are ignored.
+those whose ``grad`` is None are ignored, and a grad array listed twice (a shared or tied weight) counts
+once.
 """
 
 import math
@@ -39,7 +40,8 @@ def _grads(parameters):
                 f"parameters[{i}].grad must be a floating-point NumPy array, got "
                 f"{getattr(g, 'dtype', type(g).__name__)}"
             )
-        grads.append(g)
+        if not any(g is h for h in grads):  # one weight seen twice (shared, tied) counts once
+            grads.append(g)
     return grads
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import _backend, optim
 from ._argtypes import fraction, nonnegative_number, positive_int, positive_number, probability
+from ._cli import fail, fits_in_memory, forward_bytes, output_path, recurrent_bytes
 from .checkpoint import CheckpointError, load_checkpoint
 from .datasets import mackey_glass, python_docs_text, read_csv_column
 from .generate import CharVocab, sample
@@ -95,10 +96,15 @@ def _training_args(p, hidden, bptt, batch, lr, epochs=1, eval_every=None, cell="
         "--clip", type=positive_number, default=1.0, help="gradient-norm clipping threshold (default: 1.0)"
     )
     g.add_argument(
-        "--epochs", type=positive_int, default=epochs, help=f"passes over the data (default: {epochs})"
+        "--epochs",
+        type=positive_int,
+        help=f"passes over the data (default: {epochs}, or as many as --max-steps/--minutes allow)",
     )
-    g.add_argument("--max-steps", type=positive_int, help="stop after this many steps")
+    g.add_argument(
+        "--max-steps", type=positive_int, help="stop after exactly this many steps (more epochs if needed)"
+    )
     g.add_argument("--minutes", type=positive_number, help="stop after this many minutes")
+    p.set_defaults(default_epochs=epochs)
     g.add_argument(
         "--eval-every",
         type=positive_int,
@@ -114,6 +120,13 @@ def _training_args(p, hidden, bptt, batch, lr, epochs=1, eval_every=None, cell="
     r.add_argument("--no-progress", action="store_true", help="no progress bar / progress lines")
 
 
+def _epochs(args):
+    """--epochs, or its default; a step or time limit alone runs as many epochs as it allows."""
+    if args.epochs is not None:
+        return args.epochs
+    return 2**62 if args.max_steps is not None or args.minutes is not None else args.default_epochs
+
+
 def _train(args, model, x, y, held, extra, out):
     opt = optim.Adam(model.parameters(), lr=args.lr)
     result = train(
@@ -121,7 +134,7 @@ def _train(args, model, x, y, held, extra, out):
         x,
         y,
         optimizer=opt,
-        epochs=args.epochs,
+        epochs=_epochs(args),
         bptt=args.bptt,
         batch_size=args.batch_size,
         clip=args.clip,
@@ -151,11 +164,21 @@ def _train(args, model, x, y, held, extra, out):
 
 
 def _train_text(args):
+    output_path(args.out, "--out")
+    fits_in_memory(
+        recurrent_bytes(args.cell, args.embed, args.hidden, args.layers, args.bptt, args.batch_size),
+        f"a {args.cell} of --hidden {args.hidden} x --layers {args.layers}",
+    )
     _setup(args)
     text, source = _read_text(args.file)
     if len(text) < 3:
-        raise SystemExit("error: the text needs at least 3 characters")
+        fail("the text needs at least 3 characters")
     vocab = CharVocab.from_text(text)
+    V = len(vocab)
+    fits_in_memory(
+        16 * V * (args.embed + args.hidden) + 12 * args.bptt * args.batch_size * V,
+        f"the embedding and output layers of {V} characters",
+    )
     ids = np.asarray(vocab.encode(text), np.int64)
     train_ids, held_ids = _split(ids, args.val_fraction)
     if len(train_ids) - 1 < args.batch_size:
@@ -197,17 +220,38 @@ def _vocab_of(checkpoint, path):
         raise SystemExit(f"error: {path}: bad vocabulary: {e}")
 
 
+def _token_model(model, vocab, path):
+    """Fails unless ``model`` maps the vocabulary's ids to as many scores: Embedding first, output
+    of the vocabulary's size last."""
+    layers = list(model) if isinstance(model, Sequential) else [model]
+    if not isinstance(layers[0], Embedding):
+        fail(
+            f"{path} holds no character model (its first layer is not an Embedding): "
+            "was it written by train-text?"
+        )
+    n_in = layers[0].num_embeddings
+    n_out = getattr(layers[-1], "out_features", None)
+    if n_in != len(vocab) or n_out != len(vocab):
+        fail(
+            f"{path}: the vocabulary has {len(vocab)} characters but the model takes {n_in} and "
+            f"scores {n_out if n_out is not None else 'an unknown number of'} tokens"
+        )
+
+
 def _generate(args):
+    fits_in_memory(16 * args.length, f"--length {args.length}")
     _setup(args)
     try:
         ckpt = load_checkpoint(args.checkpoint)
     except (CheckpointError, OSError) as e:
-        raise SystemExit(f"error: {e}")
+        fail(e)
     vocab = _vocab_of(ckpt, args.checkpoint)
-    prime = args.prime if args.prime is not None else vocab.decode([0])
+    _token_model(ckpt.model, vocab, args.checkpoint)
+    # Without --prime the model continues from a line break (the start of a line), not printed.
+    prime = args.prime if args.prime is not None else ("\n" if "\n" in vocab.chars else vocab.chars[0])
     missing = sorted(set(prime) - set(vocab.chars))
     if missing:
-        raise SystemExit(f"error: --prime uses characters the model never saw: {''.join(missing)!r}")
+        fail(f"--prime uses characters the model never saw: {''.join(missing)!r}")
     _, text = sample(
         ckpt.model,
         prime,
@@ -217,7 +261,7 @@ def _generate(args):
         seed=args.seed,
         vocab=vocab,
     )
-    print(prime + text)
+    print(prime + text if args.prime is not None else text.lstrip("\n"))
     return 0
 
 
@@ -225,6 +269,14 @@ def _generate(args):
 
 
 def _forecast(args):
+    output_path(args.out, "--out")
+    need = recurrent_bytes(args.cell, 1, args.hidden, args.layers, args.bptt, args.batch_size)
+    fits_in_memory(need, f"a {args.cell} of --hidden {args.hidden} x --layers {args.layers}")
+    if args.csv is None:  # the series, its one pass through the model, and its generation
+        what = f"--length {args.length}"
+        fits_in_memory(
+            forward_bytes(args.cell, args.hidden, args.layers, args.length) + 320 * args.length, what
+        )
     _setup(args)
     if args.csv is None:
         series, name = mackey_glass(args.length), "Mackey-Glass (tau=17)"
@@ -232,7 +284,10 @@ def _forecast(args):
         try:
             series, name = read_csv_column(args.csv, args.column)
         except (OSError, ValueError) as e:
-            raise SystemExit(f"error: {e}")
+            fail(e)
+        fits_in_memory(
+            forward_bytes(args.cell, args.hidden, args.layers, len(series)), f"{len(series)} values"
+        )
     n_test = int(len(series) * args.test_fraction)
     if len(series) - n_test < args.batch_size + 1 or n_test < 2:
         raise SystemExit(
@@ -261,14 +316,27 @@ def _forecast(args):
     naive = float(np.sqrt(np.mean((series[:-1][test] - truth[test]) ** 2)))
     print(
         f"one-step-ahead test RMSE: model {rmse:.5f}, persistence (next = last) {naive:.5f} "
-        f"-> {naive / rmse:.1f}x lower"
-        if rmse > 0
-        else f"test RMSE {rmse}"
+        f"-> {_versus(rmse, naive)}"
     )
     print("   t       actual    predicted")
     for t in range(len(truth) - n_test, len(truth) - n_test + 5):
         print(f"{t + 1:5d}  {truth[t]:11.5f}  {pred[t]:11.5f}")
     return 0 if math.isfinite(rmse) and result.steps > 0 else 1
+
+
+def _versus(rmse, naive):
+    """How the model's RMSE compares with the baseline's, in words that stay true when it loses."""
+    if not (math.isfinite(rmse) and math.isfinite(naive)):
+        return "no comparison (a non-finite RMSE)"
+    if rmse == naive:
+        return "the same as the baseline"
+    if rmse < naive:
+        return f"{naive / rmse:.1f}x lower than the baseline" if rmse > 0 else "zero, the baseline's is not"
+    return (
+        f"{rmse / naive:.1f}x higher than the baseline (worse)"
+        if naive > 0
+        else "higher than the baseline's zero"
+    )
 
 
 # -- demo -------------------------------------------------------------------------------------------
@@ -294,6 +362,8 @@ def _step_ms(model, x, y, backend, repeat):
 
 
 def _demo(args):
+    output_path(args.out, "--out")
+    fits_in_memory(recurrent_bytes("lstm", 64, args.hidden, 1, 64, 32), f"an lstm of --hidden {args.hidden}")
     _setup(args)
     text, source = python_docs_text(), "the Python documentation (pydoc_data.topics)"
     vocab = CharVocab.from_text(text)

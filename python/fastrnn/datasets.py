@@ -8,6 +8,7 @@
 """
 
 import csv
+import io
 import math
 import numbers
 import os
@@ -66,17 +67,33 @@ def _number(text):
     return v if math.isfinite(v) else None
 
 
+def _delimiter(lines):
+    """The field separator of a CSV file from its first lines: a tab, ';' or ',' when it splits
+    every non-blank line into the same number (> 1) of fields (in that order of preference: ','
+    also splits numbers written with decimal commas), else ','."""
+    lines = [line for line in lines if line.strip()]
+    for d in ("\t", ";", ","):
+        counts = {len(row) for row in csv.reader(lines, delimiter=d)}
+        if len(counts) == 1 and counts.pop() > 1:
+            return d
+    return ","
+
+
 def read_csv_column(path, column=None):
     """One numeric column of a CSV file as float64 (N,), and its name.
 
-    A first row that is not all numbers is a header. ``column`` is a header name or a 0-based index
+    Fields are separated by ',', ';' or tabs (found from the first lines). A first row that is not
+    all numbers is a header. ``column`` is a header name or a 0-based index
     (an int or a string of digits); by default the last column. Blank lines are skipped; any other
     row whose value in that column is missing, not a number, or not finite raises ValueError naming
     the line. Returns (values, name), name being the header entry or "column <index>".
     """
     path = os.fspath(path)
     with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [(i + 1, row) for i, row in enumerate(csv.reader(f)) if any(c.strip() for c in row)]
+        text = f.read()
+    delimiter = _delimiter(text.splitlines()[:50])
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows = [(i + 1, row) for i, row in enumerate(reader) if any(c.strip() for c in row)]
     if not rows:
         raise ValueError(f"{path}: no data rows")
     header = None
@@ -107,7 +124,10 @@ def read_csv_column(path, column=None):
         v = _number(row[index]) if index < len(row) else None
         if v is None:
             cell = repr(row[index]) if index < len(row) else "nothing"
-            raise ValueError(f"{path}, line {line}: column {index} holds {cell}, not a finite number")
+            hint = ""
+            if index < len(row) and _number(row[index].replace(",", ".")) is not None:
+                hint = " (decimal commas are not read: write 1.5, not 1,5)"
+            raise ValueError(f"{path}, line {line}: column {index} holds {cell}, not a finite number{hint}")
         values[k] = v
     name = header[index] if header is not None else f"column {index}"
     return values, name

@@ -3,6 +3,8 @@
 Shapes (time-major, row-major): x (T, B, I); w_ih (G*H, I); w_hh (G*H, P); b_ih, b_hh (G*H,);
 w_hr (P, H) for an LSTM with projection (else P == H); h0 (B, P); c0 (B, H) for ``lstm`` only;
 y (T, B, P). G is 1 for rnn_tanh/rnn_relu, 4 for lstm (gates i, f, g, o), 3 for gru (r, z, n).
+Variants: ``w_ph`` (3*H,) gives an LSTM peepholes (i, f, o); ``reset_after=False`` is the original
+GRU of Cho et al. (ONNX linear_before_reset=0, Keras reset_after=False); see _reference.py.
 """
 
 import math
@@ -58,6 +60,7 @@ class _EmptyBatch(NamedTuple):
     b_ih: bool
     b_hh: bool
     w_hr: bool
+    w_ph: bool
 
 
 # Arguments are checked (dtype, shape) as they are, and made C-contiguous only once all checks have
@@ -76,6 +79,9 @@ def _lengths(lengths, T, B):
     if lengths is None:
         return None
     arr = np.asarray(lengths)
+    if arr.size == 0 and arr.dtype.kind == "f" and not hasattr(lengths, "dtype"):
+        # [] (NumPy makes it float64) is an empty integer list; an empty float array is still refused
+        arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths must be an integer array, got dtype {arr.dtype}")
     if arr.shape != (B,):
@@ -99,7 +105,9 @@ def steps_per_checkpoint(checkpoint_every, T):
 # every k steps the per-row values live only for one segment's rows, k*B, plus one state per segment.
 
 
-def _forward_elements(T, B, I, H, P, G, every):
+def _forward_elements(T, B, I, H, P, G, training, every):
+    if not training:
+        return T * B * (I + P + G * H) + B * (P + H)
     if every == 0:
         return T * B * (I + 2 * P + 2 * G * H + 3 * H) + B * (P + H)
     rows = min(every, T) * B
@@ -129,6 +137,8 @@ def forward(
     checkpoint_every=None,
     *,
     backend=None,
+    w_ph=None,
+    reset_after=True,
 ):
     """Runs one recurrent layer in one direction over a whole sequence.
 
@@ -140,6 +150,9 @@ def forward(
     keeps only the state every k steps (and y) and backward recomputes each k-step segment from it,
     giving bitwise the same gradients for about sqrt-of-T memory at k ~ sqrt(T); ``"sqrt"`` picks
     k = ceil(sqrt(T)). ``backend`` ('native' or 'numpy') overrides the current backend for this call.
+    ``w_ph`` (3*H,), lstm only: peephole weights (i, f, o); i and f see ``p * c_{t-1}``, o sees
+    ``p_o * c_t``. ``reset_after``, gru only: True (PyTorch's GRU) applies r to W_hn h + b_hn, False
+    (the original GRU) computes W_hn (r * h) + b_hn; both have the same parameters.
     """
     if not isinstance(cell, str) or cell not in GATES:
         raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
@@ -162,6 +175,13 @@ def forward(
         if w_hr.ndim != 2 or w_hr.shape[1] != H or w_hr.shape[0] == 0:
             raise ValueError(f"w_hr must have shape (P, H={H}) with P >= 1, got {w_hr.shape}")
     P = H if w_hr is None else w_hr.shape[0]
+    if w_ph is not None:
+        if cell != "lstm":
+            raise ValueError(f"w_ph (peepholes) is only for cell 'lstm', got cell {cell!r}")
+        w_ph = shaped("w_ph", w_ph, (3 * H,), ("3*H",), dtype)
+    reset_after = flag("reset_after", reset_after)
+    if not reset_after and cell != "gru":
+        raise ValueError(f"reset_after=False (the original GRU) is only for cell 'gru', got cell {cell!r}")
     w_hh = shaped("w_hh", w_hh, (G * H, P), ("G*H", "P"), dtype)
     b_ih = _optional("b_ih", b_ih, (G * H,), ("G*H",), dtype)
     b_hh = _optional("b_hh", b_hh, (G * H,), ("G*H",), dtype)
@@ -174,22 +194,41 @@ def forward(
     reverse = flag("reverse", reverse)
     training = flag("training", training)
     every = steps_per_checkpoint(checkpoint_every, T)  # checked in eval mode too: bad is bad
+    if every and (w_ph is not None or not reset_after):
+        # Their extra weight gradients are not yet reduced segment by segment (bitwise) natively.
+        raise ValueError("checkpoint_every is not supported with peepholes (w_ph) or reset_after=False")
     if not training:
         every = 0
 
     name = _backend.get_backend() if backend is None else _backend._check_name(backend)
-    # Outputs, what training keeps and the forward's workspace (see README, "Guarantees"); exact
-    # Python integers, so sizes whose products overflow 64 bits are caught too.
-    check_memory(dtype.itemsize * _forward_elements(T, B, I, H, P, G, every), "forward")
+    # Outputs, the forward's workspace and, in training, what it keeps (see README, "Guarantees");
+    # exact Python integers, so sizes whose products overflow 64 bits are caught too.
+    check_memory(dtype.itemsize * _forward_elements(T, B, I, H, P, G, training, every), "forward")
     if B == 0:
         # No sequences: nothing to run (and no T-step loop over an empty batch, however large T).
         y, h_n = np.zeros((T, 0, P), dtype), np.zeros((0, P), dtype)
         c_n = np.zeros((0, H), dtype) if cell == "lstm" else None
-        saved = _EmptyBatch(b_ih is not None, b_hh is not None, w_hr is not None)
+        saved = _EmptyBatch(b_ih is not None, b_hh is not None, w_hr is not None, w_ph is not None)
     else:
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr = _contiguous(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, w_ph = _contiguous(
+            x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, w_ph
+        )
         y, h_n, c_n, saved = _backend.module(name).forward(
-            cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, every
+            cell,
+            x,
+            h0,
+            c0,
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+            w_hr,
+            lengths,
+            reverse,
+            training,
+            w_ph,
+            reset_after,
+            every,
         )
     cache = Cache(name, cell, dtype, T, B, I, H, P, saved, every) if training else None
     return y, h_n, c_n, cache
@@ -201,7 +240,9 @@ def backward(cache, dy, dh_n, dc_n=None):
     ``dy`` (T, B, P), ``dh_n`` (B, P) and ``dc_n`` (B, H, lstm only) are the gradients of the loss
     w.r.t. y, h_n and c_n; each may be None (zeros). Returns
     ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr)``; dc0 is None unless lstm, db_* are None
-    where the bias was None, dw_hr is None without projection. Runs on the backend that made the cache.
+    where the bias was None, dw_hr is None without projection. When forward had peepholes (``w_ph``)
+    their gradient ``dw_ph`` follows as a ninth entry (only then: code written for eight keeps
+    working). Runs on the backend that made the cache, for the cell variant forward ran.
     Also sets ``cache.dh_norms`` (see Cache).
     """
     if cache is None:
@@ -240,7 +281,7 @@ def backward(cache, dy, dh_n, dc_n=None):
             np.zeros(G * c.H, dtype) if e.b_ih else None,
             np.zeros(G * c.H, dtype) if e.b_hh else None,
             np.zeros((c.P, c.H), dtype) if e.w_hr else None,
-        )
+        ) + ((np.zeros(3 * c.H, dtype),) if e.w_ph else ())
     dy, dh_n, dc_n = _contiguous(dy, dh_n, dc_n)
-    *grads, c.dh_norms = _backend.module(c.backend).backward(c._saved, dy, dh_n, dc_n)
-    return tuple(grads)
+    *grads, dw_ph, c.dh_norms = _backend.module(c.backend).backward(c._saved, dy, dh_n, dc_n)
+    return tuple(grads) if dw_ph is None else (*grads, dw_ph)

@@ -1,5 +1,6 @@
 """RNN, LSTM and GRU layers with PyTorch's interface: stacking, directions, batch_first, lengths,
-projection, dropout and PyTorch-named weights.
+projection, dropout and PyTorch-named weights; and two variants PyTorch lacks: the original
+(reset-before) GRU and LSTM peepholes.
 
 Each layer runs the functional core once per (layer, direction) over the whole sequence; nothing here
 loops over time steps. Internally everything is time-major (T, B, features) and batched; the public
@@ -14,8 +15,10 @@ from ._cells import GATES, RNN_CELLS
 from ._checks import flag, integer
 from ._module import Module, Parameter
 
-# The weights of one layer and direction, in the functional core's argument order.
+# The weights of one layer and direction, in the functional core's argument order (then its
+# gradients' order: weight_ph's gradient comes last).
 _KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+_GRAD_KINDS = _KINDS + ("weight_ph",)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -82,6 +85,8 @@ class _RNNBase(Module):
             shapes.update(bias_ih=(G * H,), bias_hh=(G * H,))
         if self.proj_size:
             shapes["weight_hr"] = (P, H)
+        if getattr(self, "peepholes", False):
+            shapes["weight_ph"] = (3 * H,)  # i, f, o
         return shapes
 
     def _names(self, layer, direction):
@@ -101,6 +106,10 @@ class _RNNBase(Module):
         """The functional core's (w_ih, w_hh, b_ih, b_hh, w_hr) for one layer and direction."""
         names = self._names(layer, direction)
         return tuple(self._params[names[kind]].data if kind in names else None for kind in _KINDS)
+
+    def _cell_options(self, layer, direction):
+        """The functional core's keyword arguments for this layer's cell variant, if any."""
+        return {}
 
     # -- forward --------------------------------------------------------------------------------
 
@@ -133,6 +142,7 @@ class _RNNBase(Module):
                     training=self.training,
                     checkpoint_every=self.checkpoint_every,
                     backend=backend,
+                    **self._cell_options(layer, direction),
                 )
 
             outs = []
@@ -183,6 +193,8 @@ class _RNNBase(Module):
 
     def _check_array(self, name, a):
         arr = np.asarray(a)
+        if arr.dtype.kind == "f" and arr.dtype.newbyteorder("=") == self.dtype:
+            arr = arr.astype(self.dtype, copy=False)  # the other byte order: converted, as F.forward does
         if arr.dtype != self.dtype:
             raise TypeError(f"{name} must have the layer's dtype {self.dtype}, got {arr.dtype}")
         return arr
@@ -289,7 +301,7 @@ class _RNNBase(Module):
 
     def _add_grads(self, layer, direction, dweights):
         names = self._names(layer, direction)
-        for kind, g in zip(_KINDS, dweights):
+        for kind, g in zip(_GRAD_KINDS, dweights):
             if kind in names:
                 self._params[names[kind]].grad += g
 
@@ -301,6 +313,10 @@ class _RNNBase(Module):
             s += f", nonlinearity={self.nonlinearity!r}"
         if self.proj_size:
             s += f", proj_size={self.proj_size}"
+        if not getattr(self, "reset_after", True):
+            s += ", reset_after=False"
+        if getattr(self, "peepholes", False):
+            s += ", peepholes=True"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         if not self.bias:
@@ -395,7 +411,12 @@ class RNN(_SingleState):
 
 
 class GRU(_SingleState):
-    """Gated recurrent unit (gates r, z, n); see torch.nn.GRU."""
+    """Gated recurrent unit (gates r, z, n); see torch.nn.GRU.
+
+    ``reset_after=True`` (PyTorch's form) computes n = tanh(W_in x + b_in + r * (W_hn h + b_hn));
+    ``reset_after=False`` is the original GRU (Cho et al. 2014; ONNX linear_before_reset=0, Keras
+    reset_after=False), n = tanh(W_in x + b_in + W_hn (r * h) + b_hn), with the same parameters.
+    """
 
     def __init__(
         self,
@@ -409,8 +430,10 @@ class GRU(_SingleState):
         dtype="float32",
         backend=None,
         seed=None,
+        reset_after=True,
         checkpoint_every=None,
     ):
+        self.reset_after = flag("reset_after", reset_after)
         super().__init__(
             "gru",
             input_size,
@@ -426,11 +449,20 @@ class GRU(_SingleState):
             seed,
             checkpoint_every,
         )
+        if checkpoint_every is not None and not self.reset_after:
+            raise ValueError("checkpoint_every is not supported with reset_after=False")
+
+    def _cell_options(self, layer, direction):
+        return {} if self.reset_after else {"reset_after": False}
 
 
 class LSTM(_RNNBase):
     """Long short-term memory (gates i, f, g, o), optionally with a projection; see torch.nn.LSTM.
-    hx, (h_n, c_n), dh_n and dhx are pairs (h, c)."""
+    hx, (h_n, c_n), dh_n and dhx are pairs (h, c).
+
+    ``peepholes=True`` adds the parameters ``weight_ph_l{k}[_reverse]`` (3*H,), in the order
+    (i, f, o): i and f see p_i * c_{t-1} and p_f * c_{t-1}, o sees p_o * c_t (ONNX's P).
+    """
 
     def __init__(
         self,
@@ -445,8 +477,10 @@ class LSTM(_RNNBase):
         dtype="float32",
         backend=None,
         seed=None,
+        peepholes=False,
         checkpoint_every=None,
     ):
+        self.peepholes = flag("peepholes", peepholes)
         super().__init__(
             "lstm",
             input_size,
@@ -462,6 +496,13 @@ class LSTM(_RNNBase):
             seed,
             checkpoint_every,
         )
+        if checkpoint_every is not None and self.peepholes:
+            raise ValueError("checkpoint_every is not supported with peepholes=True")
+
+    def _cell_options(self, layer, direction):
+        if not self.peepholes:
+            return {}
+        return {"w_ph": self._params[self._names(layer, direction)["weight_ph"]].data}
 
     def _pair(self, name, pair, B, unbatched):
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:

@@ -15,7 +15,7 @@ otherwise take the cores fastrnn's thread team waits for. ``Embedding`` is a Num
 import numpy as np
 
 from . import _backend
-from ._checks import flag, from_tensor, int_array, integer
+from ._checks import check_memory, flag, from_tensor, int_array, integer
 from ._module import Module, Parameter
 
 
@@ -88,6 +88,23 @@ class Linear(_Layer):
         mod.matmul(dy2, self._params["weight"].data, dx, False)
         return dx.reshape(x_shape)
 
+    def tie_weight(self, layer):
+        """Makes this layer's weight ``layer``'s own (weight tying, like ``lin.weight = emb.weight`` in
+        torch): ``layer`` is an Embedding(out_features, in_features) or a Linear(in_features,
+        out_features) of this dtype. Both layers then read and update one data array and add into one
+        grad array, so the gradient sums both uses; a Sequential or an optimizer lists the weight
+        once. Returns self."""
+        if not isinstance(layer, (Linear, Embedding)):
+            raise TypeError(f"layer must be a fastrnn Linear or Embedding, got {type(layer).__name__}")
+        weight = layer._params["weight"]
+        if weight.data.shape != self._params["weight"].data.shape or layer.dtype != self.dtype:
+            raise ValueError(
+                f"layer's weight must have shape {self._params['weight'].data.shape} and dtype "
+                f"{self.dtype} to be tied to this Linear, got {weight.data.shape} {layer.dtype}"
+            )
+        self._params["weight"] = weight
+        return self
+
     def _extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias}"
 
@@ -107,6 +124,11 @@ class Embedding(_Layer):
 
     def _indices(self, indices):
         idx = int_array("indices", indices)
+        # The output and the private copy of the indices, checked before the indices are scanned.
+        rows = idx.size
+        check_memory(
+            rows * (self.embedding_dim * self.dtype.itemsize + np.dtype(np.intp).itemsize), "Embedding"
+        )
         if idx.size:
             low, high = idx.min(), idx.max()
             if low < 0 or high >= self.num_embeddings:

@@ -56,6 +56,7 @@ def _collect(params):
     if not params:
         raise ValueError("optimizer got an empty parameter list")
     seen = set()
+    unique = []  # (index in params, parameter) of each weight's first entry
     for i, p in enumerate(params):
         if not (hasattr(p, "data") and hasattr(p, "grad")):
             raise TypeError(
@@ -69,7 +70,20 @@ def _collect(params):
         if id(p) in seen:
             raise ValueError(f"params[{i}] appears more than once in the parameter list")
         seen.add(id(p))
-    return params
+        # Two wrappers of one weight (a shared layer or tied weights seen through two names) are one
+        # parameter, stepped once, as torch's parameters() lists it once. Arrays that merely overlap
+        # would be stepped twice with different gradients: refused.
+        for j, q in unique:
+            if q.data is p.data and q.grad is p.grad:
+                break
+            if np.may_share_memory(q.data, p.data):
+                raise ValueError(
+                    f"params[{i}] and params[{j}] share memory without being the same weight "
+                    "(same data and grad arrays): each step would update it twice"
+                )
+        else:
+            unique.append((i, p))
+    return [p for _, p in unique]
 
 
 def _at_least(name, value, low=0.0):

@@ -7,12 +7,19 @@ the layers in reverse and passes on the first element of a recurrent layer's (dx
 carrying state across chunks of a long sequence, see ``fastrnn.train``). Parameter,
 grads and state_dict names are prefixed by the layer's index, as in PyTorch: "0.weight",
 "1.weight_ih_l0", "2.bias".
+
+A fastrnn layer (RNN, LSTM, GRU, Linear, Embedding) may appear more than once (``Sequential(l, l)``,
+or in a nested Sequential too): the chain keeps the cache of each use and hands it back to the layer
+before that use's backward, so the gradients of every use add up in the layer's grads. Its
+Parameters are listed once by ``parameters()`` (under the first use's name, as torch does), so an
+optimizer steps each weight once; ``state_dict()`` names every use, as torch's does. Other objects
+(user layers, a Sequential) cannot be shared: their caches are out of reach, so that is refused.
 """
 
 import numpy as np
 
 from ._checks import flag
-from ._module import Parameter
+from ._module import Module, Parameter
 from .layers import is_recurrent
 
 _LAYER_METHODS = ("backward", "parameters", "zero_grad", "state_dict", "load_state_dict", "train", "eval")
@@ -26,6 +33,34 @@ def _flatten(model):
             out.extend(_flatten(layer))
         return out
     return [model]
+
+
+def _shared_layers(layers):
+    """The ids of the fastrnn layers that appear more than once in the chain (nested Sequentials
+    included); raises ValueError for any other object that does."""
+    objects, count = {}, {}
+
+    def visit(obj):
+        objects[id(obj)] = obj
+        count[id(obj)] = count.get(id(obj), 0) + 1
+        if isinstance(obj, Sequential):
+            for layer in obj:
+                visit(layer)
+
+    for layer in layers:
+        visit(layer)
+    shared = set()
+    for key, n in count.items():
+        obj = objects[key]
+        if n < 2:
+            continue
+        if not isinstance(obj, Module):
+            raise ValueError(
+                f"Sequential: {type(obj).__name__} appears {n} times; only fastrnn layers (RNN, LSTM, "
+                "GRU, Linear, Embedding) may be shared, since the chain keeps each use's cache for them"
+            )
+        shared.add(key)
+    return shared
 
 
 class Sequential:
@@ -45,13 +80,18 @@ class Sequential:
                 )
         self._layers = list(layers)
         self.training = True
+        self._shared = _shared_layers(self._layers)
+        self._uses = [None] * len(self._layers)  # per position: the shared layers' caches after it ran
         # Wrappers with prefixed names sharing each layer's data and grad arrays (both are updated in
-        # place everywhere), made once so that optimizers may hold on to them.
-        self._params = [
-            Parameter(f"{i}.{p.name}", p.data, p.grad)
-            for i, layer in enumerate(self._layers)
-            for p in layer.parameters()
-        ]
+        # place everywhere), made once so that optimizers may hold on to them. A weight used twice (a
+        # shared layer, tied weights) is listed once, under its first name.
+        self._params = []
+        seen = set()
+        for i, layer in enumerate(self._layers):
+            for p in layer.parameters():
+                if id(p.data) not in seen:
+                    seen.add(id(p.data))
+                    self._params.append(Parameter(f"{i}.{p.name}", p.data, p.grad))
 
     # -- container ------------------------------------------------------------------------------
 
@@ -95,7 +135,8 @@ class Sequential:
                 + (f" of length {len(hx)}" if isinstance(hx, (list, tuple)) else "")
             )
         states = []
-        for layer in self._layers:
+        for i, layer in enumerate(self._layers):
+            self._uses[i] = None
             if isinstance(layer, Sequential):
                 k = layer.num_recurrent
                 x, inner = layer.forward_with_state(x, list(hx[len(states) : len(states) + k]), lengths)
@@ -107,6 +148,10 @@ class Sequential:
                 x = layer(x)
                 if isinstance(x, tuple):  # a user layer in the same (output, state) convention
                     x = x[0]
+            if self._shared:
+                self._uses[i] = [
+                    (m, m._cache, m._last_forward) for m in _flatten(layer) if id(m) in self._shared
+                ]
         return x, states
 
     @property
@@ -122,6 +167,8 @@ class Sequential:
         None and the layers before it are not run."""
         d = dy
         for i in reversed(range(len(self._layers))):
+            for m, cache, last in self._uses[i] or ():  # this use's caches of the shared layers
+                m._cache, m._last_forward = cache, last
             d = self._layers[i].backward(d)
             if isinstance(d, tuple):  # a recurrent layer: (dx, dhx)
                 d = d[0]

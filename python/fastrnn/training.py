@@ -27,7 +27,6 @@ still whole: saves are atomic).
 """
 
 import math
-import os
 import signal
 import sys
 import threading
@@ -38,10 +37,11 @@ import numpy as np
 
 from . import losses as _losses
 from . import optim as _optim
-from ._checks import integer, real
-from .checkpoint import save_checkpoint
+from ._checks import integer, real, writable_path
+from .checkpoint import check_savable, save_checkpoint
 from .clip import clip_grad_norm
 from .layers import is_recurrent
+from .linear import Embedding
 from .sequential import Sequential, _flatten
 
 __all__ = ["train", "evaluate", "batchify", "TrainResult"]
@@ -187,6 +187,32 @@ def evaluate(model, inputs, targets, loss=None, bptt=64, batch_size=32):
     return total / count
 
 
+def _check_eval_data(model, train_data, eval_data, fn, batch_size):
+    """Finds, before the first step, what would otherwise fail only at the first evaluation: eval
+    data unlike the training data, too short, with token ids the model's Embedding does not have,
+    or that the model or the loss refuses (one position is run through both)."""
+    for what, a, b in zip(("inputs", "targets"), train_data, eval_data):
+        if a.shape[1:] != b.shape[1:] or a.dtype.kind != b.dtype.kind:
+            raise ValueError(
+                f"eval_data: {what} must be like the training {what}: (N, ...) with ... = "
+                f"{a.shape[1:]} and dtype kind {a.dtype.kind!r}, got {b.shape} {b.dtype}"
+            )
+    if eval_data[0].shape[0] == 0:
+        raise ValueError("eval_data: the sequences are empty")
+    first = _flatten(model)[0]
+    if isinstance(first, Embedding) and eval_data[0].dtype.kind in "iu":
+        low, high = int(eval_data[0].min()), int(eval_data[0].max())
+        if low < 0 or high >= first.num_embeddings:
+            raise ValueError(
+                f"eval_data: inputs must be token ids in [0, {first.num_embeddings}) (the model's "
+                f"Embedding), got {low if low < 0 else high}"
+            )
+    try:
+        evaluate(model, eval_data[0][:1], eval_data[1][:1], loss=fn, bptt=1, batch_size=1)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"eval_data: {e}") from None
+
+
 # -- Ctrl-C -----------------------------------------------------------------------------------------
 
 
@@ -309,12 +335,14 @@ def train(
         if not isinstance(eval_data, (tuple, list)) or len(eval_data) != 2:
             raise TypeError("eval_data must be None or a pair (inputs, targets)")
         eval_data = _sequence_pair("eval_data", *eval_data)
+        _check_eval_data(model, (inputs, targets), eval_data, fn, batch_size)
     if extra is not None and not isinstance(extra, dict):
         raise TypeError(f"extra must be a dict or None, got {type(extra).__name__}")
     if callback is not None and not callable(callback):
         raise TypeError("callback must be callable or None")
-    if checkpoint is not None:
-        checkpoint = os.fspath(checkpoint)
+    if checkpoint is not None:  # refused now rather than at the first save, after training
+        checkpoint = writable_path("checkpoint", checkpoint)
+        check_savable(model)
     if optimizer is None:
         optimizer = _optim.Adam(model.parameters(), lr=1e-3)
 

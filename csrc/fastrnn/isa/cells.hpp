@@ -1,6 +1,9 @@
 // Per-cell elementwise math for one sequence (one row of the batch), PyTorch's equations and gate
 // order. Gate pre-activations arrive split in two: xg = W_ih x + b_ih (+ b_hh, folded in where it
-// may be: everywhere but GRU's n gate) and hg = W_hh h_prev, both G*H long, gate-major.
+// may be: everywhere but the reset-after GRU's n gate) and hg = W_hh h_prev, both G*H long,
+// gate-major. Two variants PyTorch lacks: LSTM peepholes (w_ph) and the reset-before GRU, whose n
+// gate's product W_hn (r * h_prev) needs r first: its step runs in two phases around that product
+// (forward_reset, then forward_row; backward_row, then backward_reset).
 //
 // forward_row writes the activated gates (what backward needs), the cell output `out` (the new h;
 // for the LSTM m = o * tanh(c), which the projection, if any, turns into h) and the cell's extras.
@@ -100,10 +103,12 @@ struct ForwardRow {
   const T* b_hn;    // (H) gru: b_hh's n gate, added inside r * (W_hn h + b_hn)
   const T* h_prev;  // (H) gru: the state the step starts from (the GRU has P == H)
   const T* c_prev;  // (H) lstm: the cell state the step starts from
+  const T* w_ph;    // (3*H) lstm with peepholes: p_i, p_f, p_o
   T* gates;         // (G*H) out: the activated gates (rnn: the new h)
   T* out;           // (H) out: the new h (lstm: m = o * tanh(c_new))
   T* c_new;         // (H) out, lstm: the new cell state
-  T* gh_n;          // (H) out, gru: W_hn h_prev + b_hn
+  T* gh_n;          // (H) out, reset-after gru: W_hn h_prev + b_hn
+  T* rh;            // (H) out of forward_reset, reset-before gru: r * h_prev, what W_hn multiplies
 };
 
 // One row's operands in backward_row: forward's saved values and the gradients.
@@ -115,16 +120,19 @@ struct BackwardRow {
   const T* c_prev;  // (H) lstm
   const T* c_new;   // (H) lstm
   const T* h_prev;  // (H) gru
-  const T* gh_n;    // (H) gru
+  const T* gh_n;    // (H) reset-after gru
+  const T* w_ph;    // (3*H) lstm with peepholes
+  const T* d_rh;    // (H) reset-before gru, in backward_reset: dLoss/d(r * h_prev) = dn W_hn
   T* dgi;           // (G*H) out: dLoss/dxg
-  T* dgh;           // (G*H) out, gru: dLoss/dhg (the other cells: dgi serves both)
-  T* dh_direct;     // (H) out, gru: the part of dLoss/dh_prev that bypasses W_hh (z * dh)
+  T* dgh;           // (G*H) out, reset-after gru: dLoss/dhg (the other cells: dgi serves both)
+  T* dh_direct;     // (H) out, gru: the part of dLoss/dh_prev that bypasses W_hh's product by h
 };
 
 template <class T, bool Relu>
 struct RnnCell {
   static constexpr int G = 1;
   static constexpr bool has_c = false;
+  static constexpr bool reset_before = false;
 
   static void forward_row(index_t H, index_t j0, index_t j1, const ForwardRow<T>& row) {
     forward_units(H, j0, j1, row.xg, row.hg, row.gates, row.out);
@@ -153,24 +161,33 @@ struct RnnCell {
   }
 };
 
-template <class T>
+// Peepholes: i and f also see p_i * c_prev and p_f * c_prev, o sees p_o * c_new (ONNX's P).
+template <class T, bool Peepholes>
 struct LstmCell {
   static constexpr int G = 4;
   static constexpr bool has_c = true;
+  static constexpr bool reset_before = false;
 
   static void forward_row(index_t H, index_t j0, index_t j1, const ForwardRow<T>& row) {
-    forward_units(H, j0, j1, row.xg, row.hg, row.c_prev, row.gates, row.out, row.c_new);
+    forward_units(H, j0, j1, row.xg, row.hg, row.c_prev, row.w_ph, row.gates, row.out, row.c_new);
   }
 
   static void forward_units(index_t H, index_t j0, index_t j1, const T* __restrict xg,
-                            const T* __restrict hg, const T* __restrict c_prev, T* __restrict gates,
-                            T* __restrict out, T* __restrict c_new) {
+                            const T* __restrict hg, const T* __restrict c_prev,
+                            const T* __restrict w_ph, T* __restrict gates, T* __restrict out,
+                            T* __restrict c_new) {
     for (index_t j = j0; j < j1; ++j) {
-      const T i = sigmoid(xg[j] + hg[j]);
-      const T f = sigmoid(xg[H + j] + hg[H + j]);
+      T ai = xg[j] + hg[j], af = xg[H + j] + hg[H + j], ao = xg[3 * H + j] + hg[3 * H + j];
+      if constexpr (Peepholes) {
+        ai += w_ph[j] * c_prev[j];
+        af += w_ph[H + j] * c_prev[j];
+      }
+      const T i = sigmoid(ai);
+      const T f = sigmoid(af);
       const T g = tanh_approx(xg[2 * H + j] + hg[2 * H + j]);
-      const T o = sigmoid(xg[3 * H + j] + hg[3 * H + j]);
       const T c = f * c_prev[j] + i * g;
+      if constexpr (Peepholes) ao += w_ph[2 * H + j] * c;
+      const T o = sigmoid(ao);
       gates[j] = i;
       gates[H + j] = f;
       gates[2 * H + j] = g;
@@ -181,22 +198,30 @@ struct LstmCell {
   }
 
   static void backward_row(index_t H, index_t j0, index_t j1, const BackwardRow<T>& row) {
-    backward_units(H, j0, j1, row.dh, row.dc, row.gates, row.c_prev, row.c_new, row.dgi);
+    backward_units(H, j0, j1, row.dh, row.dc, row.gates, row.c_prev, row.c_new, row.w_ph, row.dgi);
   }
 
+  // The peepholes' own gradient is a reduction over rows of dgi * c afterwards (not per step).
   static void backward_units(index_t H, index_t j0, index_t j1, const T* __restrict dm,
                              T* __restrict dc, const T* __restrict gates,
                              const T* __restrict c_prev, const T* __restrict c_new,
-                             T* __restrict dgi) {
+                             const T* __restrict w_ph, T* __restrict dgi) {
     for (index_t j = j0; j < j1; ++j) {
       const T i = gates[j], f = gates[H + j], g = gates[2 * H + j], o = gates[3 * H + j];
       const T tc = tanh_approx(c_new[j]);
-      const T dct = dc[j] + dm[j] * o * (T(1) - tc * tc);
-      dgi[j] = dct * g * i * (T(1) - i);
-      dgi[H + j] = dct * c_prev[j] * f * (T(1) - f);
+      const T dao = dm[j] * tc * o * (T(1) - o);
+      T dct = dc[j] + dm[j] * o * (T(1) - tc * tc);
+      if constexpr (Peepholes) dct += dao * w_ph[2 * H + j];
+      const T dai = dct * g * i * (T(1) - i);
+      const T daf = dct * c_prev[j] * f * (T(1) - f);
+      dgi[j] = dai;
+      dgi[H + j] = daf;
       dgi[2 * H + j] = dct * i * (T(1) - g * g);
-      dgi[3 * H + j] = dm[j] * tc * o * (T(1) - o);
-      dc[j] = dct * f;
+      dgi[3 * H + j] = dao;
+      if constexpr (Peepholes)
+        dc[j] = dct * f + dai * w_ph[j] + daf * w_ph[H + j];
+      else
+        dc[j] = dct * f;
     }
   }
 };
@@ -205,6 +230,7 @@ template <class T>
 struct GruCell {
   static constexpr int G = 3;
   static constexpr bool has_c = false;
+  static constexpr bool reset_before = false;
 
   static void forward_row(index_t H, index_t j0, index_t j1, const ForwardRow<T>& row) {
     forward_units(H, j0, j1, row.xg, row.hg, row.b_hn, row.h_prev, row.gates, row.out, row.gh_n);
@@ -246,6 +272,76 @@ struct GruCell {
       dgi[2 * H + j] = dn;
       dgh[2 * H + j] = dn * r;
       dh_direct[j] = dh[j] * z;
+    }
+  }
+};
+
+// The original GRU (Cho et al. 2014): n = tanh(xg_n + W_hn (r * h_prev)), b_hn folded into xg_n.
+// hg holds the r and z products first (forward_reset makes r * h_prev), then the n product.
+template <class T>
+struct GruResetBeforeCell {
+  static constexpr int G = 3;
+  static constexpr bool has_c = false;
+  static constexpr bool reset_before = true;
+
+  static void forward_reset(index_t H, index_t j0, index_t j1, const ForwardRow<T>& row) {
+    reset_units(H, j0, j1, row.xg, row.hg, row.h_prev, row.gates, row.rh);
+  }
+
+  static void reset_units(index_t H, index_t j0, index_t j1, const T* __restrict xg,
+                          const T* __restrict hg, const T* __restrict h_prev, T* __restrict gates,
+                          T* __restrict rh) {
+    for (index_t j = j0; j < j1; ++j) {
+      const T r = sigmoid(xg[j] + hg[j]);
+      gates[j] = r;
+      gates[H + j] = sigmoid(xg[H + j] + hg[H + j]);
+      rh[j] = r * h_prev[j];
+    }
+  }
+
+  static void forward_row(index_t H, index_t j0, index_t j1, const ForwardRow<T>& row) {
+    forward_units(H, j0, j1, row.xg, row.hg, row.h_prev, row.gates, row.out);
+  }
+
+  static void forward_units(index_t H, index_t j0, index_t j1, const T* __restrict xg,
+                            const T* __restrict hg, const T* __restrict h_prev, T* __restrict gates,
+                            T* __restrict out) {
+    for (index_t j = j0; j < j1; ++j) {
+      const T z = gates[H + j];
+      const T n = tanh_approx(xg[2 * H + j] + hg[2 * H + j]);
+      gates[2 * H + j] = n;
+      out[j] = (T(1) - z) * n + z * h_prev[j];
+    }
+  }
+
+  // The z and n gate gradients and dh_direct = z * dh; dr needs dn W_hn first (backward_reset).
+  static void backward_row(index_t H, index_t j0, index_t j1, const BackwardRow<T>& row) {
+    backward_units(H, j0, j1, row.dh, row.gates, row.h_prev, row.dgi, row.dh_direct);
+  }
+
+  static void backward_units(index_t H, index_t j0, index_t j1, const T* __restrict dh,
+                             const T* __restrict gates, const T* __restrict h_prev,
+                             T* __restrict dgi, T* __restrict dh_direct) {
+    for (index_t j = j0; j < j1; ++j) {
+      const T z = gates[H + j], n = gates[2 * H + j];
+      dgi[H + j] = dh[j] * (h_prev[j] - n) * z * (T(1) - z);
+      dgi[2 * H + j] = dh[j] * (T(1) - z) * (T(1) - n * n);
+      dh_direct[j] = dh[j] * z;
+    }
+  }
+
+  // With d_rh = dn W_hn: the r gate's gradient, and r * d_rh into dh_direct.
+  static void backward_reset(index_t H, index_t j0, index_t j1, const BackwardRow<T>& row) {
+    reset_backward_units(j0, j1, row.d_rh, row.gates, row.h_prev, row.dgi, row.dh_direct);
+  }
+
+  static void reset_backward_units(index_t j0, index_t j1, const T* __restrict d_rh,
+                                   const T* __restrict gates, const T* __restrict h_prev,
+                                   T* __restrict dgi, T* __restrict dh_direct) {
+    for (index_t j = j0; j < j1; ++j) {
+      const T r = gates[j];
+      dgi[j] = d_rh[j] * h_prev[j] * r * (T(1) - r);
+      dh_direct[j] += d_rh[j] * r;
     }
   }
 };

@@ -19,7 +19,9 @@
 #endif
 
 #include <algorithm>
+#include <stdexcept>
 
+#include "fastrnn/isa/cells.hpp"
 #include "fastrnn/isa/gemm.hpp"
 #include "fastrnn/isa/loop.hpp"
 #include "fastrnn/isa/weight_gradients.hpp"
@@ -166,7 +168,7 @@ class BackwardSegments {
     ba.saved = &seg;
     Backward<T, C> bwd(d_, reverse_, w_, ba);
     bwd.prepare_loop(cap, k);
-    WeightGradients<T> wg(steps.count(), GH, I, d_.P, d_.H, !reverse_,
+    WeightGradients<T> wg(steps.count(), GH, GH, I, d_.P, d_.H, !reverse_,
                           {a_.dw_ih, a_.dw_hh, a_.db_ih, a_.db_hh, a_.dw_hr});
     AlignedBuffer<T> xbuf(static_cast<std::size_t>(a_.lengths ? cap * I : 0));
     AlignedBuffer<T> dx_rows(static_cast<std::size_t>(std::max<index_t>(cap * I, 1)));
@@ -201,6 +203,20 @@ class BackwardSegments {
   const Weights<T> w_;
   const BackwardArgs<T> a_;
 };
+
+// The same for checkpointed training, which has the plain cells only (the bindings refuse
+// checkpoint_every with peepholes or the reset-before GRU).
+template <template <class, class> class Pass, class T, class Args>
+void run_checkpointed(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const Args& a) {
+  if (w.w_ph || !w.reset_after)
+    throw std::invalid_argument("checkpoint_every does not support peepholes or reset_after=False");
+  switch (cell) {
+    case Cell::rnn_tanh: return Pass<T, RnnCell<T, false>>(d, reverse, w, a).run();
+    case Cell::rnn_relu: return Pass<T, RnnCell<T, true>>(d, reverse, w, a).run();
+    case Cell::lstm: return Pass<T, LstmCell<T, false>>(d, reverse, w, a).run();
+    case Cell::gru: return Pass<T, GruCell<T>>(d, reverse, w, a).run();
+  }
+}
 
 }  // namespace FASTRNN_ISA
 }  // namespace fastrnn

@@ -20,6 +20,8 @@
 #include <cstring>
 
 #include "fastrnn/common.hpp"
+#include "fastrnn/runtime/cache.hpp"
+#include "fastrnn/runtime/interrupt.hpp"
 #include "fastrnn/runtime/memory.hpp"
 #include "fastrnn/runtime/threads.hpp"
 
@@ -37,9 +39,39 @@ struct Tile {
   static constexpr int NR = 2 * VL;                            // columns of C per micro-tile
   // Rows of C per micro-tile: 2*MR accumulators, of 16 (AVX2) or 32 (AVX-512) vector registers.
   static constexpr int MR = FASTRNN_VECTOR_BYTES == 64 ? 8 : 6;
-  static constexpr index_t KC = 384;  // depth of one packed block (B slice stays in L1)
-  static constexpr index_t MC = 144;  // rows of A per packed block (stays in L2)
 };
+
+// The block sizes, chosen once per process from the detected caches (runtime/cache.hpp), so that
+// they suit the core the code runs on (they were constants tuned on one Zen 5: KC 384, MC 144):
+// - kc, the depth of a packed block: the kc x NR slice of B that each MR-row tile of the block
+//   re-reads fills L1d (on that Zen 5, 48 KiB: 384 deep for AVX-512 fp32, as tuned);
+// - mc, the rows of A per packed block: the mc x kc block fills a quarter of L2, leaving the rest
+//   to the B slices that stream past it;
+// - nc, B panels per pass over a block row of A: their kc-deep slices fill half of this core's
+//   share of L3, so the rows of A that follow find them there.
+// Fixed per process and independent of the thread count (threads split the panels, never k), so
+// results are bitwise identical however many threads run.
+struct Blocks {
+  index_t kc, mc, nc;
+};
+
+template <class T>
+Blocks choose_blocks(const CacheSizes& cache) {
+  using Tl = Tile<T>;
+  const index_t l1 = static_cast<index_t>(cache.l1d), l2 = static_cast<index_t>(cache.l2),
+                l3 = static_cast<index_t>(cache.l3), s = sizeof(T);
+  const index_t kc = std::min<index_t>(512, std::max<index_t>(128, l1 / (Tl::NR * s) / 16 * 16));
+  const index_t mc =
+      std::min<index_t>(1020, std::max<index_t>(Tl::MR, l2 / 4 / (kc * s) / Tl::MR * Tl::MR));
+  const index_t nc = std::max<index_t>(1, l3 / 2 / (kc * Tl::NR * s));
+  return Blocks{kc, mc, nc};
+}
+
+template <class T>
+const Blocks& blocks() {
+  static const Blocks b = choose_blocks<T>(cache_sizes());
+  return b;
+}
 
 // A K x N operand packed into ceil(N / NR) panels, each K x NR, k-major, zero-padded past N.
 template <class T>
@@ -283,21 +315,21 @@ class PackedA {
   }
   // Element (i, k) of the source is a[i * rs + k * cs].
   void pack(index_t M, index_t K, const T* a, index_t rs, index_t cs) {
-    using Tl = Tile<T>;
+    const Blocks& bl = blocks<T>();
     M_ = M;
     K_ = K;
     reserve(M, K);
-    for (index_t k0 = 0; k0 < K; k0 += Tl::KC) {
-      const index_t kc = std::min<index_t>(Tl::KC, K - k0);
-      for (index_t i0 = 0; i0 < M; i0 += Tl::MC)
-        pack_a(std::min<index_t>(Tl::MC, M - i0), kc, a + i0 * rs + k0 * cs, rs, cs,
+    for (index_t k0 = 0; k0 < K; k0 += bl.kc) {
+      const index_t kc = std::min<index_t>(bl.kc, K - k0);
+      for (index_t i0 = 0; i0 < M; i0 += bl.mc)
+        pack_a(std::min<index_t>(bl.mc, M - i0), kc, a + i0 * rs + k0 * cs, rs, cs,
                buf_.data() + k0 * M + i0 * kc);
     }
   }
   index_t M() const { return M_; }
   index_t K() const { return K_; }
   const T* block(index_t k0, index_t i0) const {
-    return buf_.data() + k0 * M_ + i0 * std::min<index_t>(Tile<T>::KC, K_ - k0);
+    return buf_.data() + k0 * M_ + i0 * std::min<index_t>(blocks<T>().kc, K_ - k0);
   }
 
  private:
@@ -310,37 +342,48 @@ class PackedA {
 template <class T>
 void gemm_panels(const PackedA<T>& a, const PackedB<T>& b, index_t p_begin, index_t p_end, T* c,
                  index_t ldc, bool accumulate) {
-  using Tl = Tile<T>;
+  const Blocks& bl = blocks<T>();
   const index_t M = a.M(), K = b.K();
   p_end = std::min(p_end, b.panels());
   if (M <= 0 || p_begin >= p_end) return;
   if (K == 0) return gemm_empty(M, b, p_begin, p_end, c, ldc, accumulate);
-  for (index_t k0 = 0; k0 < K; k0 += Tl::KC) {
-    const index_t kc = std::min<index_t>(Tl::KC, K - k0);
-    for (index_t i0 = 0; i0 < M; i0 += Tl::MC)
-      gemm_block(a.block(k0, i0), i0, std::min<index_t>(Tl::MC, M - i0), k0, kc, b, p_begin, p_end,
-                 c, ldc, accumulate || k0 > 0);
+  for (index_t k0 = 0; k0 < K; k0 += bl.kc) {
+    const index_t kc = std::min<index_t>(bl.kc, K - k0);
+    for (index_t j0 = p_begin; j0 < p_end; j0 += bl.nc) {
+      const index_t j1 = std::min(p_end, j0 + bl.nc);
+      for (index_t i0 = 0; i0 < M; i0 += bl.mc)
+        gemm_block(a.block(k0, i0), i0, std::min<index_t>(bl.mc, M - i0), k0, kc, b, j0, j1, c, ldc,
+                   accumulate || k0 > 0);
+    }
   }
 }
 
 // The same with A unpacked (element (i, k) at a[i * a_rs + k * a_cs]): packs one MC x KC block at
-// a time, so that large operands need no copy of their own.
+// a time, so that large operands need no copy of their own. Returns early, C unfinished, once
+// `stop` is set (the caller's interrupt flag, interrupt.hpp: the caller then throws).
 template <class T>
 void gemm_panels(index_t M, const T* a, index_t a_rs, index_t a_cs, const PackedB<T>& b,
-                 index_t p_begin, index_t p_end, T* c, index_t ldc, bool accumulate) {
-  using Tl = Tile<T>;
+                 index_t p_begin, index_t p_end, T* c, index_t ldc, bool accumulate,
+                 const std::atomic<bool>& stop) {
+  const Blocks& bl = blocks<T>();
   const index_t K = b.K();
   p_end = std::min(p_end, b.panels());
   if (M <= 0 || p_begin >= p_end) return;
   if (K == 0) return gemm_empty(M, b, p_begin, p_end, c, ldc, accumulate);
   static thread_local AlignedBuffer<T> a_pack;
-  a_pack.ensure(static_cast<std::size_t>(Tl::MC * Tl::KC));
-  for (index_t k0 = 0; k0 < K; k0 += Tl::KC) {
-    const index_t kc = std::min<index_t>(Tl::KC, K - k0);
-    for (index_t i0 = 0; i0 < M; i0 += Tl::MC) {
-      const index_t mc = std::min<index_t>(Tl::MC, M - i0);
-      pack_a(mc, kc, a + i0 * a_rs + k0 * a_cs, a_rs, a_cs, a_pack.data());
-      gemm_block(a_pack.data(), i0, mc, k0, kc, b, p_begin, p_end, c, ldc, accumulate || k0 > 0);
+  a_pack.ensure(static_cast<std::size_t>(bl.mc * bl.kc));
+  for (index_t k0 = 0; k0 < K; k0 += bl.kc) {
+    const index_t kc = std::min<index_t>(bl.kc, K - k0);
+    // Each pass over nc panels packs the blocks of A again: far cheaper than the products they
+    // serve, and a pass at all only where B's slice outgrows this core's L3.
+    for (index_t j0 = p_begin; j0 < p_end; j0 += bl.nc) {
+      const index_t j1 = std::min(p_end, j0 + bl.nc);
+      for (index_t i0 = 0; i0 < M; i0 += bl.mc) {
+        if (stop.load(std::memory_order_relaxed)) return;
+        const index_t mc = std::min<index_t>(bl.mc, M - i0);
+        pack_a(mc, kc, a + i0 * a_rs + k0 * a_cs, a_rs, a_cs, a_pack.data());
+        gemm_block(a_pack.data(), i0, mc, k0, kc, b, j0, j1, c, ldc, accumulate || k0 > 0);
+      }
     }
   }
 }
@@ -388,9 +431,10 @@ void gemm(index_t M, const T* a, index_t a_rs, index_t a_cs, const PackedB<T>& b
           bool accumulate) {
   const index_t panels = b.panels();
   const int nthreads = gemm_threads(M, b.N(), b.K(), panels);
+  const std::atomic<bool>& stop = interrupt_flag();  // the caller's, for every thread
   auto job = [&](int tid) {
     gemm_panels(M, a, a_rs, a_cs, b, panels * tid / nthreads, panels * (tid + 1) / nthreads, c, ldc,
-                accumulate);
+                accumulate, stop);
   };
   ThreadTeam::global().run(nthreads, JobRef(job));
 }
@@ -405,8 +449,10 @@ void gemm(index_t M, index_t N, index_t K, const T* a, index_t a_rs, index_t a_c
     scratch.pack(0, N, b, b_rs, b_cs);
     return gemm(M, a, a_rs, a_cs, scratch, c, ldc, accumulate);
   }
-  for (index_t k0 = 0; k0 < K; k0 += Tile<T>::KC) {
-    const index_t kc = std::min<index_t>(Tile<T>::KC, K - k0);
+  const std::atomic<bool>& stop = interrupt_flag();
+  const index_t KC = blocks<T>().kc;
+  for (index_t k0 = 0; k0 < K && !stop.load(std::memory_order_relaxed); k0 += KC) {
+    const index_t kc = std::min<index_t>(KC, K - k0);
     scratch.prepare(kc, N);
     const index_t panels = scratch.panels();
     const int nthreads = gemm_threads(M, N, kc, panels);
@@ -414,7 +460,8 @@ void gemm(index_t M, index_t N, index_t K, const T* a, index_t a_rs, index_t a_c
     auto job = [&](int tid) {
       const index_t p0 = panels * tid / nthreads, p1 = panels * (tid + 1) / nthreads;
       scratch.pack_panels(p0, p1, b + k0 * b_rs, b_rs, b_cs);
-      gemm_panels(M, a + k0 * a_cs, a_rs, a_cs, scratch, p0, p1, c, ldc, accumulate || k0 > 0);
+      gemm_panels(M, a + k0 * a_cs, a_rs, a_cs, scratch, p0, p1, c, ldc, accumulate || k0 > 0,
+                  stop);
     };
     ThreadTeam::global().run(nthreads, JobRef(job));
   }

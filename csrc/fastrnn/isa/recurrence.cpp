@@ -10,7 +10,9 @@
 //
 // Each pass is a class whose run() lists its phases in order; the per-step phases take the thread's
 // Lane (the units and columns it owns, its scratch) and the Step (which rows take it). Checkpointed
-// training (checkpointed.hpp) runs the same phases one segment of steps at a time.
+// training (checkpointed.hpp) runs the same phases one segment of steps at a time. The
+// reset-before GRU has a second product per step (W_hn (r * h), which needs every unit's r): its
+// step has one barrier more, forward and backward.
 
 #include <algorithm>
 #include <cmath>
@@ -23,7 +25,9 @@
 #include "fastrnn/isa/checkpointed.hpp"
 #include "fastrnn/isa/gemm.hpp"
 #include "fastrnn/isa/loop.hpp"
+#include "fastrnn/isa/reductions.hpp"
 #include "fastrnn/isa/weight_gradients.hpp"
+#include "fastrnn/runtime/interrupt.hpp"
 #include "fastrnn/runtime/threads.hpp"
 
 namespace fastrnn {
@@ -57,6 +61,9 @@ template <class T, class C>
 class ForwardPass {
   static constexpr index_t NR = Tile<T>::NR;
   static constexpr bool gru = C::G == 3;
+  static constexpr bool reset_before = C::reset_before;     // GRU whose n product needs r first
+  static constexpr bool b_hn_apart = gru && !reset_before;  // b_hn added inside r * (...)
+  static constexpr int G_h = reset_before ? 2 : C::G;       // gates multiplied by h_prev itself
 
  public:
   ForwardPass(const Dims& d, bool reverse, const Weights<T>& w, const ForwardArgs<T>& a)
@@ -85,13 +92,13 @@ class ForwardPass {
       sv_->c_new.resize(static_cast<std::size_t>(rows * H));
     }
     if (proj_) sv_->m.resize(static_cast<std::size_t>(rows * H));
-    if (gru) sv_->gh_n.resize(static_cast<std::size_t>(rows * H));
+    if (b_hn_apart) sv_->gh_n.resize(static_cast<std::size_t>(rows * H));
   }
   void set_save_base(index_t base) { save_base_ = base; }
 
-  // The input projection of rows [lo, hi) (x_lo: their x), with the biases folded in (all but
-  // GRU's b_hn, which sits inside r * (W_hn h + b_hn) and so is added per step). A call of a few
-  // steps (generation: T = 1) reads the weights row-major instead of packing them.
+  // The input projection of rows [lo, hi) (x_lo: their x), with the biases folded in (all but the
+  // reset-after GRU's b_hn, which sits inside r * (W_hn h + b_hn) and so is added per step). A
+  // call of a few steps (generation: T = 1) reads the weights row-major instead of packing them.
   void project_inputs(index_t lo, index_t hi, const T* x_lo) {
     const index_t n = hi - lo;
     xg_base_ = lo;
@@ -101,7 +108,7 @@ class ForwardPass {
     else
       gemm<T>(n, GH, I, x_lo, I, 1, w_.w_ih, 1, I, xg_.data(), GH, false, w_ih_t_);
     if (w_.b_ih || w_.b_hh)
-      for (index_t r = 0; r < n; ++r) {
+      for (index_t r = 0; r < n && !interrupt_.load(std::memory_order_relaxed); ++r) {
         T* dst = xg_.data() + r * GH;
         for (index_t k = 0; k < GH; ++k) dst[k] += bias_.data()[k];
       }
@@ -111,10 +118,12 @@ class ForwardPass {
     if (s1 <= s0) return;
     s0_ = s0;
     s1_ = s1;
+    stop_if_interrupted(interrupt_);
     SpinBarrier barrier(nthreads_);
     barrier_ = &barrier;
     auto job = [this](int tid) { thread_loop(tid); };
     ThreadTeam::global().run(nthreads_, JobRef(job));
+    stop_if_interrupted(interrupt_);  // the loop stopped early: no half-made outputs
     packed_ = true;
     cur_ = static_cast<int>((cur_ + (s1 - s0)) & 1);
   }
@@ -156,9 +165,9 @@ class ForwardPass {
     zero_n(b_hn_.data(), H);
     for (index_t k = 0; k < GH; ++k) {
       if (w_.b_ih) bias_.data()[k] += w_.b_ih[k];
-      if (w_.b_hh && (!gru || k < 2 * H)) bias_.data()[k] += w_.b_hh[k];
+      if (w_.b_hh && (!b_hn_apart || k < 2 * H)) bias_.data()[k] += w_.b_hh[k];
     }
-    if (gru && w_.b_hh) copy_n(b_hn_.data(), w_.b_hh + 2 * H, H);
+    if (b_hn_apart && w_.b_hh) copy_n(b_hn_.data(), w_.b_hh + 2 * H, H);
     w_hh_t_.resize(C::G);
     if (!unpacked_) {
       for (int g = 0; g < C::G; ++g) w_hh_t_[g].prepare(P, H);
@@ -174,7 +183,8 @@ class ForwardPass {
     gates_tmp_ = buffer<T>(sv_ ? 0 : B * GH);
     c_new_tmp_ = buffer<T>(sv_ || !C::has_c ? 0 : B * H);
     m_tmp_ = buffer<T>(sv_ || !proj_ ? 0 : B * H);
-    gh_n_tmp_ = buffer<T>(sv_ || !gru ? 0 : B * H);
+    gh_n_tmp_ = buffer<T>(sv_ || !b_hn_apart ? 0 : B * H);
+    rh_ = buffer<T>(reset_before ? B * H : 0);
     copy_n(h_bufs_[0].data(), a_.h0, B * P);
     if (C::has_c) copy_n(c_.data(), a_.c0, B * H);
 
@@ -208,13 +218,19 @@ class ForwardPass {
       const Outputs out = outputs(st.r0);
       if (sv_) save_inputs(st, lane);
       recurrent_product(st, lane);
+      if constexpr (reset_before) {
+        reset_gate(st, lane, out.gates);
+        barrier_->wait();  // W_hn (r * h) reads every unit's r * h
+        reset_product(st, lane);
+      }
       cell_math(st, lane, out);
       if (proj_) {
         barrier_->wait();  // the projection needs every unit's m
         project(st, lane, out.cell);
       }
       commit(st, lane, out.c_new);
-      barrier_->wait();  // the next step's product reads every column of the new state
+      // The next step's product reads every column of the new state; Ctrl-C stops here.
+      if (barrier_->wait_and_poll(interrupt_)) break;
     }
   }
 
@@ -230,7 +246,8 @@ class ForwardPass {
   }
 
   // hg = h_prev W_hh^T for the sequences that take the step (their rows of h gathered first when
-  // some have ended): each gate's product, the state packed once for all of them.
+  // some have ended): each gate's product, the state packed once for all of them (the
+  // reset-before GRU: the r and z gates only).
   void recurrent_product(const Step<T>& st, const Lane& ln) {
     const Split& sp = ln.sp;
     const T* h_rows = st.cur;
@@ -239,13 +256,39 @@ class ForwardPass {
       h_rows = h_gathers_[ln.tid].data();
     }
     if (st.n > 0 && unpacked_) {
-      for (int g = 0; g < C::G; ++g)
+      for (int g = 0; g < G_h; ++g)
         product_rowmajor<T>(st.n, P, h_rows, P, w_.w_hh + g * H * P, P, sp.u0, sp.u1,
                             hg_.data() + g * H, GH);
     } else if (st.n > 0) {
       h_packs_[ln.tid].pack(st.n, P, h_rows, P, 1);
-      for (int g = 0; g < C::G; ++g)
+      for (int g = 0; g < G_h; ++g)
         gemm_panels<T>(h_packs_[ln.tid], w_hh_t_[g], sp.ub0, sp.ub1, hg_.data() + g * H, GH, false);
+    }
+  }
+
+  // The reset-before GRU's first phase on the thread's units: r, z and r * h_prev (row i of rh_).
+  void reset_gate(const Step<T>& st, const Lane& ln, T* gates) {
+    for (index_t i = 0; i < st.n; ++i) {
+      ForwardRow<T> r{};
+      r.xg = xg_.data() + (st.r0 + i - xg_base_) * GH;
+      r.hg = hg_.data() + i * GH;
+      r.h_prev = st.cur + st.act[i] * P;
+      r.gates = gates + i * GH;
+      r.rh = rh_.data() + i * H;
+      C::forward_reset(H, ln.sp.u0, ln.sp.u1, r);
+    }
+  }
+
+  // Its n gate's product hg_n = (r * h_prev) W_hn^T on the thread's units (after the barrier: it
+  // reads every unit of r * h_prev). The GRU has no projection: P == H.
+  void reset_product(const Step<T>& st, const Lane& ln) {
+    const Split& sp = ln.sp;
+    if (st.n > 0 && unpacked_) {
+      product_rowmajor<T>(st.n, H, rh_.data(), H, w_.w_hh + 2 * H * P, P, sp.u0, sp.u1,
+                          hg_.data() + 2 * H, GH);
+    } else if (st.n > 0) {
+      h_packs_[ln.tid].pack(st.n, H, rh_.data(), H, 1);
+      gemm_panels<T>(h_packs_[ln.tid], w_hh_t_[2], sp.ub0, sp.ub1, hg_.data() + 2 * H, GH, false);
     }
   }
 
@@ -262,7 +305,7 @@ class ForwardPass {
     r0 -= save_base_;
     T* gates = sv_ ? sv_->gates.data() + r0 * GH : gates_tmp_.data();
     T* c_new = !C::has_c ? nullptr : sv_ ? sv_->c_new.data() + r0 * H : c_new_tmp_.data();
-    T* gh_n = !gru ? nullptr : sv_ ? sv_->gh_n.data() + r0 * H : gh_n_tmp_.data();
+    T* gh_n = !b_hn_apart ? nullptr : sv_ ? sv_->gh_n.data() + r0 * H : gh_n_tmp_.data();
     T* cell = !proj_ ? h_new_.data() : sv_ ? sv_->m.data() + r0 * H : m_tmp_.data();
     return {gates, c_new, gh_n, cell};
   }
@@ -276,10 +319,12 @@ class ForwardPass {
                             b_hn_.data(),
                             st.cur + b * P,
                             row(c_.data(), b, H),
+                            w_.w_ph,
                             out.gates + i * GH,
                             out.cell + i * H,
                             row(out.c_new, i, H),
-                            row(out.gh_n, i, H)};
+                            row(out.gh_n, i, H),
+                            nullptr};
       C::forward_row(H, ln.sp.u0, ln.sp.u1, r);
     }
   }
@@ -343,13 +388,20 @@ class ForwardPass {
   std::vector<PackedA<T>> h_packs_, m_packs_;
   std::vector<std::vector<index_t>> act_lists_;
   std::vector<AlignedBuffer<T>> h_gathers_;
+  AlignedBuffer<T> rh_;             // (B, H) reset-before GRU, per step: r * h_prev of its rows
   SpinBarrier* barrier_ = nullptr;  // run_steps()'s, for the job
+  // The caller's interrupt flag (interrupt.hpp), read by every thread of the job.
+  const std::atomic<bool>& interrupt_ = interrupt_flag();
 };
 
 template <class T, class C>
 class BackwardPass {
   static constexpr index_t NR = Tile<T>::NR;
-  static constexpr bool gru = C::G == 3;  // the only cell whose hidden-side gate gradients differ
+  static constexpr bool gru = C::G == 3;
+  static constexpr bool reset_before = C::reset_before;
+  // The reset-after GRU is the only cell whose hidden-side gate gradients differ (dgh != dgi).
+  static constexpr bool own_dgh = gru && !reset_before;
+  static constexpr int G_h = reset_before ? 2 : C::G;  // gates multiplied by h_prev itself
 
  public:
   BackwardPass(const Dims& d, bool reverse, const Weights<T>& w, const BackwardArgs<T>& a)
@@ -373,8 +425,9 @@ class BackwardPass {
   // and every buffer of the reverse loop (split like forward's).
   void prepare_loop(index_t rows, index_t steps) {
     dgi_ = buffer<T>(rows * GH);
-    dgh_gru_ = buffer<T>(gru ? rows * GH : 0);
-    dgh_ = gru ? dgh_gru_.data() : dgi_.data();
+    dgh_gru_ = buffer<T>(own_dgh ? rows * GH : 0);
+    dgh_ = own_dgh ? dgh_gru_.data() : dgi_.data();
+    d_rh_ = buffer<T>(reset_before ? B * H : 0);
     dh_total_ = buffer<T>(proj_ ? rows * P : B * P);
     dm_ = buffer<T>(proj_ ? B * H : 0);
     dh_bufs_[0] = buffer<T>(B * P);
@@ -382,7 +435,8 @@ class BackwardPass {
     dc_ = buffer<T>(C::has_c ? B * H : 0);
     // dh_prev = dgates_h W_hh of the step's rows, when some sequences did not take it.
     dh_rows_ = buffer<T>(a_.lengths ? B * P : 0);
-    w_hh_p_.prepare(GH, P);  // packed in the job, each thread the panels it owns
+    w_hh_p_.prepare(G_h * H, P);  // packed in the job, each thread the panels it owns
+    if (reset_before) w_hn_p_.prepare(H, P);
     if (proj_) w_hr_p_.prepare(P, H);
     copy_n(dh_bufs_[0].data(), a_.dh_n, B * P);
     if (C::has_c) copy_n(dc_.data(), a_.dc_n, B * H);
@@ -414,10 +468,12 @@ class BackwardPass {
     if (s1 <= s0) return;
     s0_ = s0;
     s1_ = s1;
+    stop_if_interrupted(interrupt_);
     SpinBarrier barrier(nthreads_);
     barrier_ = &barrier;
     auto job = [this](int tid) { thread_loop(tid); };
     ThreadTeam::global().run(nthreads_, JobRef(job));
+    stop_if_interrupted(interrupt_);
     packed_ = true;
     cur_ = static_cast<int>((cur_ + (s1 - s0)) & 1);
     if (a_.dh_norms)
@@ -449,6 +505,7 @@ class BackwardPass {
     const Lane lane{tid, sp, sp.p1 - sp.p0, sp.u1 - sp.u0, act_lists_[tid].data()};
     if (!packed_) {
       w_hh_p_.pack_panels(sp.pb0, sp.pb1, w_.w_hh, P, 1);
+      if (reset_before) w_hn_p_.pack_panels(sp.pb0, sp.pb1, w_.w_hh + 2 * H * P, P, 1);
       if (proj_) w_hr_p_.pack_panels(sp.ub0, sp.ub1, w_.w_hr, H, 1);
     }
     for (index_t s = s1_ - 1; s >= s0_; --s) {
@@ -465,7 +522,12 @@ class BackwardPass {
         dcell = dm_.data();
       }
       cell_math(st, lane, dcell);
-      barrier_->wait();  // dh_prev = dgates_h W_hh needs every gate of every unit
+      if constexpr (reset_before) {
+        barrier_->wait();  // dn W_hn needs every unit's dn
+        reset_backward(st, lane);
+      }
+      // dh_prev = dgates_h W_hh needs every gate of every unit; Ctrl-C stops here.
+      if (barrier_->wait_and_poll(interrupt_)) break;
       recurrent_product(st, lane);
       pass_through(st, lane);
     }
@@ -507,6 +569,8 @@ class BackwardPass {
                                  row(sv_->c_new.data(), r, H),
                                  sv_->h_prev.data() + r * P,
                                  row(sv_->gh_n.data(), r, H),
+                                 w_.w_ph,
+                                 nullptr,
                                  dgi_.data() + g * GH,
                                  dgh_ + g * GH,
                                  st.next + b * P};
@@ -514,18 +578,37 @@ class BackwardPass {
     }
   }
 
-  // dh_prev = dgates_h W_hh on the thread's columns (+ the GRU's direct z * dh, already in
+  // The reset-before GRU's second phase: d_rh = dn W_hn on the thread's units (= its columns: the
+  // GRU has P == H), then the r gate's gradient and r * d_rh into dh_prev's direct part.
+  void reset_backward(const Step<T>& st, const Lane& ln) {
+    if (st.n == 0) return;
+    const Split& sp = ln.sp;
+    a_packs_[ln.tid].pack(st.n, H, dgi_row(st.r0) + 2 * H, GH, 1);
+    gemm_panels<T>(a_packs_[ln.tid], w_hn_p_, sp.pb0, sp.pb1, d_rh_.data(), H, false);
+    for (index_t i = 0; i < st.n; ++i) {
+      const index_t r = st.r0 - save_base_ + i;
+      BackwardRow<T> row_i{};
+      row_i.gates = sv_->gates.data() + r * GH;
+      row_i.h_prev = sv_->h_prev.data() + r * P;
+      row_i.d_rh = d_rh_.data() + i * H;
+      row_i.dgi = dgi_row(st.r0 + i);
+      row_i.dh_direct = st.next + st.act[i] * P;
+      C::backward_reset(H, sp.u0, sp.u1, row_i);
+    }
+  }
+
+  // dh_prev = dgates_h W_hh on the thread's columns (+ the GRU's direct part, already in
   // st.next; the GRU has no projection, so P == H). The step's rows of dgates are consecutive;
-  // with every sequence in it, row i is sequence i.
+  // with every sequence in it, row i is sequence i. The reset-before GRU: its r and z gates only.
   void recurrent_product(const Step<T>& st, const Lane& ln) {
     const Split& sp = ln.sp;
     PackedA<T>& a_packed = a_packs_[ln.tid];
     const T* dgh = dgh_ + (st.r0 - grad_base_) * GH;
     if (st.n == B) {
-      a_packed.pack(B, GH, dgh, GH, 1);
+      a_packed.pack(B, G_h * H, dgh, GH, 1);
       gemm_panels<T>(a_packed, w_hh_p_, sp.pb0, sp.pb1, st.next, P, gru);
     } else if (st.n > 0) {
-      a_packed.pack(st.n, GH, dgh, GH, 1);
+      a_packed.pack(st.n, G_h * H, dgh, GH, 1);
       gemm_panels<T>(a_packed, w_hh_p_, sp.pb0, sp.pb1, dh_rows_.data(), P, false);
       for (index_t i = 0; i < st.n; ++i) {
         T* dst = st.next + st.act[i] * P;
@@ -551,24 +634,22 @@ class BackwardPass {
     if (rows_ == d_.T * B) return input_gradients(0, rows_, a_.dx);  // row t * B + b is (t, b)
     AlignedBuffer<T> dx_rows = buffer<T>(rows_ * I);
     input_gradients(0, rows_, dx_rows.data());
-    for (index_t t = 0, r = 0; t < d_.T; ++t)
-      for (index_t b = 0; b < B; ++b) {
-        T* dst = a_.dx + (t * B + b) * I;
-        if (is_active(a_.lengths, b, t))
-          copy_n(dst, dx_rows.data() + (r++) * I, I);
-        else
-          zero_n(dst, I);
-      }
+    scatter_dx(a_.lengths, B, I, 0, d_.T, dx_rows.data(), a_.dx);
   }
 
-  // The reductions over all rows, in the order the reverse loop made them (weight_gradients.hpp).
+  // The reductions over all rows, in the order the reverse loop made them (weight_gradients.hpp);
+  // the variants' extra ones (not checkpointed) over all rows in row order after them.
   void weight_gradients() {
-    WeightGradients<T> wg(rows_, GH, I, P, H, !reverse_,
+    WeightGradients<T> wg(rows_, GH, G_h * H, I, P, H, !reverse_,
                           {a_.dw_ih, a_.dw_hh, a_.db_ih, a_.db_hh, a_.dw_hr});
     const T* x = a_.lengths ? sv_->x_rows.data() : a_.x;
     wg.add(0, rows_,
            {dgi_.data(), dgh_, x, sv_->h_prev.data(), dh_row(0), proj_ ? sv_->m.data() : nullptr});
     wg.finish();
+    if constexpr (reset_before)
+      reset_before_dw_hn(rows_, H, dgi_.data(), sv_->gates.data(), sv_->h_prev.data(), a_.dw_hh);
+    if (a_.dw_ph)
+      peephole_sums(rows_, H, dgi_.data(), sv_->c_prev.data(), sv_->c_new.data(), a_.dw_ph);
   }
 
   const Dims d_;
@@ -581,10 +662,11 @@ class BackwardPass {
   const StepRows steps_;
   const index_t rows_;
 
-  AlignedBuffer<T> dgi_, dgh_gru_;  // (rows, G*H) dLoss/dxg; the GRU's dLoss/dhg
+  AlignedBuffer<T> dgi_, dgh_gru_;  // (rows, G*H) dLoss/dxg; the reset-after GRU's dLoss/dhg
   T* dgh_ = nullptr;                // dLoss/dhg: dgh_gru_, or dgi_ (the same for the other cells)
   AlignedBuffer<T> dh_total_, dm_, dh_bufs_[2], dc_, dh_rows_;
-  PackedB<T> w_hh_p_, w_hr_p_;
+  AlignedBuffer<T> d_rh_;  // (B, H) reset-before GRU, per step: dn W_hn of the step's rows
+  PackedB<T> w_hh_p_, w_hn_p_, w_hr_p_;
   int nthreads_ = 1;
   std::vector<PackedA<T>> a_packs_;
   std::vector<std::vector<index_t>> act_lists_;
@@ -596,16 +678,22 @@ class BackwardPass {
   int cur_ = 0;                            // dh_bufs_[cur_] holds dLoss/dh of the next step
   bool packed_ = false;                    // W_hh (W_hr) packed by an earlier job
   SpinBarrier* barrier_ = nullptr;         // run_steps()'s, for the job
+  // The caller's interrupt flag (interrupt.hpp), read by every thread of the job.
+  const std::atomic<bool>& interrupt_ = interrupt_flag();
 };
 
-// Pass<T, the class of `cell`>(args...).run().
-template <template <class, class> class Pass, class T, class... Args>
-void run_pass(Cell cell, const Args&... args) {
+// Pass<T, the class of `cell` and its variant>(d, reverse, w, a).run().
+template <template <class, class> class Pass, class T, class Args>
+void run_pass(Cell cell, const Dims& d, bool reverse, const Weights<T>& w, const Args& a) {
   switch (cell) {
-    case Cell::rnn_tanh: return Pass<T, RnnCell<T, false>>(args...).run();
-    case Cell::rnn_relu: return Pass<T, RnnCell<T, true>>(args...).run();
-    case Cell::lstm: return Pass<T, LstmCell<T>>(args...).run();
-    case Cell::gru: return Pass<T, GruCell<T>>(args...).run();
+    case Cell::rnn_tanh: return Pass<T, RnnCell<T, false>>(d, reverse, w, a).run();
+    case Cell::rnn_relu: return Pass<T, RnnCell<T, true>>(d, reverse, w, a).run();
+    case Cell::lstm:
+      if (w.w_ph) return Pass<T, LstmCell<T, true>>(d, reverse, w, a).run();
+      return Pass<T, LstmCell<T, false>>(d, reverse, w, a).run();
+    case Cell::gru:
+      if (!w.reset_after) return Pass<T, GruResetBeforeCell<T>>(d, reverse, w, a).run();
+      return Pass<T, GruCell<T>>(d, reverse, w, a).run();
   }
 }
 
@@ -620,23 +708,25 @@ using CheckpointedBackward = BackwardSegments<T, C, ForwardPass, BackwardPass>;
 void forward(Cell cell, const Dims& d, bool reverse, const Weights<float>& w,
              const ForwardArgs<float>& a) {
   if (a.saved && a.saved->every > 0)
-    return run_pass<CheckpointedForward, float>(cell, d, reverse, w, a);
+    return run_checkpointed<CheckpointedForward, float>(cell, d, reverse, w, a);
   run_pass<ForwardPass, float>(cell, d, reverse, w, a);
 }
 void forward(Cell cell, const Dims& d, bool reverse, const Weights<double>& w,
              const ForwardArgs<double>& a) {
   if (a.saved && a.saved->every > 0)
-    return run_pass<CheckpointedForward, double>(cell, d, reverse, w, a);
+    return run_checkpointed<CheckpointedForward, double>(cell, d, reverse, w, a);
   run_pass<ForwardPass, double>(cell, d, reverse, w, a);
 }
 void backward(Cell cell, const Dims& d, bool reverse, const Weights<float>& w,
               const BackwardArgs<float>& a) {
-  if (a.saved->every > 0) return run_pass<CheckpointedBackward, float>(cell, d, reverse, w, a);
+  if (a.saved->every > 0)
+    return run_checkpointed<CheckpointedBackward, float>(cell, d, reverse, w, a);
   run_pass<BackwardPass, float>(cell, d, reverse, w, a);
 }
 void backward(Cell cell, const Dims& d, bool reverse, const Weights<double>& w,
               const BackwardArgs<double>& a) {
-  if (a.saved->every > 0) return run_pass<CheckpointedBackward, double>(cell, d, reverse, w, a);
+  if (a.saved->every > 0)
+    return run_checkpointed<CheckpointedBackward, double>(cell, d, reverse, w, a);
   run_pass<BackwardPass, double>(cell, d, reverse, w, a);
 }
 

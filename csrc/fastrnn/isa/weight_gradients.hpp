@@ -1,12 +1,14 @@
 // The weight gradients of one layer and direction: reductions over the rows backward makes (one per
 // (t, b) that took its step, numbered as in fastrnn/recurrence.hpp). dW_ih = dG_i^T x, dW_hh =
-// dG_h^T h_prev, dW_hr = dh^T m and the bias gradients (column sums of dG_i, dG_h).
+// dG_h^T h_prev (its first GHh rows: the reset-before GRU's n gate is not a product with h_prev),
+// dW_hr = dh^T m and the bias gradients (column sums of dG_i, dG_h).
 //
 // Rows arrive in the order backward makes them (descending for a forward layer, ascending for a
 // reverse one), all at once (everything kept) or one checkpoint segment at a time. Each product
-// sums KC-row blocks at fixed offsets (multiples of KC) in that order, a block that straddles two
-// pieces being copied aside until its last rows arrive, and each bias gradient adds its rows in
-// that order: how the rows are cut into pieces changes no bit of the result.
+// sums kc-row blocks at fixed offsets (multiples of kc: blocks().kc, from the caches, never from
+// the thread count) in that order, a block that straddles two pieces being copied aside until its
+// last rows arrive, and each bias gradient adds its rows in that order: how the rows are cut into
+// pieces changes no bit of the result.
 #pragma once
 
 #ifndef FASTRNN_ISA
@@ -17,32 +19,10 @@
 
 #include "fastrnn/isa/gemm.hpp"
 #include "fastrnn/isa/loop.hpp"
-#include "fastrnn/runtime/threads.hpp"
+#include "fastrnn/isa/reductions.hpp"
 
 namespace fastrnn {
 namespace FASTRNN_ISA {
-
-// out[j] (+)= sum over rows r of a[r * n + j], rows taken last to first when `descending`.
-template <class T>
-void column_sums(index_t rows, index_t n, const T* a, T* out, bool descending, bool accumulate) {
-  // Split by columns over the team when big (each column is summed in row order by one thread, so
-  // the result does not depend on the thread count).
-  constexpr index_t kColumns = 64;  // columns per thread at least
-  const index_t chunks = (n + kColumns - 1) / kColumns;
-  const index_t by_size = rows * n / (1 << 18) + 1;  // ~20 us of adds per extra thread
-  const int nthreads = ThreadTeam::global().available(
-      static_cast<int>(std::max<index_t>(1, std::min<index_t>({chunks, by_size, 1 << 20}))));
-  auto job = [&](int tid) {
-    const index_t j0 = std::min(n, chunks * tid / nthreads * kColumns);
-    const index_t j1 = std::min(n, chunks * (tid + 1) / nthreads * kColumns);
-    if (!accumulate) zero_n(out + j0, j1 - j0);
-    for (index_t i = 0; i < rows; ++i) {
-      const T* src = a + (descending ? rows - 1 - i : i) * n;
-      for (index_t j = j0; j < j1; ++j) out[j] += src[j];
-    }
-  };
-  ThreadTeam::global().run(nthreads, JobRef(job));
-}
 
 // One piece of rows: where its first row is in each per-row array (null where absent).
 template <class T>
@@ -66,14 +46,13 @@ struct GradientOutputs {
 
 template <class T>
 class WeightGradients {
-  static constexpr index_t KC = Tile<T>::KC;
   static constexpr int kParts = 6;  // the arrays of GradientRows, in its order
 
  public:
-  WeightGradients(index_t rows, index_t GH, index_t I, index_t P, index_t H, bool descending,
-                  const GradientOutputs<T>& out)
-      : rows_(rows), GH(GH), I(I), P(P), H(H), descending_(descending), out_(out),
-        widths_{GH, GH, I, P, P, H} {}
+  WeightGradients(index_t rows, index_t GH, index_t GHh, index_t I, index_t P, index_t H,
+                  bool descending, const GradientOutputs<T>& out)
+      : rows_(rows), GH(GH), GHh(GHh), I(I), P(P), H(H), KC(blocks<T>().kc),
+        descending_(descending), out_(out), widths_{GH, GH, I, P, P, H} {}
 
   // Rows [lo, hi), next to the previous piece in backward's order.
   void add(index_t lo, index_t hi, const GradientRows<T>& r) {
@@ -99,7 +78,7 @@ class WeightGradients {
   void finish() {
     if (!multiplied_) {
       zero_n(out_.dw_ih, GH * I);
-      zero_n(out_.dw_hh, GH * P);
+      zero_n(out_.dw_hh, GHh * P);
       if (out_.dw_hr) zero_n(out_.dw_hr, P * H);
     }
     if (!summed_) {
@@ -134,11 +113,11 @@ class WeightGradients {
     const bool acc = multiplied_;
     multiplied_ = true;
     gemm<T>(GH, I, kc, r.dgi, 1, GH, r.x, I, 1, out_.dw_ih, I, acc, scratch_);
-    gemm<T>(GH, P, kc, r.dgh, 1, GH, r.h_prev, P, 1, out_.dw_hh, P, acc, scratch_);
+    gemm<T>(GHh, P, kc, r.dgh, 1, GH, r.h_prev, P, 1, out_.dw_hh, P, acc, scratch_);
     if (out_.dw_hr) gemm<T>(P, H, kc, r.dh, 1, P, r.m, H, 1, out_.dw_hr, H, acc, scratch_);
   }
 
-  const index_t rows_, GH, I, P, H;
+  const index_t rows_, GH, GHh, I, P, H, KC;  // KC: rows per block
   const bool descending_;
   const GradientOutputs<T> out_;
   const index_t widths_[kParts];
@@ -146,6 +125,19 @@ class WeightGradients {
   AlignedBuffer<T> staged_[kParts];  // the block being completed, KC rows of each part
   PackedB<T> scratch_;
 };
+
+// The reset-before GRU's dW_hn = dn^T (r * h_prev) over all rows (row order), r * h_prev remade
+// from the saved gates (r first) and h_prev; dgi, gates (rows, 3*H), h_prev (rows, H), dw_hh (3*H,
+// H): its last H rows.
+template <class T>
+void reset_before_dw_hn(index_t rows, index_t H, const T* dgi, const T* gates, const T* h_prev,
+                        T* dw_hh) {
+  AlignedBuffer<T> rh(static_cast<std::size_t>(std::max<index_t>(rows * H, 1)));
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t j = 0; j < H; ++j) rh.data()[r * H + j] = gates[r * 3 * H + j] * h_prev[r * H + j];
+  PackedB<T> scratch;
+  gemm<T>(H, H, rows, dgi + 2 * H, 1, 3 * H, rh.data(), H, 1, dw_hh + 2 * H * H, H, false, scratch);
+}
 
 }  // namespace FASTRNN_ISA
 }  // namespace fastrnn

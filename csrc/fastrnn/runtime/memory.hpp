@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <new>
 
@@ -32,6 +33,21 @@ struct Allocation {
 Allocation allocate_aligned(std::size_t bytes);
 void release_aligned(void* p, std::size_t bytes) noexcept;
 
+// The std::bad_alloc of a failed kernel allocation, saying its size (pybind11 makes it a
+// MemoryError with this text). Formatted into the object itself: nothing more is allocated.
+class AllocationFailed : public std::bad_alloc {
+ public:
+  AllocationFailed(std::size_t n, std::size_t itemsize) {
+    std::snprintf(text_, sizeof text_,
+                  "fastrnn: could not allocate %zu values of %zu bytes (kernel workspace)", n,
+                  itemsize);
+  }
+  const char* what() const noexcept override { return text_; }
+
+ private:
+  char text_[112];
+};
+
 template <class T>
 class AlignedBuffer {
  public:
@@ -56,15 +72,15 @@ class AlignedBuffer {
   }
   ~AlignedBuffer() { release(); }
 
-  // Discards the contents. Throws std::bad_alloc when the memory cannot be had.
+  // Discards the contents. Throws AllocationFailed when the memory cannot be had.
   void resize(std::size_t n) {
     if (n == n_) return;
     release();
     if (n == 0) return;
-    if (n > (SIZE_MAX - 64) / sizeof(T)) throw std::bad_alloc();
+    if (n > (SIZE_MAX - 64) / sizeof(T)) throw AllocationFailed(n, sizeof(T));
     const std::size_t bytes = aligned_size(n * sizeof(T));
     const Allocation a = bytes ? allocate_aligned(bytes) : Allocation{nullptr, 0};
-    if (!a.p) throw std::bad_alloc();
+    if (!a.p) throw AllocationFailed(n, sizeof(T));
     p_ = static_cast<T*>(a.p);
     bytes_ = a.bytes;
     n_ = n;

@@ -61,8 +61,28 @@ class SpinBarrier {
                     cv_);
   }
 
+  // wait(), then whether `flag` (interrupt.hpp) was set when the last thread arrived. Every thread
+  // gets the same answer, so all of them can leave a time loop at the same step (one leaving alone
+  // would leave the others waiting forever). The answer is written before the release that frees
+  // the others and rewritten only at the next barrier, which every thread must reach first.
+  bool wait_and_poll(const std::atomic<bool>& flag) {
+    if (n_ <= 1) return flag.load(std::memory_order_relaxed);
+    const unsigned gen = generation_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+      stop_.store(flag.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      arrived_.store(0, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_release);
+      wake_all(mutex_, cv_);
+    } else {
+      spin_then_sleep([&] { return generation_.load(std::memory_order_acquire) != gen; }, mutex_,
+                      cv_);
+    }
+    return stop_.load(std::memory_order_relaxed);
+  }
+
  private:
   const int n_;
+  std::atomic<bool> stop_{false};
   std::atomic<int> arrived_{0};
   std::atomic<unsigned> generation_{0};
   std::mutex mutex_;
