@@ -74,8 +74,8 @@ def _check_all_ks(backend, variant, dtype, with_lengths, reverse, T, B, I, H):
 
 
 # Sizes that exercise the native kernels' blocking: B not a multiple of the micro-kernel's rows
-# (6 or 8), more rows than one 384-row block of the weight-gradient reductions (with lengths
-# too), and H wide enough for 2 threads to split every step.
+# (6 or 8), more rows (880) than one block of the weight-gradient reductions (kc rows, at most
+# 512; with lengths too), and H wide enough for 2 threads to split every step.
 NATIVE_SIZES = dict(T=80, B=11, I=7, H=40)
 
 
