@@ -162,20 +162,16 @@ _STEP_BACKWARD = {
 
 
 # ---------------------------------------------------------------------------------------------
-# The time loops.
+# The time loops. With checkpoint_every = k > 0, a training forward keeps only the state at the
+# start of every k-th step (in processing order) and backward recomputes each segment's steps from
+# it, then runs the same per-step backward in the same order: the same gradients, bit for bit.
 
 
-def forward(
-    cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, w_ph=None, reset_after=True
-):
-    """Returns (y, h_n, c_n, saved); saved is None unless training."""
-    T, B, _ = x.shape
+def _run_steps(cell, x, h, c, w_ih, b_ih, p, lengths, ts, y, keep):
+    """Runs the steps at times ``ts`` from state (h, c); writes y[t] when y is given, appends what
+    backward needs to ``keep`` when it is a list. Returns the final (h, c)."""
     step = _STEP[cell]
-    p = _Params(w_hh, b_hh, w_hr, w_ph, reset_after)
-    y = np.zeros((T, B, w_hh.shape[1]), x.dtype)
-    h, c = h0.copy(), (c0.copy() if cell == "lstm" else None)
-    steps = []
-    for t in _step_order(T, reverse):
+    for t in ts:
         # Only sequences still running at time t (t < length) take a step; the others keep their
         # state and output zeros (PyTorch's packed-sequence semantics). Padding is never read.
         rows = slice(None) if lengths is None else np.flatnonzero(t < lengths)
@@ -184,14 +180,49 @@ def forward(
         if b_ih is not None:
             gi = gi + b_ih
         h_new, c_new, saved = step(gi, h_prev, c_prev, p)
-        if training:
-            steps.append((t, rows, h_prev, saved))
-        y[t, rows] = h_new
+        if keep is not None:
+            keep.append((t, rows, h_prev, saved))
+        if y is not None:
+            y[t, rows] = h_new
         h = h.copy()  # new arrays: the saved h_prev/c_prev may be views of the old ones
         h[rows] = h_new
         if c is not None:
             c = c.copy()
             c[rows] = c_new
+    return h, c
+
+
+def forward(
+    cell,
+    x,
+    h0,
+    c0,
+    w_ih,
+    w_hh,
+    b_ih,
+    b_hh,
+    w_hr,
+    lengths,
+    reverse,
+    training,
+    w_ph=None,
+    reset_after=True,
+    checkpoint_every=0,
+):
+    """Returns (y, h_n, c_n, saved); saved is None unless training. ``checkpoint_every`` k > 0
+    keeps the state every k steps instead of every step's values (0: keep everything)."""
+    T, B, _ = x.shape
+    p = _Params(w_hh, b_hh, w_hr, w_ph, reset_after)
+    y = np.zeros((T, B, w_hh.shape[1]), x.dtype)
+    h, c = h0.copy(), (c0.copy() if cell == "lstm" else None)
+    order = _step_order(T, reverse)  # a range: slices of it are ranges too
+    k = checkpoint_every if training and checkpoint_every > 0 else T
+    steps, boundaries = [], []
+    for s0 in range(0, T, max(k, 1)):
+        if training and checkpoint_every > 0:
+            boundaries.append((h, c))  # never modified in place: _run_steps makes new arrays
+        keep = steps if training and checkpoint_every == 0 else None
+        h, c = _run_steps(cell, x, h, c, w_ih, b_ih, p, lengths, order[s0 : s0 + k], y, keep)
     saved = None
     if training:
         saved = {
@@ -202,42 +233,66 @@ def forward(
             "steps": steps,
             "has_b_ih": b_ih is not None,
         }
+        if checkpoint_every > 0:
+            saved.update(
+                every=checkpoint_every, order=order, boundaries=boundaries, b_ih=b_ih, lengths=lengths
+            )
     return y, h, c, saved
+
+
+def _backward_steps(saved, steps, dy, dh, dc, grads, dh_norms):
+    """Backpropagates through ``steps`` (as forward kept them) from the last to the first: updates
+    dh, dc (returned) and the gradients in ``grads`` in place, and writes dh_norms."""
+    cell, x, w_ih, p = saved["cell"], saved["x"], saved["w_ih"], saved["params"]
+    step_backward = _STEP_BACKWARD[cell]
+    for t, rows, h_prev, s in reversed(steps):
+        # Gradients reach only the sequences that took this step; the others pass dh, dc through.
+        dh_in = dh[rows] + dy[t, rows]
+        dh_norms[t] = np.sqrt(np.sum(np.square(dh_in, dtype=np.float64)))
+        dc_in = None if dc is None else dc[rows]
+        dgi, dh_prev, dc_prev = step_backward(s, dh_in, dc_in, h_prev, p, grads)
+        grads["x"][t, rows] = dgi @ w_ih
+        grads["w_ih"] += dgi.T @ x[t, rows]
+        grads["b_ih"] += dgi.sum(axis=0)
+        dh[rows] = dh_prev
+        if dc is not None:
+            dc[rows] = dc_prev
+    return dh, dc
 
 
 def backward(saved, dy, dh_n, dc_n):
     """Returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, dw_ph, dh_norms); dh_norms[t] is the
     norm of dLoss/dh_t over the sequences that took step t."""
     cell, x, w_ih, p = saved["cell"], saved["x"], saved["w_ih"], saved["params"]
-    step_backward = _STEP_BACKWARD[cell]
-    dx = np.zeros_like(x)
-    dw_ih = np.zeros_like(w_ih)
-    db_ih = np.zeros(w_ih.shape[0], x.dtype)
-    grads = {"w_hh": np.zeros_like(p.w_hh), "b_hh": np.zeros(p.w_hh.shape[0], x.dtype)}
+    grads = {
+        "x": np.zeros_like(x),
+        "w_ih": np.zeros_like(w_ih),
+        "b_ih": np.zeros(w_ih.shape[0], x.dtype),
+        "w_hh": np.zeros_like(p.w_hh),
+        "b_hh": np.zeros(p.w_hh.shape[0], x.dtype),
+    }
     for name in ("w_hr", "w_ph"):
         grads[name] = None if getattr(p, name) is None else np.zeros_like(getattr(p, name))
     dh = dh_n.copy()
     dc = dc_n.copy() if cell == "lstm" else None
     dh_norms = np.zeros(x.shape[0])
-    for t, rows, h_prev, s in reversed(saved["steps"]):
-        # Gradients reach only the sequences that took this step; the others pass dh, dc through.
-        dh_in = dh[rows] + dy[t, rows]
-        dh_norms[t] = np.sqrt(np.sum(np.square(dh_in, dtype=np.float64)))
-        dc_in = None if dc is None else dc[rows]
-        dgi, dh_prev, dc_prev = step_backward(s, dh_in, dc_in, h_prev, p, grads)
-        dx[t, rows] = dgi @ w_ih
-        dw_ih += dgi.T @ x[t, rows]
-        db_ih += dgi.sum(axis=0)
-        dh[rows] = dh_prev
-        if dc is not None:
-            dc[rows] = dc_prev
+    k = saved.get("every", 0)
+    if k == 0:
+        dh, dc = _backward_steps(saved, saved["steps"], dy, dh, dc, grads, dh_norms)
+    else:  # each segment, last first: its steps recomputed from the state it started from
+        for i in reversed(range(len(saved["boundaries"]))):
+            h, c = saved["boundaries"][i]
+            steps = []
+            ts = saved["order"][i * k : (i + 1) * k]
+            _run_steps(cell, x, h, c, w_ih, saved["b_ih"], p, saved["lengths"], ts, None, steps)
+            dh, dc = _backward_steps(saved, steps, dy, dh, dc, grads, dh_norms)
     return (
-        dx,
+        grads["x"],
         dh,
         dc,
-        dw_ih,
+        grads["w_ih"],
         grads["w_hh"],
-        db_ih if saved["has_b_ih"] else None,
+        grads["b_ih"] if saved["has_b_ih"] else None,
         grads["b_hh"] if p.b_hh is not None else None,
         grads["w_hr"],
         grads["w_ph"],

@@ -42,6 +42,7 @@ class _RNNBase(Module):
         dtype,
         backend,
         seed,
+        checkpoint_every=None,
     ):
         self.cell = cell
         self.input_size = integer("input_size", input_size, 1)
@@ -58,6 +59,8 @@ class _RNNBase(Module):
             )
         super().__init__(dtype, seed)  # one generator: the initial weights, then the dropout masks
         self.backend = None if backend is None else _backend._check_name(backend)
+        # Training forwards keep the state every k steps and backward recomputes (see F.forward).
+        self.checkpoint_every = _checks.checkpoint_every(checkpoint_every)
         self._init_parameters()
         # After backward(): (num_layers * num_directions, T) norms of dLoss/dh_t (see Cache).
         self.dh_norms = None
@@ -137,6 +140,7 @@ class _RNNBase(Module):
                     lengths=lengths,
                     reverse=bool(direction),
                     training=self.training,
+                    checkpoint_every=self.checkpoint_every,
                     backend=backend,
                     **self._cell_options(layer, direction),
                 )
@@ -327,6 +331,8 @@ class _RNNBase(Module):
             s += f", dtype={self.dtype.name!r}"
         if self.backend is not None:
             s += f", backend={self.backend!r}"
+        if self.checkpoint_every is not None:
+            s += f", checkpoint_every={self.checkpoint_every!r}"
         return s
 
     def __repr__(self):
@@ -382,6 +388,7 @@ class RNN(_SingleState):
         dtype="float32",
         backend=None,
         seed=None,
+        checkpoint_every=None,
     ):
         if nonlinearity not in RNN_CELLS:
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
@@ -399,6 +406,7 @@ class RNN(_SingleState):
             dtype,
             backend,
             seed,
+            checkpoint_every,
         )
 
 
@@ -423,6 +431,7 @@ class GRU(_SingleState):
         backend=None,
         seed=None,
         reset_after=True,
+        checkpoint_every=None,
     ):
         self.reset_after = flag("reset_after", reset_after)
         super().__init__(
@@ -438,7 +447,10 @@ class GRU(_SingleState):
             dtype,
             backend,
             seed,
+            checkpoint_every,
         )
+        if checkpoint_every is not None and not self.reset_after:
+            raise ValueError("checkpoint_every is not supported with reset_after=False")
 
     def _cell_options(self, layer, direction):
         return {} if self.reset_after else {"reset_after": False}
@@ -466,6 +478,7 @@ class LSTM(_RNNBase):
         backend=None,
         seed=None,
         peepholes=False,
+        checkpoint_every=None,
     ):
         self.peepholes = flag("peepholes", peepholes)
         super().__init__(
@@ -481,7 +494,10 @@ class LSTM(_RNNBase):
             dtype,
             backend,
             seed,
+            checkpoint_every,
         )
+        if checkpoint_every is not None and self.peepholes:
+            raise ValueError("checkpoint_every is not supported with peepholes=True")
 
     def _cell_options(self, layer, direction):
         if not self.peepholes:
