@@ -162,6 +162,22 @@ def peak_formula_bytes(cell, T, B, I, H, P, itemsize, lengths=False):
     return itemsize * T * B * max(forward_peak, backward_peak)
 
 
+def checkpointed_peak_formula_bytes(cell, T, B, I, H, P, itemsize, k):
+    """README's formula with checkpoint_every = k: y, dx and the segments' initial states over all
+    T steps, everything else for one segment's rows (k*B, widened by up to two micro-tiles)."""
+    G = GATES[cell]
+    rows = min(k, T) * B + 16
+    states = -(-T // k) * B * (P + (H if cell == "lstm" else 0))
+    segment = P + G * H + (2 * H if cell == "lstm" else 0) + (H if cell == "gru" or P != H else 0)
+    forward_peak = T * B * P + states + rows * G * H
+    backward_peak = (
+        T * B * (P + I)
+        + states
+        + rows * (segment + G * H * (3 if cell == "gru" else 2) + I + (P if P != H else 0))
+    )
+    return itemsize * max(forward_peak, backward_peak)
+
+
 def _reset_peak():
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -212,17 +228,50 @@ def test_peak_memory_within_formula(cell, proj):
     )
 
 
-def _peak_in_child(cell, P):
-    """Run in a fresh interpreter by the test above: the peak bytes of one forward + backward."""
-    T, B, I, H = 300, 32, 64, 256
+def _peak_in_child(cell, P, every=0, T=300, B=32, I=64, H=256):
+    """Run in a fresh interpreter by the tests here: the peak bytes of one forward + backward."""
     p = make_problem(cell, T, B, I, H, P=P or None, dtype=np.float32)
     dy, dh, dc = make_upstream(p, T)
     if not _reset_peak():
         sys.exit(5)
-    return _measure_peak(p, cell, dy, dh, dc)
+    return _measure_peak(p, cell, dy, dh, dc, checkpoint_every=every or None)
 
 
-def _measure_peak(p, cell, dy, dh, dc):
+@pytest.mark.parametrize(
+    "cell,proj,every", [("lstm", False, 35), ("lstm", True, 35), ("gru", False, 35), ("rnn_tanh", False, 35)]
+)
+def test_checkpointed_peak_memory_within_formula(cell, proj, every):
+    # T = 1200 steps, k = 35 = "sqrt": y and dx over all steps, the rest for one segment.
+    T, B, I, H = 1200, 32, 32, 128
+    P = 64 if proj else None
+    formula = checkpointed_peak_formula_bytes(cell, T, B, I, H, P or H, 4, every)
+    full = peak_formula_bytes(cell, T, B, I, H, P or H, 4)
+    assert formula < full / 2  # what checkpointing is for (a quarter for LSTM and GRU)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from test_reliability_resources import _peak_in_child; "
+        "print(_peak_in_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), 1200, 32, 32, 128))"
+    )
+    peaks = []
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(pathlib.Path(__file__).parent), cell, str(P or 0), str(every)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if out.returncode == 5:
+            pytest.skip("cannot reset the peak RSS (/proc/self/clear_refs)")
+        assert out.returncode == 0, out.stderr
+        peaks.append(int(out.stdout.split()[-1]))
+        if peaks[-1] <= 1.2 * formula + (8 << 20):
+            return
+    raise AssertionError(
+        f"peak {[round(x / 2**20, 1) for x in peaks]} MiB > 1.2 x formula {formula / 2**20:.1f} MiB + 8 MiB"
+    )
+
+
+def _measure_peak(p, cell, dy, dh, dc, **kw):
     settled_rss()
     _reset_peak()
     base = rss()
@@ -234,7 +283,7 @@ def _measure_peak(p, cell, dy, dh, dc):
     )
     sampler.start()
     try:
-        y, h, c, cache = _forward(p, cell)
+        y, h, c, cache = _forward(p, cell, **kw)
         grads = F.backward(cache, dy, dh, dc)
     finally:
         stop.set()

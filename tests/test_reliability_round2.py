@@ -191,7 +191,7 @@ CHILD = textwrap.dedent(
         signal.signal(signal.SIGINT, lambda *a: noted.append(time.monotonic()))
     cache = None
     if mode == "backward":
-        y, _, _, cache = native.forward("lstm", x[:600], h0, h0, w_ih, w_hh, b, b, None, None, False, True)
+        y, _, _, cache = native.forward("lstm", x[:1200], h0, h0, w_ih, w_hh, b, b, None, None, False, True)
         dy = np.ones_like(y)
     print("ready", flush=True)
     start = time.monotonic()
@@ -239,7 +239,8 @@ def _interrupted_child(threads, mode, delay=0.5):
 @pytest.mark.parametrize("mode", ["forward", "backward"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_sigint_stops_a_native_kernel_promptly(threads, mode):
-    lines, sent = _interrupted_child(threads, mode)
+    # The backward of 1200 steps runs ~0.7 s on two idle threads: SIGINT comes well before its end.
+    lines, sent = _interrupted_child(threads, mode, delay=0.3 if mode == "backward" else 0.5)
     assert lines[0].startswith("interrupted"), lines  # not "finished": it did not run to the end
     latency = float(lines[0].split()[1]) - sent
     # ~10 ms on an idle machine; the bound leaves room for a loaded CI machine (the kernel runs ~5 s)

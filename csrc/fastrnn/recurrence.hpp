@@ -33,6 +33,11 @@ struct Weights {
 // What a training forward keeps for backward (forward sizes and fills it; backward reads it). One
 // row per (t, b) where sequence b takes step t, in time order (not processing order), then b order;
 // without lengths that is every (t, b), row t*B + b. `rows` below is that count.
+//
+// With `every` = k > 0 (set by the caller before forward) the per-row buffers stay empty: forward
+// keeps only the state each k-step segment (in processing order) starts from, and backward
+// recomputes each segment's rows from it (fastrnn/isa/checkpointed.hpp), with bitwise the same
+// results as when everything is kept.
 template <class T>
 struct Saved {
   AlignedBuffer<T> x_rows;  // (rows, I) those rows of x; only with lengths (else empty)
@@ -42,6 +47,10 @@ struct Saved {
   AlignedBuffer<T> c_new;   // (rows, H) lstm: the cell state step t made
   AlignedBuffer<T> m;       // (rows, H) lstm with projection: o * tanh(c_new), before W_hr
   AlignedBuffer<T> gh_n;    // (rows, H) reset-after gru: W_hn h_prev + b_hn
+
+  index_t every = 0;         // steps per checkpoint segment; 0: every row kept
+  AlignedBuffer<T> h_bound;  // (segments, B, P) the state each segment starts from
+  AlignedBuffer<T> c_bound;  // (segments, B, H) lstm: its cell state
 };
 
 template <class T>
@@ -61,6 +70,7 @@ struct BackwardArgs {
   const T* x;              // (T, B, I) the forward's x (read only without lengths)
   const index_t* lengths;  // (B) the forward's lengths, or null
   const Saved<T>* saved;   // what the training forward saved, with the same Weights and reverse
+                           // (the biases are read only to recompute checkpointed segments)
   const T* dy;             // (T, B, P) dLoss/dy
   const T* dh_n;           // (B, P) dLoss/dh_n
   const T* dc_n;           // (B, H) dLoss/dc_n, lstm only (else null)

@@ -29,7 +29,7 @@ struct CacheData {
   Cell cell;
   fastrnn::Dims d;
   bool reverse;
-  Array<T> x, w_ih, w_hh, w_hr, w_ph;
+  Array<T> x, w_ih, w_hh, w_hr, b_ih, b_hh, w_ph;
   Array<index_t> lengths;
   bool has_b_ih, has_b_hh, has_w_hr, has_lengths, has_w_ph, reset_after;
   fastrnn::Saved<T> saved;
@@ -42,18 +42,23 @@ struct NativeCache {
 };
 
 // Elements forward allocates (outputs, what training saves, its own workspace), overflow-checked.
+// With checkpoints every k steps the per-row buffers hold one segment's rows (k*B) instead of T*B,
+// and the cache one state per segment.
 index_t forward_elements(const fastrnn::Dims& d, index_t G, bool lstm, bool proj, bool gru,
-                         bool lengths, bool training) {
+                         bool lengths, bool training, index_t every) {
   const index_t TB = mul(d.T, d.B), GH = mul(G, d.H);
+  const index_t rows = every > 0 ? mul(std::min(every, d.T), d.B) : TB;
   index_t n = 0;
   auto plus = [&](index_t v) { n = add(n, v); };
   plus(mul(TB, d.P));                                // y
-  plus(mul(TB, GH));                                 // input projection for all steps
+  plus(mul(rows, GH));                               // input projection for all steps
   plus(mul(d.B, add(mul(3, d.P), mul(2, GH))));      // state buffers, recurrent product
   plus(mul(5, mul(d.B, d.H)));                       // c, c_n, per-step temporaries (GRU: r * h)
   plus(add(mul(GH, add(d.P, d.I)), mul(d.P, d.H)));  // packed weights
-  if (lengths) plus(mul(TB, d.I));  // the rows of x of the steps taken (no padding)
-  if (training) {
+  if (lengths) plus(mul(rows, d.I));  // the rows of x of the steps taken (no padding)
+  if (training && every > 0) {
+    plus(mul(add(d.T / every, 1), mul(d.B, add(d.P, d.H))));  // the segments' initial states
+  } else if (training) {
     plus(mul(TB, d.P));                    // h_prev
     plus(mul(TB, GH));                     // gates
     if (lstm) plus(mul(2, mul(TB, d.H)));  // c_prev, c_new
@@ -63,13 +68,16 @@ index_t forward_elements(const fastrnn::Dims& d, index_t G, bool lstm, bool proj
 }
 
 // Elements backward allocates (gradients and its workspace; the cache already exists).
-index_t backward_elements(const fastrnn::Dims& d, index_t G, bool proj, bool gru) {
+index_t backward_elements(const fastrnn::Dims& d, index_t G, bool proj, bool gru, index_t every) {
   const index_t TB = mul(d.T, d.B), GH = mul(G, d.H);
+  const index_t rows = every > 0 ? mul(std::min(every, d.T), d.B) : TB;
   index_t n = 0;
   auto plus = [&](index_t v) { n = add(n, v); };
-  plus(mul(TB, d.I));                             // dx
-  plus(mul(gru ? 2 : 1, mul(TB, GH)));            // gate gradients
-  plus(mul(proj ? d.T : 1, mul(d.B, d.P)));       // dh_total
+  plus(mul(TB, d.I));                        // dx
+  plus(mul(gru ? 2 : 1, mul(rows, GH)));     // gate gradients
+  plus(mul(proj ? d.T : 1, mul(d.B, d.P)));  // dh_total
+  // A segment's recomputed forward: its saved rows, input projection and x/dx rows.
+  if (every > 0) plus(mul(rows, add(mul(3, GH), add(mul(2, d.P), add(mul(4, d.H), mul(2, d.I))))));
   plus(mul(d.B, add(mul(3, d.P), mul(2, d.H))));  // dh buffers, dc, dm, dh0, dc0
   plus(mul(2, add(mul(GH, add(d.P, d.I)), add(mul(d.P, d.H), mul(2, GH)))));  // grads, packing
   return n;
@@ -79,7 +87,7 @@ template <class T>
 py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_, py::handle w_ih_,
                        py::handle w_hh_, py::handle b_ih_, py::handle b_hh_, py::handle w_hr_,
                        py::handle lengths_, bool reverse, bool training, py::handle w_ph_,
-                       bool reset_after) {
+                       bool reset_after, index_t every) {
   const index_t G = fastrnn::gate_count(cell);
   const bool lstm = cell == Cell::lstm, gru = cell == Cell::gru;
   // Phase 1: dtypes and shapes, nothing copied.
@@ -128,9 +136,14 @@ py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_,
     require(lengthsv.ndim() == 1 && lengthsv.shape(0) == B,
             "lengths must have shape (B=" + sB + ",), got " + shape_of(lengthsv));
   }
+  require(every >= 0,
+          "checkpoint_every must be >= 0 (0: keep every step), got " + std::to_string(every));
+  require(every == 0 || (!has_w_ph && reset_after),
+          "checkpoint_every is not supported with peepholes (w_ph) or reset_after=False");
+  every = training ? std::min(every, std::max<index_t>(T_, 1)) : 0;  // k >= T: one segment
   const fastrnn::Dims dims{T_, B, I, H, P};
-  check_memory(forward_elements(dims, G, lstm, has_w_hr, gru, has_lengths, training), sizeof(T),
-               "forward");
+  check_memory(forward_elements(dims, G, lstm, has_w_hr, gru, has_lengths, training, every),
+               sizeof(T), "forward");
 
   // Phase 2: contiguous copies (only where needed), then the values of lengths.
   Array<T> x = contiguous<T>(xv), w_ih = contiguous<T>(w_ihv), w_hh = contiguous<T>(w_hhv);
@@ -160,6 +173,8 @@ py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_,
                                  w_ih,
                                  w_hh,
                                  w_hr,
+                                 b_ih,
+                                 b_hh,
                                  w_ph,
                                  lengths,
                                  has_b_ih,
@@ -169,6 +184,7 @@ py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_,
                                  has_w_ph,
                                  reset_after,
                                  {}});
+    cache->saved.every = every;
   }
   // No sequences: nothing to compute (and no T-step loop over an empty batch, however large T).
   if (B > 0) {
@@ -205,17 +221,17 @@ py::tuple forward_impl(Cell cell, py::handle x_, py::handle h0_, py::handle c0_,
 py::tuple forward(const std::string& cell_name, py::handle x, py::handle h0, py::handle c0,
                   py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh,
                   py::handle w_hr, py::handle lengths, bool reverse, bool training, py::handle w_ph,
-                  bool reset_after) {
+                  bool reset_after, index_t checkpoint_every) {
   const Cell cell = parse_cell(cell_name);
   const py::array arr = as_array(x, "x");
   const py::dtype dt = arr.dtype();
   // By kind and size, not identity: an equal dtype object need not be numpy's canonical one.
   if (dt.kind() == 'f' && dt.itemsize() == 4)
     return forward_impl<float>(cell, arr, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse,
-                               training, w_ph, reset_after);
+                               training, w_ph, reset_after, checkpoint_every);
   if (dt.kind() == 'f' && dt.itemsize() == 8)
     return forward_impl<double>(cell, arr, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse,
-                                training, w_ph, reset_after);
+                                training, w_ph, reset_after, checkpoint_every);
   throw py::type_error("x must have dtype float32 or float64, got " + std::string(py::str(dt)));
 }
 
@@ -234,7 +250,7 @@ py::tuple backward_impl(const CacheData<T>& c, py::handle dy_, py::handle dh_n_,
     dc_nv = checked_view<T>(dc_n_, "dc_n", {d.B, d.H}, "(B=" + sB + ", H=" + sH + ")");
   else
     require(dc_n_.is_none(), "dc_n is only for cell 'lstm'");
-  check_memory(backward_elements(d, G, c.has_w_hr, gru), sizeof(T), "backward");
+  check_memory(backward_elements(d, G, c.has_w_hr, gru, c.saved.every), sizeof(T), "backward");
   Array<T> dy = contiguous<T>(dyv), dh_n = contiguous<T>(dh_nv), dc_n;
   if (lstm) dc_n = contiguous<T>(dc_nv);
 
@@ -261,8 +277,8 @@ py::tuple backward_impl(const CacheData<T>& c, py::handle dy_, py::handle dh_n_,
   } else {
     const fastrnn::Weights<T> w{c.w_ih.data(),
                                 c.w_hh.data(),
-                                nullptr,
-                                nullptr,
+                                data_or_null(c.b_ih, c.has_b_ih),
+                                data_or_null(c.b_hh, c.has_b_hh),
                                 data_or_null(c.w_hr, c.has_w_hr),
                                 data_or_null(c.w_ph, c.has_w_ph),
                                 c.reset_after};
@@ -311,11 +327,12 @@ void register_rnn(py::module_& m) {
   m.def("forward", &forward, py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"),
         py::arg("w_ih"), py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"), py::arg("w_hr"),
         py::arg("lengths"), py::arg("reverse"), py::arg("training"), py::arg("w_ph") = py::none(),
-        py::arg("reset_after") = true,
+        py::arg("reset_after") = true, py::arg("checkpoint_every") = 0,
         "forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training,\n"
-        "w_ph=None, reset_after=True) -> (y, h_n, c_n, cache). Shapes as in\n"
+        "w_ph=None, reset_after=True, checkpoint_every=0) -> (y, h_n, c_n, cache). Shapes as in\n"
         "fastrnn.functional.forward; h0 is required, c0 only for 'lstm', biases/w_hr/w_ph/lengths\n"
-        "may be None. cache is None unless training.");
+        "may be None. cache is None unless training. checkpoint_every k > 0: keep the state every\n"
+        "k steps, recompute in backward (same gradients).");
   m.def("backward", &backward, py::arg("cache"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
         "backward(cache, dy, dh_n, dc_n) -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr,\n"
         "dw_ph, dh_norms); dh_norms (T,) float64: the norm of dLoss/dh_t at each time step.");

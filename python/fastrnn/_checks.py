@@ -81,6 +81,15 @@ def dropout(p: object) -> float:
     return value
 
 
+def checkpoint_every(value: object) -> int | str | None:
+    """A checkpoint_every setting: None (save every step), an int k >= 1, or "sqrt"."""
+    if isinstance(value, str):
+        if value != "sqrt":
+            raise ValueError(f'checkpoint_every must be None, an int >= 1 or "sqrt", got {value!r}')
+        return value
+    return integer("checkpoint_every", value, 1, allow_none=True, kind='an int >= 1, "sqrt"')
+
+
 def float_dtype(dtype: DTypeLike) -> FloatDType:
     """``dtype`` (a name, a numpy dtype or type) as np.dtype float32 or float64."""
     try:

@@ -28,8 +28,10 @@ def forward(
     training: bool,
     w_ph: ArrayLike | None = None,
     reset_after: bool = True,
+    checkpoint_every: SupportsInt = 0,
 ) -> tuple[_Float, _Float, _Float | None, Cache | None]:
-    """(y, h_n, c_n, cache); cache is None unless training."""
+    """(y, h_n, c_n, cache); cache is None unless training. checkpoint_every k > 0 keeps the state
+    every k steps and recomputes the segments in backward (the same gradients)."""
 
 def backward(
     cache: Cache, dy: ArrayLike, dh_n: ArrayLike, dc_n: ArrayLike | None

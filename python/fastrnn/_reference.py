@@ -12,7 +12,7 @@ weights (i, f, o); ``reset_after`` picks the GRU's form: True (PyTorch's) n = ta
 r * (W_hn h + b_hn)), False (Cho et al. 2014's original) n = tanh(W_in x + b_in + W_hn (r * h) + b_hn).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -30,6 +30,8 @@ _StepBackward = Callable[
     [_Saved, FloatArray, "FloatArray | None", FloatArray, "_Params", "dict[str, Any]"],
     "tuple[FloatArray, FloatArray, FloatArray | None]",
 ]
+# A kept step: (t, the rows that took it, h_prev, what its backward needs)
+_Kept = tuple[int, Any, FloatArray, _Saved]
 
 
 def _sigmoid(a: FloatArray) -> FloatArray:
@@ -204,7 +206,46 @@ _STEP_BACKWARD: dict[str, _StepBackward] = {
 
 
 # ---------------------------------------------------------------------------------------------
-# The time loops.
+# The time loops. With checkpoint_every = k > 0, a training forward keeps only the state at the
+# start of every k-th step (in processing order) and backward recomputes each segment's steps from
+# it, then runs the same per-step backward in the same order: the same gradients, bit for bit.
+
+
+def _run_steps(
+    cell: str,
+    x: FloatArray,
+    h: FloatArray,
+    c: FloatArray | None,
+    w_ih: FloatArray,
+    b_ih: FloatArray | None,
+    p: _Params,
+    lengths: NDArray[np.int64] | None,
+    ts: Sequence[int],
+    y: FloatArray | None,
+    keep: list[_Kept] | None,
+) -> tuple[FloatArray, FloatArray | None]:
+    """Runs the steps at times ``ts`` from state (h, c); writes y[t] when y is given, appends what
+    backward needs to ``keep`` when it is a list. Returns the final (h, c)."""
+    step = _STEP[cell]
+    for t in ts:
+        # Only sequences still running at time t (t < length) take a step; the others keep their
+        # state and output zeros (PyTorch's packed-sequence semantics). Padding is never read.
+        rows: Any = slice(None) if lengths is None else np.flatnonzero(t < lengths)  # or an index array
+        h_prev, c_prev = h[rows], (None if c is None else c[rows])
+        gi = x[t, rows] @ w_ih.T
+        if b_ih is not None:
+            gi = gi + b_ih
+        h_new, c_new, saved = step(gi, h_prev, c_prev, p)
+        if keep is not None:
+            keep.append((t, rows, h_prev, saved))
+        if y is not None:
+            y[t, rows] = h_new
+        h = h.copy()  # new arrays: the saved h_prev/c_prev may be views of the old ones
+        h[rows] = h_new
+        if c is not None:
+            c = c.copy()
+            c[rows] = c_new
+    return h, c
 
 
 def forward(
@@ -222,34 +263,27 @@ def forward(
     training: bool,
     w_ph: FloatArray | None = None,
     reset_after: bool = True,
+    checkpoint_every: int = 0,
 ) -> tuple[FloatArray, FloatArray, FloatArray | None, _Saved | None]:
-    """Returns (y, h_n, c_n, saved); saved is None unless training."""
+    """Returns (y, h_n, c_n, saved); saved is None unless training. ``checkpoint_every`` k > 0
+    keeps the state every k steps instead of every step's values (0: keep everything)."""
     T, B, _ = x.shape
-    step = _STEP[cell]
     p = _Params(w_hh, b_hh, w_hr, w_ph, reset_after)
     y = np.zeros((T, B, w_hh.shape[1]), x.dtype)
-    h, c = h0.copy(), (None if c0 is None else c0.copy())  # c0: lstm only
-    steps: list[tuple[int, Any, FloatArray, _Saved]] = []
-    for t in _step_order(T, reverse):
-        # Only sequences still running at time t (t < length) take a step; the others keep their
-        # state and output zeros (PyTorch's packed-sequence semantics). Padding is never read.
-        rows: Any = slice(None) if lengths is None else np.flatnonzero(t < lengths)  # or an index array
-        h_prev, c_prev = h[rows], (None if c is None else c[rows])
-        gi = x[t, rows] @ w_ih.T
-        if b_ih is not None:
-            gi = gi + b_ih
-        h_new, c_new, saved = step(gi, h_prev, c_prev, p)
-        if training:
-            steps.append((t, rows, h_prev, saved))
-        y[t, rows] = h_new
-        h = h.copy()  # new arrays: the saved h_prev/c_prev may be views of the old ones
-        h[rows] = h_new
-        if c is not None:
-            c = c.copy()
-            c[rows] = c_new
-    kept: _Saved | None = None
+    h: FloatArray = h0.copy()
+    c = None if c0 is None else c0.copy()  # c0: lstm only
+    order = _step_order(T, reverse)  # a range: slices of it are ranges too
+    k = checkpoint_every if training and checkpoint_every > 0 else T
+    steps: list[_Kept] = []
+    boundaries: list[tuple[FloatArray, FloatArray | None]] = []
+    for s0 in range(0, T, max(k, 1)):
+        if training and checkpoint_every > 0:
+            boundaries.append((h, c))  # never modified in place: _run_steps makes new arrays
+        keep = steps if training and checkpoint_every == 0 else None
+        h, c = _run_steps(cell, x, h, c, w_ih, b_ih, p, lengths, order[s0 : s0 + k], y, keep)
+    saved: _Saved | None = None
     if training:
-        kept = {
+        saved = {
             "cell": cell,
             "x": x,
             "w_ih": w_ih,
@@ -257,7 +291,39 @@ def forward(
             "steps": steps,
             "has_b_ih": b_ih is not None,
         }
-    return y, h, c, kept
+        if checkpoint_every > 0:
+            saved.update(
+                every=checkpoint_every, order=order, boundaries=boundaries, b_ih=b_ih, lengths=lengths
+            )
+    return y, h, c, saved
+
+
+def _backward_steps(
+    saved: _Saved,
+    steps: list[_Kept],
+    dy: FloatArray,
+    dh: FloatArray,
+    dc: FloatArray | None,
+    grads: dict[str, Any],
+    dh_norms: NDArray[np.float64],
+) -> tuple[FloatArray, FloatArray | None]:
+    """Backpropagates through ``steps`` (as forward kept them) from the last to the first: updates
+    dh, dc (returned) and the gradients in ``grads`` in place, and writes dh_norms."""
+    cell, x, w_ih, p = saved["cell"], saved["x"], saved["w_ih"], saved["params"]
+    step_backward = _STEP_BACKWARD[cell]
+    for t, rows, h_prev, s in reversed(steps):
+        # Gradients reach only the sequences that took this step; the others pass dh, dc through.
+        dh_in = dh[rows] + dy[t, rows]
+        dh_norms[t] = np.sqrt(np.sum(np.square(dh_in, dtype=np.float64)))
+        dc_in = None if dc is None else dc[rows]
+        dgi, dh_prev, dc_prev = step_backward(s, dh_in, dc_in, h_prev, p, grads)
+        grads["x"][t, rows] = dgi @ w_ih
+        grads["w_ih"] += dgi.T @ x[t, rows]
+        grads["b_ih"] += dgi.sum(axis=0)
+        dh[rows] = dh_prev
+        if dc is not None:
+            dc[rows] = dc_prev
+    return dh, dc
 
 
 def backward(
@@ -266,35 +332,35 @@ def backward(
     """Returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, dw_ph, dh_norms); dh_norms[t] is the
     norm of dLoss/dh_t over the sequences that took step t."""
     cell, x, w_ih, p = saved["cell"], saved["x"], saved["w_ih"], saved["params"]
-    step_backward = _STEP_BACKWARD[cell]
-    dx = np.zeros_like(x)
-    dw_ih = np.zeros_like(w_ih)
-    db_ih = np.zeros(w_ih.shape[0], x.dtype)
-    grads: dict[str, Any] = {"w_hh": np.zeros_like(p.w_hh), "b_hh": np.zeros(p.w_hh.shape[0], x.dtype)}
+    grads: dict[str, Any] = {
+        "x": np.zeros_like(x),
+        "w_ih": np.zeros_like(w_ih),
+        "b_ih": np.zeros(w_ih.shape[0], x.dtype),
+        "w_hh": np.zeros_like(p.w_hh),
+        "b_hh": np.zeros(p.w_hh.shape[0], x.dtype),
+    }
     for name in ("w_hr", "w_ph"):
         grads[name] = None if getattr(p, name) is None else np.zeros_like(getattr(p, name))
     dh = dh_n.copy()
     dc = None if dc_n is None else dc_n.copy()  # dc_n: lstm only
     dh_norms = np.zeros(x.shape[0])
-    for t, rows, h_prev, s in reversed(saved["steps"]):
-        # Gradients reach only the sequences that took this step; the others pass dh, dc through.
-        dh_in = dh[rows] + dy[t, rows]
-        dh_norms[t] = np.sqrt(np.sum(np.square(dh_in, dtype=np.float64)))
-        dc_in = None if dc is None else dc[rows]
-        dgi, dh_prev, dc_prev = step_backward(s, dh_in, dc_in, h_prev, p, grads)
-        dx[t, rows] = dgi @ w_ih
-        dw_ih += dgi.T @ x[t, rows]
-        db_ih += dgi.sum(axis=0)
-        dh[rows] = dh_prev
-        if dc is not None:
-            dc[rows] = dc_prev
+    k = saved.get("every", 0)
+    if k == 0:
+        dh, dc = _backward_steps(saved, saved["steps"], dy, dh, dc, grads, dh_norms)
+    else:  # each segment, last first: its steps recomputed from the state it started from
+        for i in reversed(range(len(saved["boundaries"]))):
+            h, c = saved["boundaries"][i]
+            steps: list[_Kept] = []
+            ts = saved["order"][i * k : (i + 1) * k]
+            _run_steps(cell, x, h, c, w_ih, saved["b_ih"], p, saved["lengths"], ts, None, steps)
+            dh, dc = _backward_steps(saved, steps, dy, dh, dc, grads, dh_norms)
     return (
-        dx,
+        grads["x"],
         dh,
         dc,
-        dw_ih,
+        grads["w_ih"],
         grads["w_hh"],
-        db_ih if saved["has_b_ih"] else None,
+        grads["b_ih"] if saved["has_b_ih"] else None,
         grads["b_hh"] if p.b_hh is not None else None,
         grads["w_hr"],
         grads["w_ph"],

@@ -7,6 +7,7 @@ Variants: ``w_ph`` (3*H,) gives an LSTM peepholes (i, f, o); ``reset_after=False
 GRU of Cho et al. (ONNX linear_before_reset=0, Keras reset_after=False); see _reference.py.
 """
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -15,6 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import _backend
 from ._cells import CELLS, GATES
 from ._checks import check_memory, flag, float_array, shaped
+from ._checks import checkpoint_every as _checkpoint_every
 from ._typing import FloatArray
 
 
@@ -25,7 +27,20 @@ class Cache:
     (over the sequences running at t): how gradients vanish or explode through time.
     """
 
-    __slots__ = ("backend", "cell", "dtype", "T", "B", "I", "H", "P", "_saved", "dh_norms", "__weakref__")
+    __slots__ = (
+        "backend",
+        "cell",
+        "dtype",
+        "T",
+        "B",
+        "I",
+        "H",
+        "P",
+        "every",
+        "_saved",
+        "dh_norms",
+        "__weakref__",
+    )
 
     def __init__(
         self,
@@ -38,9 +53,11 @@ class Cache:
         H: int,
         P: int,
         saved: Any,
+        every: int = 0,
     ) -> None:
         self.backend, self.cell, self.dtype = backend, cell, dtype
         self.T, self.B, self.I, self.H, self.P = T, B, I, H, P
+        self.every = every  # steps per checkpoint segment; 0: every step's values were kept
         self._saved = saved  # the backend's own cache (or an _EmptyBatch)
         self.dh_norms: NDArray[np.float64] | None = None
 
@@ -90,6 +107,37 @@ def _lengths(lengths: ArrayLike | None, T: int, B: int) -> NDArray[np.int64] | N
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
+def steps_per_checkpoint(checkpoint_every: object, T: int) -> int:
+    """The segment length k a checkpoint_every setting gives at T steps (at most T); 0 for None."""
+    every = _checkpoint_every(checkpoint_every)
+    if every is None:
+        return 0
+    if every == "sqrt":
+        return math.isqrt(T - 1) + 1 if T > 0 else 1  # ceil(sqrt(T))
+    assert isinstance(every, int)  # None, "sqrt" or an int (checked)
+    return min(every, max(T, 1))  # k >= T: one segment
+
+
+# Elements a call may hold at once (see README, "Guarantees"), for check_memory. With checkpoints
+# every k steps the per-row values live only for one segment's rows, k*B, plus one state per segment.
+
+
+def _forward_elements(T: int, B: int, I: int, H: int, P: int, G: int, training: bool, every: int) -> int:
+    if not training:
+        return T * B * (I + P + G * H) + B * (P + H)
+    if every == 0:
+        return T * B * (I + 2 * P + 2 * G * H + 3 * H) + B * (P + H)
+    rows = min(every, T) * B
+    return T * B * P + rows * (I + P + 2 * G * H + 3 * H) + (T // every + 2) * B * (P + H)
+
+
+def _backward_elements(T: int, B: int, I: int, H: int, P: int, G: int, every: int) -> int:
+    if every == 0:
+        return T * B * (I + P + 2 * G * H) + B * (P + H)
+    rows = min(every, T) * B
+    return T * B * I + rows * (I + 2 * P + 4 * G * H + 3 * H) + (T // every + 2) * B * (P + H)
+
+
 def forward(
     cell: str,
     x: ArrayLike,
@@ -103,6 +151,7 @@ def forward(
     lengths: ArrayLike | None = None,
     reverse: bool = False,
     training: bool = True,
+    checkpoint_every: int | str | None = None,
     *,
     backend: str | None = None,
     w_ph: ArrayLike | None = None,
@@ -114,7 +163,10 @@ def forward(
     the cache for backward() (None when ``training`` is False). ``h0``/``c0`` may be None (zeros).
     ``lengths`` (B,) gives each sequence's length (0 <= length <= T): steps past it output zeros and
     keep the state, and ``reverse`` starts each sequence at its own last step.
-    ``backend`` ('native' or 'numpy') overrides the current backend for this call.
+    ``checkpoint_every`` (training only): None keeps every step's values for backward; an int k
+    keeps only the state every k steps (and y) and backward recomputes each k-step segment from it,
+    giving bitwise the same gradients for about sqrt-of-T memory at k ~ sqrt(T); ``"sqrt"`` picks
+    k = ceil(sqrt(T)). ``backend`` ('native' or 'numpy') overrides the current backend for this call.
     ``w_ph`` (3*H,), lstm only: peephole weights (i, f, o); i and f see ``p * c_{t-1}``, o sees
     ``p_o * c_t``. ``reset_after``, gru only: True (PyTorch's GRU) applies r to W_hn h + b_hn, False
     (the original GRU) computes W_hn (r * h) + b_hn; both have the same parameters.
@@ -158,12 +210,17 @@ def forward(
     lengths = _lengths(lengths, T, B)
     reverse = flag("reverse", reverse)
     training = flag("training", training)
+    every = steps_per_checkpoint(checkpoint_every, T)  # checked in eval mode too: bad is bad
+    if every and (w_ph is not None or not reset_after):
+        # Their extra weight gradients are not yet reduced segment by segment (bitwise) natively.
+        raise ValueError("checkpoint_every is not supported with peepholes (w_ph) or reset_after=False")
+    if not training:
+        every = 0
 
     name = _backend.get_backend() if backend is None else _backend._check_name(backend)
     # Outputs, the forward's workspace and, in training, what it keeps (see README, "Guarantees");
     # exact Python integers, so sizes whose products overflow 64 bits are caught too.
-    per_step = I + P + G * H + (P + G * H + 3 * H if training else 0)
-    check_memory(dtype.itemsize * (T * B * per_step + B * (P + H)), "forward")
+    check_memory(dtype.itemsize * _forward_elements(T, B, I, H, P, G, training, every), "forward")
     if B == 0:
         # No sequences: nothing to run (and no T-step loop over an empty batch, however large T).
         y, h_n = np.zeros((T, 0, P), dtype), np.zeros((0, P), dtype)
@@ -174,9 +231,23 @@ def forward(
             x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, w_ph
         )
         y, h_n, c_n, saved = _backend.module(name).forward(
-            cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, reverse, training, w_ph, reset_after
+            cell,
+            x,
+            h0,
+            c0,
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+            w_hr,
+            lengths,
+            reverse,
+            training,
+            w_ph,
+            reset_after,
+            every,
         )
-    cache = Cache(name, cell, dtype, T, B, I, H, P, saved) if training else None
+    cache = Cache(name, cell, dtype, T, B, I, H, P, saved, every) if training else None
     return y, h_n, c_n, cache
 
 
@@ -216,7 +287,7 @@ def backward(
     elif dc_n is not None:
         raise ValueError(f"dc_n is only for cell 'lstm'; pass None for cell {c.cell!r}")
     G = GATES[c.cell]
-    check_memory(dtype.itemsize * (c.T * c.B * (c.I + c.P + 2 * G * c.H) + c.B * (c.P + c.H)), "backward")
+    check_memory(dtype.itemsize * _backward_elements(c.T, c.B, c.I, c.H, c.P, G, c.every), "backward")
     if isinstance(c._saved, _EmptyBatch):  # forward ran no backend: every gradient is zero
         e = c._saved
         c.dh_norms = np.broadcast_to(0.0, (c.T,))  # no memory, whatever T is

@@ -55,6 +55,7 @@ class _RNNBase(Module, Generic[_State, _StateIn]):
         dtype: FloatDTypeLike,
         backend: str | None,
         seed: int | None,
+        checkpoint_every: int | str | None = None,
     ) -> None:
         self.cell = cell
         self.input_size = integer("input_size", input_size, 1)
@@ -71,6 +72,8 @@ class _RNNBase(Module, Generic[_State, _StateIn]):
             )
         super().__init__(dtype, seed)  # one generator: the initial weights, then the dropout masks
         self.backend = None if backend is None else _backend._check_name(backend)
+        # Training forwards keep the state every k steps and backward recomputes (see F.forward).
+        self.checkpoint_every = _checks.checkpoint_every(checkpoint_every)
         self._init_parameters()
         # After backward(): (num_layers * num_directions, T) norms of dLoss/dh_t (see Cache).
         self.dh_norms: NDArray[np.float64] | None = None
@@ -167,6 +170,7 @@ class _RNNBase(Module, Generic[_State, _StateIn]):
                     lengths=steps,
                     reverse=bool(direction),
                     training=self.training,
+                    checkpoint_every=self.checkpoint_every,
                     backend=backend,
                     **self._cell_options(layer, direction),
                 )
@@ -386,6 +390,8 @@ class _RNNBase(Module, Generic[_State, _StateIn]):
             s += f", dtype={self.dtype.name!r}"
         if self.backend is not None:
             s += f", backend={self.backend!r}"
+        if self.checkpoint_every is not None:
+            s += f", checkpoint_every={self.checkpoint_every!r}"
         return s
 
     def __repr__(self) -> str:
@@ -438,6 +444,7 @@ class RNN(_SingleState):
         dtype: FloatDTypeLike = "float32",
         backend: str | None = None,
         seed: int | None = None,
+        checkpoint_every: int | str | None = None,
     ) -> None:
         if nonlinearity not in RNN_CELLS:
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
@@ -455,6 +462,7 @@ class RNN(_SingleState):
             dtype,
             backend,
             seed,
+            checkpoint_every,
         )
 
 
@@ -474,6 +482,7 @@ class GRU(_SingleState):
         backend: str | None = None,
         seed: int | None = None,
         reset_after: bool = True,
+        checkpoint_every: int | str | None = None,
     ) -> None:
         self.reset_after = flag("reset_after", reset_after)
         super().__init__(
@@ -489,7 +498,10 @@ class GRU(_SingleState):
             dtype,
             backend,
             seed,
+            checkpoint_every,
         )
+        if checkpoint_every is not None and not self.reset_after:
+            raise ValueError("checkpoint_every is not supported with reset_after=False")
 
     def _cell_options(self, layer: int, direction: int) -> dict[str, Any]:
         return {} if self.reset_after else {"reset_after": False}
@@ -516,6 +528,7 @@ class LSTM(_RNNBase[_Pair, _PairIn]):
         backend: str | None = None,
         seed: int | None = None,
         peepholes: bool = False,
+        checkpoint_every: int | str | None = None,
     ) -> None:
         self.peepholes = flag("peepholes", peepholes)
         super().__init__(
@@ -531,7 +544,10 @@ class LSTM(_RNNBase[_Pair, _PairIn]):
             dtype,
             backend,
             seed,
+            checkpoint_every,
         )
+        if checkpoint_every is not None and self.peepholes:
+            raise ValueError("checkpoint_every is not supported with peepholes=True")
 
     def _cell_options(self, layer: int, direction: int) -> dict[str, Any]:
         if not self.peepholes:

@@ -17,9 +17,9 @@
 namespace fastrnn {
 namespace FASTRNN_ISA {
 
-// out[j] = sum over rows r of a[r * n + j].
+// out[j] (+)= sum over rows r of a[r * n + j], rows taken last to first when `descending`.
 template <class T>
-void column_sums(index_t rows, index_t n, const T* a, T* out) {
+void column_sums(index_t rows, index_t n, const T* a, T* out, bool descending, bool accumulate) {
   // Split by columns over the team when big (each column is summed in row order by one thread, so
   // the result does not depend on the thread count).
   constexpr index_t kColumns = 64;  // columns per thread at least
@@ -30,9 +30,9 @@ void column_sums(index_t rows, index_t n, const T* a, T* out) {
   auto job = [&](int tid) {
     const index_t j0 = std::min(n, chunks * tid / nthreads * kColumns);
     const index_t j1 = std::min(n, chunks * (tid + 1) / nthreads * kColumns);
-    zero_n(out + j0, j1 - j0);
-    for (index_t r = 0; r < rows; ++r) {
-      const T* src = a + r * n;
+    if (!accumulate) zero_n(out + j0, j1 - j0);
+    for (index_t i = 0; i < rows; ++i) {
+      const T* src = a + (descending ? rows - 1 - i : i) * n;
       for (index_t j = j0; j < j1; ++j) out[j] += src[j];
     }
   };

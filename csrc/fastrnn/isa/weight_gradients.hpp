@@ -1,0 +1,143 @@
+// The weight gradients of one layer and direction: reductions over the rows backward makes (one per
+// (t, b) that took its step, numbered as in fastrnn/recurrence.hpp). dW_ih = dG_i^T x, dW_hh =
+// dG_h^T h_prev (its first GHh rows: the reset-before GRU's n gate is not a product with h_prev),
+// dW_hr = dh^T m and the bias gradients (column sums of dG_i, dG_h).
+//
+// Rows arrive in the order backward makes them (descending for a forward layer, ascending for a
+// reverse one), all at once (everything kept) or one checkpoint segment at a time. Each product
+// sums kc-row blocks at fixed offsets (multiples of kc: blocks().kc, from the caches, never from
+// the thread count) in that order, a block that straddles two pieces being copied aside until its
+// last rows arrive, and each bias gradient adds its rows in that order: how the rows are cut into
+// pieces changes no bit of the result.
+#pragma once
+
+#ifndef FASTRNN_ISA
+#error "weight_gradients.hpp is compiled once per instruction set: define FASTRNN_ISA"
+#endif
+
+#include <algorithm>
+
+#include "fastrnn/isa/gemm.hpp"
+#include "fastrnn/isa/loop.hpp"
+#include "fastrnn/isa/reductions.hpp"
+
+namespace fastrnn {
+namespace FASTRNN_ISA {
+
+// One piece of rows: where its first row is in each per-row array (null where absent).
+template <class T>
+struct GradientRows {
+  const T* dgi;     // (rows, G*H) dLoss/d(x W_ih^T)
+  const T* dgh;     // (rows, G*H) dLoss/d(h_prev W_hh^T)
+  const T* x;       // (rows, I)
+  const T* h_prev;  // (rows, P)
+  const T* dh;      // (rows, P) projection only: dLoss/dh
+  const T* m;       // (rows, H) projection only: the cell output before W_hr
+};
+
+template <class T>
+struct GradientOutputs {
+  T* dw_ih;  // (G*H, I)
+  T* dw_hh;  // (G*H, P)
+  T* db_ih;  // (G*H) or null
+  T* db_hh;  // (G*H) or null
+  T* dw_hr;  // (P, H) or null
+};
+
+template <class T>
+class WeightGradients {
+  static constexpr int kParts = 6;  // the arrays of GradientRows, in its order
+
+ public:
+  WeightGradients(index_t rows, index_t GH, index_t GHh, index_t I, index_t P, index_t H,
+                  bool descending, const GradientOutputs<T>& out)
+      : rows_(rows), GH(GH), GHh(GHh), I(I), P(P), H(H), KC(blocks<T>().kc),
+        descending_(descending), out_(out), widths_{GH, GH, I, P, P, H} {}
+
+  // Rows [lo, hi), next to the previous piece in backward's order.
+  void add(index_t lo, index_t hi, const GradientRows<T>& r) {
+    if (hi <= lo) return;
+    if (out_.db_ih) column_sums(hi - lo, GH, r.dgi, out_.db_ih, descending_, summed_);
+    if (out_.db_hh) column_sums(hi - lo, GH, r.dgh, out_.db_hh, descending_, summed_);
+    summed_ = true;
+    const index_t first = lo / KC, last = (hi - 1) / KC;
+    for (index_t i = 0; i <= last - first; ++i) {
+      const index_t b0 = (descending_ ? last - i : first + i) * KC;
+      const index_t b1 = std::min(b0 + KC, rows_);
+      const index_t p0 = std::max(b0, lo), p1 = std::min(b1, hi);
+      if (p0 == b0 && p1 == b1) {
+        products(b1 - b0, offset(r, b0 - lo));
+        continue;
+      }
+      stage(p0 - b0, offset(r, p0 - lo), p1 - p0);
+      if (descending_ ? p0 == b0 : p1 == b1) products(b1 - b0, staged());
+    }
+  }
+
+  // After the last piece: what no row reached is zero.
+  void finish() {
+    if (!multiplied_) {
+      zero_n(out_.dw_ih, GH * I);
+      zero_n(out_.dw_hh, GHh * P);
+      if (out_.dw_hr) zero_n(out_.dw_hr, P * H);
+    }
+    if (!summed_) {
+      if (out_.db_ih) zero_n(out_.db_ih, GH);
+      if (out_.db_hh) zero_n(out_.db_hh, GH);
+    }
+  }
+
+ private:
+  GradientRows<T> offset(const GradientRows<T>& r, index_t n) const {
+    auto at = [n](const T* p, index_t width) { return p ? p + n * width : nullptr; };
+    return {at(r.dgi, GH), at(r.dgh, GH), at(r.x, I), at(r.h_prev, P), at(r.dh, P), at(r.m, H)};
+  }
+
+  // Rows of a straddling block into the copy kept aside, at its row `at`.
+  void stage(index_t at, const GradientRows<T>& r, index_t n) {
+    const T* src[kParts] = {r.dgi, r.dgh, r.x, r.h_prev, r.dh, r.m};
+    for (int p = 0; p < kParts; ++p) {
+      if (!src[p]) continue;
+      staged_[p].ensure(static_cast<std::size_t>(std::max<index_t>(KC * widths_[p], 1)));
+      copy_n(staged_[p].data() + at * widths_[p], src[p], n * widths_[p]);
+    }
+  }
+
+  GradientRows<T> staged() const {
+    auto part = [this](int p) { return staged_[p].size() ? staged_[p].data() : nullptr; };
+    return {part(0), part(1), part(2), part(3), part(4), part(5)};
+  }
+
+  // One block (kc rows): its share of each product, added to the earlier blocks'.
+  void products(index_t kc, const GradientRows<T>& r) {
+    const bool acc = multiplied_;
+    multiplied_ = true;
+    gemm<T>(GH, I, kc, r.dgi, 1, GH, r.x, I, 1, out_.dw_ih, I, acc, scratch_);
+    gemm<T>(GHh, P, kc, r.dgh, 1, GH, r.h_prev, P, 1, out_.dw_hh, P, acc, scratch_);
+    if (out_.dw_hr) gemm<T>(P, H, kc, r.dh, 1, P, r.m, H, 1, out_.dw_hr, H, acc, scratch_);
+  }
+
+  const index_t rows_, GH, GHh, I, P, H, KC;  // KC: rows per block
+  const bool descending_;
+  const GradientOutputs<T> out_;
+  const index_t widths_[kParts];
+  bool multiplied_ = false, summed_ = false;
+  AlignedBuffer<T> staged_[kParts];  // the block being completed, KC rows of each part
+  PackedB<T> scratch_;
+};
+
+// The reset-before GRU's dW_hn = dn^T (r * h_prev) over all rows (row order), r * h_prev remade
+// from the saved gates (r first) and h_prev; dgi, gates (rows, 3*H), h_prev (rows, H), dw_hh (3*H,
+// H): its last H rows.
+template <class T>
+void reset_before_dw_hn(index_t rows, index_t H, const T* dgi, const T* gates, const T* h_prev,
+                        T* dw_hh) {
+  AlignedBuffer<T> rh(static_cast<std::size_t>(std::max<index_t>(rows * H, 1)));
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t j = 0; j < H; ++j) rh.data()[r * H + j] = gates[r * 3 * H + j] * h_prev[r * H + j];
+  PackedB<T> scratch;
+  gemm<T>(H, H, rows, dgi + 2 * H, 1, 3 * H, rh.data(), H, 1, dw_hh + 2 * H * H, H, false, scratch);
+}
+
+}  // namespace FASTRNN_ISA
+}  // namespace fastrnn
