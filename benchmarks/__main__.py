@@ -10,39 +10,13 @@ import subprocess
 import sys
 
 from fastrnn import __version__
-from fastrnn._argtypes import nonnegative_number, positive_int
+from fastrnn._argtypes import comma_list, merged_lists, nonnegative_number, positive_int
 from fastrnn._backend import native_module
 from fastrnn._cli import output_path
 
 from . import grid, harness, layers
 from .harness import ALL_SHAPES, CELLS, DEFAULT_CELLS, MODES, SHAPES
 from .layers import LAYER_CELLS, LAYER_SHAPE, LENGTHS_TARGET
-
-
-def _csv(choices, what):
-    """An argparse type: a comma-separated list (repeatable flags add up), each in ``choices``."""
-
-    def parse(text):
-        values = [v.strip() for v in text.split(",") if v.strip()]
-        if not values:
-            raise argparse.ArgumentTypeError(f"empty list of {what}")
-        for v in values:
-            if v not in choices:
-                raise argparse.ArgumentTypeError(
-                    f"unknown {what[:-1]} {v!r}; choose from {', '.join(choices)}"
-                )
-        return values
-
-    return parse
-
-
-def _flatten(lists, default):
-    if not lists:
-        return list(default)
-    out = []
-    for values in lists:
-        out += [v for v in values if v not in out]
-    return out
 
 
 def _parser():
@@ -103,21 +77,21 @@ def _parser():
     )
     bench.add_argument(
         "--cells",
-        type=_csv(CELLS, "cells"),
+        type=comma_list(CELLS, "cells"),
         action="append",
         metavar="LIST",
         help=f"comma-separated cells from {', '.join(CELLS)} (default: per section)",
     )
     bench.add_argument(
         "--shapes",
-        type=_csv(tuple(ALL_SHAPES), "shapes"),
+        type=comma_list(tuple(ALL_SHAPES), "shapes"),
         action="append",
         metavar="LIST",
         help=f"comma-separated shapes from {','.join(ALL_SHAPES)} (default: per section)",
     )
     bench.add_argument(
         "--modes",
-        type=_csv(MODES, "modes"),
+        type=comma_list(MODES, "modes"),
         action="append",
         metavar="LIST",
         help=f"comma-separated modes from {','.join(MODES)} (default: both)",
@@ -254,8 +228,8 @@ def _title(text):
 
 
 def _functional_section(args, opts):
-    cells = _flatten(args.cells, harness.DEFAULT_CELLS)
-    shapes = _flatten(args.shapes, harness.SHAPES)
+    cells = merged_lists(args.cells, harness.DEFAULT_CELLS)
+    shapes = merged_lists(args.shapes, harness.SHAPES)
     impls, stat = opts["impls"], opts["stat"]
     _title("functional: one layer, one direction (fastrnn.functional)")
     others = [i for i in impls if i != "numpy"]
@@ -301,8 +275,8 @@ def _functional_section(args, opts):
 
 
 def _layers_section(args, opts):
-    cells = _flatten(args.cells, layers.LAYER_CELLS)
-    shapes = _flatten(args.shapes, (layers.LAYER_SHAPE,))
+    cells = merged_lists(args.cells, layers.LAYER_CELLS)
+    shapes = merged_lists(args.shapes, (layers.LAYER_SHAPE,))
     stat = opts["stat"]
 
     # native_padded comes with native.
@@ -385,8 +359,8 @@ def _layers_section(args, opts):
 
 
 def _grid_section(args, opts):
-    cells = _flatten(args.cells, grid.GRID_CELLS)
-    shapes = _flatten(args.shapes, harness.GRID_SHAPES)
+    cells = merged_lists(args.cells, grid.GRID_CELLS)
+    shapes = merged_lists(args.shapes, harness.GRID_SHAPES)
     impls, stat = opts["impls"], opts["stat"]
     numpy_large = not args.no_numpy_large
     _title("grid: every cell on S1-S6, native vs torch vs ort vs numpy, with their targets")
@@ -559,7 +533,7 @@ def _bench(args):
     opts = {
         "impls": impls,
         "requested": requested,
-        "modes": _flatten(args.modes, harness.MODES),
+        "modes": merged_lists(args.modes, harness.MODES),
         "stat": f"{args.stat}_ms",
         "threads": threads,
     }

@@ -4,38 +4,12 @@
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from ._argtypes import positive_int
+from ._argtypes import comma_list, merged_lists, positive_int
 from ._cells import CELLS
 from ._version import __version__
-
-
-def _csv(choices: Sequence[str], what: str) -> Callable[[str], list[str]]:
-    """An argparse type: a comma-separated list (repeatable flags add up), each in ``choices``."""
-
-    def parse(text: str) -> list[str]:
-        values = [v.strip() for v in text.split(",") if v.strip()]
-        if not values:
-            raise argparse.ArgumentTypeError(f"empty list of {what}")
-        for v in values:
-            if v not in choices:
-                raise argparse.ArgumentTypeError(
-                    f"unknown {what[:-1]} {v!r}; choose from {', '.join(choices)}"
-                )
-        return values
-
-    return parse
-
-
-def _flatten(lists: list[list[str]] | None, default: Sequence[str]) -> list[str]:
-    if not lists:
-        return list(default)
-    out: list[str] = []
-    for values in lists:
-        out += [v for v in values if v not in out]
-    return out
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--cells",
-        type=_csv(CELLS, "cells"),
+        type=comma_list(CELLS, "cells"),
         action="append",
         metavar="LIST",
         help=f"comma-separated cells from {', '.join(CELLS)} (default: rnn_tanh,lstm,gru)",
@@ -150,7 +124,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.threads is not None:
         set_num_threads(args.threads)
     return _bench.run(
-        cells=_flatten(args.cells, _bench.DEFAULT_CELLS),
+        cells=merged_lists(args.cells, _bench.DEFAULT_CELLS),
         dtype=args.dtype,
         repeat=args.repeat,
         use_torch=not args.no_torch,
