@@ -192,3 +192,12 @@ def fd_grad(f, a, eps=1e-6):
         a[i] = old
         g[i] = (up - down) / (2 * eps)
     return g
+
+
+def under_asan():
+    """True when this process runs the AddressSanitizer build (.ci/sanitize preloads libasan)."""
+    try:
+        with open("/proc/self/maps") as f:
+            return "libasan" in f.read()
+    except OSError:
+        return False

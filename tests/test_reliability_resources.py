@@ -16,22 +16,13 @@ import pytest
 import fastrnn
 from fastrnn import functional as F
 
-from helpers import GATES, make_problem, make_upstream
-
-
-def _under_asan():
-    try:
-        with open("/proc/self/maps") as f:
-            return "libasan" in f.read()
-    except OSError:
-        return False
-
+from helpers import GATES, make_problem, make_upstream, under_asan
 
 # AddressSanitizer (.ci/sanitize) keeps freed memory in quarantine and adds shadow memory: resident
 # sizes say nothing there.
 pytestmark = [
     pytest.mark.native,
-    pytest.mark.skipif(_under_asan(), reason="memory sizes are meaningless under ASan"),
+    pytest.mark.skipif(under_asan(), reason="memory sizes are meaningless under ASan"),
 ]
 
 PAGE = 4096
