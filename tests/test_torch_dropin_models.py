@@ -237,6 +237,9 @@ def _ddp_worker(rank, world, port, x, lengths, out_dir):
             (torch.cat([p.grad.flatten() for p in model.parameters()]), len(calls)),
             f"{out_dir}/grads{rank}.pt",
         )
+        # Both ranks reach teardown together: a rank that destroys its group while the other's gloo
+        # threads still talk to it can abort the other ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
