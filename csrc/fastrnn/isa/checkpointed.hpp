@@ -81,21 +81,6 @@ const T* x_rows(const StepRows& steps, const index_t* lengths, const T* x, index
   return buf.data();
 }
 
-// dx at the times [t0, t1) of a segment, from its rows (src: the first one's dx); zeros where a
-// sequence had ended.
-template <class T>
-void scatter_dx(const index_t* lengths, index_t B, index_t I, index_t t0, index_t t1, const T* src,
-                T* dx) {
-  for (index_t t = t0, r = 0; t < t1; ++t)
-    for (index_t b = 0; b < B; ++b) {
-      T* dst = dx + (t * B + b) * I;
-      if (is_active(lengths, b, t))
-        copy_n(dst, src + (r++) * I, I);
-      else
-        zero_n(dst, I);
-    }
-}
-
 // The training forward: y, h_n, c_n as usual, and in the cache only the segments' initial states.
 template <class T, class C, template <class, class> class Forward>
 class ForwardSegments {

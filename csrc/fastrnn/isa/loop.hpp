@@ -1,5 +1,6 @@
-// How the time loops (recurrence.cpp) lay out their work: which rows a step has, and which part of
-// every step each thread owns. Compiled once per instruction set, with the loops.
+// How the time loops (forward_pass.hpp, backward_pass.hpp) lay out their work: which rows a step
+// has, and which part of every step each thread owns. Compiled once per instruction set, with the
+// loops.
 #pragma once
 
 #ifndef FASTRNN_ISA
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "fastrnn/common.hpp"
+#include "fastrnn/runtime/memory.hpp"
 #include "fastrnn/runtime/threads.hpp"
 
 namespace fastrnn {
@@ -103,6 +105,46 @@ inline int loop_threads(index_t B, index_t GH, index_t H, index_t P, index_t NR)
   const index_t n = std::max<index_t>(1, std::min<index_t>({by_size, panels, 1 << 20}));
   return ThreadTeam::global().available(static_cast<int>(n));
 }
+
+// dx at the times [t0, t1) (all of them, or a checkpointed segment), from its rows (src: the
+// first one's dx); zeros where a sequence had ended.
+template <class T>
+void scatter_dx(const index_t* lengths, index_t B, index_t I, index_t t0, index_t t1, const T* src,
+                T* dx) {
+  for (index_t t = t0, r = 0; t < t1; ++t)
+    for (index_t b = 0; b < B; ++b) {
+      T* dst = dx + (t * B + b) * I;
+      if (is_active(lengths, b, t))
+        copy_n(dst, src + (r++) * I, I);
+      else
+        zero_n(dst, I);
+    }
+}
+
+// A buffer of n elements (the loops allocate every one before a job starts: a job that waits on a
+// barrier must never throw).
+template <class T>
+AlignedBuffer<T> buffer(index_t n) {
+  return AlignedBuffer<T>(static_cast<std::size_t>(n));
+}
+
+// One step as one thread sees it: time t, the step's first row r0 in the per-row arrays, the n
+// sequences that take it (act[0..n)), the state it starts from (cur) and the one it makes (next).
+template <class T>
+struct Step {
+  index_t t, r0, n;
+  const index_t* act;
+  const T* cur;
+  T* next;
+};
+
+// What one thread of a time loop owns: its split and its list of the step's sequences.
+struct Lane {
+  int tid;
+  Split sp;
+  index_t pw, uw;  // widths of its state columns and of its units
+  index_t* act;
+};
 
 }  // namespace FASTRNN_ISA
 }  // namespace fastrnn

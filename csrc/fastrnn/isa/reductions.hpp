@@ -1,5 +1,5 @@
 // The reductions over the rows of the saved per-(t, b) arrays that backward runs after its time
-// loop (recurrence.cpp): the bias gradients' column sums and the LSTM peepholes' gradient. Each
+// loop (backward_pass.hpp): the bias gradients' column sums and the LSTM peepholes' gradient. Each
 // output element is summed in row order by one thread, so results do not depend on the thread
 // count. Compiled once per instruction set, with the loops.
 #pragma once
