@@ -74,7 +74,8 @@ struct BackwardArgs {
   const T* dy;             // (T, B, P) dLoss/dy
   const T* dh_n;           // (B, P) dLoss/dh_n
   const T* dc_n;           // (B, H) dLoss/dc_n, lstm only (else null)
-  T* dx;                   // (T, B, I) output (0 where a sequence had ended)
+  T* dx;                   // (T, B, I) output (0 where a sequence had ended), or null: not
+                           // wanted (its product is skipped)
   T* dh0;                  // (B, P) output
   T* dc0;                  // (B, H) output, lstm only (else null)
   T* dw_ih;                // (G*H, I) output

@@ -68,12 +68,13 @@ index_t forward_elements(const fastrnn::Dims& d, index_t G, bool lstm, bool proj
 }
 
 // Elements backward allocates (gradients and its workspace; the cache already exists).
-index_t backward_elements(const fastrnn::Dims& d, index_t G, bool proj, bool gru, index_t every) {
+index_t backward_elements(const fastrnn::Dims& d, index_t G, bool proj, bool gru, index_t every,
+                          bool need_dx) {
   const index_t TB = mul(d.T, d.B), GH = mul(G, d.H);
   const index_t rows = every > 0 ? mul(std::min(every, d.T), d.B) : TB;
   index_t n = 0;
   auto plus = [&](index_t v) { n = add(n, v); };
-  plus(mul(TB, d.I));                        // dx
+  if (need_dx) plus(mul(TB, d.I));           // dx
   plus(mul(gru ? 2 : 1, mul(rows, GH)));     // gate gradients
   plus(mul(proj ? d.T : 1, mul(d.B, d.P)));  // dh_total
   // A segment's recomputed forward: its saved rows, input projection and x/dx rows.
@@ -236,7 +237,8 @@ py::tuple forward(const std::string& cell_name, py::handle x, py::handle h0, py:
 }
 
 template <class T>
-py::tuple backward_impl(const CacheData<T>& c, py::handle dy_, py::handle dh_n_, py::handle dc_n_) {
+py::tuple backward_impl(const CacheData<T>& c, py::handle dy_, py::handle dh_n_, py::handle dc_n_,
+                        bool need_dx) {
   const fastrnn::Dims& d = c.d;
   const bool lstm = c.cell == Cell::lstm, gru = c.cell == Cell::gru;
   const index_t G = fastrnn::gate_count(c.cell), GH = G * d.H;
@@ -250,11 +252,13 @@ py::tuple backward_impl(const CacheData<T>& c, py::handle dy_, py::handle dh_n_,
     dc_nv = checked_view<T>(dc_n_, "dc_n", {d.B, d.H}, "(B=" + sB + ", H=" + sH + ")");
   else
     require(dc_n_.is_none(), "dc_n is only for cell 'lstm'");
-  check_memory(backward_elements(d, G, c.has_w_hr, gru, c.saved.every), sizeof(T), "backward");
+  check_memory(backward_elements(d, G, c.has_w_hr, gru, c.saved.every, need_dx), sizeof(T),
+               "backward");
   Array<T> dy = contiguous<T>(dyv), dh_n = contiguous<T>(dh_nv), dc_n;
   if (lstm) dc_n = contiguous<T>(dc_nv);
 
-  Array<T> dx({d.T, d.B, d.I}), dh0({d.B, d.P}), dw_ih({GH, d.I}), dw_hh({GH, d.P});
+  Array<T> dx = need_dx ? Array<T>({d.T, d.B, d.I}) : Array<T>();
+  Array<T> dh0({d.B, d.P}), dw_ih({GH, d.I}), dw_hh({GH, d.P});
   Array<T> dc0 = lstm ? Array<T>({d.B, d.H}) : Array<T>();
   Array<T> db_ih = c.has_b_ih ? Array<T>({GH}) : Array<T>();
   Array<T> db_hh = c.has_b_hh ? Array<T>({GH}) : Array<T>();
@@ -288,7 +292,7 @@ py::tuple backward_impl(const CacheData<T>& c, py::handle dy_, py::handle dh_n_,
                                         dy.data(),
                                         dh_n.data(),
                                         data_or_null(dc_n, lstm),
-                                        dx.mutable_data(),
+                                        need_dx ? dx.mutable_data() : nullptr,
                                         dh0.mutable_data(),
                                         lstm ? dc0.mutable_data() : nullptr,
                                         dw_ih.mutable_data(),
@@ -302,19 +306,20 @@ py::tuple backward_impl(const CacheData<T>& c, py::handle dy_, py::handle dh_n_,
     run_kernel(work, [&] { fastrnn::backward<T>(c.cell, d, c.reverse, w, args); });
   }
   auto opt = [](bool present, const Array<T>& a) { return present ? py::object(a) : py::none(); };
-  return py::make_tuple(dx, dh0, opt(lstm, dc0), dw_ih, dw_hh, opt(c.has_b_ih, db_ih),
+  return py::make_tuple(opt(need_dx, dx), dh0, opt(lstm, dc0), dw_ih, dw_hh, opt(c.has_b_ih, db_ih),
                         opt(c.has_b_hh, db_hh), opt(c.has_w_hr, dw_hr), opt(c.has_w_ph, dw_ph),
                         dh_norms_obj);
 }
 
-py::tuple backward(py::handle cache, py::handle dy, py::handle dh_n, py::handle dc_n) {
+py::tuple backward(py::handle cache, py::handle dy, py::handle dh_n, py::handle dc_n,
+                   bool need_dx) {
   if (cache.is_none())
     throw std::invalid_argument("cache is None: forward was run with training=False");
   if (!py::isinstance<NativeCache>(cache))
     throw py::type_error("cache must be the cache returned by fastrnn._native.forward");
   const NativeCache& nc = cache.cast<const NativeCache&>();
-  if (nc.f32) return backward_impl<float>(*nc.f32, dy, dh_n, dc_n);
-  if (nc.f64) return backward_impl<double>(*nc.f64, dy, dh_n, dc_n);
+  if (nc.f32) return backward_impl<float>(*nc.f32, dy, dh_n, dc_n, need_dx);
+  if (nc.f64) return backward_impl<double>(*nc.f64, dy, dh_n, dc_n, need_dx);
   throw std::invalid_argument("cache is empty");
 }
 
@@ -333,9 +338,13 @@ void register_rnn(py::module_& m) {
         "fastrnn.functional.forward; h0 is required, c0 only for 'lstm', biases/w_hr/w_ph/lengths\n"
         "may be None. cache is None unless training. checkpoint_every k > 0: keep the state every\n"
         "k steps, recompute in backward (same gradients).");
-  m.def("backward", &backward, py::arg("cache"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
-        "backward(cache, dy, dh_n, dc_n) -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr,\n"
-        "dw_ph, dh_norms); dh_norms (T,) float64: the norm of dLoss/dh_t at each time step.");
+  m.def(
+      "backward", &backward, py::arg("cache"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"),
+      py::arg("need_dx") = true,
+      "backward(cache, dy, dh_n, dc_n, need_dx=True) -> (dx, dh0, dc0, dw_ih, dw_hh, db_ih, "
+      "db_hh,\n"
+      "dw_hr, dw_ph, dh_norms); dh_norms (T,) float64: the norm of dLoss/dh_t at each time step;\n"
+      "dx is None (its product skipped) unless need_dx.");
 }
 
 }  // namespace bind

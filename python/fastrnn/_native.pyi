@@ -34,9 +34,9 @@ def forward(
     every k steps and recomputes the segments in backward (the same gradients)."""
 
 def backward(
-    cache: Cache, dy: ArrayLike, dh_n: ArrayLike, dc_n: ArrayLike | None
+    cache: Cache, dy: ArrayLike, dh_n: ArrayLike, dc_n: ArrayLike | None, need_dx: bool = True
 ) -> tuple[
-    _Float,
+    _Float | None,
     _Float,
     _Float | None,
     _Float,

@@ -317,7 +317,8 @@ def _backward_steps(
         dh_norms[t] = np.sqrt(np.sum(np.square(dh_in, dtype=np.float64)))
         dc_in = None if dc is None else dc[rows]
         dgi, dh_prev, dc_prev = step_backward(s, dh_in, dc_in, h_prev, p, grads)
-        grads["x"][t, rows] = dgi @ w_ih
+        if grads["x"] is not None:
+            grads["x"][t, rows] = dgi @ w_ih
         grads["w_ih"] += dgi.T @ x[t, rows]
         grads["b_ih"] += dgi.sum(axis=0)
         dh[rows] = dh_prev
@@ -327,13 +328,14 @@ def _backward_steps(
 
 
 def backward(
-    saved: _Saved, dy: FloatArray, dh_n: FloatArray, dc_n: FloatArray | None
+    saved: _Saved, dy: FloatArray, dh_n: FloatArray, dc_n: FloatArray | None, need_dx: bool = True
 ) -> tuple[FloatArray | None, ...]:
     """Returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, dw_ph, dh_norms); dh_norms[t] is the
-    norm of dLoss/dh_t over the sequences that took step t."""
+    norm of dLoss/dh_t over the sequences that took step t. dx is None (not computed) unless
+    need_dx."""
     cell, x, w_ih, p = saved["cell"], saved["x"], saved["w_ih"], saved["params"]
     grads: dict[str, Any] = {
-        "x": np.zeros_like(x),
+        "x": np.zeros_like(x) if need_dx else None,
         "w_ih": np.zeros_like(w_ih),
         "b_ih": np.zeros(w_ih.shape[0], x.dtype),
         "w_hh": np.zeros_like(p.w_hh),

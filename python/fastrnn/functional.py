@@ -252,7 +252,12 @@ def forward(
 
 
 def backward(
-    cache: Cache | None, dy: ArrayLike | None, dh_n: ArrayLike | None, dc_n: ArrayLike | None = None
+    cache: Cache | None,
+    dy: ArrayLike | None,
+    dh_n: ArrayLike | None,
+    dc_n: ArrayLike | None = None,
+    *,
+    need_dx: bool = True,
 ) -> tuple[FloatArray | None, ...]:
     """Backpropagation through time for the forward() that returned ``cache``.
 
@@ -262,7 +267,8 @@ def backward(
     where the bias was None, dw_hr is None without projection. When forward had peepholes (``w_ph``)
     their gradient ``dw_ph`` follows as a ninth entry (only then: code written for eight keeps
     working). Runs on the backend that made the cache, for the cell variant forward ran.
-    Also sets ``cache.dh_norms`` (see Cache).
+    Also sets ``cache.dh_norms`` (see Cache). ``need_dx=False`` skips dx (returned as None): one of
+    backward's four matrix products, for a first layer whose input needs no gradient.
     """
     if cache is None:
         raise ValueError("cache is None: forward() was run with training=False, which keeps no cache")
@@ -286,13 +292,15 @@ def backward(
         )
     elif dc_n is not None:
         raise ValueError(f"dc_n is only for cell 'lstm'; pass None for cell {c.cell!r}")
+    need_dx = flag("need_dx", need_dx)
     G = GATES[c.cell]
-    check_memory(dtype.itemsize * _backward_elements(c.T, c.B, c.I, c.H, c.P, G, c.every), "backward")
+    elements = _backward_elements(c.T, c.B, c.I, c.H, c.P, G, c.every) - (0 if need_dx else c.T * c.B * c.I)
+    check_memory(dtype.itemsize * elements, "backward")
     if isinstance(c._saved, _EmptyBatch):  # forward ran no backend: every gradient is zero
         e = c._saved
         c.dh_norms = np.broadcast_to(0.0, (c.T,))  # no memory, whatever T is
         return (
-            np.zeros((c.T, 0, c.I), dtype),
+            np.zeros((c.T, 0, c.I), dtype) if need_dx else None,
             np.zeros((0, c.P), dtype),
             np.zeros((0, c.H), dtype) if c.cell == "lstm" else None,
             np.zeros((G * c.H, c.I), dtype),
@@ -302,5 +310,5 @@ def backward(
             np.zeros((c.P, c.H), dtype) if e.w_hr else None,
         ) + ((np.zeros(3 * c.H, dtype),) if e.w_ph else ())
     dy, dh_n, dc_n = _contiguous(dy, dh_n, dc_n)
-    *grads, dw_ph, c.dh_norms = _backend.module(c.backend).backward(c._saved, dy, dh_n, dc_n)
+    *grads, dw_ph, c.dh_norms = _backend.module(c.backend).backward(c._saved, dy, dh_n, dc_n, need_dx)
     return tuple(grads) if dw_ph is None else (*grads, dw_ph)

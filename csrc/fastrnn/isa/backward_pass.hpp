@@ -262,8 +262,9 @@ class BackwardPass {
   }
 
   // dx over all rows (with lengths by row, then into (T, B, I) with zeros where a sequence had
-  // ended).
+  // ended); nothing when the caller wants no dx.
   void input_gradients() {
+    if (!a_.dx) return;
     if (rows_ == d_.T * B) return input_gradients(0, rows_, a_.dx);  // row t * B + b is (t, b)
     AlignedBuffer<T> dx_rows = buffer<T>(rows_ * I);
     input_gradients(0, rows_, dx_rows.data());

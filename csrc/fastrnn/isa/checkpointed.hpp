@@ -156,7 +156,7 @@ class BackwardSegments {
     WeightGradients<T> wg(steps.count(), GH, GH, I, d_.P, d_.H, !reverse_,
                           {a_.dw_ih, a_.dw_hh, a_.db_ih, a_.db_hh, a_.dw_hr});
     AlignedBuffer<T> xbuf(static_cast<std::size_t>(a_.lengths ? cap * I : 0));
-    AlignedBuffer<T> dx_rows(static_cast<std::size_t>(std::max<index_t>(cap * I, 1)));
+    AlignedBuffer<T> dx_rows(static_cast<std::size_t>(a_.dx ? std::max<index_t>(cap * I, 1) : 0));
 
     for (index_t i = n - 1; i >= 0; --i) {
       const Segment g = segment_of(steps, d_.T, reverse_, k, i, MR);
@@ -172,8 +172,10 @@ class BackwardSegments {
       zero_n(bwd.dgi_row(g.alo), (g.lo - g.alo) * GH);
       zero_n(bwd.dgi_row(g.hi), (g.ahi - g.hi) * GH);
       bwd.run_steps(g.s0, g.s1);
-      bwd.input_gradients(g.alo, g.ahi, dx_rows.data());
-      scatter_dx(a_.lengths, d_.B, I, g.t0, g.t1, dx_rows.data() + (g.lo - g.alo) * I, a_.dx);
+      if (a_.dx) {
+        bwd.input_gradients(g.alo, g.ahi, dx_rows.data());
+        scatter_dx(a_.lengths, d_.B, I, g.t0, g.t1, dx_rows.data() + (g.lo - g.alo) * I, a_.dx);
+      }
       wg.add(g.lo, g.hi,
              {bwd.dgi_row(g.lo), bwd.dgh_row(g.lo), x + (g.lo - g.alo) * I, seg.h_prev.data(),
               bwd.dh_row(g.lo), w_.w_hr ? seg.m.data() : nullptr});

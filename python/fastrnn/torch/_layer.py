@@ -132,10 +132,11 @@ def backward(
     dh_n: Tensor | None,
     dc_n: Tensor | None,
     threads: int,
-) -> tuple[Tensor, Tensor, Tensor | None, list[Tensor]]:
+    need_dx: bool = True,
+) -> tuple[Tensor | None, Tensor, Tensor | None, list[Tensor]]:
     """BPTT through the forward() that made ``caches``; dy (T, B, D*P), dh_n (D, B, P),
     dc_n (D, B, H) may each be None (zeros). Returns (dx, dh0, dc0 or None, weight gradients in
-    the order of forward's ``weights``)."""
+    the order of forward's ``weights``); dx is None (not computed) unless ``need_dx``."""
     P = caches[0].P
     dya, dha, dca = _array(dy), _array(dh_n), _array(dc_n)
 
@@ -145,16 +146,18 @@ def backward(
             None if dya is None else dya[:, :, d * P : (d + 1) * P],
             None if dha is None else dha[d],
             None if dca is None else dca[d],
+            need_dx=need_dx,
         )
 
     outs = _each_direction(run, spec.directions, threads)
     dx = outs[0][0]
     for o in outs[1:]:
-        dx += o[0]  # both directions read the same x; the arrays are fresh, so add in place
+        if dx is not None:
+            dx += o[0]  # both directions read the same x; the arrays are fresh, so add in place
     dh0 = torch.stack([torch.from_numpy(o[1]) for o in outs])
     dc0 = torch.stack([torch.from_numpy(o[2]) for o in outs]) if spec.cell == "lstm" else None
     dweights = [torch.from_numpy(g) for o in outs for g in o[3:] if g is not None]
-    return torch.from_numpy(dx), dh0, dc0, dweights
+    return None if dx is None else torch.from_numpy(dx), dh0, dc0, dweights
 
 
 class NativeLayer(torch.autograd.Function):
@@ -196,7 +199,10 @@ class NativeLayer(torch.autograd.Function):
         if dy is None and dh_n is None and dc_n is None:
             return (None,) * (2 + len(saved))
         with kernel_threads() as n:
-            dx, dh0, dc0, dweights = backward(ctx.spec, ctx.caches, dy, dh_n, dc_n, n)
+            # An input that needs no gradient (a first layer's data) costs no dx product.
+            dx, dh0, dc0, dweights = backward(
+                ctx.spec, ctx.caches, dy, dh_n, dc_n, n, ctx.needs_input_grad[2]
+            )
         return (None, None, dx, dh0, dc0, *dweights)
 
 

@@ -100,13 +100,14 @@ def layer_backward(
     dy: Optional[Tensor],
     dh_n: Optional[Tensor],
     dc_n: Optional[Tensor],
+    need_dx: bool = True,
 ) -> List[Tensor]:
-    """[dx, dh0, dc0 (empty unless lstm), *weight gradients]; x, h0, c0 and weights give the
-    fake implementation its shapes."""
+    """[dx (empty unless need_dx), dh0, dc0 (empty unless lstm), *weight gradients]; x, h0, c0 and
+    weights give the fake implementation its shapes."""
     spec = _layer.Spec(cell, directions, bias, proj)
     with _layer.kernel_threads() as n:
-        dx, dh0, dc0, dweights = _layer.backward(spec, _caches(handle), dy, dh_n, dc_n, n)
-    return [dx, dh0, x.new_empty(0) if dc0 is None else dc0, *dweights]
+        dx, dh0, dc0, dweights = _layer.backward(spec, _caches(handle), dy, dh_n, dc_n, n, need_dx)
+    return [x.new_empty(0) if dx is None else dx, dh0, x.new_empty(0) if dc0 is None else dc0, *dweights]
 
 
 @layer_backward.register_fake
@@ -123,9 +124,11 @@ def _(
     dy: Optional[Tensor],
     dh_n: Optional[Tensor],
     dc_n: Optional[Tensor],
+    need_dx: bool = True,
 ) -> List[Tensor]:
+    dx = torch.empty_like(x) if need_dx else x.new_empty(0)
     dc0 = x.new_empty(0) if c0 is None else torch.empty_like(c0)
-    return [torch.empty_like(x), torch.empty_like(h0), dc0, *(torch.empty_like(w) for w in weights)]
+    return [dx, torch.empty_like(h0), dc0, *(torch.empty_like(w) for w in weights)]
 
 
 def _setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Tuple[Tensor, ...]) -> None:
@@ -140,10 +143,12 @@ def _backward(
     ctx: Any, dy: Tensor, dh_n: Tensor, dc_n: Tensor, dhandle: Tensor
 ) -> Tuple[Optional[Tensor | List[Tensor]], ...]:
     handle, x, h0, c0, *weights = ctx.saved_tensors
+    need_dx = ctx.needs_input_grad[4]  # an input that needs no gradient costs no dx product
     dx, dh0, dc0, *dweights = layer_backward(
-        *ctx.spec, handle, x, h0, c0, weights, dy, dh_n, dc_n if ctx.lstm else None
+        *ctx.spec, handle, x, h0, c0, weights, dy, dh_n, dc_n if ctx.lstm else None, need_dx
     )
-    return (None, None, None, None, dx, dh0, dc0 if ctx.lstm else None, dweights, None, None)
+    dx_out = dx if need_dx else None
+    return (None, None, None, None, dx_out, dh0, dc0 if ctx.lstm else None, dweights, None, None)
 
 
 layer_forward.register_autograd(_backward, setup_context=_setup_context)

@@ -1,0 +1,99 @@
+"""backward(..., need_dx=False): dx is skipped (None) and every other gradient is bitwise the one
+the full backward gives, on both backends; the torch drop-in skips dx for an input that needs no
+gradient (eager and under torch.compile)."""
+
+import numpy as np
+import pytest
+
+from fastrnn import functional as F
+
+from helpers import CELL_VARIANTS, backend_params, make_lengths, make_upstream, make_variant
+
+
+def _training_forward(cell, p, backend, lengths, every):
+    args = (p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], p["w_hr"])
+    return F.forward(cell, *args, lengths=lengths, training=True, backend=backend, checkpoint_every=every)[3]
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("variant", sorted(CELL_VARIANTS))
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize("every", [None, 3])
+def test_need_dx_false_skips_dx_only(backend, variant, with_lengths, every):
+    T, B = 7, 5
+    cell, p = make_variant(variant, T, B, 4, 6, dtype=np.float32)
+    lengths = make_lengths(T, B, low=1) if with_lengths else None
+    dy, dh_n, dc_n = make_upstream(p, T)
+    full = F.backward(_training_forward(cell, p, backend, lengths, every), dy, dh_n, dc_n)
+    cache = _training_forward(cell, p, backend, lengths, every)
+    skipped = F.backward(cache, dy, dh_n, dc_n, need_dx=False)
+    assert full[0] is not None and skipped[0] is None
+    assert len(skipped) == len(full)
+    for a, b in zip(full[1:], skipped[1:]):
+        if a is None:
+            assert b is None
+        else:
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_need_dx_empty_batch_and_bad_flag(backend):
+    cell, p = make_variant("lstm", 3, 0, 4, 5)
+    cache = _training_forward(cell, p, backend, None, None)
+    grads = F.backward(cache, None, None, None, need_dx=False)
+    assert grads[0] is None and grads[3].shape == (20, 4)
+    cell, p = make_variant("gru", 3, 2, 4, 5)
+    cache = _training_forward(cell, p, backend, None, None)
+    with pytest.raises(TypeError, match="need_dx"):
+        F.backward(cache, None, None, None, need_dx="no")
+
+
+def _dropin_grads(torch, frt, x_requires_grad, compiled, monkeypatch):
+    """(torch's and the drop-in's parameter grads and dx, need_dx of each F.backward call)."""
+    torch.manual_seed(0)
+    ref = torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True)
+    ours = frt.replace(torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True))
+    ours.load_state_dict(ref.state_dict())
+    seen = []
+    real = F.backward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("need_dx", True))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(F, "backward", spy)
+    x = torch.randn(6, 4, 3, requires_grad=x_requires_grad)
+    results = []
+    for m in (ref, ours):
+        x.grad = None
+
+        def loss(x, m=m):
+            return m(x)[0].tanh().sum()
+
+        (torch.compile(loss, fullgraph=True) if compiled and m is ours else loss)(x).backward()
+        results.append(([q.grad.clone() for q in m.parameters()], None if x.grad is None else x.grad.clone()))
+    return results, seen
+
+
+@pytest.mark.native
+@pytest.mark.filterwarnings("ignore:.*torch.jit.script_method.*:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not")
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("x_requires_grad", [False, True])
+def test_dropin_skips_dx_for_an_input_without_grad(compiled, x_requires_grad, monkeypatch):
+    torch = pytest.importorskip("torch")
+    import fastrnn.torch as frt
+
+    if compiled:
+        monkeypatch.setattr(torch._dynamo.config, "allow_rnn", True)
+        torch._dynamo.reset()
+    results, seen = _dropin_grads(torch, frt, x_requires_grad, compiled, monkeypatch)
+    (ref_w, ref_dx), (our_w, our_dx) = results
+    for a, b in zip(ref_w, our_w):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    if x_requires_grad:
+        torch.testing.assert_close(our_dx, ref_dx, rtol=1e-4, atol=1e-5)
+    else:
+        assert our_dx is None and ref_dx is None
+    # Layer 1 (its input is layer 0's output) first, both directions; then layer 0, whose input is x.
+    assert seen == [True, True, x_requires_grad, x_requires_grad]
