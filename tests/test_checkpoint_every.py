@@ -272,3 +272,47 @@ def test_refused_with_cell_variants(backend, variant):
             _native.forward(
                 cell, x, h0, c0, w_ih, w_hh, None, None, None, None, False, True, checkpoint_every=2, **extra
             )
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: fastrnn.LSTM(3, 4, num_layers=2, checkpoint_every=5),
+        lambda: fastrnn.GRU(3, 4, checkpoint_every="sqrt"),
+        lambda: fastrnn.RNN(3, 4, nonlinearity="relu", checkpoint_every=1),
+    ],
+    ids=["lstm", "gru", "rnn"],
+)
+def test_checkpoint_file_keeps_checkpoint_every(tmp_path, make):
+    layer = make()
+    fastrnn.save_checkpoint(tmp_path / "m.npz", layer)
+    loaded = fastrnn.load_checkpoint(tmp_path / "m.npz").model
+    assert loaded.checkpoint_every == layer.checkpoint_every
+    x = np.random.default_rng(0).standard_normal((9, 2, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(x)[0], layer(x)[0])
+
+
+def test_checkpoint_file_checkpoint_every_absent_unless_set_and_checked(tmp_path):
+    import json
+
+    from fastrnn import CheckpointError
+    from fastrnn.checkpoint import HEADER_KEY
+
+    path = tmp_path / "m.npz"
+    fastrnn.save_checkpoint(path, fastrnn.LSTM(3, 4))
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(arrays.pop(HEADER_KEY).tobytes().decode("utf-8"))
+    assert "checkpoint_every" not in header["model"]["args"]  # readable by the versions before it
+    assert fastrnn.load_checkpoint(path).model.checkpoint_every is None
+    for bad in (0, -3, "cbrt", 2.5, True):
+        header["model"]["args"]["checkpoint_every"] = bad
+        arrays[HEADER_KEY] = np.frombuffer(json.dumps(header).encode("utf-8"), np.uint8)
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+        with pytest.raises(CheckpointError, match="checkpoint_every"):
+            fastrnn.load_checkpoint(path)
+    layer = fastrnn.GRU(3, 4)
+    layer.checkpoint_every = 0  # set by hand, invalid: refused at save, naming it
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        fastrnn.save_checkpoint(tmp_path / "n.npz", layer)

@@ -39,7 +39,7 @@ OPTIMIZERS: dict[str, type[_optim.Optimizer]] = {
 }
 
 # Constructor arguments per layer type, in the constructor's order, with the JSON type each must have.
-_INT, _BOOL, _NUM, _STR, _DTYPE, _OPT_STR, _OPT_INT = (
+_INT, _BOOL, _NUM, _STR, _DTYPE, _OPT_STR, _OPT_INT, _EVERY = (
     "int",
     "bool",
     "number",
@@ -47,15 +47,22 @@ _INT, _BOOL, _NUM, _STR, _DTYPE, _OPT_STR, _OPT_INT = (
     "dtype",
     "str or null",
     "int or null",
+    "checkpoint_every",
 )
 _RECURRENT_TAIL = [("bias", _BOOL), ("batch_first", _BOOL), ("dropout", _NUM), ("bidirectional", _BOOL)]
 ARGS: dict[str, list[tuple[str, str]]] = {
     "RNN": [("input_size", _INT), ("hidden_size", _INT), ("num_layers", _INT), ("nonlinearity", _STR)]
     + _RECURRENT_TAIL
-    + [("dtype", _DTYPE), ("backend", _OPT_STR), ("seed", _OPT_INT)],
+    + [("dtype", _DTYPE), ("backend", _OPT_STR), ("seed", _OPT_INT), ("checkpoint_every", _EVERY)],
     "GRU": [("input_size", _INT), ("hidden_size", _INT), ("num_layers", _INT)]
     + _RECURRENT_TAIL
-    + [("dtype", _DTYPE), ("backend", _OPT_STR), ("seed", _OPT_INT), ("reset_after", _BOOL)],
+    + [
+        ("dtype", _DTYPE),
+        ("backend", _OPT_STR),
+        ("seed", _OPT_INT),
+        ("reset_after", _BOOL),
+        ("checkpoint_every", _EVERY),
+    ],
     "LSTM": [("input_size", _INT), ("hidden_size", _INT), ("num_layers", _INT)]
     + _RECURRENT_TAIL
     + [
@@ -64,6 +71,7 @@ ARGS: dict[str, list[tuple[str, str]]] = {
         ("backend", _OPT_STR),
         ("seed", _OPT_INT),
         ("peepholes", _BOOL),
+        ("checkpoint_every", _EVERY),
     ],
     "Linear": [
         ("in_features", _INT),
@@ -75,7 +83,13 @@ ARGS: dict[str, list[tuple[str, str]]] = {
     "Embedding": [("num_embeddings", _INT), ("embedding_dim", _INT), ("dtype", _DTYPE), ("seed", _OPT_INT)],
 }
 # Arguments added after files were first written: a file without them means these values.
-ADDED_ARGS: dict[str, dict[str, Any]] = {"GRU": {"reset_after": True}, "LSTM": {"peepholes": False}}
+# checkpoint_every is written only when set, so that files of models without it stay readable by
+# the versions before it.
+ADDED_ARGS: dict[str, dict[str, Any]] = {
+    "RNN": {"checkpoint_every": None},
+    "GRU": {"reset_after": True, "checkpoint_every": None},
+    "LSTM": {"peepholes": False, "checkpoint_every": None},
+}
 DTYPES: dict[str, np.dtype[Any]] = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 _RNG_MAX = {"state": 1 << 128, "inc": 1 << 128}
 
@@ -253,11 +267,16 @@ def _check_value(where: str, name: str, kind: str, value: object) -> None:
         _DTYPE: isinstance(value, str) and value in DTYPES,
         _OPT_STR: value is None or isinstance(value, str),
         _OPT_INT: value is None or (isinstance(value, int) and not isinstance(value, bool)),
+        _EVERY: value is None
+        or value == "sqrt"
+        or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
     }[kind]
     if not ok:
-        detail = (
-            "an int >= 0" if kind == _INT else "'float32' or 'float64'" if kind == _DTYPE else f"a {kind}"
-        )
+        detail = {
+            _INT: "an int >= 0",
+            _DTYPE: "'float32' or 'float64'",
+            _EVERY: 'null, an int >= 1 or "sqrt"',
+        }.get(kind, f"a {kind}")
         fail(f"{where}: argument {name} must be {detail}, got {value!r}")
 
 

@@ -62,6 +62,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _checks
 from . import optim as _optim
 from ._checkpoint_format import (
     ARGS,
@@ -140,6 +141,8 @@ def _model_spec(model: object, where: str, depth: int) -> dict[str, Any]:
         value = getattr(model, name)
         if name == "dtype":
             value = np.dtype(value).name
+        elif name == "checkpoint_every":
+            value = _checks.checkpoint_every(value)  # an attribute set after construction too
         elif isinstance(value, (bool, np.bool_)):
             value = bool(value)
         elif isinstance(value, numbers.Integral):
@@ -147,6 +150,8 @@ def _model_spec(model: object, where: str, depth: int) -> dict[str, Any]:
         elif isinstance(value, numbers.Real):
             value = float(value)
         args[name] = value
+    if args.get("checkpoint_every", 0) is None:
+        del args["checkpoint_every"]  # see ADDED_ARGS
     spec: dict[str, Any] = {"type": kind, "training": bool(getattr(model, "training")), "args": args}
     rng = getattr(model, "_rng", None)
     state = getattr(getattr(rng, "bit_generator", None), "state", None)
