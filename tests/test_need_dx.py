@@ -97,3 +97,69 @@ def test_dropin_skips_dx_for_an_input_without_grad(compiled, x_requires_grad, mo
         assert our_dx is None and ref_dx is None
     # Layer 1 (its input is layer 0's output) first, both directions; then layer 0, whose input is x.
     assert seen == [True, True, x_requires_grad, x_requires_grad]
+
+
+def _grads(model):
+    return [p.grad.copy() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("backend", backend_params())
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_layer_backward_need_dx_false(backend, kind):
+    import fastrnn
+
+    make = {"lstm": fastrnn.LSTM, "gru": fastrnn.GRU, "rnn": fastrnn.RNN}[kind]
+    x = np.random.default_rng(0).standard_normal((6, 3, 4))
+    lengths = np.array([6, 2, 4])
+    results = []
+    for need in (True, False):
+        layer = make(4, 5, num_layers=2, bidirectional=True, dtype="float64", backend=backend, seed=1)
+        y, h_n = layer(x, lengths=lengths)
+        dx, dh0 = layer.backward(np.ones_like(y), need_dx=need)
+        results.append((dx, dh0, _grads(layer), layer.dh_norms))
+    (dx, dh0, grads, norms), (dx2, dh02, grads2, norms2) = results
+    assert dx.shape == x.shape and dx2 is None
+    for a, b in zip([*np.atleast_1d(dh0), *grads, norms], [*np.atleast_1d(dh02), *grads2, norms2]):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="need_dx"):
+        layer.backward(np.ones_like(y), need_dx=None)
+
+
+@pytest.mark.parametrize("first", ["lstm", "linear"])
+def test_sequential_backward_need_dx_false(first):
+    import fastrnn
+
+    def model():
+        head = (
+            fastrnn.LSTM(4, 5, seed=1, dtype="float64")
+            if first == "lstm"
+            else fastrnn.Linear(4, 4, seed=1, dtype="float64")
+        )
+        return fastrnn.Sequential(head, fastrnn.GRU(5 if first == "lstm" else 4, 3, seed=2, dtype="float64"))
+
+    x = np.random.default_rng(0).standard_normal((5, 2, 4))
+    a, b = model(), model()
+    ya, yb = a(x), b(x)
+    dx = a.backward(np.ones_like(ya))
+    assert dx.shape == x.shape
+    assert b.backward(np.ones_like(yb), need_dx=False) is None
+    for ga, gb in zip(_grads(a), _grads(b)):
+        np.testing.assert_array_equal(ga, gb)
+
+
+def test_train_skips_the_data_gradient(monkeypatch):
+    import fastrnn
+
+    seen = []
+    real = F.backward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("need_dx", True))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(F, "backward", spy)
+    series = np.sin(np.arange(60) / 5.0)[:, None].astype(np.float32)
+    model = fastrnn.Sequential(fastrnn.LSTM(1, 4, num_layers=2, seed=0), fastrnn.Linear(4, 1, seed=0))
+    fastrnn.train(model, series[:-1], series[1:], epochs=1, bptt=20, progress=False)
+    # Each step: layer 1 (its input needs a gradient), then layer 0 (the data's: skipped).
+    assert seen and seen == [True, False] * (len(seen) // 2)

@@ -8,7 +8,7 @@ entry points convert batch_first and unbatched (T, I) inputs on the way in and o
 """
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -275,9 +275,20 @@ class _RNNBase(Module, Generic[_State, _StateIn]):
 
     # -- backward -------------------------------------------------------------------------------
 
-    def backward(self, dy: ArrayLike, dh_n: _StateIn | None = None) -> tuple[FloatArray, _State]:
+    @overload
+    def backward(
+        self, dy: ArrayLike, dh_n: _StateIn | None = None, *, need_dx: Literal[True] = True
+    ) -> tuple[FloatArray, _State]: ...
+    @overload
+    def backward(
+        self, dy: ArrayLike, dh_n: _StateIn | None = None, *, need_dx: bool
+    ) -> tuple[FloatArray | None, _State]: ...
+    def backward(
+        self, dy: ArrayLike, dh_n: _StateIn | None = None, *, need_dx: bool = True
+    ) -> tuple[FloatArray | None, _State]:
         """BPTT through the last training-mode forward; returns ``(dx, dh0)`` (an LSTM: ``(dx, (dh0,
-        dc0))``) and adds the weight gradients into ``grads``.
+        dc0))``) and adds the weight gradients into ``grads``. ``need_dx=False``: dx is None and the
+        first layer skips its product (for an input that needs no gradient; fastrnn.train does so).
 
         ``dy`` is the gradient of the loss w.r.t. the forward's ``y`` (same shape; values in the
         padding past ``lengths`` are ignored). ``dh_n`` is the gradient w.r.t. ``h_n`` (an LSTM: a pair
@@ -289,6 +300,7 @@ class _RNNBase(Module, Generic[_State, _StateIn]):
         Raises RuntimeError when there is no training-mode forward to differentiate.
         """
         cache = self._saved()
+        need_dx = flag("need_dx", need_dx)
         T, B, unbatched = cache["T"], cache["B"], cache["unbatched"]
         D, P = self.num_directions, self._out_size
         d_out = self._grad_output(dy, T, B, unbatched)
@@ -308,6 +320,7 @@ class _RNNBase(Module, Generic[_State, _StateIn]):
                     d_out[:, :, direction * P : (direction + 1) * P],
                     None if dh is None else dh[i],
                     None if dc is None else dc[i],
+                    need_dx=need_dx or layer > 0,
                 )
 
             d_in: FloatArray | None = None
@@ -316,13 +329,15 @@ class _RNNBase(Module, Generic[_State, _StateIn]):
                 i = layer * D + direction
                 dh0[i], dc0[i] = dh0_i, dc0_i
                 self._add_grads(layer, direction, dweights)
-                d_in = dx if d_in is None else d_in + dx
-            assert d_in is not None  # every layer has a direction
+                if dx is not None:
+                    d_in = dx if d_in is None else d_in + dx
+            if d_in is None:  # layer 0 without need_dx
+                break
             d_out = d_in
 
         # Gradient diagnostics: ||dLoss/dh_t|| per (layer, direction) in h_n's order, per time step.
         self.dh_norms = np.stack([c.dh_norms for c in cache["caches"]]) if cache["caches"] else None
-        dx = self._output(d_out, unbatched)
+        dx = self._output(d_out, unbatched) if need_dx else None
         dh_first = self._state(np.stack(dh0), unbatched)
         dc_first = self._state(np.stack(dc0), unbatched) if self.cell == "lstm" else None
         return dx, self._pack_state(dh_first, dc_first)

@@ -179,22 +179,26 @@ class Sequential:
         the length of ``forward_with_state``'s state list."""
         return sum(is_recurrent(layer) for layer in _flatten(self))
 
-    def backward(self, dy: ArrayLike) -> FloatArray | None:
+    def backward(self, dy: ArrayLike, *, need_dx: bool = True) -> FloatArray | None:
         """Backpropagates dy (the gradient of the last output) through every layer in reverse, adding
         into each layer's grads; returns the gradient of the first layer's input. A layer whose
         backward returns None (an Embedding: indices have no gradient) ends the chain: backward returns
-        None and the layers before it are not run."""
+        None and the layers before it are not run. ``need_dx=False`` returns None, and a first layer
+        that is recurrent (or a Sequential) skips the product of that gradient."""
+        need_dx = flag("need_dx", need_dx)
         d: Any = dy
         for i in reversed(range(len(self._layers))):
             for m, cache, last in self._uses[i] or ():  # this use's caches of the shared layers
                 m._cache, m._last_forward = cache, last
-            d = self._layers[i].backward(d)
+            layer = self._layers[i]
+            skip = i == 0 and not need_dx and (isinstance(layer, Sequential) or is_recurrent(layer))
+            d = layer.backward(d, need_dx=False) if skip else layer.backward(d)
             if isinstance(d, tuple):  # a recurrent layer: (dx, dhx)
                 d = d[0]
             if d is None:  # no gradient flows past this layer (an Embedding's indices)
                 return None
         dx: FloatArray = d
-        return dx
+        return dx if need_dx else None
 
     # -- parameters and weights -----------------------------------------------------------------
 

@@ -431,7 +431,7 @@ def train(
                     out, state = net.forward_with_state(cx, state)
                     step_loss, dout = fn(out, cy)
                     net.zero_grad()
-                    net.backward(dout)
+                    net.backward(dout, need_dx=False)  # the data needs no gradient
                     if clip is not None:
                         clip_grad_norm(net.parameters(), clip)
                     opt.step()
