@@ -66,6 +66,23 @@ CHILD = textwrap.dedent(
             small = torch.randn(20, 3, 256)
             with torch.no_grad():
                 return float((layer(small)[0] - ref(small)[0]).abs().max())
+    elif case == "linear-note":
+        # out += a @ b under a handler that only takes note: the rerun must start from out as it was
+        # (Linear's bias-filled output, the weight gradient it adds into).
+        layer = fr.Linear(4096, 4096, dtype=np.float32)
+        layer.train()
+        x = rng.standard_normal((6000, 4096)).astype(np.float32)
+        dy = rng.standard_normal((6000, 4096)).astype(np.float32)
+        args, state = (x, dy), layer.state_dict()
+
+        def call():
+            layer.zero_grad()
+            y = layer(x)
+            layer.backward(dy)
+            return np.concatenate([y.ravel(), layer.grads["weight"].ravel()])
+
+        expected = call()
+        check = lambda: 0.0
     elif case in ("linear-forward", "linear-backward"):
         layer = fr.Linear(4096, 4096, dtype=np.float32)
         x = rng.standard_normal((12000, 4096)).astype(np.float32)
@@ -117,12 +134,12 @@ CHILD = textwrap.dedent(
 
     copies = [np.array(a, copy=True) for a in args]
     noted = []
-    if case == "bidir-note":  # a handler that only takes note: the call must still give its result
+    if case.endswith("-note"):  # a handler that only takes note: the call must still give its result
         signal.signal(signal.SIGINT, lambda *a: noted.append(time.monotonic()))
     print("ready", flush=True)
     start = time.monotonic()
     try:
-        for _ in range(1 if case == "bidir-note" else 10):  # however fast this machine runs one call
+        for _ in range(1 if case.endswith("-note") else 10):  # however fast this machine runs one call
             out = call()
         print("finished", time.monotonic() - start, len(noted), flush=True)
     except KeyboardInterrupt:
@@ -184,6 +201,13 @@ def test_a_handler_that_does_not_raise_gets_the_bidirectional_result():
     assert lines[0].startswith("finished") and lines[0].split()[2] == "1", lines  # noted once
     assert lines[1] == "unchanged True", lines  # bitwise the uninterrupted call's output
     assert lines[2].startswith("after") and float(lines[2].split()[1]) < 1e-5, lines
+
+
+@posix_native
+def test_a_handler_that_does_not_raise_gets_the_accumulated_product():
+    lines, _ = _interrupted_child("linear-note", 1, delay=0.5)
+    assert lines[0].startswith("finished") and lines[0].split()[2] == "1", lines  # noted once
+    assert lines[1] == "unchanged True", lines  # bitwise the uninterrupted output and gradient
 
 
 @pytest.mark.skipif(os.name != "posix", reason="a POSIX system")
