@@ -141,11 +141,14 @@ inline bool on_main_thread() {
   return PyThread_get_thread_ident() == main_id;
 }
 
-// Whether Python's SIGINT handler is its default one, which always raises KeyboardInterrupt: then
-// an interrupted call is never run again, and a kernel needs no way back to its starting state.
-inline bool sigint_handler_raises() {
+// Whether a SIGINT during a watched call could end in a rerun of it: not when Python's handler is
+// its default one, which always raises KeyboardInterrupt, nor when SIGINT is ignored or left to
+// end the process (no watch then). Only then does a kernel need a way back to its starting state.
+inline bool sigint_may_rerun() {
   py::module_ signal = py::module_::import("signal");
-  return signal.attr("getsignal")(signal.attr("SIGINT")).is(signal.attr("default_int_handler"));
+  const py::object handler = signal.attr("getsignal")(signal.attr("SIGINT"));
+  return !handler.is(signal.attr("default_int_handler")) &&
+         !handler.equal(signal.attr("SIG_IGN")) && !handler.equal(signal.attr("SIG_DFL"));
 }
 
 struct NoUndo {

@@ -46,9 +46,9 @@ void matmul_typed(const py::array& a, const py::array& b, py::array& out, bool a
   T* cp = static_cast<T*>(out.mutable_data());
   const double work = double(M) * double(N) * double(K);
   // A rerun (a SIGINT handler that does not raise) must start from out as it was: with
-  // accumulate, keep a copy, but only then (Python's default handler always raises).
+  // accumulate, keep a copy, but only when a rerun can happen (args.hpp: sigint_may_rerun).
   std::vector<T> before;
-  if (accumulate && work >= kWatchedWork && on_main_thread() && !sigint_handler_raises()) {
+  if (accumulate && work >= kWatchedWork && on_main_thread() && sigint_may_rerun()) {
     check_memory(mul(M, N), sizeof(T), "matmul (out's copy, kept in case of Ctrl-C)");
     before.assign(cp, cp + M * N);
   }
