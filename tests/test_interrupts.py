@@ -22,6 +22,7 @@ CHILD = textwrap.dedent(
     import fastrnn as fr
 
     case, threads = sys.argv[1], int(sys.argv[2])
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     fr.set_num_threads(threads)
     rng = np.random.default_rng(0)
 
