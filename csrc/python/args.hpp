@@ -132,7 +132,7 @@ const T* data_or_null(const Array<T>& a, bool present) {
 
 // ---- Running a kernel. Calls of fewer multiply-adds than this finish within a few milliseconds
 // and are not watched for Ctrl-C (Python sees the signal right after them anyway); longer ones pay
-// the watch's three system calls, well under 0.1% of them.
+// the watch's four system calls, well under 0.1% of them.
 constexpr double kWatchedWork = double(1 << 24);
 
 inline bool on_main_thread() {
@@ -141,13 +141,30 @@ inline bool on_main_thread() {
   return PyThread_get_thread_ident() == main_id;
 }
 
+// Whether a SIGINT during a watched call could end in a rerun of it: not when Python's handler is
+// its default one, which always raises KeyboardInterrupt, nor when SIGINT is ignored or left to
+// end the process (no watch then). Only then does a kernel need a way back to its starting state.
+inline bool sigint_may_rerun() {
+  py::module_ signal = py::module_::import("signal");
+  const py::object handler = signal.attr("getsignal")(signal.attr("SIGINT"));
+  return !handler.is(signal.attr("default_int_handler")) &&
+         !handler.equal(signal.attr("SIG_IGN")) && !handler.equal(signal.attr("SIG_DFL"));
+}
+
+struct NoUndo {
+  void operator()() const {}
+};
+
 // Runs kernel() with the GIL released. A call of `work` >= kWatchedWork multiply-adds made on the
 // main thread stops early on Ctrl-C (interrupt.hpp): Python's signal handler then runs here, and
 // its KeyboardInterrupt propagates with nothing returned (every output the binding made is
 // dropped). A handler that does not raise (one that only takes note) gets the call run again from
-// the start: its inputs are the binding's own and unchanged, so the result is the same.
-template <class F>
-void run_kernel(double work, F&& kernel) {
+// the start, after undo() has put back whatever in place output the kernel had changed: the
+// inputs are the binding's own and unchanged, so the result is the same. On a helper thread that
+// joined the main thread's watch (run_pair), the kernel stops too and raises
+// fastrnn._native.Interrupted: the main thread, which waits for it, runs the handler and decides.
+template <class F, class U = NoUndo>
+void run_kernel(double work, F&& kernel, U&& undo = U{}) {
   const bool watch = work >= kWatchedWork && on_main_thread();
   for (;;) {
     try {
@@ -158,8 +175,11 @@ void run_kernel(double work, F&& kernel) {
       stop_if_interrupted(interrupt_flag());
       return;
     } catch (const Interrupted&) {
+      undo();
+      if (!on_main_thread()) throw;  // registered as fastrnn._native.Interrupted (runtime.cpp)
     }
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    clear_interrupt();  // handled: under run_pair's watch the flag would stay set
   }
 }
 

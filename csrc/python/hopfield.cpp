@@ -64,10 +64,8 @@ py::tuple hopfield_recall(py::handle weights_, py::handle states_, const std::st
   Array<std::int32_t> weights = contiguous<std::int32_t>(wv), order;
   Array<std::int8_t> states_in = contiguous<std::int8_t>(sv);
   fastrnn::HopfieldWeightsCheck wc;
-  {
-    py::gil_scoped_release nogil;
-    wc = fastrnn::hopfield_check_weights(N, weights.data());
-  }
+  run_kernel(double(N) * double(N),
+             [&] { wc = fastrnn::hopfield_check_weights(N, weights.data()); });
   const std::string i = std::to_string(wc.row), j = std::to_string(wc.col);
   require(wc.status != fastrnn::HopfieldWeightsCheck::diagonal,
           "weights must have a zero diagonal, got a nonzero value at (" + i + ", " + i + ")");
@@ -103,7 +101,6 @@ py::tuple hopfield_recall(py::handle weights_, py::handle states_, const std::st
   Array<bool> converged({B});
   Array<std::int64_t> iterations({B});
   if (B > 0) {
-    std::copy(sin, sin + BN, states.mutable_data());
     const fastrnn::HopfieldArgs args{N,
                                      B,
                                      max_sweeps,
@@ -114,8 +111,12 @@ py::tuple hopfield_recall(py::handle weights_, py::handle states_, const std::st
                                      states.mutable_data(),
                                      converged.mutable_data(),
                                      iterations.mutable_data()};
-    py::gil_scoped_release nogil;
-    fastrnn::hopfield_recall(args);
+    // The first fields cost N^2 per state and a sweep at least N (N^2 when every unit flips).
+    const double work = double(B) * double(N) * (double(N) + double(max_sweeps));
+    run_kernel(work, [&] {
+      std::copy(sin, sin + BN, states.mutable_data());  // a rerun starts from the same states
+      fastrnn::hopfield_recall(args);
+    });
   }
   return py::make_tuple(states, converged, iterations);
 }

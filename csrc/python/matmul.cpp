@@ -1,9 +1,11 @@
 // matmul's binding: out = a @ b (or out += a @ b) on strided views, for fastrnn.Linear
 // (fastrnn/matmul.hpp).
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "fastrnn/matmul.hpp"
 #include "python/args.hpp"
@@ -42,8 +44,18 @@ void matmul_typed(const py::array& a, const py::array& b, py::array& out, bool a
   const T* ap = static_cast<const T*>(a.data());
   const T* bp = static_cast<const T*>(b.data());
   T* cp = static_cast<T*>(out.mutable_data());
-  py::gil_scoped_release nogil;
-  fastrnn::matmul<T>(M, N, K, ap, a_rs, a_cs, bp, b_rs, b_cs, cp, N, accumulate);
+  const double work = double(M) * double(N) * double(K);
+  // A rerun (a SIGINT handler that does not raise) must start from out as it was: with
+  // accumulate, keep a copy, but only when a rerun can happen (args.hpp: sigint_may_rerun).
+  std::vector<T> before;
+  if (accumulate && work >= kWatchedWork && on_main_thread() && sigint_may_rerun()) {
+    check_memory(mul(M, N), sizeof(T), "matmul (out's copy, kept in case of Ctrl-C)");
+    before.assign(cp, cp + M * N);
+  }
+  const auto undo = [&] { std::copy(before.begin(), before.end(), cp); };
+  run_kernel(
+      work, [&] { fastrnn::matmul<T>(M, N, K, ap, a_rs, a_cs, bp, b_rs, b_cs, cp, N, accumulate); },
+      undo);
 }
 
 void matmul(py::handle a_, py::handle b_, py::handle out_, bool accumulate) {
@@ -89,7 +101,9 @@ void register_matmul(py::module_& m) {
       "matmul", &matmul, py::arg("a"), py::arg("b"), py::arg("out"), py::arg("accumulate"),
       "matmul(a, b, out, accumulate): out = a @ b, or out += a @ b when accumulate. a (M, K) and\n"
       "b (K, N) may be any strided views (transposes need no copy); out (M, N) C-contiguous,\n"
-      "writeable and not overlapping them; all float32 or all float64. Runs on the thread team.");
+      "writeable and not overlapping them; all float32 or all float64. Runs on the thread team.\n"
+      "Ctrl-C stops a long product (KeyboardInterrupt); out is then restored when accumulating\n"
+      "under a SIGINT handler other than Python's default, else left part-written.");
 }
 
 }  // namespace bind

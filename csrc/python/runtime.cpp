@@ -1,8 +1,9 @@
-// The runtime controls: the thread team (fastrnn/runtime/threads.hpp) and the instruction-set
-// paths (fastrnn/isa.hpp).
+// The runtime controls: the thread team (fastrnn/runtime/threads.hpp), the instruction-set paths
+// (fastrnn/isa.hpp) and the Ctrl-C watch that spans two calls (fastrnn/runtime/interrupt.hpp).
 
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,58 @@ namespace bind {
 
 constexpr int kMaxThreads = 1024;  // as fastrnn.set_num_threads
 
+namespace {
+
+// `with watch_interrupts() as watched:` holds one Ctrl-C watch open on the main thread for the
+// block (elsewhere it does nothing; watched says whether this thread's kernels now stop on SIGINT).
+class WatchScope {
+ public:
+  bool enter() {
+    if (!watch_) watch_ = std::make_unique<InterruptWatch>(on_main_thread());
+    return interrupts_watched();
+  }
+  void exit() { watch_.reset(); }
+
+ private:
+  std::unique_ptr<InterruptWatch> watch_;
+};
+
+void register_interrupts(py::module_& m) {
+  // What a kernel on a thread that joined the main thread's watch raises when it stopped early.
+  py::register_exception<Interrupted>(m, "Interrupted", PyExc_KeyboardInterrupt);
+  py::class_<WatchScope>(m, "InterruptWatch")
+      .def("__enter__", &WatchScope::enter)
+      .def("__exit__", [](WatchScope& w, py::args) { w.exit(); });
+  m.def(
+      "watch_interrupts", [] { return WatchScope(); },
+      "A context manager holding one Ctrl-C watch open on the main thread for its block, for the\n"
+      "kernels of this thread and of the threads that join it; `as` gives whether it watches.");
+  m.def(
+      "join_interrupt_watch",
+      [](bool on) {
+        require(!on_main_thread(), "join_interrupt_watch is for threads other than the main one");
+        const bool before = interrupts_watched();
+        join_interrupt_watch(on);
+        return before;
+      },
+      py::arg("on"),
+      "Makes this (helper) thread's kernels stop on the main thread's open watch (on) or never;\n"
+      "they then raise Interrupted. Only while the main thread waits for them. Returns the\n"
+      "previous setting.");
+  m.def(
+      "check_signals",
+      [] {
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+        clear_interrupt();
+      },
+      "Runs Python's pending signal handlers now (their exception propagates); then forgets the\n"
+      "SIGINT the watch saw, so that an interrupted call can run again.");
+}
+
+}  // namespace
+
 void register_runtime(py::module_& m) {
+  register_interrupts(m);
   m.def(
       "set_num_threads",
       [](int n) {

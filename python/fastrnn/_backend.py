@@ -10,7 +10,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
@@ -205,13 +205,30 @@ def pair_threads(name: str) -> int:
     return get_num_threads() // 2
 
 
-def _capped(fn: Callable[[], _A], threads: int) -> _A:
+def _capped(fn: Callable[[], _A], threads: int, joined: bool = False) -> _A:
+    """fn() with this thread's kernels capped to ``threads``; ``joined``: on the helper thread,
+    they also stop on the main thread's Ctrl-C watch (and raise _native.Interrupted)."""
     before = _native.get_thread_cap()
     _native.set_thread_cap(threads)
+    was_joined = _native.join_interrupt_watch(True) if joined else False
     try:
         return fn()
     finally:
+        if joined:
+            _native.join_interrupt_watch(was_joined)
         _native.set_thread_cap(before)
+
+
+def _wait_for(future: "Future[Any]") -> None:
+    """Waits until the helper's call has finished, however it ends. A second Ctrl-C meanwhile does
+    not cut the wait short (the helper may be using arrays the caller frees next); the helper's
+    kernels stop within a step, and the first interrupt is the one raised."""
+    while True:
+        try:
+            future.exception()
+            return
+        except BaseException:  # the caller raises the first exception right after
+            continue
 
 
 def run_pair(first: Callable[[], _A], second: Callable[[], _B], threads: int) -> tuple[_A, _B]:
@@ -219,14 +236,24 @@ def run_pair(first: Callable[[], _A], second: Callable[[], _B], threads: int) ->
     each capped to ``threads`` threads (see pair_threads); returns their results. The kernels
     release the GIL, so two independent calls (the two directions of a bidirectional layer) run on
     their own cores with no barrier between them. An exception from either is raised here (first's
-    if both fail) after both have finished."""
-    future = _helper_pool().submit(_capped, second, threads)
-    try:
-        a = _capped(first, threads)
-    except BaseException:
-        future.exception()  # wait for second: it may be using arrays the caller frees next
-        raise
-    return a, future.result()
+    if both fail) after both have finished.
+
+    Ctrl-C stops both: one watch, held here on the main thread for the two calls, is the one the
+    helper's kernels poll too. When only the helper's call saw the signal, its handler runs here:
+    KeyboardInterrupt, or (a handler that only takes note) second() again, on this thread."""
+    with _native.watch_interrupts() as watched:
+        future = _helper_pool().submit(_capped, second, threads, watched)
+        try:
+            a = _capped(first, threads)
+            try:
+                b = future.result()
+            except _native.Interrupted:
+                _native.check_signals()
+                b = second()
+        except BaseException:
+            _wait_for(future)
+            raise
+    return a, b
 
 
 class Info(TypedDict):

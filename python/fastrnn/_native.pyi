@@ -61,6 +61,22 @@ def hopfield_recall(
 def matmul(a: ArrayLike, b: ArrayLike, out: _Float, accumulate: bool) -> None:
     """out = a @ b, or out += a @ b when accumulate."""
 
+class Interrupted(KeyboardInterrupt):
+    """A kernel on a thread that joined the main thread's Ctrl-C watch stopped early."""
+
+class InterruptWatch:
+    def __enter__(self) -> bool: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+def watch_interrupts() -> InterruptWatch:
+    """One Ctrl-C watch held open on the main thread for a with block; `as` gives whether it watches."""
+
+def join_interrupt_watch(on: bool) -> bool:
+    """Makes this helper thread's kernels stop on the main thread's open watch; returns the previous."""
+
+def check_signals() -> None:
+    """Runs pending signal handlers (their exception propagates), then forgets the watch's SIGINT."""
+
 def compiled_paths() -> list[str]: ...
 def active_path() -> str: ...
 def set_cpu_path(name: str) -> None: ...

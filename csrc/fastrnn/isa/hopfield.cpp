@@ -1,9 +1,11 @@
 // Hopfield network recall (see fastrnn/hopfield.hpp for the contract). Exact integer arithmetic
 // (the first fields through an exact float product when their magnitude allows); each state then
-// runs on its own. Compiled once per
-// instruction set (CMakeLists.txt); FASTRNN_ISA names this copy's namespace.
+// runs on its own. Compiled once per instruction set (CMakeLists.txt); FASTRNN_ISA names this
+// copy's namespace. Ctrl-C: the loops poll the caller's interrupt flag (interrupt.hpp) once per row
+// of W, flip or sweep, and return early, results unfinished, once it is set (the binding throws).
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
@@ -11,6 +13,7 @@
 
 #include "fastrnn/isa.hpp"
 #include "fastrnn/isa/gemm.hpp"
+#include "fastrnn/runtime/interrupt.hpp"
 #include "fastrnn/runtime/memory.hpp"
 
 namespace fastrnn {
@@ -20,8 +23,9 @@ namespace {
 // h_g = W s_g for the G states of a group (s, h: (G, N)): each row of W is read once per group and
 // stays in L1 while the G dot products use it.
 template <class Acc>
-void compute_fields(index_t N, const std::int32_t* W, index_t G, const Acc* s, Acc* h) {
-  for (index_t i = 0; i < N; ++i) {
+void compute_fields(index_t N, const std::int32_t* W, index_t G, const Acc* s, Acc* h,
+                    const std::atomic<bool>& stop) {
+  for (index_t i = 0; i < N && !stop.load(std::memory_order_relaxed); ++i) {
     const std::int32_t* row = W + i * N;
     for (index_t g = 0; g < G; ++g) {
       const Acc* sg = s + g * N;
@@ -55,11 +59,13 @@ inline Acc update(Acc h, Acc current) {
 
 // One state's sweeps from its fields h = W s (both (N)); returns {converged, sweeps run}.
 template <class Acc>
-std::pair<bool, index_t> run_state(const HopfieldArgs& a, Acc* s, Acc* h, index_t* flipped) {
+std::pair<bool, index_t> run_state(const HopfieldArgs& a, Acc* s, Acc* h, index_t* flipped,
+                                   const std::atomic<bool>& stop) {
   const index_t N = a.N;
   bool converged = false;
   index_t k = 0;
   while (k < a.K && !converged) {
+    if (stop.load(std::memory_order_relaxed)) break;
     index_t flips = 0;
     if (a.sync) {
       // Every unit from the sweep's starting fields; then the flipped rows update the fields.
@@ -71,7 +77,7 @@ std::pair<bool, index_t> run_state(const HopfieldArgs& a, Acc* s, Acc* h, index_
         }
       }
       if (k + 1 < a.K)  // the last sweep's fields are never read
-        for (index_t f = 0; f < flips; ++f)
+        for (index_t f = 0; f < flips && !stop.load(std::memory_order_relaxed); ++f)
           add_flip(N, a.weights + flipped[f] * N, s[flipped[f]], h);
     } else {
       const std::int32_t* order = a.order + k * N;
@@ -82,6 +88,7 @@ std::pair<bool, index_t> run_state(const HopfieldArgs& a, Acc* s, Acc* h, index_
           s[i] = next;
           ++flips;
           add_flip(N, a.weights + i * N, next, h);  // W_ii = 0: h_i itself is unchanged
+          if (stop.load(std::memory_order_relaxed)) break;
         }
       }
     }
@@ -105,6 +112,7 @@ constexpr bool kGemmPays = false;
 template <class Acc>
 void recall_all(const HopfieldArgs& a) {
   const index_t N = a.N;
+  const std::atomic<bool>& stop = interrupt_flag();
   // Every first field h_i = sum_j W_ij s_j and all its partial sums lie in [-reach, reach]. Below
   // 2**24 the float product (packed micro-kernels, gemm.hpp) computes them exactly, much faster
   // than integer dot products (with AVX2 or AVX-512); otherwise the integer pass does.
@@ -125,7 +133,7 @@ void recall_all(const HopfieldArgs& a) {
     hf.resize(sf.size());
     for (index_t e = 0; e < N * N; ++e) wf.data()[e] = static_cast<float>(a.weights[e]);
   }
-  for (index_t b0 = 0; b0 < a.B; b0 += rows) {
+  for (index_t b0 = 0; b0 < a.B && !stop.load(std::memory_order_relaxed); b0 += rows) {
     const index_t G = std::min(rows, a.B - b0);
     std::int8_t* states = a.states + b0 * N;
     for (index_t e = 0; e < G * N; ++e) s[e] = states[e];
@@ -135,10 +143,10 @@ void recall_all(const HopfieldArgs& a) {
       gemm<float>(G, N, N, sf.data(), N, 1, wf.data(), N, 1, hf.data(), N, false, packed);
       for (index_t e = 0; e < G * N; ++e) h[e] = static_cast<Acc>(hf.data()[e]);
     } else {
-      compute_fields(N, a.weights, G, s, h);
+      compute_fields(N, a.weights, G, s, h, stop);
     }
     for (index_t g = 0; g < G; ++g) {
-      const auto [converged, sweeps] = run_state(a, s + g * N, h + g * N, flipped.data());
+      const auto [converged, sweeps] = run_state(a, s + g * N, h + g * N, flipped.data(), stop);
       a.converged[b0 + g] = converged;
       a.iterations[b0 + g] = sweeps;
     }
@@ -165,7 +173,8 @@ HopfieldWeightsCheck hopfield_check_weights(index_t N, const std::int32_t* W) {
   }
   // Tiles of the upper triangle against the matching tiles of the lower one (cache-friendly).
   constexpr index_t kTile = 64;
-  for (index_t ib = 0; ib < N; ib += kTile) {
+  const std::atomic<bool>& stop = interrupt_flag();
+  for (index_t ib = 0; ib < N && !stop.load(std::memory_order_relaxed); ib += kTile) {
     const index_t ie = std::min(N, ib + kTile);
     for (index_t jb = ib; jb < N; jb += kTile) {
       const index_t je = std::min(N, jb + kTile);
