@@ -341,10 +341,10 @@ class ForwardPass {
   const StepRows steps_;
   const index_t rows_;
 
-  const T* x_ = nullptr;          // x, or its rows of the steps taken (with lengths)
-  AlignedBuffer<T> x_inference_;  // those rows when nothing is saved
+  const T* x_ = nullptr;  // x, or its rows of the steps taken (with lengths)
+  AlignedBuffer<T> x_inference_{Reuse::scratch};  // those rows when nothing is saved
 
-  AlignedBuffer<T> xg_;                  // (rows, G*H) the input projection of rows xg_base_...
+  AlignedBuffer<T> xg_{Reuse::scratch};  // (rows, G*H) the input projection of rows xg_base_...
   AlignedBuffer<T> bias_, b_hn_;         // (G*H) the biases folded into it; (H) GRU's b_hn
   PackedB<T> w_ih_t_;                    // the input projection's scratch
   index_t xg_base_ = 0, save_base_ = 0;  // the rows of xg_'s and of sv_'s first row

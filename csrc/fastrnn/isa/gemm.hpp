@@ -131,7 +131,7 @@ class PackedB {
 
  private:
   T* panel(index_t p) { return buf_.data() + p * K_ * NR; }
-  AlignedBuffer<T> buf_;
+  AlignedBuffer<T> buf_{Reuse::scratch};
   index_t K_ = 0, N_ = 0, panels_ = 0;
 };
 
@@ -333,7 +333,7 @@ class PackedA {
   }
 
  private:
-  AlignedBuffer<T> buf_;
+  AlignedBuffer<T> buf_{Reuse::scratch};
   index_t M_ = 0, K_ = 0;
 };
 
@@ -358,6 +358,14 @@ void gemm_panels(const PackedA<T>& a, const PackedB<T>& b, index_t p_begin, inde
   }
 }
 
+// The calling thread's room for one packed MC x KC block of A.
+template <class T>
+AlignedBuffer<T>& a_block_scratch() {
+  static thread_local AlignedBuffer<T> a_pack{Reuse::scratch};
+  a_pack.ensure(static_cast<std::size_t>(blocks<T>().mc * blocks<T>().kc));
+  return a_pack;
+}
+
 // The same with A unpacked (element (i, k) at a[i * a_rs + k * a_cs]): packs one MC x KC block at
 // a time, so that large operands need no copy of their own. Returns early, C unfinished, once
 // `stop` is set (the caller's interrupt flag, interrupt.hpp: the caller then throws).
@@ -370,8 +378,7 @@ void gemm_panels(index_t M, const T* a, index_t a_rs, index_t a_cs, const Packed
   p_end = std::min(p_end, b.panels());
   if (M <= 0 || p_begin >= p_end) return;
   if (K == 0) return gemm_empty(M, b, p_begin, p_end, c, ldc, accumulate);
-  static thread_local AlignedBuffer<T> a_pack;
-  a_pack.ensure(static_cast<std::size_t>(bl.mc * bl.kc));
+  AlignedBuffer<T>& a_pack = a_block_scratch<T>();
   for (index_t k0 = 0; k0 < K; k0 += bl.kc) {
     const index_t kc = std::min<index_t>(bl.kc, K - k0);
     // Each pass over nc panels packs the blocks of A again: far cheaper than the products they
@@ -465,6 +472,55 @@ void gemm(index_t M, index_t N, index_t K, const T* a, index_t a_rs, index_t a_c
     };
     ThreadTeam::global().run(nthreads, JobRef(job));
   }
+}
+
+// One operand of gemm_pair: B (K x N, element (k, n) at b[k * rs + n * cs]) and its C (ldc).
+template <class T>
+struct PairOperand {
+  index_t N;
+  const T* b;
+  index_t rs, cs;
+  T* c;
+  index_t ldc;
+};
+
+// C1 (+)= A B1 and C2 (+)= A B2 for one A of at most one block's depth (K <= kc), each block of A
+// packed once for both products instead of once per product: the weight gradients dG^T x and
+// dG^T h_prev of the cells whose two gate gradients are one array. The threads split the panels
+// of B1 and B2 together; every tile is the one gemm() would make (same blocks, same micro-kernel,
+// same order over k), so the result has the same bits as two calls of gemm().
+template <class T>
+void gemm_pair(index_t M, index_t K, const T* a, index_t a_rs, index_t a_cs,
+               const PairOperand<T>& o1, const PairOperand<T>& o2, bool accumulate,
+               PackedB<T>& scratch1, PackedB<T>& scratch2) {
+  const Blocks& bl = blocks<T>();
+  scratch1.prepare(K, o1.N);
+  scratch2.prepare(K, o2.N);
+  const index_t n1 = scratch1.panels(), panels = n1 + scratch2.panels();
+  const int nthreads = gemm_threads(M, o1.N + o2.N, K, panels);
+  const std::atomic<bool>& stop = interrupt_flag();
+  auto job = [&](int tid) {
+    const index_t q0 = panels * tid / nthreads, q1 = panels * (tid + 1) / nthreads;
+    // Panels [q0, q1) of B1's then B2's: each thread packs the ones it multiplies.
+    scratch1.pack_panels(std::min(q0, n1), std::min(q1, n1), o1.b, o1.rs, o1.cs);
+    scratch2.pack_panels(std::max(q0, n1) - n1, std::max(q1, n1) - n1, o2.b, o2.rs, o2.cs);
+    AlignedBuffer<T>& a_pack = a_block_scratch<T>();
+    for (index_t j0 = q0; j0 < q1; j0 += bl.nc) {
+      const index_t j1 = std::min(q1, j0 + bl.nc);
+      for (index_t i0 = 0; i0 < M; i0 += bl.mc) {
+        if (stop.load(std::memory_order_relaxed)) return;
+        const index_t mc = std::min<index_t>(bl.mc, M - i0);
+        pack_a(mc, K, a + i0 * a_rs, a_rs, a_cs, a_pack.data());
+        if (j0 < n1)
+          gemm_block(a_pack.data(), i0, mc, 0, K, scratch1, j0, std::min(j1, n1), o1.c, o1.ldc,
+                     accumulate);
+        if (j1 > n1)
+          gemm_block(a_pack.data(), i0, mc, 0, K, scratch2, std::max(j0, n1) - n1, j1 - n1, o2.c,
+                     o2.ldc, accumulate);
+      }
+    }
+  };
+  ThreadTeam::global().run(nthreads, JobRef(job));
 }
 
 }  // namespace FASTRNN_ISA

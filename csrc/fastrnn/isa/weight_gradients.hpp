@@ -57,8 +57,12 @@ class WeightGradients {
   // Rows [lo, hi), next to the previous piece in backward's order.
   void add(index_t lo, index_t hi, const GradientRows<T>& r) {
     if (hi <= lo) return;
+    // One gate gradient for both sides (every cell but the reset-after GRU): the two bias
+    // gradients are the same sums, made once (finish() copies them).
+    db_hh_is_db_ih_ = r.dgh == r.dgi && out_.db_ih && out_.db_hh;
     if (out_.db_ih) column_sums(hi - lo, GH, r.dgi, out_.db_ih, descending_, summed_);
-    if (out_.db_hh) column_sums(hi - lo, GH, r.dgh, out_.db_hh, descending_, summed_);
+    if (out_.db_hh && !db_hh_is_db_ih_)
+      column_sums(hi - lo, GH, r.dgh, out_.db_hh, descending_, summed_);
     summed_ = true;
     const index_t first = lo / KC, last = (hi - 1) / KC;
     for (index_t i = 0; i <= last - first; ++i) {
@@ -84,6 +88,8 @@ class WeightGradients {
     if (!summed_) {
       if (out_.db_ih) zero_n(out_.db_ih, GH);
       if (out_.db_hh) zero_n(out_.db_hh, GH);
+    } else if (db_hh_is_db_ih_) {
+      copy_n(out_.db_hh, out_.db_ih, GH);
     }
   }
 
@@ -112,8 +118,13 @@ class WeightGradients {
   void products(index_t kc, const GradientRows<T>& r) {
     const bool acc = multiplied_;
     multiplied_ = true;
-    gemm<T>(GH, I, kc, r.dgi, 1, GH, r.x, I, 1, out_.dw_ih, I, acc, scratch_);
-    gemm<T>(GHh, P, kc, r.dgh, 1, GH, r.h_prev, P, 1, out_.dw_hh, P, acc, scratch_);
+    if (r.dgh == r.dgi && GHh == GH) {  // one dG^T, packed once for dW_ih and dW_hh
+      gemm_pair<T>(GH, kc, r.dgi, 1, GH, {I, r.x, I, 1, out_.dw_ih, I},
+                   {P, r.h_prev, P, 1, out_.dw_hh, P}, acc, scratch_, scratch2_);
+    } else {
+      gemm<T>(GH, I, kc, r.dgi, 1, GH, r.x, I, 1, out_.dw_ih, I, acc, scratch_);
+      gemm<T>(GHh, P, kc, r.dgh, 1, GH, r.h_prev, P, 1, out_.dw_hh, P, acc, scratch_);
+    }
     if (out_.dw_hr) gemm<T>(P, H, kc, r.dh, 1, P, r.m, H, 1, out_.dw_hr, H, acc, scratch_);
   }
 
@@ -122,8 +133,13 @@ class WeightGradients {
   const GradientOutputs<T> out_;
   const index_t widths_[kParts];
   bool multiplied_ = false, summed_ = false;
-  AlignedBuffer<T> staged_[kParts];  // the block being completed, KC rows of each part
-  PackedB<T> scratch_;
+  bool db_hh_is_db_ih_ = false;  // the pieces' dgh is their dgi: db_hh is a copy of db_ih
+  AlignedBuffer<T> staged_[kParts] = {
+      // the block being completed, KC rows of each part
+      AlignedBuffer<T>(Reuse::scratch), AlignedBuffer<T>(Reuse::scratch),
+      AlignedBuffer<T>(Reuse::scratch), AlignedBuffer<T>(Reuse::scratch),
+      AlignedBuffer<T>(Reuse::scratch), AlignedBuffer<T>(Reuse::scratch)};
+  PackedB<T> scratch_, scratch2_;
 };
 
 // The reset-before GRU's dW_hn = dn^T (r * h_prev) over all rows (row order), r * h_prev remade
@@ -132,7 +148,7 @@ class WeightGradients {
 template <class T>
 void reset_before_dw_hn(index_t rows, index_t H, const T* dgi, const T* gates, const T* h_prev,
                         T* dw_hh) {
-  AlignedBuffer<T> rh(static_cast<std::size_t>(std::max<index_t>(rows * H, 1)));
+  AlignedBuffer<T> rh = buffer<T>(std::max<index_t>(rows * H, 1));
   for (index_t r = 0; r < rows; ++r)
     for (index_t j = 0; j < H; ++j) rh.data()[r * H + j] = gates[r * 3 * H + j] * h_prev[r * H + j];
   PackedB<T> scratch;
