@@ -273,7 +273,7 @@ class BackwardPass {
   // The reductions over all rows, in the order the reverse loop made them (weight_gradients.hpp);
   // the variants' extra ones (not checkpointed) over all rows in row order after them.
   void weight_gradients() {
-    WeightGradients<T> wg(rows_, GH, G_h * H, I, P, H, !reverse_,
+    WeightGradients<T> wg(rows_, GH, G_h * H, I, P, H, own_dgh ? 2 * H : G_h * H, !reverse_,
                           {a_.dw_ih, a_.dw_hh, a_.db_ih, a_.db_hh, a_.dw_hr});
     const T* x = a_.lengths ? sv_->x_rows.data() : a_.x;
     wg.add(0, rows_,

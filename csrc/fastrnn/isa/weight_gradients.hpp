@@ -49,9 +49,11 @@ class WeightGradients {
   static constexpr int kParts = 6;  // the arrays of GradientRows, in its order
 
  public:
+  // shared: the leading columns in which every row of dgh equals dgi's (GHh where they are one
+  // array; the reset-after GRU: its r and z gates, 2*H): dW_ih and dW_hh pack them once.
   WeightGradients(index_t rows, index_t GH, index_t GHh, index_t I, index_t P, index_t H,
-                  bool descending, const GradientOutputs<T>& out)
-      : rows_(rows), GH(GH), GHh(GHh), I(I), P(P), H(H), KC(blocks<T>().kc),
+                  index_t shared, bool descending, const GradientOutputs<T>& out)
+      : rows_(rows), GH(GH), GHh(GHh), I(I), P(P), H(H), KC(blocks<T>().kc), shared_(shared),
         descending_(descending), out_(out), widths_{GH, GH, I, P, P, H} {}
 
   // Rows [lo, hi), next to the previous piece in backward's order.
@@ -118,17 +120,14 @@ class WeightGradients {
   void products(index_t kc, const GradientRows<T>& r) {
     const bool acc = multiplied_;
     multiplied_ = true;
-    if (r.dgh == r.dgi && GHh == GH) {  // one dG^T, packed once for dW_ih and dW_hh
-      gemm_pair<T>(GH, kc, r.dgi, 1, GH, {I, r.x, I, 1, out_.dw_ih, I},
-                   {P, r.h_prev, P, 1, out_.dw_hh, P}, acc, scratch_, scratch2_);
-    } else {
-      gemm<T>(GH, I, kc, r.dgi, 1, GH, r.x, I, 1, out_.dw_ih, I, acc, scratch_);
-      gemm<T>(GHh, P, kc, r.dgh, 1, GH, r.h_prev, P, 1, out_.dw_hh, P, acc, scratch_);
-    }
+    gemm_pair<T>(kc, {GH, r.dgi, 1, GH, I, r.x, I, 1, out_.dw_ih, I},
+                 {GHh, r.dgh, 1, GH, P, r.h_prev, P, 1, out_.dw_hh, P}, shared_, acc, scratch_,
+                 scratch2_);
     if (out_.dw_hr) gemm<T>(P, H, kc, r.dh, 1, P, r.m, H, 1, out_.dw_hr, H, acc, scratch_);
   }
 
   const index_t rows_, GH, GHh, I, P, H, KC;  // KC: rows per block
+  const index_t shared_;                      // dgh's leading columns that are dgi's
   const bool descending_;
   const GradientOutputs<T> out_;
   const index_t widths_[kParts];
