@@ -16,6 +16,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 
 #include "fastrnn/isa/gemm.hpp"
 #include "fastrnn/isa/loop.hpp"
@@ -23,6 +24,65 @@
 
 namespace fastrnn {
 namespace FASTRNN_ISA {
+
+// One product of gemm_pair: C (M x N, ldc) (+)= A (M x K: element (i, k) at a[i * a_rs + k * a_cs])
+// times B (K x N: element (k, n) at b[k * b_rs + n * b_cs]).
+template <class T>
+struct PairProduct {
+  index_t M;
+  const T* a;
+  index_t a_rs, a_cs;
+  index_t N;
+  const T* b;
+  index_t b_rs, b_cs;
+  T* c;
+  index_t ldc;
+};
+
+// Two products of the same depth, at most one block deep (K <= kc), whose A operands agree in their
+// first shared_rows rows: the weight gradients dG_i^T x and dG_h^T h_prev, whose gate gradients
+// are one array (the GRU: all but the n gate's rows). Each block of those rows is packed once
+// for both products instead of once per product. The threads split the panels of both B operands
+// together; every tile is the one gemm() would make (same blocks, same micro-kernel, same order
+// over k), so the results have the same bits as two calls of gemm().
+template <class T>
+void gemm_pair(index_t K, const PairProduct<T>& p1, const PairProduct<T>& p2, index_t shared_rows,
+               bool accumulate, PackedB<T>& scratch1, PackedB<T>& scratch2) {
+  const Blocks& bl = blocks<T>();
+  scratch1.prepare(K, p1.N);
+  scratch2.prepare(K, p2.N);
+  const index_t n1 = scratch1.panels(), panels = n1 + scratch2.panels();
+  const index_t M = std::max(p1.M, p2.M);
+  const int nthreads = gemm_threads(M, p1.N + p2.N, K, panels);
+  const std::atomic<bool>& stop = interrupt_flag();
+  auto job = [&](int tid) {
+    const index_t q0 = panels * tid / nthreads, q1 = panels * (tid + 1) / nthreads;
+    // Panels [q0, q1) of B1's then B2's: each thread packs the ones it multiplies.
+    scratch1.pack_panels(std::min(q0, n1), std::min(q1, n1), p1.b, p1.b_rs, p1.b_cs);
+    scratch2.pack_panels(std::max(q0, n1) - n1, std::max(q1, n1) - n1, p2.b, p2.b_rs, p2.b_cs);
+    AlignedBuffer<T>& a_pack = a_block_scratch<T>();
+    for (index_t j0 = q0; j0 < q1; j0 += bl.nc) {
+      const index_t j1 = std::min(q1, j0 + bl.nc);
+      for (index_t i0 = 0; i0 < M; i0 += bl.mc) {
+        if (stop.load(std::memory_order_relaxed)) return;
+        const index_t mc1 = std::max<index_t>(0, std::min(bl.mc, p1.M - i0));
+        const index_t mc2 = std::max<index_t>(0, std::min(bl.mc, p2.M - i0));
+        const bool first = j0 < n1 && mc1 > 0, second = j1 > n1 && mc2 > 0;
+        if (first) {
+          pack_a(mc1, K, p1.a + i0 * p1.a_rs, p1.a_rs, p1.a_cs, a_pack.data());
+          gemm_block(a_pack.data(), i0, mc1, 0, K, scratch1, j0, std::min(j1, n1), p1.c, p1.ldc,
+                     accumulate);
+        }
+        if (!second) continue;
+        if (!first || mc1 != mc2 || i0 + mc2 > shared_rows)  // not the block just packed
+          pack_a(mc2, K, p2.a + i0 * p2.a_rs, p2.a_rs, p2.a_cs, a_pack.data());
+        gemm_block(a_pack.data(), i0, mc2, 0, K, scratch2, std::max(j0, n1) - n1, j1 - n1, p2.c,
+                   p2.ldc, accumulate);
+      }
+    }
+  };
+  ThreadTeam::global().run(nthreads, JobRef(job));
+}
 
 // One piece of rows: where its first row is in each per-row array (null where absent).
 template <class T>
