@@ -166,6 +166,7 @@ void release_aligned(void* p, std::size_t bytes, Reuse reuse) noexcept {
     return;
   }
 #else
+  (void)bytes;
   (void)reuse;
 #endif
   std::free(p);
