@@ -286,7 +286,8 @@ def _measure_peak(p, cell, dy, dh, dc, **kw):
 
 def test_blocks_kept_for_the_next_call_stay_bounded():
     # The native allocator keeps released blocks of 64 KiB - 8 MiB for the next call, at most
-    # 32 MiB of them: calls on many different sizes must not make it hold more.
+    # 32 MiB of them, and the kernels' scratch blocks up to 64 MiB, at most 128 MiB of them
+    # (runtime/memory.cpp): calls on many different sizes must not make it hold more.
     rng = np.random.default_rng(0)
     w = {
         k: rng.standard_normal(s).astype(np.float32) * 0.1
@@ -303,4 +304,4 @@ def test_blocks_kept_for_the_next_call_stay_bounded():
     for T in range(20, 400, 3):
         call(T, 1 + T % 16)
     grown = settled_rss() - before
-    assert grown < 40 << 20, f"resident memory grew by {grown / 2**20:.1f} MiB"
+    assert grown < (32 + 128 + 8) << 20, f"resident memory grew by {grown / 2**20:.1f} MiB"

@@ -100,8 +100,8 @@ class ForwardSegments {
     unsaved.saved = nullptr;
     Forward<T, C> pass(d_, reverse_, w_, unsaved);
     pass.prepare_loop();
-    AlignedBuffer<T> xbuf(static_cast<std::size_t>(
-        a_.lengths ? widest_segment(steps, d_.T, reverse_, k, MR) * d_.I : 0));
+    AlignedBuffer<T> xbuf =
+        buffer<T>(a_.lengths ? widest_segment(steps, d_.T, reverse_, k, MR) * d_.I : 0);
     for (index_t i = 0; i < n; ++i) {
       const Segment g = segment_of(steps, d_.T, reverse_, k, i, MR);
       copy_n(sv.h_bound.data() + i * BP, pass.state_h(), BP);
@@ -153,10 +153,11 @@ class BackwardSegments {
     ba.saved = &seg;
     Backward<T, C> bwd(d_, reverse_, w_, ba);
     bwd.prepare_loop(cap, k);
-    WeightGradients<T> wg(steps.count(), GH, GH, I, d_.P, d_.H, !reverse_,
-                          {a_.dw_ih, a_.dw_hh, a_.db_ih, a_.db_hh, a_.dw_hr});
-    AlignedBuffer<T> xbuf(static_cast<std::size_t>(a_.lengths ? cap * I : 0));
-    AlignedBuffer<T> dx_rows(static_cast<std::size_t>(a_.dx ? std::max<index_t>(cap * I, 1) : 0));
+    // The GRU's dgh differs from dgi in its n gate only (the plain cells: nowhere).
+    WeightGradients<T> wg(steps.count(), GH, GH, I, d_.P, d_.H, C::G == 3 ? 2 * d_.H : GH,
+                          !reverse_, {a_.dw_ih, a_.dw_hh, a_.db_ih, a_.db_hh, a_.dw_hr});
+    AlignedBuffer<T> xbuf = buffer<T>(a_.lengths ? cap * I : 0);
+    AlignedBuffer<T> dx_rows = buffer<T>(a_.dx ? std::max<index_t>(cap * I, 1) : 0);
 
     for (index_t i = n - 1; i >= 0; --i) {
       const Segment g = segment_of(steps, d_.T, reverse_, k, i, MR);

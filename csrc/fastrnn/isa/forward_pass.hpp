@@ -68,17 +68,21 @@ class ForwardPass {
   void set_save_base(index_t base) { save_base_ = base; }
 
   // The input projection of rows [lo, hi) (x_lo: their x), with the biases folded in (all but the
-  // reset-after GRU's b_hn, which sits inside r * (W_hn h + b_hn) and so is added per step). A
-  // call of a few steps (generation: T = 1) reads the weights row-major instead of packing them.
+  // reset-after GRU's b_hn, which sits inside r * (W_hn h + b_hn) and so is added per step): the
+  // packed product adds them as it stores each tile. A call of a few steps (generation: T = 1)
+  // reads the weights row-major instead of packing them, and adds the biases after.
   void project_inputs(index_t lo, index_t hi, const T* x_lo) {
     const index_t n = hi - lo;
+    const bool biased = w_.b_ih || w_.b_hh;
     xg_base_ = lo;
     xg_.ensure(static_cast<std::size_t>(std::max<index_t>(n * GH, 1)));
-    if (unpacked_)
-      product_rowmajor<T>(n, I, x_lo, I, w_.w_ih, I, 0, GH, xg_.data(), GH);
-    else
-      gemm<T>(n, GH, I, x_lo, I, 1, w_.w_ih, 1, I, xg_.data(), GH, false, w_ih_t_);
-    if (w_.b_ih || w_.b_hh)
+    if (!unpacked_) {
+      gemm<T>(n, GH, I, x_lo, I, 1, w_.w_ih, 1, I, xg_.data(), GH, false, w_ih_t_,
+              biased ? bias_.data() : nullptr);
+      return;
+    }
+    product_rowmajor<T>(n, I, x_lo, I, w_.w_ih, I, 0, GH, xg_.data(), GH);
+    if (biased)
       for (index_t r = 0; r < n && !interrupt_.load(std::memory_order_relaxed); ++r) {
         T* dst = xg_.data() + r * GH;
         for (index_t k = 0; k < GH; ++k) dst[k] += bias_.data()[k];
@@ -341,10 +345,10 @@ class ForwardPass {
   const StepRows steps_;
   const index_t rows_;
 
-  const T* x_ = nullptr;          // x, or its rows of the steps taken (with lengths)
-  AlignedBuffer<T> x_inference_;  // those rows when nothing is saved
+  const T* x_ = nullptr;  // x, or its rows of the steps taken (with lengths)
+  AlignedBuffer<T> x_inference_{Reuse::scratch};  // those rows when nothing is saved
 
-  AlignedBuffer<T> xg_;                  // (rows, G*H) the input projection of rows xg_base_...
+  AlignedBuffer<T> xg_{Reuse::scratch};  // (rows, G*H) the input projection of rows xg_base_...
   AlignedBuffer<T> bias_, b_hn_;         // (G*H) the biases folded into it; (H) GRU's b_hn
   PackedB<T> w_ih_t_;                    // the input projection's scratch
   index_t xg_base_ = 0, save_base_ = 0;  // the rows of xg_'s and of sv_'s first row

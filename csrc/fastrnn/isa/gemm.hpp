@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "fastrnn/common.hpp"
 #include "fastrnn/runtime/cache.hpp"
@@ -73,6 +74,45 @@ const Blocks& blocks() {
   return b;
 }
 
+// The transposed copy of an L x L block (L = 16 bytes' worth of T: 4 floats, 2 doubles; SSE2 and
+// NEON registers): row i of src (stride ls) becomes column i of dst (stride ld). Packing a weight
+// matrix for x W^T is a transpose; element by element it ran at 5-6 GB/s (3.4 ms for an LSTM's
+// 16 MiB W_ih at H = 1024, every forward call), in register shuffles several times that.
+template <class T>
+struct Transpose16 {
+  typedef T vec __attribute__((vector_size(16)));
+  static constexpr int L = 16 / sizeof(T);
+
+  template <int... I>
+  static vec shuffle(vec a, vec b) {
+#if defined(__clang__) || __GNUC__ >= 12
+    return __builtin_shufflevector(a, b, I...);
+#else
+    typedef std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t> Int;
+    typedef Int mask __attribute__((vector_size(16)));
+    return __builtin_shuffle(a, b, mask{I...});
+#endif
+  }
+
+  static void block(const T* src, index_t ls, T* dst, index_t ld) {
+    vec r[L];
+    for (int i = 0; i < L; ++i) std::memcpy(&r[i], src + i * ls, sizeof(vec));
+    if constexpr (L == 4) {
+      const vec t0 = shuffle<0, 4, 1, 5>(r[0], r[1]), t1 = shuffle<2, 6, 3, 7>(r[0], r[1]);
+      const vec t2 = shuffle<0, 4, 1, 5>(r[2], r[3]), t3 = shuffle<2, 6, 3, 7>(r[2], r[3]);
+      r[0] = shuffle<0, 1, 4, 5>(t0, t2);
+      r[1] = shuffle<2, 3, 6, 7>(t0, t2);
+      r[2] = shuffle<0, 1, 4, 5>(t1, t3);
+      r[3] = shuffle<2, 3, 6, 7>(t1, t3);
+    } else {
+      const vec t0 = shuffle<0, 2>(r[0], r[1]), t1 = shuffle<1, 3>(r[0], r[1]);
+      r[0] = t0;
+      r[1] = t1;
+    }
+    for (int i = 0; i < L; ++i) std::memcpy(dst + i * ld, &r[i], sizeof(vec));
+  }
+};
+
 // A K x N operand packed into ceil(N / NR) panels, each K x NR, k-major, zero-padded past N.
 template <class T>
 class PackedB {
@@ -100,10 +140,20 @@ class PackedB {
       const index_t n0 = p * NR, nc = std::min<index_t>(NR, N - n0);
       if (rs == 1 && cs != 1) {
         // B is a transposed weight matrix (x W^T): copy 16-deep strips of W's rows, so that
-        // both what is read and what is written stay within a few cache lines.
+        // both what is read and what is written stay within a few cache lines, L x L blocks
+        // of them transposed in registers (the edges element by element).
+        constexpr index_t L = Transpose16<T>::L;
+        const index_t nc_blocks = nc - nc % L;
         for (index_t k0 = 0; k0 < K; k0 += 16) {
-          const index_t kn = std::min<index_t>(16, K - k0);
-          for (index_t j = 0; j < nc; ++j) {
+          const index_t kn = std::min<index_t>(16, K - k0), kn_blocks = kn - kn % L;
+          for (index_t j = 0; j < nc_blocks; j += L) {
+            const T* src = b + (n0 + j) * cs + k0;
+            for (index_t k = 0; k < kn_blocks; k += L)
+              Transpose16<T>::block(src + k, cs, out + (k0 + k) * NR + j, NR);
+            for (index_t i = 0; i < L; ++i)
+              for (index_t k = kn_blocks; k < kn; ++k) out[(k0 + k) * NR + j + i] = src[i * cs + k];
+          }
+          for (index_t j = nc_blocks; j < nc; ++j) {
             const T* src = b + (n0 + j) * cs + k0;
             for (index_t k = 0; k < kn; ++k) out[(k0 + k) * NR + j] = src[k];
           }
@@ -131,18 +181,22 @@ class PackedB {
 
  private:
   T* panel(index_t p) { return buf_.data() + p * K_ * NR; }
-  AlignedBuffer<T> buf_;
+  AlignedBuffer<T> buf_{Reuse::scratch};
   index_t K_ = 0, N_ = 0, panels_ = 0;
 };
 
-// C[R x ncols] (+)= A-panel (kc x R, k-major) * B-panel slice (kc x NR, k-major).
+// C[R x ncols] (+)= A-panel (kc x R, k-major) * B-panel slice (kc x NR, k-major), then + bias
+// (ncols values, added to every row) when given: the input projection's folded biases, added as
+// the tile is stored instead of in a pass of their own over the (T*B, G*H) result, with the same
+// two roundings (the sum, then the bias).
 // Few rows (small batches: a matrix-vector product) leave too few independent accumulators to hide
 // the FMA latency, so those split k over S interleaved accumulator sets, summed at the end: as
 // many as make 8 accumulators (16 vector registers) or 16 (AVX-512's 32). At B=4 on AVX-512 the
 // second set made RNN and GRU steps 5-6% faster.
 template <class T, int R>
 inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict bp,
-                         T* __restrict c, index_t ldc, int ncols, bool accumulate) {
+                         T* __restrict c, index_t ldc, int ncols, bool accumulate,
+                         const T* __restrict bias) {
   using V = typename Tile<T>::vec;
   constexpr int VL = Tile<T>::VL, NR = Tile<T>::NR;
   constexpr int kAccumulators = FASTRNN_VECTOR_BYTES == 64 ? 16 : 8;
@@ -189,6 +243,11 @@ inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict
       acc1[0][i] += acc1[s][i];
     }
   if (ncols == NR) {
+    V bias0{}, bias1{};
+    if (bias) {
+      std::memcpy(&bias0, bias, sizeof(V));
+      std::memcpy(&bias1, bias + VL, sizeof(V));
+    }
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
       T* row = c + i * ldc;
@@ -199,6 +258,10 @@ inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict
         acc0[0][i] += c0;
         acc1[0][i] += c1;
       }
+      if (bias) {
+        acc0[0][i] += bias0;
+        acc1[0][i] += bias1;
+      }
       std::memcpy(row, &acc0[0][i], sizeof(V));
       std::memcpy(row + VL, &acc1[0][i], sizeof(V));
     }
@@ -208,23 +271,26 @@ inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict
       std::memcpy(tmp, &acc0[0][i], sizeof(V));
       std::memcpy(tmp + VL, &acc1[0][i], sizeof(V));
       T* row = c + i * ldc;
-      for (int j = 0; j < ncols; ++j) row[j] = accumulate ? row[j] + tmp[j] : tmp[j];
+      for (int j = 0; j < ncols; ++j) {
+        row[j] = accumulate ? row[j] + tmp[j] : tmp[j];
+        if (bias) row[j] += bias[j];
+      }
     }
   }
 }
 
 template <class T>
 inline void micro_kernel_rows(int rows, index_t kc, const T* ap, const T* bp, T* c, index_t ldc,
-                              int ncols, bool accumulate) {
+                              int ncols, bool accumulate, const T* bias) {
   switch (rows) {
-    case 1: micro_kernel<T, 1>(kc, ap, bp, c, ldc, ncols, accumulate); break;
-    case 2: micro_kernel<T, 2>(kc, ap, bp, c, ldc, ncols, accumulate); break;
-    case 3: micro_kernel<T, 3>(kc, ap, bp, c, ldc, ncols, accumulate); break;
-    case 4: micro_kernel<T, 4>(kc, ap, bp, c, ldc, ncols, accumulate); break;
-    case 5: micro_kernel<T, 5>(kc, ap, bp, c, ldc, ncols, accumulate); break;
-    case 6: micro_kernel<T, 6>(kc, ap, bp, c, ldc, ncols, accumulate); break;
-    case 7: micro_kernel<T, 7>(kc, ap, bp, c, ldc, ncols, accumulate); break;
-    default: micro_kernel<T, 8>(kc, ap, bp, c, ldc, ncols, accumulate); break;
+    case 1: micro_kernel<T, 1>(kc, ap, bp, c, ldc, ncols, accumulate, bias); break;
+    case 2: micro_kernel<T, 2>(kc, ap, bp, c, ldc, ncols, accumulate, bias); break;
+    case 3: micro_kernel<T, 3>(kc, ap, bp, c, ldc, ncols, accumulate, bias); break;
+    case 4: micro_kernel<T, 4>(kc, ap, bp, c, ldc, ncols, accumulate, bias); break;
+    case 5: micro_kernel<T, 5>(kc, ap, bp, c, ldc, ncols, accumulate, bias); break;
+    case 6: micro_kernel<T, 6>(kc, ap, bp, c, ldc, ncols, accumulate, bias); break;
+    case 7: micro_kernel<T, 7>(kc, ap, bp, c, ldc, ncols, accumulate, bias); break;
+    default: micro_kernel<T, 8>(kc, ap, bp, c, ldc, ncols, accumulate, bias); break;
   }
 }
 
@@ -279,11 +345,12 @@ inline int gemm_threads(index_t M, index_t N, index_t K, index_t panels) {
   return ThreadTeam::global().available(static_cast<int>(std::max<index_t>(1, n)));
 }
 
-// C[:, panels [p_begin, p_end)] (+)= the (mc x kc) packed block of A at rows i0, depth k0, times B.
+// C[:, panels [p_begin, p_end)] (+)= the (mc x kc) packed block of A at rows i0, depth k0, times B
+// (then + bias[n] in column n, when given: only in the last block over k).
 template <class T>
 inline void gemm_block(const T* a_block, index_t i0, index_t mc, index_t k0, index_t kc,
                        const PackedB<T>& b, index_t p_begin, index_t p_end, T* c, index_t ldc,
-                       bool acc) {
+                       bool acc, const T* bias = nullptr) {
   using Tl = Tile<T>;
   for (index_t p = p_begin; p < p_end; ++p) {
     const T* bp = b.panel(p) + k0 * Tl::NR;
@@ -291,7 +358,7 @@ inline void gemm_block(const T* a_block, index_t i0, index_t mc, index_t k0, ind
     for (index_t r0 = 0; r0 < mc; r0 += Tl::MR) {
       const int rows = static_cast<int>(std::min<index_t>(Tl::MR, mc - r0));
       micro_kernel_rows<T>(rows, kc, a_block + r0 * kc, bp, c + (i0 + r0) * ldc + p * Tl::NR, ldc,
-                           ncols, acc);
+                           ncols, acc, bias ? bias + p * Tl::NR : nullptr);
     }
   }
 }
@@ -333,7 +400,7 @@ class PackedA {
   }
 
  private:
-  AlignedBuffer<T> buf_;
+  AlignedBuffer<T> buf_{Reuse::scratch};
   index_t M_ = 0, K_ = 0;
 };
 
@@ -358,20 +425,28 @@ void gemm_panels(const PackedA<T>& a, const PackedB<T>& b, index_t p_begin, inde
   }
 }
 
+// The calling thread's room for one packed MC x KC block of A.
+template <class T>
+AlignedBuffer<T>& a_block_scratch() {
+  static thread_local AlignedBuffer<T> a_pack{Reuse::scratch};
+  a_pack.ensure(static_cast<std::size_t>(blocks<T>().mc * blocks<T>().kc));
+  return a_pack;
+}
+
 // The same with A unpacked (element (i, k) at a[i * a_rs + k * a_cs]): packs one MC x KC block at
 // a time, so that large operands need no copy of their own. Returns early, C unfinished, once
-// `stop` is set (the caller's interrupt flag, interrupt.hpp: the caller then throws).
+// `stop` is set (the caller's interrupt flag, interrupt.hpp: the caller then throws). With bias
+// (N values), C's column n gets + bias[n] after the product.
 template <class T>
 void gemm_panels(index_t M, const T* a, index_t a_rs, index_t a_cs, const PackedB<T>& b,
                  index_t p_begin, index_t p_end, T* c, index_t ldc, bool accumulate,
-                 const std::atomic<bool>& stop) {
+                 const std::atomic<bool>& stop, const T* bias = nullptr) {
   const Blocks& bl = blocks<T>();
   const index_t K = b.K();
   p_end = std::min(p_end, b.panels());
   if (M <= 0 || p_begin >= p_end) return;
   if (K == 0) return gemm_empty(M, b, p_begin, p_end, c, ldc, accumulate);
-  static thread_local AlignedBuffer<T> a_pack;
-  a_pack.ensure(static_cast<std::size_t>(bl.mc * bl.kc));
+  AlignedBuffer<T>& a_pack = a_block_scratch<T>();
   for (index_t k0 = 0; k0 < K; k0 += bl.kc) {
     const index_t kc = std::min<index_t>(bl.kc, K - k0);
     // Each pass over nc panels packs the blocks of A again: far cheaper than the products they
@@ -382,7 +457,8 @@ void gemm_panels(index_t M, const T* a, index_t a_rs, index_t a_cs, const Packed
         if (stop.load(std::memory_order_relaxed)) return;
         const index_t mc = std::min<index_t>(bl.mc, M - i0);
         pack_a(mc, kc, a + i0 * a_rs + k0 * a_cs, a_rs, a_cs, a_pack.data());
-        gemm_block(a_pack.data(), i0, mc, k0, kc, b, j0, j1, c, ldc, accumulate || k0 > 0);
+        gemm_block(a_pack.data(), i0, mc, k0, kc, b, j0, j1, c, ldc, accumulate || k0 > 0,
+                   k0 + kc == K ? bias : nullptr);
       }
     }
   }
@@ -441,13 +517,19 @@ void gemm(index_t M, const T* a, index_t a_rs, index_t a_cs, const PackedB<T>& b
 
 // The same with B given unpacked: element (k, n) at b[k * b_rs + n * b_cs], B is K x N. B is packed
 // one KC-deep slice at a time, so scratch holds KC x N however deep the product (the weight
-// gradients run over all T*B rows) and no copy of B the size of the input is ever made.
+// gradients run over all T*B rows) and no copy of B the size of the input is ever made. With bias
+// (N values), C's column n gets + bias[n] after the product (as the last slice's tiles are stored).
 template <class T>
 void gemm(index_t M, index_t N, index_t K, const T* a, index_t a_rs, index_t a_cs, const T* b,
-          index_t b_rs, index_t b_cs, T* c, index_t ldc, bool accumulate, PackedB<T>& scratch) {
+          index_t b_rs, index_t b_cs, T* c, index_t ldc, bool accumulate, PackedB<T>& scratch,
+          const T* bias = nullptr) {
   if (K == 0) {
     scratch.pack(0, N, b, b_rs, b_cs);
-    return gemm(M, a, a_rs, a_cs, scratch, c, ldc, accumulate);
+    gemm(M, a, a_rs, a_cs, scratch, c, ldc, accumulate);
+    if (bias)
+      for (index_t i = 0; i < M; ++i)
+        for (index_t n = 0; n < N; ++n) c[i * ldc + n] += bias[n];
+    return;
   }
   const std::atomic<bool>& stop = interrupt_flag();
   const index_t KC = blocks<T>().kc;
@@ -460,8 +542,8 @@ void gemm(index_t M, index_t N, index_t K, const T* a, index_t a_rs, index_t a_c
     auto job = [&](int tid) {
       const index_t p0 = panels * tid / nthreads, p1 = panels * (tid + 1) / nthreads;
       scratch.pack_panels(p0, p1, b + k0 * b_rs, b_rs, b_cs);
-      gemm_panels(M, a + k0 * a_cs, a_rs, a_cs, scratch, p0, p1, c, ldc, accumulate || k0 > 0,
-                  stop);
+      gemm_panels(M, a + k0 * a_cs, a_rs, a_cs, scratch, p0, p1, c, ldc, accumulate || k0 > 0, stop,
+                  k0 + kc == K ? bias : nullptr);
     };
     ThreadTeam::global().run(nthreads, JobRef(job));
   }

@@ -121,11 +121,12 @@ void scatter_dx(const index_t* lengths, index_t B, index_t I, index_t t0, index_
     }
 }
 
-// A buffer of n elements (the loops allocate every one before a job starts: a job that waits on a
-// barrier must never throw).
+// A scratch buffer of n elements (the loops allocate every one before a job starts: a job that
+// waits on a barrier must never throw). Scratch never leaves the call, so its big blocks are
+// cached for the next one (memory.hpp).
 template <class T>
 AlignedBuffer<T> buffer(index_t n) {
-  return AlignedBuffer<T>(static_cast<std::size_t>(n));
+  return AlignedBuffer<T>(static_cast<std::size_t>(n), Reuse::scratch);
 }
 
 // One step as one thread sees it: time t, the step's first row r0 in the per-row arrays, the n

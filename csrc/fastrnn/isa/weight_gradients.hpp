@@ -16,6 +16,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 
 #include "fastrnn/isa/gemm.hpp"
 #include "fastrnn/isa/loop.hpp"
@@ -23,6 +24,65 @@
 
 namespace fastrnn {
 namespace FASTRNN_ISA {
+
+// One product of gemm_pair: C (M x N, ldc) (+)= A (M x K: element (i, k) at a[i * a_rs + k * a_cs])
+// times B (K x N: element (k, n) at b[k * b_rs + n * b_cs]).
+template <class T>
+struct PairProduct {
+  index_t M;
+  const T* a;
+  index_t a_rs, a_cs;
+  index_t N;
+  const T* b;
+  index_t b_rs, b_cs;
+  T* c;
+  index_t ldc;
+};
+
+// Two products of the same depth, at most one block deep (K <= kc), whose A operands agree in their
+// first shared_rows rows: the weight gradients dG_i^T x and dG_h^T h_prev, whose gate gradients
+// are one array (the GRU: all but the n gate's rows). Each block of those rows is packed once
+// for both products instead of once per product. The threads split the panels of both B operands
+// together; every tile is the one gemm() would make (same blocks, same micro-kernel, same order
+// over k), so the results have the same bits as two calls of gemm().
+template <class T>
+void gemm_pair(index_t K, const PairProduct<T>& p1, const PairProduct<T>& p2, index_t shared_rows,
+               bool accumulate, PackedB<T>& scratch1, PackedB<T>& scratch2) {
+  const Blocks& bl = blocks<T>();
+  scratch1.prepare(K, p1.N);
+  scratch2.prepare(K, p2.N);
+  const index_t n1 = scratch1.panels(), panels = n1 + scratch2.panels();
+  const index_t M = std::max(p1.M, p2.M);
+  const int nthreads = gemm_threads(M, p1.N + p2.N, K, panels);
+  const std::atomic<bool>& stop = interrupt_flag();
+  auto job = [&](int tid) {
+    const index_t q0 = panels * tid / nthreads, q1 = panels * (tid + 1) / nthreads;
+    // Panels [q0, q1) of B1's then B2's: each thread packs the ones it multiplies.
+    scratch1.pack_panels(std::min(q0, n1), std::min(q1, n1), p1.b, p1.b_rs, p1.b_cs);
+    scratch2.pack_panels(std::max(q0, n1) - n1, std::max(q1, n1) - n1, p2.b, p2.b_rs, p2.b_cs);
+    AlignedBuffer<T>& a_pack = a_block_scratch<T>();
+    for (index_t j0 = q0; j0 < q1; j0 += bl.nc) {
+      const index_t j1 = std::min(q1, j0 + bl.nc);
+      for (index_t i0 = 0; i0 < M; i0 += bl.mc) {
+        if (stop.load(std::memory_order_relaxed)) return;
+        const index_t mc1 = std::max<index_t>(0, std::min(bl.mc, p1.M - i0));
+        const index_t mc2 = std::max<index_t>(0, std::min(bl.mc, p2.M - i0));
+        const bool first = j0 < n1 && mc1 > 0, second = j1 > n1 && mc2 > 0;
+        if (first) {
+          pack_a(mc1, K, p1.a + i0 * p1.a_rs, p1.a_rs, p1.a_cs, a_pack.data());
+          gemm_block(a_pack.data(), i0, mc1, 0, K, scratch1, j0, std::min(j1, n1), p1.c, p1.ldc,
+                     accumulate);
+        }
+        if (!second) continue;
+        if (!first || mc1 != mc2 || i0 + mc2 > shared_rows)  // not the block just packed
+          pack_a(mc2, K, p2.a + i0 * p2.a_rs, p2.a_rs, p2.a_cs, a_pack.data());
+        gemm_block(a_pack.data(), i0, mc2, 0, K, scratch2, std::max(j0, n1) - n1, j1 - n1, p2.c,
+                   p2.ldc, accumulate);
+      }
+    }
+  };
+  ThreadTeam::global().run(nthreads, JobRef(job));
+}
 
 // One piece of rows: where its first row is in each per-row array (null where absent).
 template <class T>
@@ -49,16 +109,22 @@ class WeightGradients {
   static constexpr int kParts = 6;  // the arrays of GradientRows, in its order
 
  public:
+  // shared: the leading columns in which every row of dgh equals dgi's (GHh where they are one
+  // array; the reset-after GRU: its r and z gates, 2*H): dW_ih and dW_hh pack them once.
   WeightGradients(index_t rows, index_t GH, index_t GHh, index_t I, index_t P, index_t H,
-                  bool descending, const GradientOutputs<T>& out)
-      : rows_(rows), GH(GH), GHh(GHh), I(I), P(P), H(H), KC(blocks<T>().kc),
+                  index_t shared, bool descending, const GradientOutputs<T>& out)
+      : rows_(rows), GH(GH), GHh(GHh), I(I), P(P), H(H), KC(blocks<T>().kc), shared_(shared),
         descending_(descending), out_(out), widths_{GH, GH, I, P, P, H} {}
 
   // Rows [lo, hi), next to the previous piece in backward's order.
   void add(index_t lo, index_t hi, const GradientRows<T>& r) {
     if (hi <= lo) return;
+    // One gate gradient for both sides (every cell but the reset-after GRU): the two bias
+    // gradients are the same sums, made once (finish() copies them).
+    db_hh_is_db_ih_ = r.dgh == r.dgi && out_.db_ih && out_.db_hh;
     if (out_.db_ih) column_sums(hi - lo, GH, r.dgi, out_.db_ih, descending_, summed_);
-    if (out_.db_hh) column_sums(hi - lo, GH, r.dgh, out_.db_hh, descending_, summed_);
+    if (out_.db_hh && !db_hh_is_db_ih_)
+      column_sums(hi - lo, GH, r.dgh, out_.db_hh, descending_, summed_);
     summed_ = true;
     const index_t first = lo / KC, last = (hi - 1) / KC;
     for (index_t i = 0; i <= last - first; ++i) {
@@ -84,6 +150,8 @@ class WeightGradients {
     if (!summed_) {
       if (out_.db_ih) zero_n(out_.db_ih, GH);
       if (out_.db_hh) zero_n(out_.db_hh, GH);
+    } else if (db_hh_is_db_ih_) {
+      copy_n(out_.db_hh, out_.db_ih, GH);
     }
   }
 
@@ -112,18 +180,25 @@ class WeightGradients {
   void products(index_t kc, const GradientRows<T>& r) {
     const bool acc = multiplied_;
     multiplied_ = true;
-    gemm<T>(GH, I, kc, r.dgi, 1, GH, r.x, I, 1, out_.dw_ih, I, acc, scratch_);
-    gemm<T>(GHh, P, kc, r.dgh, 1, GH, r.h_prev, P, 1, out_.dw_hh, P, acc, scratch_);
+    gemm_pair<T>(kc, {GH, r.dgi, 1, GH, I, r.x, I, 1, out_.dw_ih, I},
+                 {GHh, r.dgh, 1, GH, P, r.h_prev, P, 1, out_.dw_hh, P}, shared_, acc, scratch_,
+                 scratch2_);
     if (out_.dw_hr) gemm<T>(P, H, kc, r.dh, 1, P, r.m, H, 1, out_.dw_hr, H, acc, scratch_);
   }
 
   const index_t rows_, GH, GHh, I, P, H, KC;  // KC: rows per block
+  const index_t shared_;                      // dgh's leading columns that are dgi's
   const bool descending_;
   const GradientOutputs<T> out_;
   const index_t widths_[kParts];
   bool multiplied_ = false, summed_ = false;
-  AlignedBuffer<T> staged_[kParts];  // the block being completed, KC rows of each part
-  PackedB<T> scratch_;
+  bool db_hh_is_db_ih_ = false;  // the pieces' dgh is their dgi: db_hh is a copy of db_ih
+  AlignedBuffer<T> staged_[kParts] = {
+      // the block being completed, KC rows of each part
+      AlignedBuffer<T>(Reuse::scratch), AlignedBuffer<T>(Reuse::scratch),
+      AlignedBuffer<T>(Reuse::scratch), AlignedBuffer<T>(Reuse::scratch),
+      AlignedBuffer<T>(Reuse::scratch), AlignedBuffer<T>(Reuse::scratch)};
+  PackedB<T> scratch_, scratch2_;
 };
 
 // The reset-before GRU's dW_hn = dn^T (r * h_prev) over all rows (row order), r * h_prev remade
@@ -132,7 +207,7 @@ class WeightGradients {
 template <class T>
 void reset_before_dw_hn(index_t rows, index_t H, const T* dgi, const T* gates, const T* h_prev,
                         T* dw_hh) {
-  AlignedBuffer<T> rh(static_cast<std::size_t>(std::max<index_t>(rows * H, 1)));
+  AlignedBuffer<T> rh = buffer<T>(std::max<index_t>(rows * H, 1));
   for (index_t r = 0; r < rows; ++r)
     for (index_t j = 0; j < H; ++j) rh.data()[r * H + j] = gates[r * 3 * H + j] * h_prev[r * H + j];
   PackedB<T> scratch;

@@ -22,16 +22,24 @@ inline std::size_t aligned_size(std::size_t bytes) {
   return bytes > SIZE_MAX - unit ? 0 : (bytes + unit - 1) / unit * unit;
 }
 
+// What a buffer holds, for the cache of released blocks (memory.cpp): `kept` is anything (the saved
+// activations a training call hands to Python among them, which must go back to the system when
+// Python drops them, so only blocks up to 8 MiB are cached); `scratch` lives only inside one
+// kernel call (the input projection, the gate gradients), so big blocks of it are cached too and
+// the next call takes them again without page faults.
+enum class Reuse { kept, scratch };
+
 // At least `bytes` (a value aligned_size returned) of 64-byte aligned memory (2 MiB aligned from
-// kHugeBytes), or nullptr. Blocks between 64 KiB and 8 MiB come from a small process-wide cache of
-// blocks released earlier when one fits (memory.cpp): glibc hands such blocks back to the system
-// between calls, and the page faults of taking them again cost up to a quarter of a call.
+// kHugeBytes), or nullptr. Blocks between 64 KiB and 8 MiB (and scratch blocks up to 64 MiB) come
+// from a small process-wide cache of blocks released earlier when one fits (memory.cpp): glibc
+// hands such blocks back to the system between calls, and the page faults of taking them again
+// cost up to a quarter of a call.
 struct Allocation {
   void* p;
   std::size_t bytes;  // what the block really holds (>= the request): pass it to release_aligned
 };
-Allocation allocate_aligned(std::size_t bytes);
-void release_aligned(void* p, std::size_t bytes) noexcept;
+Allocation allocate_aligned(std::size_t bytes, Reuse reuse = Reuse::kept);
+void release_aligned(void* p, std::size_t bytes, Reuse reuse = Reuse::kept) noexcept;
 
 // The std::bad_alloc of a failed kernel allocation, saying its size (pybind11 makes it a
 // MemoryError with this text). Formatted into the object itself: nothing more is allocated.
@@ -52,10 +60,12 @@ template <class T>
 class AlignedBuffer {
  public:
   AlignedBuffer() = default;
-  explicit AlignedBuffer(std::size_t n) { resize(n); }
+  explicit AlignedBuffer(Reuse reuse) : reuse_(reuse) {}
+  explicit AlignedBuffer(std::size_t n, Reuse reuse = Reuse::kept) : reuse_(reuse) { resize(n); }
   AlignedBuffer(const AlignedBuffer&) = delete;
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-  AlignedBuffer(AlignedBuffer&& o) noexcept : p_(o.p_), n_(o.n_), bytes_(o.bytes_) {
+  AlignedBuffer(AlignedBuffer&& o) noexcept
+      : p_(o.p_), n_(o.n_), bytes_(o.bytes_), reuse_(o.reuse_) {
     o.p_ = nullptr;
     o.n_ = o.bytes_ = 0;
   }
@@ -65,6 +75,7 @@ class AlignedBuffer {
       p_ = o.p_;
       n_ = o.n_;
       bytes_ = o.bytes_;
+      reuse_ = o.reuse_;
       o.p_ = nullptr;
       o.n_ = o.bytes_ = 0;
     }
@@ -79,7 +90,7 @@ class AlignedBuffer {
     if (n == 0) return;
     if (n > (SIZE_MAX - 64) / sizeof(T)) throw AllocationFailed(n, sizeof(T));
     const std::size_t bytes = aligned_size(n * sizeof(T));
-    const Allocation a = bytes ? allocate_aligned(bytes) : Allocation{nullptr, 0};
+    const Allocation a = bytes ? allocate_aligned(bytes, reuse_) : Allocation{nullptr, 0};
     if (!a.p) throw AllocationFailed(n, sizeof(T));
     p_ = static_cast<T*>(a.p);
     bytes_ = a.bytes;
@@ -96,12 +107,13 @@ class AlignedBuffer {
 
  private:
   void release() {
-    if (p_) release_aligned(p_, bytes_);
+    if (p_) release_aligned(p_, bytes_, reuse_);
     p_ = nullptr;
     n_ = bytes_ = 0;
   }
   T* p_ = nullptr;
   std::size_t n_ = 0, bytes_ = 0;
+  Reuse reuse_ = Reuse::kept;
 };
 
 }  // namespace fastrnn

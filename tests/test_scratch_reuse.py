@@ -1,0 +1,70 @@
+"""The native kernels' scratch blocks (runtime/memory.cpp) are kept for the next call, up to 64 MiB
+each: a call that takes one back must not see what the last call left in it, and two calls running
+at once on different Python threads must never share one. The problems here are big enough that
+the input projection and the gate gradients (T*B x G*H float32, over 8 MiB) go through that cache."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from helpers import make_problem, make_upstream, run
+
+pytestmark = pytest.mark.native
+
+I, H, B = 64, 256, 32
+
+
+def _case(cell, T, seed=0, poison=False):
+    p = make_problem(cell, T, B, I, H, dtype=np.float32, seed=seed)
+    if poison:  # every value it computes is NaN: so is every scratch block it leaves behind
+        p["x"] = np.full_like(p["x"], np.nan)
+    return p, make_upstream(p, T, seed=seed + 1)
+
+
+def _call(cell, case):
+    p, upstream = case
+    return run(p, cell, "native", upstream=upstream)
+
+
+def _assert_identical(a, b, what):
+    for name, value in a.items():
+        if value is None:
+            assert b[name] is None, f"{what}: {name}"
+        else:
+            np.testing.assert_array_equal(b[name], value, err_msg=f"{what}: {name}")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_reused_block_holds_nothing_of_the_last_call(cell):
+    case = _case(cell, 90)
+    first = _call(cell, case)
+    assert all(np.isfinite(v).all() for v in first.values() if v is not None)
+    for T in (100, 80, 110):  # blocks up to a quarter bigger are handed out again, NaN-filled
+        _call(cell, _case(cell, T, seed=T, poison=True))
+        _assert_identical(first, _call(cell, case), f"after a poisoned call at T={T}")
+
+
+def test_concurrent_calls_never_share_a_block():
+    cases = {"lstm": _case("lstm", 90, seed=3), "gru": _case("gru", 100, seed=4)}
+    serial = {cell: _call(cell, case) for cell, case in cases.items()}
+    results, errors = {}, []
+    start = threading.Barrier(len(cases))
+
+    def body(cell):
+        try:
+            start.wait()
+            results[cell] = [_call(cell, cases[cell]) for _ in range(3)]
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=body, args=(cell,)) for cell in cases]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    for cell, runs in results.items():
+        for i, got in enumerate(runs):
+            _assert_identical(serial[cell], got, f"{cell} concurrent call {i}")
