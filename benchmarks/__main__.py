@@ -526,6 +526,14 @@ def _bench(args):
         print(f"native: available (cpu path {env['cpu_path']}; compiled: {paths})")
     else:
         print(f"native: unavailable ({env['native_error']}); its column reads n/a")
+    if args.cpu_path is not None and env["torch"]:
+        # A forced path is compared with peers on the same instruction set only where they are told
+        # to use it; ONNX Runtime has no such switch (MLAS takes the best the CPU has).
+        print(
+            f"peers: torch's CPU kernels use {env['torch_cpu_capability']} (to match --cpu-path avx2, "
+            "start with ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2); "
+            "ONNX Runtime uses the best instruction set of this CPU"
+        )
     print(
         f"threads {threads} (native, torch and ort)  dtype {args.dtype}  repeat <= {args.repeat}  "
         f"budget {args.budget:g} s/entry  stat {args.stat}"

@@ -169,6 +169,16 @@ def torch_version():
     return torch.__version__
 
 
+def torch_cpu_capability():
+    """The instruction set torch's own CPU kernels use ("AVX512", "AVX2", ...; ATEN_CPU_CAPABILITY
+    lowers it, ONEDNN_MAX_CPU_ISA and MKL_ENABLE_INSTRUCTIONS do the same for oneDNN and MKL)."""
+    if not torch_available():
+        return None
+    import torch
+
+    return str(torch.backends.cpu.get_cpu_capability())
+
+
 def available_implementations():
     """The implementations that can run here, in IMPLEMENTATIONS order."""
     have = {"native": native_available(), "numpy": True, "torch": torch_available(), "ort": ort_available()}
@@ -703,6 +713,7 @@ def environment():
         {
             "numpy": np.__version__,
             "torch": torch_version(),
+            "torch_cpu_capability": torch_cpu_capability(),
             "onnxruntime": ort_version(),
             "python": platform.python_version(),
             "machine": platform.machine(),
