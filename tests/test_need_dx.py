@@ -84,10 +84,11 @@ def test_dropin_skips_dx_for_an_input_without_grad(compiled, x_requires_grad, mo
     torch = pytest.importorskip("torch")
     import fastrnn.torch as frt
 
-    if compiled:
-        monkeypatch.setattr(torch._dynamo.config, "allow_rnn", True)
-        torch._dynamo.reset()
-    results, seen = _dropin_grads(torch, frt, x_requires_grad, compiled, monkeypatch)
+    # config.patch, not monkeypatch: pytest 9.2's monkeypatch deletes, on undo, a module attribute that
+    # was not in the module's __dict__, and dynamo's config values live behind __getattr__.
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(allow_rnn=compiled):
+        results, seen = _dropin_grads(torch, frt, x_requires_grad, compiled, monkeypatch)
     (ref_w, ref_dx), (our_w, our_dx) = results
     for a, b in zip(ref_w, our_w):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)

@@ -190,13 +190,15 @@ def _compiled_and_eager(cell, **compile_kw):
 
 @NATIVE
 @compile_warnings
-def test_torch_compile_one_graph_with_allow_rnn(monkeypatch):
+def test_torch_compile_one_graph_with_allow_rnn():
     """With dynamo's allow_rnn the whole model traces as one graph (fullgraph), the recurrent
     layers as fastrnn's custom ops, and trains to torch's numbers."""
-    monkeypatch.setattr(torch._dynamo.config, "allow_rnn", True)
     torch._dynamo.reset()
     before = len(_ops._owners)
-    ours, ref = _compiled_and_eager("LSTM", fullgraph=True)
+    # config.patch, not monkeypatch: pytest 9.2's monkeypatch deletes, on undo, a module attribute that
+    # was not in the module's __dict__ (dynamo's config values live behind __getattr__).
+    with torch._dynamo.config.patch(allow_rnn=True):
+        ours, ref = _compiled_and_eager("LSTM", fullgraph=True)
     for a, b in zip(ours, ref):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
     assert len(_ops._owners) == before  # the native caches went with the graph's handles
