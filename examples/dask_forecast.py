@@ -166,13 +166,19 @@ def score_on_cluster(client, model, mean, std, parts, warmup, threads, progress=
 
 
 def _show_progress(futures):
-    """tqdm's bar over the partitions as they finish, or dask's own text bar without tqdm."""
+    """tqdm's bar over the partitions as they finish, or a plain text bar without tqdm. (Not
+    distributed.progress: its scheduler-side feed can still be running when the cluster closes,
+    and then the scheduler logs a CancelledError traceback.)"""
     from distributed import as_completed
     try:
         from tqdm import tqdm
     except ImportError:
-        from distributed import progress
-        progress(futures)
+        n = len(futures)
+        for done, _ in enumerate(as_completed(futures), 1):
+            filled = 40 * done // n
+            print(f"\r[{'#' * filled}{' ' * (40 - filled)}] | {100 * done // n:3d}% Completed | "
+                  f"{done} of {n} partitions", end="", flush=True)
+        print()
         return
     with tqdm(total=len(futures), unit="partition", desc="scoring") as bar:
         for _ in as_completed(futures):

@@ -100,7 +100,7 @@ def test_two_workers_give_the_serial_numbers(example, checkpoint, tmp_path, caps
 
 def test_script_with_dask_progress_bar(checkpoint, tmp_path):
     """As documented: the script itself (functions shipped from __main__), warnings as errors,
-    without tqdm (so dask's own progress bar), scoring a .npy file."""
+    without tqdm (so the plain text bar), scoring a .npy file."""
     np.save(tmp_path / "s.npy", np.stack([fr.datasets.mackey_glass(120, x0=x0)
                                           for x0 in (0.7, 1.0, 1.3)]))
     blocker = tmp_path / "no_tqdm"
