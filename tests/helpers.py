@@ -4,6 +4,12 @@ Test modules import them with ``from helpers import ...`` (pytest's default "pre
 puts this directory on sys.path); the fixtures live in conftest.py.
 """
 
+import signal
+import subprocess
+import sys
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -201,3 +207,43 @@ def under_asan():
             return "libasan" in f.read()
     except OSError:
         return False
+
+
+def interrupted_child(code, args, delay):
+    """Runs ``python -c code *args``, sends it SIGINT ``delay`` s after it prints "ready"; returns
+    (its output lines, the monotonic time the signal was sent). The child must exit with status 0."""
+    with subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+            time.sleep(delay)
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=300)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, err
+    return out.split("\n"), sent
+
+
+def in_threads(n, fn):
+    """Runs fn(i) for i in range(n) on n threads released together; returns results or raises."""
+    results, errors = [None] * n, []
+    start = threading.Barrier(n)
+
+    def body(i):
+        try:
+            start.wait()
+            results[i] = fn(i)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results

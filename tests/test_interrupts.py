@@ -5,15 +5,11 @@ SIGINT about a second into a call that takes several seconds: KeyboardInterrupt 
 half a second, with the inputs and the layer unchanged and the library giving correct results after."""
 
 import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 
 import pytest
 
-from helpers import NATIVE
+from helpers import NATIVE, interrupted_child
 
 CHILD = textwrap.dedent(
     """
@@ -41,7 +37,7 @@ CHILD = textwrap.dedent(
     if case in ("bidir", "bidir-numpy", "bidir-note"):
         backend = "numpy" if case == "bidir-numpy" else "native"
         layer = lstm(backend)
-        T = {"bidir": 3000, "bidir-numpy": 400, "bidir-note": 1000}[case]
+        T = {"bidir": 3000, "bidir-numpy": 400, "bidir-note": 3000}[case]  # each call >= ~1.5 s
         x = rng.standard_normal((T, 32, 256)).astype(np.float32)
         args, state = (x,), layer.state_dict()
         expected = layer(x)[0] if case == "bidir-note" else None
@@ -157,22 +153,7 @@ CHILD = textwrap.dedent(
 
 def _interrupted_child(case, threads, delay=1.0):
     """Runs CHILD, sends SIGINT ``delay`` s after it is ready; returns (its lines, when it was sent)."""
-    with subprocess.Popen(
-        [sys.executable, "-c", CHILD, case, str(threads)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        try:
-            assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-            time.sleep(delay)
-            sent = time.monotonic()
-            proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=300)
-        finally:
-            proc.kill()
-    assert proc.returncode == 0, err
-    return out.split("\n"), sent
+    return interrupted_child(CHILD, [case, str(threads)], delay)
 
 
 def _assert_stopped_promptly(lines, sent, bound=0.5):

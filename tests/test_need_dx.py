@@ -48,12 +48,8 @@ def test_need_dx_empty_batch_and_bad_flag(backend):
         F.backward(cache, None, None, None, need_dx="no")
 
 
-def _dropin_grads(torch, frt, x_requires_grad, compiled, monkeypatch):
-    """(torch's and the drop-in's parameter grads and dx, need_dx of each F.backward call)."""
-    torch.manual_seed(0)
-    ref = torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True)
-    ours = frt.replace(torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True))
-    ours.load_state_dict(ref.state_dict())
+def _record_need_dx(monkeypatch):
+    """The need_dx of every functional.backward call from now on (the layers call it per direction)."""
     seen = []
     real = F.backward
 
@@ -62,6 +58,16 @@ def _dropin_grads(torch, frt, x_requires_grad, compiled, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(F, "backward", spy)
+    return seen
+
+
+def _dropin_grads(torch, frt, x_requires_grad, compiled, monkeypatch):
+    """(torch's and the drop-in's parameter grads and dx, need_dx of each F.backward call)."""
+    torch.manual_seed(0)
+    ref = torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True)
+    ours = frt.replace(torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True))
+    ours.load_state_dict(ref.state_dict())
+    seen = _record_need_dx(monkeypatch)
     x = torch.randn(6, 4, 3, requires_grad=x_requires_grad)
     results = []
     for m in (ref, ours):
@@ -151,14 +157,7 @@ def test_sequential_backward_need_dx_false(first):
 def test_train_skips_the_data_gradient(monkeypatch):
     import fastrnn
 
-    seen = []
-    real = F.backward
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs.get("need_dx", True))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(F, "backward", spy)
+    seen = _record_need_dx(monkeypatch)
     series = np.sin(np.arange(60) / 5.0)[:, None].astype(np.float32)
     model = fastrnn.Sequential(fastrnn.LSTM(1, 4, num_layers=2, seed=0), fastrnn.Linear(4, 1, seed=0))
     fastrnn.train(model, series[:-1], series[1:], epochs=1, bptt=20, progress=False)

@@ -2,11 +2,7 @@
 the native kernels (a real SIGINT to a child process)."""
 
 import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -14,7 +10,7 @@ import pytest
 import fastrnn as fr
 from fastrnn import optim
 
-from helpers import NATIVE
+from helpers import NATIVE, interrupted_child
 
 # -- 1. shared layers and tied weights --------------------------------------------------------------
 
@@ -219,22 +215,7 @@ CHILD = textwrap.dedent(
 
 def _interrupted_child(threads, mode, delay=0.5):
     """Runs CHILD, sends SIGINT ``delay`` s after it is ready; returns (its lines, when it was sent)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(threads), mode],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        time.sleep(delay)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=300)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
-    return out.split("\n"), sent
+    return interrupted_child(CHILD, [str(threads), mode], delay)
 
 
 @pytest.mark.skipif(not NATIVE or os.name != "posix", reason="the native backend on a POSIX system")

@@ -11,7 +11,7 @@ import pytest
 
 import fastrnn
 
-from helpers import CELL_VARIANTS, DTYPES, make_lengths, make_upstream, make_variant, run
+from helpers import CELL_VARIANTS, DTYPES, in_threads, make_lengths, make_upstream, make_variant, run
 
 pytestmark = pytest.mark.native
 
@@ -22,28 +22,6 @@ def assert_identical(a, b, what=""):
             assert b[name] is None, name
         else:
             np.testing.assert_array_equal(b[name], value, err_msg=f"{what} {name}")
-
-
-def in_threads(n, fn):
-    """Runs fn(i) for i in range(n) on n threads released together; returns results or raises."""
-    results, errors = [None] * n, []
-    start = threading.Barrier(n)
-
-    def body(i):
-        try:
-            start.wait()
-            results[i] = fn(i)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return results
 
 
 # -------------------------------------------------------------------------------------------------

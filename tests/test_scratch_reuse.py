@@ -3,12 +3,10 @@ each: a call that takes one back must not see what the last call left in it, and
 at once on different Python threads must never share one. The problems here are big enough that
 the input projection and the gate gradients (T*B x G*H float32, over 8 MiB) go through that cache."""
 
-import threading
-
 import numpy as np
 import pytest
 
-from helpers import make_problem, make_upstream, run
+from helpers import in_threads, make_problem, make_upstream, run
 
 pytestmark = pytest.mark.native
 
@@ -48,23 +46,9 @@ def test_a_reused_block_holds_nothing_of_the_last_call(cell):
 def test_concurrent_calls_never_share_a_block():
     cases = {"lstm": _case("lstm", 90, seed=3), "gru": _case("gru", 100, seed=4)}
     serial = {cell: _call(cell, case) for cell, case in cases.items()}
-    results, errors = {}, []
-    start = threading.Barrier(len(cases))
-
-    def body(cell):
-        try:
-            start.wait()
-            results[cell] = [_call(cell, cases[cell]) for _ in range(3)]
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(cell,)) for cell in cases]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+    cells = list(cases)
+    runs = in_threads(len(cells), lambda i: [_call(cells[i], cases[cells[i]]) for _ in range(3)])
+    results = dict(zip(cells, runs))
     for cell, runs in results.items():
         for i, got in enumerate(runs):
             _assert_identical(serial[cell], got, f"{cell} concurrent call {i}")

@@ -10,8 +10,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <cstring>
-#include <utility>
 #include <vector>
 
 #include "fastrnn/isa/cells.hpp"

@@ -10,16 +10,11 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
-#include <cstring>
-#include <utility>
 #include <vector>
 
 #include "fastrnn/isa/cells.hpp"
 #include "fastrnn/isa/gemm.hpp"
 #include "fastrnn/isa/loop.hpp"
-#include "fastrnn/isa/reductions.hpp"
-#include "fastrnn/isa/weight_gradients.hpp"
 #include "fastrnn/recurrence.hpp"
 #include "fastrnn/runtime/interrupt.hpp"
 #include "fastrnn/runtime/memory.hpp"
