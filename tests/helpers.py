@@ -114,25 +114,18 @@ def make_lengths(T, B, seed=2, low=0):
     return np.roll(lengths, 1)
 
 
+def forward_problem(problem, cell, **kwargs):
+    """functional.forward on a problem dict (make_problem's keys; w_ph when it has one); ``kwargs``
+    are forward's keywords (lengths, reverse, training, backend, ...)."""
+    p = problem
+    return F.forward(cell, *(p[k] for k in INPUTS[:-1]), w_ph=p.get("w_ph"), **kwargs)
+
+
 def run(problem, cell, backend, lengths=None, reverse=False, upstream=(None, None, None), reset_after=True):
     """forward + backward; returns a dict with OUTPUTS and GRADS (None where the API gives None)."""
     p = problem
-    y, h_n, c_n, cache = F.forward(
-        cell,
-        p["x"],
-        p["h0"],
-        p["c0"],
-        p["w_ih"],
-        p["w_hh"],
-        p["b_ih"],
-        p["b_hh"],
-        p["w_hr"],
-        lengths=lengths,
-        reverse=reverse,
-        training=True,
-        backend=backend,
-        w_ph=p.get("w_ph"),
-        reset_after=reset_after,
+    y, h_n, c_n, cache = forward_problem(
+        p, cell, lengths=lengths, reverse=reverse, training=True, backend=backend, reset_after=reset_after
     )
     grads = F.backward(cache, *upstream)
     if p.get("w_ph") is None:  # dw_ph comes only with peepholes

@@ -11,6 +11,7 @@ from helpers import (
     CELL_VARIANTS,
     GATES,
     assert_results_close,
+    forward_problem,
     make_lengths,
     make_problem,
     make_upstream,
@@ -262,20 +263,7 @@ def test_inputs_not_modified(backend, variant, reverse):
     up_before = [None if u is None else u.copy() for u in up]
     res = run(p, cell, backend, lengths, reverse, up)
     # Backward twice from one cache: the cache is reusable and nothing the caller holds changes.
-    *_, cache = F.forward(
-        cell,
-        p["x"],
-        p["h0"],
-        p["c0"],
-        p["w_ih"],
-        p["w_hh"],
-        p["b_ih"],
-        p["b_hh"],
-        p["w_hr"],
-        lengths=lengths,
-        reverse=reverse,
-        backend=backend,
-    )
+    *_, cache = forward_problem(p, cell, lengths=lengths, reverse=reverse, backend=backend)
     F.backward(cache, *up)
     for k, v in p.items():
         if v is None:

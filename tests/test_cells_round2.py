@@ -20,6 +20,7 @@ from helpers import (
     NATIVE,
     assert_close,
     assert_results_close,
+    forward_problem,
     make_lengths,
     make_problem,
     make_upstream,
@@ -50,21 +51,13 @@ def make(variant, T, B, I, H, dtype=np.float64, bias=True, seed=0):
 
 
 def forward(p, cell, reset_after, backend, lengths=None, reverse=False, training=False):
-    return F.forward(
+    return forward_problem(
+        p,
         cell,
-        p["x"],
-        p["h0"],
-        p["c0"],
-        p["w_ih"],
-        p["w_hh"],
-        p["b_ih"],
-        p["b_hh"],
-        p["w_hr"],
         lengths=lengths,
         reverse=reverse,
         training=training,
         backend=backend,
-        w_ph=p["w_ph"],
         reset_after=reset_after,
     )
 

@@ -16,6 +16,7 @@ from helpers import (
     NATIVE,
     NATIVE_REASON,
     OUTPUTS,
+    forward_problem,
     make_lengths,
     make_upstream,
     make_variant,
@@ -27,21 +28,8 @@ def _ks(T):
 
 
 def _run(p, cell, backend, every, lengths, reverse, upstream):
-    y, h_n, c_n, cache = F.forward(
-        cell,
-        p["x"],
-        p["h0"],
-        p["c0"],
-        p["w_ih"],
-        p["w_hh"],
-        p["b_ih"],
-        p["b_hh"],
-        p["w_hr"],
-        lengths,
-        reverse,
-        True,
-        every,
-        backend=backend,
+    y, h_n, c_n, cache = forward_problem(
+        p, cell, lengths=lengths, reverse=reverse, training=True, checkpoint_every=every, backend=backend
     )
     grads = F.backward(cache, *upstream)
     out = dict(zip(OUTPUTS, (y, h_n, c_n)), **dict(zip(GRADS, grads)))

@@ -6,25 +6,11 @@ import pytest
 import fastrnn as fr
 from fastrnn import functional as F
 
-from helpers import CELL_VARIANTS, make_lengths, make_upstream, make_variant
+from helpers import CELL_VARIANTS, forward_problem, make_lengths, make_upstream, make_variant
 
 
 def norms(problem, cell, backend, lengths=None, reverse=False, upstream=(None, None, None)):
-    p = problem
-    *_, cache = F.forward(
-        cell,
-        p["x"],
-        p["h0"],
-        p["c0"],
-        p["w_ih"],
-        p["w_hh"],
-        p["b_ih"],
-        p["b_hh"],
-        p["w_hr"],
-        lengths=lengths,
-        reverse=reverse,
-        backend=backend,
-    )
+    *_, cache = forward_problem(problem, cell, lengths=lengths, reverse=reverse, backend=backend)
     assert cache.dh_norms is None
     F.backward(cache, *upstream)
     return cache.dh_norms

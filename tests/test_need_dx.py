@@ -7,12 +7,13 @@ import pytest
 
 from fastrnn import functional as F
 
-from helpers import CELL_VARIANTS, backend_params, make_lengths, make_upstream, make_variant
+from helpers import CELL_VARIANTS, backend_params, forward_problem, make_lengths, make_upstream, make_variant
 
 
 def _training_forward(cell, p, backend, lengths, every):
-    args = (p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], p["w_hr"])
-    return F.forward(cell, *args, lengths=lengths, training=True, backend=backend, checkpoint_every=every)[3]
+    return forward_problem(p, cell, lengths=lengths, training=True, backend=backend, checkpoint_every=every)[
+        3
+    ]
 
 
 @pytest.mark.parametrize("backend", backend_params())

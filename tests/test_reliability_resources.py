@@ -16,7 +16,7 @@ import pytest
 import fastrnn
 from fastrnn import functional as F
 
-from helpers import GATES, make_problem, make_upstream, under_asan
+from helpers import GATES, forward_problem, make_problem, make_upstream, under_asan
 
 # AddressSanitizer (.ci/sanitize) keeps freed memory in quarantine and adds shadow memory: resident
 # sizes say nothing there.
@@ -49,19 +49,7 @@ def settled_rss():
 
 
 def _forward(p, cell, **kw):
-    return F.forward(
-        cell,
-        p["x"],
-        p["h0"],
-        p["c0"],
-        p["w_ih"],
-        p["w_hh"],
-        p["b_ih"],
-        p["b_hh"],
-        p["w_hr"],
-        backend="native",
-        **kw,
-    )
+    return forward_problem(p, cell, backend="native", **kw)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

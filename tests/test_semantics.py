@@ -15,6 +15,7 @@ from helpers import (
     OUTPUTS,
     assert_close,
     assert_results_close,
+    forward_problem,
     make_lengths,
     make_upstream,
     make_variant,
@@ -25,19 +26,7 @@ VARIANTS = list(CELL_VARIANTS)
 
 
 def forward(p, cell, backend, **kw):
-    return F.forward(
-        cell,
-        p["x"],
-        p["h0"],
-        p["c0"],
-        p["w_ih"],
-        p["w_hh"],
-        p["b_ih"],
-        p["b_hh"],
-        p["w_hr"],
-        backend=backend,
-        **kw,
-    )
+    return forward_problem(p, cell, backend=backend, **kw)
 
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
