@@ -151,6 +151,13 @@ inline bool sigint_may_rerun() {
          !handler.equal(signal.attr("SIG_IGN")) && !handler.equal(signal.attr("SIG_DFL"));
 }
 
+// Runs Python's pending signal handlers (their exception propagates as error_already_set), then
+// forgets the SIGINT the watch saw: under run_pair's watch the flag would otherwise stay set.
+inline void handle_pending_signals() {
+  if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  clear_interrupt();
+}
+
 struct NoUndo {
   void operator()() const {}
 };
@@ -178,8 +185,7 @@ void run_kernel(double work, F&& kernel, U&& undo = U{}) {
       undo();
       if (!on_main_thread()) throw;  // registered as fastrnn._native.Interrupted (runtime.cpp)
     }
-    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-    clear_interrupt();  // handled: under run_pair's watch the flag would stay set
+    handle_pending_signals();
   }
 }
 

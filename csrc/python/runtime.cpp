@@ -54,14 +54,9 @@ void register_interrupts(py::module_& m) {
       "Makes this (helper) thread's kernels stop on the main thread's open watch (on) or never;\n"
       "they then raise Interrupted. Only while the main thread waits for them. Returns the\n"
       "previous setting.");
-  m.def(
-      "check_signals",
-      [] {
-        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-        clear_interrupt();
-      },
-      "Runs Python's pending signal handlers now (their exception propagates); then forgets the\n"
-      "SIGINT the watch saw, so that an interrupted call can run again.");
+  m.def("check_signals", &handle_pending_signals,
+        "Runs Python's pending signal handlers now (their exception propagates); then forgets the\n"
+        "SIGINT the watch saw, so that an interrupted call can run again.");
 }
 
 }  // namespace
