@@ -35,6 +35,10 @@ class BackwardPass {
   static constexpr int G_h = reset_before ? 2 : C::G;  // gates multiplied by h_prev itself
 
  public:
+  // The leading gate rows in which dG_h is dG_i (all of G_h's but the reset-after GRU's n gate):
+  // the weight gradients pack them once for dW_ih and dW_hh (weight_gradients.hpp).
+  static index_t shared_gate_rows(index_t H) { return (own_dgh ? 2 : G_h) * H; }
+
   BackwardPass(const Dims& d, bool reverse, const Weights<T>& w, const BackwardArgs<T>& a)
       : d_(d), reverse_(reverse), w_(w), a_(a), sv_(a.saved), B(d.B), I(d.I), H(d.H), P(d.P),
         GH(C::G * d.H), proj_(w.w_hr != nullptr), steps_(a.lengths, d.T, d.B),
@@ -288,7 +292,7 @@ class BackwardPass {
   // The reductions over all rows, in the order the reverse loop made them (weight_gradients.hpp);
   // the variants' extra ones (not checkpointed) over all rows in row order after them.
   void weight_gradients() {
-    WeightGradients<T> wg(rows_, GH, G_h * H, I, P, H, own_dgh ? 2 * H : G_h * H, !reverse_,
+    WeightGradients<T> wg(rows_, GH, G_h * H, I, P, H, shared_gate_rows(H), !reverse_,
                           {a_.dw_ih, a_.dw_hh, a_.db_ih, a_.db_hh, a_.dw_hr});
     const T* x = a_.lengths ? sv_->x_rows.data() : a_.x;
     wg.add(0, rows_,

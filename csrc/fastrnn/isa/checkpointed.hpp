@@ -153,9 +153,9 @@ class BackwardSegments {
     ba.saved = &seg;
     Backward<T, C> bwd(d_, reverse_, w_, ba);
     bwd.prepare_loop(cap, k);
-    // The GRU's dgh differs from dgi in its n gate only (the plain cells: nowhere).
-    WeightGradients<T> wg(steps.count(), GH, GH, I, d_.P, d_.H, C::G == 3 ? 2 * d_.H : GH,
-                          !reverse_, {a_.dw_ih, a_.dw_hh, a_.db_ih, a_.db_hh, a_.dw_hr});
+    WeightGradients<T> wg(steps.count(), GH, GH, I, d_.P, d_.H,
+                          Backward<T, C>::shared_gate_rows(d_.H), !reverse_,
+                          {a_.dw_ih, a_.dw_hh, a_.db_ih, a_.db_hh, a_.dw_hr});
     AlignedBuffer<T> xbuf = buffer<T>(a_.lengths ? cap * I : 0);
     AlignedBuffer<T> dx_rows = buffer<T>(a_.dx ? std::max<index_t>(cap * I, 1) : 0);
 
