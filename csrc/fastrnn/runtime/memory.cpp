@@ -1,16 +1,21 @@
 // The kernels' aligned allocations, with a small cache of released blocks.
 //
 // A training call allocates the same buffers every time (the saved activations, the hoisted
-// products, the packed weights) and frees them when it returns. Between 64 KiB and a few MiB glibc
-// gives such blocks back to the system and takes them again on the next call, one page fault per
-// 4 KiB page: at T=100, B=4, H=256 a GRU forward+backward took 5.2 ms that way and 3.7 ms with the
-// blocks kept (glibc's thresholds raised for the process, which a library must not do). So blocks
-// of that size are kept here, at most 32 MiB of them, and handed out again to a request they fit.
-// Bigger blocks use huge pages and go straight back to the system, so that the saved activations
-// of a large model are returned when Python drops them, except scratch (Reuse::scratch: buffers
-// that never leave one kernel call), which has a cache of its own for blocks up to 64 MiB, at most
-// 128 MiB in all: at T=50, B=64, H=512 an LSTM's input projection and gate gradients are 26 MiB
-// each, and faulting them in again cost 3-9% of a training call (more with 4 KiB pages).
+// products, the packed weights) and frees them when it returns. glibc gives blocks of 64 KiB and
+// more back to the system and takes them again on the next call, one page fault per page: at
+// T=100, B=4, H=256 a GRU forward+backward took 5.2 ms that way and 3.7 ms with the blocks kept
+// (glibc's thresholds raised for the process, which a library must not do). On a VM fresh memory
+// costs more than the fault: at T=50, B=64, H=512 an LSTM's training forward on 2 threads took
+// 55-60 ms with its saved activations (40 MiB) faulted in again and 24 ms with them kept.
+// So released blocks of up to 64 MiB are kept here and handed out again to a request they fit:
+// - saved activations and other buffers that reach Python (Reuse::kept): at most 64 MiB of them.
+//   Those of 4 MiB and more are offered back to the kernel as they are kept (MADV_FREE): they stay
+//   mapped, and a later call that takes one costs nothing, unless the system ran short of memory
+//   in between and took the pages, which the call then faults in again. So a dropped cache still
+//   gives its memory back to a system that needs it.
+// - scratch (Reuse::scratch: buffers that never leave one kernel call): at most 128 MiB. At
+//   T=50, B=64, H=512 an LSTM's input projection and gate gradients are 26 MiB each, and faulting
+//   them in again cost 3-9% of a training call (more with 4 KiB pages).
 #include "fastrnn/runtime/memory.hpp"
 
 #include <algorithm>
@@ -62,7 +67,7 @@ struct CacheLimits {
   std::size_t min_block, max_block, total_bytes;
   std::size_t max_blocks() const { return total_bytes / min_block; }
 };
-constexpr CacheLimits kKeptLimits{kMinBlock, std::size_t(8) << 20, std::size_t(32) << 20};
+constexpr CacheLimits kKeptLimits{kMinBlock, std::size_t(64) << 20, std::size_t(64) << 20};
 constexpr CacheLimits kScratchLimits{kMinBlock, std::size_t(64) << 20, std::size_t(128) << 20};
 
 class BlockCache {
@@ -162,6 +167,10 @@ void release_aligned(void* p, std::size_t bytes, Reuse reuse) noexcept {
 #if FASTRNN_BLOCK_CACHE
   BlockCache& c = cache(reuse);
   if (c.cacheable(bytes)) {
+#if defined(__linux__) && defined(MADV_FREE)
+    // Whole 2 MiB pages (kHugeBytes and up are placed and sized so): no huge page is split.
+    if (reuse == Reuse::kept && bytes >= kHugeBytes) madvise(p, bytes, MADV_FREE);
+#endif
     c.keep({p, bytes});
     return;
   }

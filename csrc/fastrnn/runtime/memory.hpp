@@ -23,17 +23,15 @@ inline std::size_t aligned_size(std::size_t bytes) {
 }
 
 // What a buffer holds, for the cache of released blocks (memory.cpp): `kept` is anything (the saved
-// activations a training call hands to Python among them, which must go back to the system when
-// Python drops them, so only blocks up to 8 MiB are cached); `scratch` lives only inside one
-// kernel call (the input projection, the gate gradients), so big blocks of it are cached too and
-// the next call takes them again without page faults.
+// activations a training call hands to Python among them: cached blocks of 4 MiB and more are
+// offered back to the kernel, so that a dropped cache's memory goes to a system that needs it);
+// `scratch` lives only inside one kernel call (the input projection, the gate gradients).
 enum class Reuse { kept, scratch };
 
 // At least `bytes` (a value aligned_size returned) of 64-byte aligned memory (2 MiB aligned from
-// kHugeBytes), or nullptr. Blocks between 64 KiB and 8 MiB (and scratch blocks up to 64 MiB) come
-// from a small process-wide cache of blocks released earlier when one fits (memory.cpp): glibc
-// hands such blocks back to the system between calls, and the page faults of taking them again
-// cost up to a quarter of a call.
+// kHugeBytes), or nullptr. Blocks between 64 KiB and 64 MiB come from a small process-wide cache
+// of blocks released earlier when one fits (memory.cpp): glibc hands such blocks back to the
+// system between calls, and the page faults of taking them again cost up to half a call.
 struct Allocation {
   void* p;
   std::size_t bytes;  // what the block really holds (>= the request): pass it to release_aligned
