@@ -33,13 +33,26 @@ namespace FASTRNN_ISA {
 #define FASTRNN_VECTOR_BYTES 32  // AVX2 registers; the portable build splits them into SSE2 pairs
 #endif
 
+// The micro-tile: MR rows x NV vectors of C in MR*NV accumulator registers, plus NV for a row of B
+// and one for a broadcast value of A.
+// - AVX-512 (32 registers): 8 x 2 (16 accumulators); rows of 8 divide every batch size that occurs.
+// - AVX2 (16 registers): 4 x 3 (12 accumulators). Its 6 x 2 tile left a ragged 4-row tile at
+//   B = 16 (6 + 6 + 4: 89% of the tiles' rows in use) and ran B = 4 on 8 accumulators only; 4 x 3
+//   divides B = 4, 16, 32, 64 and loads 7 values per 12 FMAs instead of 8.
+// - portable (SSE2 pairs of 16 registers): 6 x 2, as before.
 template <class T>
 struct Tile {
   typedef T vec __attribute__((vector_size(FASTRNN_VECTOR_BYTES)));
   static constexpr int VL = FASTRNN_VECTOR_BYTES / sizeof(T);  // lanes per vector
-  static constexpr int NR = 2 * VL;                            // columns of C per micro-tile
-  // Rows of C per micro-tile: 2*MR accumulators, of 16 (AVX2) or 32 (AVX-512) vector registers.
-  static constexpr int MR = FASTRNN_VECTOR_BYTES == 64 ? 8 : 6;
+  // kAccumulators: the vector registers that few-row tiles may fill (micro_kernel's S).
+#if FASTRNN_VECTOR_BYTES == 64
+  static constexpr int NV = 2, MR = 8, kAccumulators = 16;
+#elif defined(__AVX2__)
+  static constexpr int NV = 3, MR = 4, kAccumulators = 12;
+#else
+  static constexpr int NV = 2, MR = 6, kAccumulators = 8;
+#endif
+  static constexpr int NR = NV * VL;  // columns of C per micro-tile: the width of B's panels
 };
 
 // The block sizes, chosen once per process from the detected caches (runtime/cache.hpp), so that
@@ -188,88 +201,83 @@ class PackedB {
 // C[R x ncols] (+)= A-panel (kc x R, k-major) * B-panel slice (kc x NR, k-major), then + bias
 // (ncols values, added to every row) when given: the input projection's folded biases, added as
 // the tile is stored instead of in a pass of their own over the (T*B, G*H) result, with the same
-// two roundings (the sum, then the bias).
+// two roundings (the sum, then the bias). W (<= NV) vectors of the panel are computed: a last,
+// narrower panel (ncols <= W * VL) does only the work it needs.
 // Few rows (small batches: a matrix-vector product) leave too few independent accumulators to hide
 // the FMA latency, so those split k over S interleaved accumulator sets, summed at the end: as
-// many as make 8 accumulators (16 vector registers) or 16 (AVX-512's 32). At B=4 on AVX-512 the
-// second set made RNN and GRU steps 5-6% faster.
-template <class T, int R>
+// many as fill the tile's accumulators (a narrow last panel too). At B=4 on AVX-512 the second set
+// made RNN and GRU steps 5-6% faster. The panels never depend on the thread count: neither do S
+// and the bits.
+template <class T, int R, int W>
 inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict bp,
                          T* __restrict c, index_t ldc, int ncols, bool accumulate,
                          const T* __restrict bias) {
-  using V = typename Tile<T>::vec;
-  constexpr int VL = Tile<T>::VL, NR = Tile<T>::NR;
-  constexpr int kAccumulators = FASTRNN_VECTOR_BYTES == 64 ? 16 : 8;
-  constexpr int S = std::max(1, std::min(4, kAccumulators / (2 * R)));
-  V acc0[S][R], acc1[S][R];
-#pragma GCC unroll 8
+  using Tl = Tile<T>;
+  using V = typename Tl::vec;
+  constexpr int VL = Tl::VL, NR = Tl::NR;
+  constexpr int S = std::max(1, std::min(4, Tl::kAccumulators / (W * R)));
+  V acc[S][R][W];
+#pragma GCC unroll 4
   for (int s = 0; s < S; ++s)
 #pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-      acc0[s][i] = V{};
-      acc1[s][i] = V{};
-    }
+    for (int i = 0; i < R; ++i)
+#pragma GCC unroll 3
+      for (int j = 0; j < W; ++j) acc[s][i][j] = V{};
   index_t k = 0;
   for (; k + S <= kc; k += S) {
 #pragma GCC unroll 4
     for (int s = 0; s < S; ++s) {
-      V b0, b1;
-      std::memcpy(&b0, bp + (k + s) * NR, sizeof(V));
-      std::memcpy(&b1, bp + (k + s) * NR + VL, sizeof(V));
+      V b[W];
+#pragma GCC unroll 3
+      for (int j = 0; j < W; ++j) std::memcpy(&b[j], bp + (k + s) * NR + j * VL, sizeof(V));
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i) {
         const T a = ap[(k + s) * R + i];
-        acc0[s][i] += a * b0;
-        acc1[s][i] += a * b1;
+#pragma GCC unroll 3
+        for (int j = 0; j < W; ++j) acc[s][i][j] += a * b[j];
       }
     }
   }
   for (; k < kc; ++k) {
-    V b0, b1;
-    std::memcpy(&b0, bp + k * NR, sizeof(V));
-    std::memcpy(&b1, bp + k * NR + VL, sizeof(V));
+    V b[W];
+#pragma GCC unroll 3
+    for (int j = 0; j < W; ++j) std::memcpy(&b[j], bp + k * NR + j * VL, sizeof(V));
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
       const T a = ap[k * R + i];
-      acc0[0][i] += a * b0;
-      acc1[0][i] += a * b1;
+#pragma GCC unroll 3
+      for (int j = 0; j < W; ++j) acc[0][i][j] += a * b[j];
     }
   }
 #pragma GCC unroll 4
   for (int s = 1; s < S; ++s)
 #pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-      acc0[0][i] += acc0[s][i];
-      acc1[0][i] += acc1[s][i];
-    }
-  if (ncols == NR) {
-    V bias0{}, bias1{};
-    if (bias) {
-      std::memcpy(&bias0, bias, sizeof(V));
-      std::memcpy(&bias1, bias + VL, sizeof(V));
-    }
+    for (int i = 0; i < R; ++i)
+#pragma GCC unroll 3
+      for (int j = 0; j < W; ++j) acc[0][i][j] += acc[s][i][j];
+  if (ncols == W * VL) {
+    V bias_v[W] = {};
+    if (bias)
+#pragma GCC unroll 3
+      for (int j = 0; j < W; ++j) std::memcpy(&bias_v[j], bias + j * VL, sizeof(V));
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
       T* row = c + i * ldc;
-      if (accumulate) {
-        V c0, c1;
-        std::memcpy(&c0, row, sizeof(V));
-        std::memcpy(&c1, row + VL, sizeof(V));
-        acc0[0][i] += c0;
-        acc1[0][i] += c1;
+#pragma GCC unroll 3
+      for (int j = 0; j < W; ++j) {
+        if (accumulate) {
+          V old;
+          std::memcpy(&old, row + j * VL, sizeof(V));
+          acc[0][i][j] += old;
+        }
+        if (bias) acc[0][i][j] += bias_v[j];
+        std::memcpy(row + j * VL, &acc[0][i][j], sizeof(V));
       }
-      if (bias) {
-        acc0[0][i] += bias0;
-        acc1[0][i] += bias1;
-      }
-      std::memcpy(row, &acc0[0][i], sizeof(V));
-      std::memcpy(row + VL, &acc1[0][i], sizeof(V));
     }
   } else {
-    alignas(64) T tmp[NR];
+    alignas(64) T tmp[W * VL];
     for (int i = 0; i < R; ++i) {
-      std::memcpy(tmp, &acc0[0][i], sizeof(V));
-      std::memcpy(tmp + VL, &acc1[0][i], sizeof(V));
+      std::memcpy(tmp, &acc[0][i][0], sizeof(tmp));
       T* row = c + i * ldc;
       for (int j = 0; j < ncols; ++j) {
         row[j] = accumulate ? row[j] + tmp[j] : tmp[j];
@@ -279,19 +287,26 @@ inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict
   }
 }
 
-template <class T>
+template <class T, int R>
+inline void micro_kernel_cols(index_t kc, const T* ap, const T* bp, T* c, index_t ldc, int ncols,
+                              bool accumulate, const T* bias) {
+  constexpr int VL = Tile<T>::VL, NV = Tile<T>::NV;
+  if (NV == 3 && ncols > 2 * VL)
+    return micro_kernel<T, R, NV>(kc, ap, bp, c, ldc, ncols, accumulate, bias);
+  if (ncols > VL)
+    return micro_kernel<T, R, NV == 3 ? 2 : NV>(kc, ap, bp, c, ldc, ncols, accumulate, bias);
+  micro_kernel<T, R, 1>(kc, ap, bp, c, ldc, ncols, accumulate, bias);
+}
+
+// The micro-kernel for `rows` (1..MR) rows.
+template <class T, int R = 1>
 inline void micro_kernel_rows(int rows, index_t kc, const T* ap, const T* bp, T* c, index_t ldc,
                               int ncols, bool accumulate, const T* bias) {
-  switch (rows) {
-    case 1: micro_kernel<T, 1>(kc, ap, bp, c, ldc, ncols, accumulate, bias); break;
-    case 2: micro_kernel<T, 2>(kc, ap, bp, c, ldc, ncols, accumulate, bias); break;
-    case 3: micro_kernel<T, 3>(kc, ap, bp, c, ldc, ncols, accumulate, bias); break;
-    case 4: micro_kernel<T, 4>(kc, ap, bp, c, ldc, ncols, accumulate, bias); break;
-    case 5: micro_kernel<T, 5>(kc, ap, bp, c, ldc, ncols, accumulate, bias); break;
-    case 6: micro_kernel<T, 6>(kc, ap, bp, c, ldc, ncols, accumulate, bias); break;
-    case 7: micro_kernel<T, 7>(kc, ap, bp, c, ldc, ncols, accumulate, bias); break;
-    default: micro_kernel<T, 8>(kc, ap, bp, c, ldc, ncols, accumulate, bias); break;
+  if constexpr (R < Tile<T>::MR) {
+    if (rows > R)
+      return micro_kernel_rows<T, R + 1>(rows, kc, ap, bp, c, ldc, ncols, accumulate, bias);
   }
+  micro_kernel_cols<T, R>(kc, ap, bp, c, ldc, ncols, accumulate, bias);
 }
 
 // Packs rows [i0, i0 + mc) x depth [k0, k0 + kc) of A (element (i, k) at a[i * rs + k * cs]) into
