@@ -77,10 +77,7 @@ class BackwardPass {
     if (C::has_c) copy_n(dc_.data(), a_.dc_n, B * H);
 
     nthreads_ = loop_threads(B, GH, H, P, NR);
-    // Each thread's packed copy of dh (projection) or of the step's dgates, and its list of the
-    // sequences that took the step; see ForwardPass.
-    a_packs_.resize(nthreads_);
-    for (auto& pa : a_packs_) pa.reserve(B, std::max(GH, P));
+    // Each thread's list of the sequences that took the step; see ForwardPass.
     act_lists_.assign(nthreads_, std::vector<index_t>(B));
     // Each thread's sum of squares of dLoss/dh_t over its columns, per step run (diagnostics).
     steps_cap_ = steps;
@@ -205,8 +202,7 @@ class BackwardPass {
   // dm = dh W_hr on the thread's units (the LSTM projection's backward).
   void unproject(const Step<T>& st, const Lane& ln, const T* dtot) {
     if (st.n == 0) return;
-    a_packs_[ln.tid].pack(st.n, P, dtot, P, 1);
-    gemm_panels<T>(a_packs_[ln.tid], w_hr_p_, ln.sp.ub0, ln.sp.ub1, dm_.data(), H, false);
+    gemm_panels_rows<T>(st.n, dtot, P, w_hr_p_, ln.sp.ub0, ln.sp.ub1, dm_.data(), H, false);
   }
 
   // The gate gradients of the thread's units, dc_prev and (GRU) the direct part of dh_prev.
@@ -234,8 +230,8 @@ class BackwardPass {
   void reset_backward(const Step<T>& st, const Lane& ln) {
     if (st.n == 0) return;
     const Split& sp = ln.sp;
-    a_packs_[ln.tid].pack(st.n, H, dgi_row(st.r0) + 2 * H, GH, 1);
-    gemm_panels<T>(a_packs_[ln.tid], w_hn_p_, sp.pb0, sp.pb1, d_rh_.data(), H, false);
+    gemm_panels_rows<T>(st.n, dgi_row(st.r0) + 2 * H, GH, w_hn_p_, sp.pb0, sp.pb1, d_rh_.data(), H,
+                        false);
     for (index_t i = 0; i < st.n; ++i) {
       const index_t r = st.r0 - save_base_ + i;
       BackwardRow<T> row_i{};
@@ -253,14 +249,11 @@ class BackwardPass {
   // with every sequence in it, row i is sequence i. The reset-before GRU: its r and z gates only.
   void recurrent_product(const Step<T>& st, const Lane& ln) {
     const Split& sp = ln.sp;
-    PackedA<T>& a_packed = a_packs_[ln.tid];
     const T* dgh = dgh_ + (st.r0 - grad_base_) * GH;
     if (st.n == B) {
-      a_packed.pack(B, G_h * H, dgh, GH, 1);
-      gemm_panels<T>(a_packed, w_hh_p_, sp.pb0, sp.pb1, st.next, P, gru);
+      gemm_panels_rows<T>(B, dgh, GH, w_hh_p_, sp.pb0, sp.pb1, st.next, P, gru);
     } else if (st.n > 0) {
-      a_packed.pack(st.n, G_h * H, dgh, GH, 1);
-      gemm_panels<T>(a_packed, w_hh_p_, sp.pb0, sp.pb1, dh_rows_.data(), P, false);
+      gemm_panels_rows<T>(st.n, dgh, GH, w_hh_p_, sp.pb0, sp.pb1, dh_rows_.data(), P, false);
       for (index_t i = 0; i < st.n; ++i) {
         T* dst = st.next + st.act[i] * P;
         const T* src = dh_rows_.data() + i * P;
@@ -320,7 +313,6 @@ class BackwardPass {
   AlignedBuffer<T> d_rh_;  // (B, H) reset-before GRU, per step: dn W_hn of the step's rows
   PackedB<T> w_hh_p_, w_hn_p_, w_hr_p_;
   int nthreads_ = 1;
-  std::vector<PackedA<T>> a_packs_;
   std::vector<std::vector<index_t>> act_lists_;
   std::vector<double> dh_sq_;
 

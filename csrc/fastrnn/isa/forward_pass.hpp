@@ -159,12 +159,7 @@ class ForwardPass {
     if (C::has_c) copy_n(c_.data(), a_.c0, B * H);
 
     nthreads_ = loop_threads(B, GH, H, P, NR);
-    // Per thread: its packed copy of the state (and of m), the list of sequences that take the
-    // step, and their rows of the state.
-    h_packs_.resize(nthreads_);
-    m_packs_.resize(proj_ ? nthreads_ : 0);
-    for (auto& pa : h_packs_) pa.reserve(B, P);
-    for (auto& pa : m_packs_) pa.reserve(B, H);
+    // Per thread: the list of sequences that take the step, and their rows of the state.
     act_lists_.assign(nthreads_, std::vector<index_t>(B));
     h_gathers_.resize(a_.lengths ? nthreads_ : 0);
     for (auto& g : h_gathers_) g.resize(static_cast<std::size_t>(B * P));
@@ -230,9 +225,9 @@ class ForwardPass {
         product_rowmajor<T>(st.n, P, h_rows, P, w_.w_hh + g * H * P, P, sp.u0, sp.u1,
                             hg_.data() + g * H, GH);
     } else if (st.n > 0) {
-      h_packs_[ln.tid].pack(st.n, P, h_rows, P, 1);
       for (int g = 0; g < G_h; ++g)
-        gemm_panels<T>(h_packs_[ln.tid], w_hh_t_[g], sp.ub0, sp.ub1, hg_.data() + g * H, GH, false);
+        gemm_panels_rows<T>(st.n, h_rows, P, w_hh_t_[g], sp.ub0, sp.ub1, hg_.data() + g * H, GH,
+                            false);
     }
   }
 
@@ -257,8 +252,8 @@ class ForwardPass {
       product_rowmajor<T>(st.n, H, rh_.data(), H, w_.w_hh + 2 * H * P, P, sp.u0, sp.u1,
                           hg_.data() + 2 * H, GH);
     } else if (st.n > 0) {
-      h_packs_[ln.tid].pack(st.n, H, rh_.data(), H, 1);
-      gemm_panels<T>(h_packs_[ln.tid], w_hh_t_[2], sp.ub0, sp.ub1, hg_.data() + 2 * H, GH, false);
+      gemm_panels_rows<T>(st.n, rh_.data(), H, w_hh_t_[2], sp.ub0, sp.ub1, hg_.data() + 2 * H, GH,
+                          false);
     }
   }
 
@@ -306,8 +301,7 @@ class ForwardPass {
     if (st.n > 0 && unpacked_) {
       product_rowmajor<T>(st.n, H, m, H, w_.w_hr, H, sp.p0, sp.p1, h_new_.data(), P);
     } else if (st.n > 0) {
-      m_packs_[ln.tid].pack(st.n, H, m, H, 1);
-      gemm_panels<T>(m_packs_[ln.tid], w_hr_t_, sp.pb0, sp.pb1, h_new_.data(), P, false);
+      gemm_panels_rows<T>(st.n, m, H, w_hr_t_, sp.pb0, sp.pb1, h_new_.data(), P, false);
     }
   }
 
@@ -355,7 +349,6 @@ class ForwardPass {
   AlignedBuffer<T> h_bufs_[2], c_, hg_, h_new_;
   AlignedBuffer<T> gates_tmp_, c_new_tmp_, m_tmp_, gh_n_tmp_;
   int nthreads_ = 1;
-  std::vector<PackedA<T>> h_packs_, m_packs_;
   std::vector<std::vector<index_t>> act_lists_;
   std::vector<AlignedBuffer<T>> h_gathers_;
   AlignedBuffer<T> rh_;             // (B, H) reset-before GRU, per step: r * h_prev of its rows

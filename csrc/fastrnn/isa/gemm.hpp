@@ -208,8 +208,11 @@ class PackedB {
 // many as fill the tile's accumulators (a narrow last panel too). At B=4 on AVX-512 the second set
 // made RNN and GRU steps 5-6% faster. The panels never depend on the thread count: neither do S
 // and the bits.
-template <class T, int R, int W>
-inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict bp,
+// A is a packed panel (element (i, k) at ap[k * R + i]) or, with Rows, R rows as they are
+// (ap[i * a_ld + k]; the recurrent products' few rows, which packing would copy at every step for
+// nothing: both read the same values in the same order, so the bits are the same).
+template <class T, int R, int W, bool Rows>
+inline void micro_kernel(index_t kc, const T* __restrict ap, index_t a_ld, const T* __restrict bp,
                          T* __restrict c, index_t ldc, int ncols, bool accumulate,
                          const T* __restrict bias) {
   using Tl = Tile<T>;
@@ -232,7 +235,7 @@ inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict
       for (int j = 0; j < W; ++j) std::memcpy(&b[j], bp + (k + s) * NR + j * VL, sizeof(V));
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i) {
-        const T a = ap[(k + s) * R + i];
+        const T a = Rows ? ap[i * a_ld + k + s] : ap[(k + s) * R + i];
 #pragma GCC unroll 3
         for (int j = 0; j < W; ++j) acc[s][i][j] += a * b[j];
       }
@@ -244,7 +247,7 @@ inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict
     for (int j = 0; j < W; ++j) std::memcpy(&b[j], bp + k * NR + j * VL, sizeof(V));
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
-      const T a = ap[k * R + i];
+      const T a = Rows ? ap[i * a_ld + k] : ap[k * R + i];
 #pragma GCC unroll 3
       for (int j = 0; j < W; ++j) acc[0][i][j] += a * b[j];
     }
@@ -287,26 +290,28 @@ inline void micro_kernel(index_t kc, const T* __restrict ap, const T* __restrict
   }
 }
 
-template <class T, int R>
-inline void micro_kernel_cols(index_t kc, const T* ap, const T* bp, T* c, index_t ldc, int ncols,
-                              bool accumulate, const T* bias) {
+template <class T, int R, bool Rows>
+inline void micro_kernel_cols(index_t kc, const T* ap, index_t a_ld, const T* bp, T* c, index_t ldc,
+                              int ncols, bool accumulate, const T* bias) {
   constexpr int VL = Tile<T>::VL, NV = Tile<T>::NV;
   if (NV == 3 && ncols > 2 * VL)
-    return micro_kernel<T, R, NV>(kc, ap, bp, c, ldc, ncols, accumulate, bias);
+    return micro_kernel<T, R, NV, Rows>(kc, ap, a_ld, bp, c, ldc, ncols, accumulate, bias);
   if (ncols > VL)
-    return micro_kernel<T, R, NV == 3 ? 2 : NV>(kc, ap, bp, c, ldc, ncols, accumulate, bias);
-  micro_kernel<T, R, 1>(kc, ap, bp, c, ldc, ncols, accumulate, bias);
+    return micro_kernel<T, R, NV == 3 ? 2 : NV, Rows>(kc, ap, a_ld, bp, c, ldc, ncols, accumulate,
+                                                      bias);
+  micro_kernel<T, R, 1, Rows>(kc, ap, a_ld, bp, c, ldc, ncols, accumulate, bias);
 }
 
 // The micro-kernel for `rows` (1..MR) rows.
-template <class T, int R = 1>
-inline void micro_kernel_rows(int rows, index_t kc, const T* ap, const T* bp, T* c, index_t ldc,
-                              int ncols, bool accumulate, const T* bias) {
+template <class T, bool Rows, int R = 1>
+inline void micro_kernel_rows(int rows, index_t kc, const T* ap, index_t a_ld, const T* bp, T* c,
+                              index_t ldc, int ncols, bool accumulate, const T* bias) {
   if constexpr (R < Tile<T>::MR) {
     if (rows > R)
-      return micro_kernel_rows<T, R + 1>(rows, kc, ap, bp, c, ldc, ncols, accumulate, bias);
+      return micro_kernel_rows<T, Rows, R + 1>(rows, kc, ap, a_ld, bp, c, ldc, ncols, accumulate,
+                                               bias);
   }
-  micro_kernel_cols<T, R>(kc, ap, bp, c, ldc, ncols, accumulate, bias);
+  micro_kernel_cols<T, R, Rows>(kc, ap, a_ld, bp, c, ldc, ncols, accumulate, bias);
 }
 
 // Packs rows [i0, i0 + mc) x depth [k0, k0 + kc) of A (element (i, k) at a[i * rs + k * cs]) into
@@ -353,7 +358,10 @@ inline void pack_a(index_t mc, index_t kc, const T* a, index_t rs, index_t cs, T
 // How many threads a product of this size is worth (each extra one must have real work to do).
 inline int gemm_threads(index_t M, index_t N, index_t K, index_t panels) {
   const double flops = 2.0 * double(M) * double(N) * double(K);
-  const double grain = 4e6 * ThreadTeam::global().grain();  // ~40 us of work per extra thread
+  // 8 Mflop (~40 us at 200 GFLOP/s) per extra thread: with 4 Mflop a tanh RNN's forward+backward
+  // at T=100, B=1, H=128 ran 10% slower on 2 threads than on 1 (waking the worker for its 12 us
+  // share of the weight gradients cost more than it saved).
+  const double grain = 8e6 * ThreadTeam::global().grain();
   const index_t by_size =
       grain > 0 ? static_cast<index_t>(std::min(flops / grain, 1e6)) + 1 : 1 << 20;
   const index_t n = std::min<index_t>({by_size, panels, 1 << 20});
@@ -372,8 +380,9 @@ inline void gemm_block(const T* a_block, index_t i0, index_t mc, index_t k0, ind
     const int ncols = static_cast<int>(std::min<index_t>(Tl::NR, b.N() - p * Tl::NR));
     for (index_t r0 = 0; r0 < mc; r0 += Tl::MR) {
       const int rows = static_cast<int>(std::min<index_t>(Tl::MR, mc - r0));
-      micro_kernel_rows<T>(rows, kc, a_block + r0 * kc, bp, c + (i0 + r0) * ldc + p * Tl::NR, ldc,
-                           ncols, acc, bias ? bias + p * Tl::NR : nullptr);
+      micro_kernel_rows<T, false>(rows, kc, a_block + r0 * kc, 0, bp,
+                                  c + (i0 + r0) * ldc + p * Tl::NR, ldc, ncols, acc,
+                                  bias ? bias + p * Tl::NR : nullptr);
     }
   }
 }
@@ -387,45 +396,17 @@ inline void gemm_empty(index_t M, const PackedB<T>& b, index_t p_begin, index_t 
   for (index_t i = 0; i < M; ++i) std::fill(c + i * ldc + n0, c + i * ldc + n1, T(0));
 }
 
-// A whole M x K operand packed once, block by block in gemm's order, for reuse against several
-// B operands (the time loops multiply the same state by each gate's weights).
-template <class T>
-class PackedA {
- public:
-  void reserve(index_t M, index_t K) {
-    buf_.ensure(static_cast<std::size_t>(std::max<index_t>(M * K, 1)));
-  }
-  // Element (i, k) of the source is a[i * rs + k * cs].
-  void pack(index_t M, index_t K, const T* a, index_t rs, index_t cs) {
-    const Blocks& bl = blocks<T>();
-    M_ = M;
-    K_ = K;
-    reserve(M, K);
-    for (index_t k0 = 0; k0 < K; k0 += bl.kc) {
-      const index_t kc = std::min<index_t>(bl.kc, K - k0);
-      for (index_t i0 = 0; i0 < M; i0 += bl.mc)
-        pack_a(std::min<index_t>(bl.mc, M - i0), kc, a + i0 * rs + k0 * cs, rs, cs,
-               buf_.data() + k0 * M + i0 * kc);
-    }
-  }
-  index_t M() const { return M_; }
-  index_t K() const { return K_; }
-  const T* block(index_t k0, index_t i0) const {
-    return buf_.data() + k0 * M_ + i0 * std::min<index_t>(blocks<T>().kc, K_ - k0);
-  }
-
- private:
-  AlignedBuffer<T> buf_{Reuse::scratch};
-  index_t M_ = 0, K_ = 0;
-};
-
 // Columns [p_begin * NR, min(p_end * NR, N)) of C = A * B (accumulate == false) or C += A * B, on
-// the calling thread, with A already packed.
+// the calling thread, A's M rows read as they are (row i at a + i * lda): the time loops' products
+// of a few rows (the batch) by each gate's packed weights. Packing those rows, at every step and
+// on every thread (each needs all of them), cost more than it saved: 2% of a tanh RNN's forward
+// at T=50, B=64, H=512 on one thread, and a part of it that a second thread did not shorten.
 template <class T>
-void gemm_panels(const PackedA<T>& a, const PackedB<T>& b, index_t p_begin, index_t p_end, T* c,
-                 index_t ldc, bool accumulate) {
+void gemm_panels_rows(index_t M, const T* a, index_t lda, const PackedB<T>& b, index_t p_begin,
+                      index_t p_end, T* c, index_t ldc, bool accumulate) {
+  using Tl = Tile<T>;
   const Blocks& bl = blocks<T>();
-  const index_t M = a.M(), K = b.K();
+  const index_t K = b.K();
   p_end = std::min(p_end, b.panels());
   if (M <= 0 || p_begin >= p_end) return;
   if (K == 0) return gemm_empty(M, b, p_begin, p_end, c, ldc, accumulate);
@@ -433,9 +414,16 @@ void gemm_panels(const PackedA<T>& a, const PackedB<T>& b, index_t p_begin, inde
     const index_t kc = std::min<index_t>(bl.kc, K - k0);
     for (index_t j0 = p_begin; j0 < p_end; j0 += bl.nc) {
       const index_t j1 = std::min(p_end, j0 + bl.nc);
-      for (index_t i0 = 0; i0 < M; i0 += bl.mc)
-        gemm_block(a.block(k0, i0), i0, std::min<index_t>(bl.mc, M - i0), k0, kc, b, j0, j1, c, ldc,
-                   accumulate || k0 > 0);
+      for (index_t p = j0; p < j1; ++p) {
+        const T* bp = b.panel(p) + k0 * Tl::NR;
+        const int ncols = static_cast<int>(std::min<index_t>(Tl::NR, b.N() - p * Tl::NR));
+        for (index_t r0 = 0; r0 < M; r0 += Tl::MR) {
+          const int rows = static_cast<int>(std::min<index_t>(Tl::MR, M - r0));
+          micro_kernel_rows<T, true>(rows, kc, a + r0 * lda + k0, lda, bp,
+                                     c + r0 * ldc + p * Tl::NR, ldc, ncols, accumulate || k0 > 0,
+                                     nullptr);
+        }
+      }
     }
   }
 }
