@@ -244,6 +244,34 @@ def test_command_line_refuses_an_unknown_cell():
     assert "unknown cell 'nope'" in run.stderr
 
 
+def test_thread_targets_follow_the_issue():
+    from benchmarks import threads
+
+    assert threads.verdicts("S4", 1.8) == {"not_slower": "PASS", "scaling": "PASS"}
+    assert threads.verdicts("S5", 1.79) == {"not_slower": "PASS", "scaling": "MISS"}
+    assert threads.verdicts("S1", 0.99) == {"not_slower": "PASS"}  # no scaling target below S4
+    assert threads.verdicts("S2", 0.97) == {"not_slower": "MISS"}
+
+
+@needs_native
+def test_command_line_threads_times_both_counts_and_writes_its_json(tmp_path):
+    path = tmp_path / "threads.json"
+    argv = ["--cells", "rnn_tanh", "--shapes", "S1", "--rounds", "1", "--batch", "0", "--json", str(path)]
+    cmd = [sys.executable, "-m", "benchmarks.threads"]
+    run = subprocess.run([*cmd, *argv], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(path.read_text())["rows"]
+    assert [(r["cell"], r["shape"], r["mode"]) for r in rows] == [
+        ("rnn_tanh", "S1", "forward"),
+        ("rnn_tanh", "S1", "forward+backward"),
+    ]
+    for r in rows:
+        assert r["ratio"] == pytest.approx(r["ms_1"] / r["ms_2"]) and r["ms_2"] > 0
+        assert set(r["targets"]) == {"not_slower"}
+    bad = subprocess.run([*cmd, "--shapes", "S9"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert bad.returncode == 2 and "unknown shape 'S9'" in bad.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # python -m fastrnn bench: the short user command (no grid, no targets), in the package
 

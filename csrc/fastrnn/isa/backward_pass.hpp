@@ -27,7 +27,6 @@ namespace FASTRNN_ISA {
 
 template <class T, class C>
 class BackwardPass {
-  static constexpr index_t NR = Tile<T>::NR;
   static constexpr bool gru = C::G == 3;
   static constexpr bool reset_before = C::reset_before;
   // The reset-after GRU is the only cell whose hidden-side gate gradients differ (dgh != dgi).
@@ -76,7 +75,7 @@ class BackwardPass {
     copy_n(dh_bufs_[0].data(), a_.dh_n, B * P);
     if (C::has_c) copy_n(dc_.data(), a_.dc_n, B * H);
 
-    nthreads_ = loop_threads(B, GH, H, P, NR);
+    nthreads_ = loop_threads<T>(B, GH, H, P);
     // Each thread's list of the sequences that took the step; see ForwardPass.
     act_lists_.assign(nthreads_, std::vector<index_t>(B));
     // Each thread's sum of squares of dLoss/dh_t over its columns, per step run (diagnostics).
@@ -133,7 +132,7 @@ class BackwardPass {
  private:
   // The steps in the opposite order to forward's.
   void thread_loop(int tid) {
-    const Split sp = split_for(tid, nthreads_, H, P, NR);
+    const Split sp = split_for<T>(tid, nthreads_, H, P);
     const Lane lane{tid, sp, sp.p1 - sp.p0, sp.u1 - sp.u0, act_lists_[tid].data()};
     if (!packed_) {
       w_hh_p_.pack_panels(sp.pb0, sp.pb1, w_.w_hh, P, 1);

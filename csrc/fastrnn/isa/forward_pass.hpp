@@ -25,7 +25,6 @@ namespace FASTRNN_ISA {
 
 template <class T, class C>
 class ForwardPass {
-  static constexpr index_t NR = Tile<T>::NR;
   static constexpr bool gru = C::G == 3;
   static constexpr bool reset_before = C::reset_before;     // GRU whose n product needs r first
   static constexpr bool b_hn_apart = gru && !reset_before;  // b_hn added inside r * (...)
@@ -158,7 +157,7 @@ class ForwardPass {
     copy_n(h_bufs_[0].data(), a_.h0, B * P);
     if (C::has_c) copy_n(c_.data(), a_.c0, B * H);
 
-    nthreads_ = loop_threads(B, GH, H, P, NR);
+    nthreads_ = loop_threads<T>(B, GH, H, P);
     // Per thread: the list of sequences that take the step, and their rows of the state.
     act_lists_.assign(nthreads_, std::vector<index_t>(B));
     h_gathers_.resize(a_.lengths ? nthreads_ : 0);
@@ -167,7 +166,7 @@ class ForwardPass {
 
  private:
   void thread_loop(int tid) {
-    const Split sp = split_for(tid, nthreads_, H, P, NR);
+    const Split sp = split_for<T>(tid, nthreads_, H, P);
     const Lane lane{tid, sp, sp.p1 - sp.p0, sp.u1 - sp.u0, act_lists_[tid].data()};
     if (!unpacked_ && !packed_) {  // only this thread reads these panels
       for (int g = 0; g < C::G; ++g)
