@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 import fastrnn
+from fastrnn import functional as F
 
 from helpers import (
     CELL_VARIANTS,
     DTYPES,
     assert_results_close,
+    forward_problem,
     make_lengths,
     make_upstream,
     make_variant,
@@ -43,6 +45,41 @@ def test_split_loops_match_reference_and_each_other(variant, dtype, with_lengths
         for name, value in results[1].items():
             if value is not None:
                 np.testing.assert_array_equal(results[n][name], value, err_msg=name)
+
+
+def _train(problem, cell, backend, up, reset_after=True, every=None):
+    y, h_n, c_n, cache = forward_problem(
+        problem, cell, training=True, backend=backend, reset_after=reset_after, checkpoint_every=every
+    )
+    return [y, h_n, c_n, *F.backward(cache, *up)]
+
+
+@pytest.mark.parametrize("every", [None, 3], ids=["kept", "checkpointed"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("variant", [*CELL_VARIANTS, "gru_reset_before"])
+def test_threads_that_split_the_batch(variant, dtype, every, split_everything):
+    # Every sequence takes every step, B = 40 holds at least one whole micro-tile per thread (8 rows
+    # on AVX-512, 4 on AVX2) and the weights fit L2: the threads split the batch (whole tiles
+    # each, the last one partial at 3 threads) instead of the units, with no per-step barrier.
+    if variant == "gru_reset_before" and every:
+        pytest.skip("checkpoint_every is refused with reset_after=False")
+    T, B, I, H = 7, 40, 9, 37
+    reset_after = variant != "gru_reset_before"
+    cell, problem = make_variant("gru" if not reset_after else variant, T, B, I, H, dtype, seed=17)
+    up = make_upstream(problem, T)
+    results = {}
+    for n in (1, 2, 3):
+        fastrnn.set_num_threads(n)
+        results[n] = _train(problem, cell, "native", up, reset_after, every)
+    expected = _train(problem, cell, "numpy", up, reset_after)
+    rtol = 1e-10 if dtype == np.float64 else 2e-4
+    for got, ref in zip(results[2], expected):
+        if ref is not None:
+            np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol * float(np.max(np.abs(ref))))
+    for n in (2, 3):
+        for k, (got, ref) in enumerate(zip(results[n], results[1])):
+            if ref is not None:
+                np.testing.assert_array_equal(got, ref, err_msg=f"{n} threads: output {k}")
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])

@@ -76,6 +76,7 @@ class BackwardPass {
     if (C::has_c) copy_n(dc_.data(), a_.dc_n, B * H);
 
     nthreads_ = loop_threads<T>(B, GH, H, P);
+    own_rows_ = split_batch<T>(nthreads_, a_.lengths != nullptr, B, GH * P + (proj_ ? P * H : 0));
     // Each thread's list of the sequences that took the step; see ForwardPass.
     act_lists_.assign(nthreads_, std::vector<index_t>(B));
     // Each thread's sum of squares of dLoss/dh_t over its columns, per step run (diagnostics).
@@ -132,12 +133,14 @@ class BackwardPass {
  private:
   // The steps in the opposite order to forward's.
   void thread_loop(int tid) {
-    const Split sp = split_for<T>(tid, nthreads_, H, P);
+    const Split share = split_for<T>(tid, nthreads_, H, P);
+    const Split sp = own_rows_ ? split_batch_for<T>(tid, nthreads_, B, H, P) : share;
     const Lane lane{tid, sp, sp.p1 - sp.p0, sp.u1 - sp.u0, act_lists_[tid].data()};
-    if (!packed_) {
-      w_hh_p_.pack_panels(sp.pb0, sp.pb1, w_.w_hh, P, 1);
-      if (reset_before) w_hn_p_.pack_panels(sp.pb0, sp.pb1, w_.w_hh + 2 * H * P, P, 1);
-      if (proj_) w_hr_p_.pack_panels(sp.ub0, sp.ub1, w_.w_hr, H, 1);
+    if (!packed_) {  // each thread packs its share of the panels
+      w_hh_p_.pack_panels(share.pb0, share.pb1, w_.w_hh, P, 1);
+      if (reset_before) w_hn_p_.pack_panels(share.pb0, share.pb1, w_.w_hh + 2 * H * P, P, 1);
+      if (proj_) w_hr_p_.pack_panels(share.ub0, share.ub1, w_.w_hr, H, 1);
+      if (own_rows_) barrier_->wait();  // which every thread then reads
     }
     for (index_t s = s1_ - 1; s >= s0_; --s) {
       const index_t t = reverse_ ? d_.T - 1 - s : s;
@@ -148,17 +151,19 @@ class BackwardPass {
       T* dtot = total_dh(st, lane, s - s0_);
       const T* dcell = dtot;  // the gradient w.r.t. the cell output (m for a projected LSTM)
       if (proj_) {
-        barrier_->wait();  // dm = dh W_hr needs every column of dh
+        if (!own_rows_) barrier_->wait();  // dm = dh W_hr needs every column of dh
         unproject(st, lane, dtot);
         dcell = dm_.data();
       }
       cell_math(st, lane, dcell);
       if constexpr (reset_before) {
-        barrier_->wait();  // dn W_hn needs every unit's dn
+        if (!own_rows_) barrier_->wait();  // dn W_hn needs every unit's dn
         reset_backward(st, lane);
       }
       // dh_prev = dgates_h W_hh needs every gate of every unit; Ctrl-C stops here.
-      if (barrier_->wait_and_poll(interrupt_)) break;
+      if (own_rows_ ? interrupt_.load(std::memory_order_relaxed)
+                    : barrier_->wait_and_poll(interrupt_))
+        break;
       recurrent_product(st, lane);
       pass_through(st, lane);
     }
@@ -169,7 +174,7 @@ class BackwardPass {
   T* total_dh(const Step<T>& st, const Lane& ln, index_t local_step) {
     T* dtot = proj_ ? dh_total_.data() + (st.r0 - grad_base_) * P : dh_total_.data();
     double sq = 0;
-    for (index_t i = 0; i < st.n; ++i) {
+    for (index_t i = ln.sp.first(st.n); i < ln.sp.last(st.n); ++i) {
       T* dst = dtot + i * P;
       add_rows(ln.sp.p0, ln.sp.p1, st.cur + st.act[i] * P, a_.dy + (st.t * B + st.act[i]) * P, dst);
       sq += sum_of_squares(ln.sp.p0, ln.sp.p1, dst);
@@ -200,13 +205,15 @@ class BackwardPass {
 
   // dm = dh W_hr on the thread's units (the LSTM projection's backward).
   void unproject(const Step<T>& st, const Lane& ln, const T* dtot) {
-    if (st.n == 0) return;
-    gemm_panels_rows<T>(st.n, dtot, P, w_hr_p_, ln.sp.ub0, ln.sp.ub1, dm_.data(), H, false);
+    const index_t i0 = ln.sp.first(st.n), rows = ln.sp.last(st.n) - i0;
+    if (rows <= 0) return;
+    gemm_panels_rows<T>(rows, dtot + i0 * P, P, w_hr_p_, ln.sp.ub0, ln.sp.ub1, dm_.data() + i0 * H,
+                        H, false);
   }
 
   // The gate gradients of the thread's units, dc_prev and (GRU) the direct part of dh_prev.
   void cell_math(const Step<T>& st, const Lane& ln, const T* dcell) {
-    for (index_t i = 0; i < st.n; ++i) {
+    for (index_t i = ln.sp.first(st.n); i < ln.sp.last(st.n); ++i) {
       const index_t r = st.r0 - save_base_ + i, g = st.r0 - grad_base_ + i, b = st.act[i];
       const BackwardRow<T> row_i{dcell + i * (proj_ ? H : P),
                                  row(dc_.data(), b, H),
@@ -227,11 +234,12 @@ class BackwardPass {
   // The reset-before GRU's second phase: d_rh = dn W_hn on the thread's units (= its columns: the
   // GRU has P == H), then the r gate's gradient and r * d_rh into dh_prev's direct part.
   void reset_backward(const Step<T>& st, const Lane& ln) {
-    if (st.n == 0) return;
     const Split& sp = ln.sp;
-    gemm_panels_rows<T>(st.n, dgi_row(st.r0) + 2 * H, GH, w_hn_p_, sp.pb0, sp.pb1, d_rh_.data(), H,
-                        false);
-    for (index_t i = 0; i < st.n; ++i) {
+    const index_t i0 = sp.first(st.n), i1 = sp.last(st.n);
+    if (i1 <= i0) return;
+    gemm_panels_rows<T>(i1 - i0, dgi_row(st.r0 + i0) + 2 * H, GH, w_hn_p_, sp.pb0, sp.pb1,
+                        d_rh_.data() + i0 * H, H, false);
+    for (index_t i = i0; i < i1; ++i) {
       const index_t r = st.r0 - save_base_ + i;
       BackwardRow<T> row_i{};
       row_i.gates = sv_->gates.data() + r * GH;
@@ -249,8 +257,11 @@ class BackwardPass {
   void recurrent_product(const Step<T>& st, const Lane& ln) {
     const Split& sp = ln.sp;
     const T* dgh = dgh_ + (st.r0 - grad_base_) * GH;
-    if (st.n == B) {
-      gemm_panels_rows<T>(B, dgh, GH, w_hh_p_, sp.pb0, sp.pb1, st.next, P, gru);
+    if (st.n == B) {  // (the only case when the threads split the batch)
+      const index_t i0 = sp.first(B), i1 = sp.last(B);
+      if (i1 > i0)
+        gemm_panels_rows<T>(i1 - i0, dgh + i0 * GH, GH, w_hh_p_, sp.pb0, sp.pb1, st.next + i0 * P,
+                            P, gru);
     } else if (st.n > 0) {
       gemm_panels_rows<T>(st.n, dgh, GH, w_hh_p_, sp.pb0, sp.pb1, dh_rows_.data(), P, false);
       for (index_t i = 0; i < st.n; ++i) {
@@ -263,6 +274,7 @@ class BackwardPass {
 
   // Sequences that did not take the step pass their gradient through unchanged.
   void pass_through(const Step<T>& st, const Lane& ln) {
+    if (ln.sp.own_rows) return;  // every sequence takes every step (split_batch)
     for (index_t b = 0, i = 0; b < B; ++b) {
       if (i < st.n && st.act[i] == b)
         ++i;
@@ -312,6 +324,7 @@ class BackwardPass {
   AlignedBuffer<T> d_rh_;  // (B, H) reset-before GRU, per step: dn W_hn of the step's rows
   PackedB<T> w_hh_p_, w_hn_p_, w_hr_p_;
   int nthreads_ = 1;
+  bool own_rows_ = false;  // the threads split the batch, not the units (split_batch)
   std::vector<std::vector<index_t>> act_lists_;
   std::vector<double> dh_sq_;
 

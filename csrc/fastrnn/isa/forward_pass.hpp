@@ -158,6 +158,7 @@ class ForwardPass {
     if (C::has_c) copy_n(c_.data(), a_.c0, B * H);
 
     nthreads_ = loop_threads<T>(B, GH, H, P);
+    own_rows_ = split_batch<T>(nthreads_, a_.lengths != nullptr, B, GH * P + (proj_ ? P * H : 0));
     // Per thread: the list of sequences that take the step, and their rows of the state.
     act_lists_.assign(nthreads_, std::vector<index_t>(B));
     h_gathers_.resize(a_.lengths ? nthreads_ : 0);
@@ -166,12 +167,14 @@ class ForwardPass {
 
  private:
   void thread_loop(int tid) {
-    const Split sp = split_for<T>(tid, nthreads_, H, P);
+    const Split share = split_for<T>(tid, nthreads_, H, P);
+    const Split sp = own_rows_ ? split_batch_for<T>(tid, nthreads_, B, H, P) : share;
     const Lane lane{tid, sp, sp.p1 - sp.p0, sp.u1 - sp.u0, act_lists_[tid].data()};
-    if (!unpacked_ && !packed_) {  // only this thread reads these panels
+    if (!unpacked_ && !packed_) {  // each thread packs its share of the panels
       for (int g = 0; g < C::G; ++g)
-        w_hh_t_[g].pack_panels(sp.ub0, sp.ub1, w_.w_hh + g * H * P, 1, P);
-      if (proj_) w_hr_t_.pack_panels(sp.pb0, sp.pb1, w_.w_hr, 1, H);
+        w_hh_t_[g].pack_panels(share.ub0, share.ub1, w_.w_hh + g * H * P, 1, P);
+      if (proj_) w_hr_t_.pack_panels(share.pb0, share.pb1, w_.w_hr, 1, H);
+      if (own_rows_) barrier_->wait();  // which every thread then reads
     }
     for (index_t s = s0_; s < s1_; ++s) {
       const index_t t = reverse_ ? d_.T - 1 - s : s;
@@ -184,24 +187,26 @@ class ForwardPass {
       recurrent_product(st, lane);
       if constexpr (reset_before) {
         reset_gate(st, lane, out.gates);
-        barrier_->wait();  // W_hn (r * h) reads every unit's r * h
+        if (!own_rows_) barrier_->wait();  // W_hn (r * h) reads every unit's r * h
         reset_product(st, lane);
       }
       cell_math(st, lane, out);
       if (proj_) {
-        barrier_->wait();  // the projection needs every unit's m
+        if (!own_rows_) barrier_->wait();  // the projection needs every unit's m
         project(st, lane, out.cell);
       }
       commit(st, lane, out.c_new);
       // The next step's product reads every column of the new state; Ctrl-C stops here.
-      if (barrier_->wait_and_poll(interrupt_)) break;
+      if (own_rows_ ? interrupt_.load(std::memory_order_relaxed)
+                    : barrier_->wait_and_poll(interrupt_))
+        break;
     }
   }
 
   // What backward needs from before the step: the state (and cell state) it starts from.
   void save_inputs(const Step<T>& st, const Lane& ln) {
     const Split& sp = ln.sp;
-    for (index_t i = 0; i < st.n; ++i) {
+    for (index_t i = sp.first(st.n); i < sp.last(st.n); ++i) {
       const index_t r = st.r0 - save_base_ + i;
       copy_n(sv_->h_prev.data() + r * P + sp.p0, st.cur + st.act[i] * P + sp.p0, ln.pw);
       if (C::has_c)
@@ -219,20 +224,21 @@ class ForwardPass {
       gather_rows(st.n, st.act, st.cur, P, P, h_gathers_[ln.tid].data(), P);
       h_rows = h_gathers_[ln.tid].data();
     }
-    if (st.n > 0 && unpacked_) {
+    const index_t i0 = sp.first(st.n), m = sp.last(st.n) - i0;
+    h_rows += i0 * P;
+    T* hg = hg_.data() + i0 * GH;
+    if (m > 0 && unpacked_) {
       for (int g = 0; g < G_h; ++g)
-        product_rowmajor<T>(st.n, P, h_rows, P, w_.w_hh + g * H * P, P, sp.u0, sp.u1,
-                            hg_.data() + g * H, GH);
-    } else if (st.n > 0) {
+        product_rowmajor<T>(m, P, h_rows, P, w_.w_hh + g * H * P, P, sp.u0, sp.u1, hg + g * H, GH);
+    } else if (m > 0) {
       for (int g = 0; g < G_h; ++g)
-        gemm_panels_rows<T>(st.n, h_rows, P, w_hh_t_[g], sp.ub0, sp.ub1, hg_.data() + g * H, GH,
-                            false);
+        gemm_panels_rows<T>(m, h_rows, P, w_hh_t_[g], sp.ub0, sp.ub1, hg + g * H, GH, false);
     }
   }
 
   // The reset-before GRU's first phase on the thread's units: r, z and r * h_prev (row i of rh_).
   void reset_gate(const Step<T>& st, const Lane& ln, T* gates) {
-    for (index_t i = 0; i < st.n; ++i) {
+    for (index_t i = ln.sp.first(st.n); i < ln.sp.last(st.n); ++i) {
       ForwardRow<T> r{};
       r.xg = xg_.data() + (st.r0 + i - xg_base_) * GH;
       r.hg = hg_.data() + i * GH;
@@ -247,12 +253,13 @@ class ForwardPass {
   // reads every unit of r * h_prev). The GRU has no projection: P == H.
   void reset_product(const Step<T>& st, const Lane& ln) {
     const Split& sp = ln.sp;
-    if (st.n > 0 && unpacked_) {
-      product_rowmajor<T>(st.n, H, rh_.data(), H, w_.w_hh + 2 * H * P, P, sp.u0, sp.u1,
-                          hg_.data() + 2 * H, GH);
-    } else if (st.n > 0) {
-      gemm_panels_rows<T>(st.n, rh_.data(), H, w_hh_t_[2], sp.ub0, sp.ub1, hg_.data() + 2 * H, GH,
-                          false);
+    const index_t i0 = sp.first(st.n), m = sp.last(st.n) - i0;
+    const T* rh = rh_.data() + i0 * H;
+    T* hg_n = hg_.data() + i0 * GH + 2 * H;
+    if (m > 0 && unpacked_) {
+      product_rowmajor<T>(m, H, rh, H, w_.w_hh + 2 * H * P, P, sp.u0, sp.u1, hg_n, GH);
+    } else if (m > 0) {
+      gemm_panels_rows<T>(m, rh, H, w_hh_t_[2], sp.ub0, sp.ub1, hg_n, GH, false);
     }
   }
 
@@ -276,7 +283,7 @@ class ForwardPass {
 
   // The cell's elementwise math on the thread's units of each row.
   void cell_math(const Step<T>& st, const Lane& ln, const Outputs& out) {
-    for (index_t i = 0; i < st.n; ++i) {
+    for (index_t i = ln.sp.first(st.n); i < ln.sp.last(st.n); ++i) {
       const index_t b = st.act[i];
       const ForwardRow<T> r{xg_.data() + (st.r0 + i - xg_base_) * GH,
                             hg_.data() + i * GH,
@@ -297,10 +304,13 @@ class ForwardPass {
   // every unit's m).
   void project(const Step<T>& st, const Lane& ln, const T* m) {
     const Split& sp = ln.sp;
-    if (st.n > 0 && unpacked_) {
-      product_rowmajor<T>(st.n, H, m, H, w_.w_hr, H, sp.p0, sp.p1, h_new_.data(), P);
-    } else if (st.n > 0) {
-      gemm_panels_rows<T>(st.n, m, H, w_hr_t_, sp.pb0, sp.pb1, h_new_.data(), P, false);
+    const index_t i0 = sp.first(st.n), rows = sp.last(st.n) - i0;
+    m += i0 * H;
+    T* h = h_new_.data() + i0 * P;
+    if (rows > 0 && unpacked_) {
+      product_rowmajor<T>(rows, H, m, H, w_.w_hr, H, sp.p0, sp.p1, h, P);
+    } else if (rows > 0) {
+      gemm_panels_rows<T>(rows, m, H, w_hr_t_, sp.pb0, sp.pb1, h, P, false);
     }
   }
 
@@ -310,7 +320,9 @@ class ForwardPass {
     const Split& sp = ln.sp;
     const index_t pw = ln.pw, uw = ln.uw;
     T* y = a_.y ? a_.y + st.t * B * P : nullptr;  // null: a segment recomputed for backward
-    for (index_t b = 0, i = 0; b < B; ++b) {
+    // Its own rows are sequences b0..b1 - 1, all taking the step (split_batch: no lengths).
+    const index_t b0 = sp.own_rows ? sp.first(st.n) : 0, b1 = sp.own_rows ? sp.last(st.n) : B;
+    for (index_t b = b0, i = b0; b < b1; ++b) {
       if (i < st.n && st.act[i] == b) {
         copy_n(st.next + b * P + sp.p0, h_new_.data() + i * P + sp.p0, pw);
         if (y) copy_n(y + b * P + sp.p0, h_new_.data() + i * P + sp.p0, pw);
@@ -348,6 +360,7 @@ class ForwardPass {
   AlignedBuffer<T> h_bufs_[2], c_, hg_, h_new_;
   AlignedBuffer<T> gates_tmp_, c_new_tmp_, m_tmp_, gh_n_tmp_;
   int nthreads_ = 1;
+  bool own_rows_ = false;  // the threads split the batch, not the units (split_batch)
   std::vector<std::vector<index_t>> act_lists_;
   std::vector<AlignedBuffer<T>> h_gathers_;
   AlignedBuffer<T> rh_;             // (B, H) reset-before GRU, per step: r * h_prev of its rows
