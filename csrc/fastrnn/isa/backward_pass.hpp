@@ -274,7 +274,7 @@ class BackwardPass {
 
   // Sequences that did not take the step pass their gradient through unchanged.
   void pass_through(const Step<T>& st, const Lane& ln) {
-    if (ln.sp.own_rows) return;  // every sequence takes every step (split_batch)
+    if (own_rows_) return;  // every sequence takes every step (split_batch)
     for (index_t b = 0, i = 0; b < B; ++b) {
       if (i < st.n && st.act[i] == b)
         ++i;

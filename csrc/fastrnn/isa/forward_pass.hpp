@@ -321,7 +321,7 @@ class ForwardPass {
     const index_t pw = ln.pw, uw = ln.uw;
     T* y = a_.y ? a_.y + st.t * B * P : nullptr;  // null: a segment recomputed for backward
     // Its own rows are sequences b0..b1 - 1, all taking the step (split_batch: no lengths).
-    const index_t b0 = sp.own_rows ? sp.first(st.n) : 0, b1 = sp.own_rows ? sp.last(st.n) : B;
+    const index_t b0 = own_rows_ ? sp.first(st.n) : 0, b1 = own_rows_ ? sp.last(st.n) : B;
     for (index_t b = b0, i = b0; b < b1; ++b) {
       if (i < st.n && st.act[i] == b) {
         copy_n(st.next + b * P + sp.p0, h_new_.data() + i * P + sp.p0, pw);

@@ -369,20 +369,22 @@ inline int gemm_threads(index_t M, index_t N, index_t K, index_t panels) {
 }
 
 // C[:, panels [p_begin, p_end)] (+)= the (mc x kc) packed block of A at rows i0, depth k0, times B
-// (then + bias[n] in column n, when given: only in the last block over k).
-template <class T>
+// (then + bias[n] in column n, when given: only in the last block over k). With Rows, a_block is
+// A's rows as they are, row i at a_block + i * a_ld, already at depth k0 (gemm_panels_rows).
+template <class T, bool Rows = false>
 inline void gemm_block(const T* a_block, index_t i0, index_t mc, index_t k0, index_t kc,
                        const PackedB<T>& b, index_t p_begin, index_t p_end, T* c, index_t ldc,
-                       bool acc, const T* bias = nullptr) {
+                       bool acc, const T* bias = nullptr, index_t a_ld = 0) {
   using Tl = Tile<T>;
+  const index_t a_tile = Rows ? a_ld : kc;  // from one row tile's A to the next's, per row
   for (index_t p = p_begin; p < p_end; ++p) {
     const T* bp = b.panel(p) + k0 * Tl::NR;
     const int ncols = static_cast<int>(std::min<index_t>(Tl::NR, b.N() - p * Tl::NR));
     for (index_t r0 = 0; r0 < mc; r0 += Tl::MR) {
       const int rows = static_cast<int>(std::min<index_t>(Tl::MR, mc - r0));
-      micro_kernel_rows<T, false>(rows, kc, a_block + r0 * kc, 0, bp,
-                                  c + (i0 + r0) * ldc + p * Tl::NR, ldc, ncols, acc,
-                                  bias ? bias + p * Tl::NR : nullptr);
+      micro_kernel_rows<T, Rows>(rows, kc, a_block + r0 * a_tile, a_ld, bp,
+                                 c + (i0 + r0) * ldc + p * Tl::NR, ldc, ncols, acc,
+                                 bias ? bias + p * Tl::NR : nullptr);
     }
   }
 }
@@ -404,7 +406,6 @@ inline void gemm_empty(index_t M, const PackedB<T>& b, index_t p_begin, index_t 
 template <class T>
 void gemm_panels_rows(index_t M, const T* a, index_t lda, const PackedB<T>& b, index_t p_begin,
                       index_t p_end, T* c, index_t ldc, bool accumulate) {
-  using Tl = Tile<T>;
   const Blocks& bl = blocks<T>();
   const index_t K = b.K();
   p_end = std::min(p_end, b.panels());
@@ -412,19 +413,9 @@ void gemm_panels_rows(index_t M, const T* a, index_t lda, const PackedB<T>& b, i
   if (K == 0) return gemm_empty(M, b, p_begin, p_end, c, ldc, accumulate);
   for (index_t k0 = 0; k0 < K; k0 += bl.kc) {
     const index_t kc = std::min<index_t>(bl.kc, K - k0);
-    for (index_t j0 = p_begin; j0 < p_end; j0 += bl.nc) {
-      const index_t j1 = std::min(p_end, j0 + bl.nc);
-      for (index_t p = j0; p < j1; ++p) {
-        const T* bp = b.panel(p) + k0 * Tl::NR;
-        const int ncols = static_cast<int>(std::min<index_t>(Tl::NR, b.N() - p * Tl::NR));
-        for (index_t r0 = 0; r0 < M; r0 += Tl::MR) {
-          const int rows = static_cast<int>(std::min<index_t>(Tl::MR, M - r0));
-          micro_kernel_rows<T, true>(rows, kc, a + r0 * lda + k0, lda, bp,
-                                     c + r0 * ldc + p * Tl::NR, ldc, ncols, accumulate || k0 > 0,
-                                     nullptr);
-        }
-      }
-    }
+    for (index_t j0 = p_begin; j0 < p_end; j0 += bl.nc)
+      gemm_block<T, true>(a + k0, 0, M, k0, kc, b, j0, std::min(p_end, j0 + bl.nc), c, ldc,
+                          accumulate || k0 > 0, nullptr, lda);
   }
 }
 

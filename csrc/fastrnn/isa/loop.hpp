@@ -74,12 +74,11 @@ inline void gather_rows(index_t n, const index_t* rows, const T* src, index_t ld
 // The static split of a time loop over n threads: thread tid owns hidden units [u0, u1) (all G
 // gates of them: the cell math needs nothing from other threads) and state columns [p0, p1), both
 // whole NR-wide panels, at every step, so its slice of the weights stays in its own cache.
-// Or, with own_rows, all units and columns of rows [r0, r1) of every step (split_batch_for).
+// Or all units and columns of rows [r0, r1) of every step (split_batch_for).
 struct Split {
   index_t u0, u1, ub0, ub1;  // units and their panel indices
   index_t p0, p1, pb0, pb1;  // state columns and their panel indices
   index_t r0 = 0, r1 = kAllRows;
-  bool own_rows = false;
   static constexpr index_t kAllRows = index_t(1) << 62;
   // The rows of a step with n rows that this thread takes.
   index_t first(index_t n) const { return std::min(r0, n); }
@@ -140,7 +139,6 @@ Split split_batch_for(int tid, int n, index_t B, index_t H, index_t P) {
   s.p1 = P;
   s.r0 = std::min(B, tiles * tid / n * MR);
   s.r1 = std::min(B, tiles * (tid + 1) / n * MR);
-  s.own_rows = true;
   return s;
 }
 
